@@ -1,0 +1,162 @@
+"""Keras 3 adapter: plan entries -> a functional ``keras.Model`` that runs on JAX, TensorFlow and torch.
+
+Numerics follow PyTorch exactly: every strided or non-'same' convolution is padded explicitly and
+run 'valid' (TF's 'same' pads asymmetrically at stride 2), max-pooling pads with -inf, and batch
+norm uses the plan's epsilon with Keras momentum = 1 - PyTorch momentum.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import keras
+import numpy as np
+
+from resnet_core.mapping import check_weights, keras_layer_name, keras_table
+from resnet_core.plan import ConvNorm, MaxPool, Plan, make_plan
+from resnet_core.spec import ResNetSpec
+
+_PACKAGE = "resnet_core"
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class ConstantPad2D(keras.layers.Layer):
+    """Symmetric spatial padding with a constant (``-inf`` before max-pooling, as PyTorch pads)."""
+
+    def __init__(self, padding: int, value: float = 0.0, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.padding = int(padding)
+        self.value = float(value)
+
+    def call(self, x):
+        p = self.padding
+        return keras.ops.pad(x, [[0, 0], [p, p], [p, p], [0, 0]], constant_values=self.value)
+
+    def compute_output_shape(self, shape):
+        grow = lambda d: None if d is None else d + 2 * self.padding  # noqa: E731
+        return (shape[0], grow(shape[1]), grow(shape[2]), shape[3])
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "padding": self.padding, "value": self.value}
+
+
+def _conv(x, unit: ConvNorm):
+    c = unit.conv
+    name = keras_layer_name(c.name)
+    # 'same' is symmetric (hence exact) only at stride 1 with an odd effective kernel.
+    same = c.stride == 1 and 2 * c.padding == c.dilation * (c.kernel_size - 1)
+    if c.padding and not same:
+        x = keras.layers.ZeroPadding2D(c.padding, name=f"{name}_pad")(x)
+    return keras.layers.Conv2D(
+        c.out_channels, c.kernel_size, strides=c.stride, padding="same" if same else "valid",
+        dilation_rate=c.dilation, groups=c.groups, use_bias=c.bias,
+        kernel_initializer=keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal"),
+        bias_initializer="zeros", name=name,
+    )(x)
+
+
+def _unit(x, unit: ConvNorm, act_name: str):
+    n = unit.norm
+    x = _conv(x, unit)
+    x = keras.layers.BatchNormalization(
+        epsilon=n.eps, momentum=1.0 - n.momentum, gamma_initializer="zeros" if n.zero_init else "ones",
+        name=keras_layer_name(n.name),
+    )(x)
+    return keras.layers.ReLU(name=act_name)(x) if unit.relu else x
+
+
+def _maxpool(x, pool: MaxPool):
+    name = keras_layer_name(pool.name)
+    if pool.padding:
+        x = ConstantPad2D(pool.padding, -math.inf, name=f"{name}_pad")(x)
+    return keras.layers.MaxPooling2D(pool.kernel_size, pool.stride, padding="valid", name=name)(x)
+
+
+def _graph(plan: Plan, inputs) -> tuple[Any, list[Any]]:
+    """Logits (or the pooled / raw feature map) and the outputs of every stage."""
+    x = inputs
+    for unit in plan.stem.units:
+        x = _unit(x, unit, f"{keras_layer_name(unit.norm.name)}_relu")
+    if plan.stem.pool is not None:
+        x = _maxpool(x, plan.stem.pool)
+    features = []
+    for block in plan.blocks:
+        b = keras_layer_name(block.name)
+        shortcut = x if block.shortcut is None else _unit(x, block.shortcut, "")
+        y = x
+        for unit in block.main:
+            y = _unit(y, unit, f"{keras_layer_name(unit.norm.name)}_relu")
+        x = keras.layers.Add(name=f"{b}_add")([y, shortcut])
+        x = keras.layers.ReLU(name=f"{b}_out")(x)
+        if block is plan.stage_blocks(block.stage)[-1]:
+            features.append(x)
+    head = plan.head
+    if head.pool == "avg":
+        x = keras.layers.GlobalAveragePooling2D(name="avgpool")(x)
+    elif head.pool == "max":
+        x = keras.layers.GlobalMaxPooling2D(name="avgpool")(x)
+    if head.fc is not None:
+        bound = 1.0 / math.sqrt(head.fc.in_features)
+        x = keras.layers.Dense(
+            head.fc.out_features, name=keras_layer_name(head.fc.name),
+            kernel_initializer=keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform"),
+            bias_initializer=keras.initializers.RandomUniform(-bound, bound),
+        )(x)
+    return x, features
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class KerasResNet(keras.Model):
+    """A functional Keras model compiled from a spec; input is channels-last ``(N, H, W, C)``."""
+
+    def __init__(self, spec: ResNetSpec | Mapping[str, Any], **kwargs: Any):
+        spec = spec if isinstance(spec, ResNetSpec) else ResNetSpec.from_dict(spec)
+        plan = make_plan(spec)
+        inputs = keras.Input((None, None, spec.in_channels), name="images")
+        outputs, _ = _graph(plan, inputs)
+        kwargs.setdefault("name", spec.name)
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        self.spec = spec
+
+    @property
+    def plan(self) -> Plan:
+        return make_plan(self.spec)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"spec": self.spec.to_dict(), "name": self.name, "trainable": self.trainable}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> KerasResNet:
+        return cls(**config)
+
+
+def build(plan: Plan) -> KerasResNet:
+    return KerasResNet(plan.spec)
+
+
+def owns(model: object) -> bool:
+    return isinstance(model, KerasResNet)
+
+
+def _variable(model: keras.Model, layer: str, variable: str):
+    return getattr(model.get_layer(layer), variable)
+
+
+def get_weights(model: KerasResNet) -> dict[str, np.ndarray]:
+    out = {}
+    for row in keras_table(model.plan):
+        value = keras.ops.convert_to_numpy(_variable(model, row.layer, row.variable))
+        out[row.canonical] = np.ascontiguousarray(row.layout.to_canonical(value))
+    return out
+
+
+def set_weights(model: KerasResNet, weights: Mapping[str, object], strict: bool = True) -> list[str]:
+    names = set(check_weights(model.plan, weights, strict=strict))
+    for row in keras_table(model.plan):
+        if row.canonical in names:
+            var = _variable(model, row.layer, row.variable)
+            value = np.asarray(weights[row.canonical])
+            var.assign(row.layout.to_framework(value).astype(var.dtype))
+    return sorted(names)

@@ -1,0 +1,157 @@
+"""PyTorch adapter: plan entries -> ``torch.nn`` modules whose state_dict is torchvision's, key for key."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from resnet_core.mapping import check_weights
+from resnet_core.plan import Block, ConvNorm, Plan, make_plan
+from resnet_core.spec import ResNetSpec
+
+
+def _conv(unit: ConvNorm) -> nn.Conv2d:
+    c = unit.conv
+    return nn.Conv2d(c.in_channels, c.out_channels, c.kernel_size, stride=c.stride, padding=c.padding,
+                     dilation=c.dilation, groups=c.groups, bias=c.bias)
+
+
+def _norm(unit: ConvNorm) -> nn.BatchNorm2d:
+    n = unit.norm
+    return nn.BatchNorm2d(n.channels, eps=n.eps, momentum=n.momentum)
+
+
+def _place(root: nn.Module, path: str, module: nn.Module) -> None:
+    """Attach ``module`` at dotted ``path`` below ``root``, creating plain containers on the way."""
+    *parents, leaf = path.split(".")
+    for part in parents:
+        if not hasattr(root, part):
+            root.add_module(part, nn.Module())
+        root = getattr(root, part)
+    root.add_module(leaf, module)
+
+
+def _relative(name: str, prefix: str) -> str:
+    return name[len(prefix) + 1:] if prefix else name
+
+
+def _build_units(root: nn.Module, prefix: str, units: tuple[ConvNorm, ...]) -> list[tuple[nn.Module, nn.Module, bool]]:
+    out = []
+    for unit in units:
+        conv, norm = _conv(unit), _norm(unit)
+        _place(root, _relative(unit.conv.name, prefix), conv)
+        _place(root, _relative(unit.norm.name, prefix), norm)
+        out.append((conv, norm, unit.relu))
+    return out
+
+
+def _run(units: list[tuple[nn.Module, nn.Module, bool]], x: torch.Tensor) -> torch.Tensor:
+    for conv, norm, relu in units:
+        x = norm(conv(x))
+        if relu:
+            x = torch.relu(x)
+    return x
+
+
+class TorchBlock(nn.Module):
+    def __init__(self, block: Block):
+        super().__init__()
+        self._main = _build_units(self, block.name, block.main)
+        self._shortcut = _build_units(self, block.name, (block.shortcut,)) if block.shortcut else None
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self._shortcut is None else _run(self._shortcut, x)
+        return self.relu(_run(self._main, x) + identity)
+
+
+class TorchResNet(nn.Module):
+    """A ResNet compiled from a plan; ``forward`` returns logits (or features without a top)."""
+
+    def __init__(self, spec: ResNetSpec):
+        super().__init__()
+        plan = make_plan(spec)
+        self.spec = spec
+        self.plan = plan
+        self._stem = _build_units(self, "", plan.stem.units)
+        self.relu = nn.ReLU(inplace=True)
+        pool = plan.stem.pool
+        if pool is not None:
+            self.add_module(pool.name, nn.MaxPool2d(pool.kernel_size, pool.stride, pool.padding))
+        self._pool = pool is not None
+        for stage in range(1, plan.num_stages + 1):
+            layer = nn.Sequential(*(TorchBlock(b) for b in plan.stage_blocks(stage)))
+            self.add_module(f"layer{stage}", layer)
+        self._stages = [getattr(self, f"layer{s}") for s in range(1, plan.num_stages + 1)]
+        head = plan.head
+        if head.pool is not None:
+            self.avgpool = nn.AdaptiveAvgPool2d(1) if head.pool == "avg" else nn.AdaptiveMaxPool2d(1)
+        if head.fc is not None:
+            self.fc = nn.Linear(head.fc.in_features, head.fc.out_features)
+        _initialise(self, plan)
+
+    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Outputs of every stage (C2..C5 for the standard four stages)."""
+        x = _run(self._stem, x)
+        if self._pool:
+            x = self.maxpool(x)
+        feats = []
+        for stage in self._stages:
+            x = stage(x)
+            feats.append(x)
+        return feats
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.forward_features(x)[-1]
+        if self.plan.head.pool is not None:
+            x = torch.flatten(self.avgpool(x), 1)
+        if self.plan.head.fc is not None:
+            x = self.fc(x)
+        return x
+
+
+@torch.no_grad()
+def _initialise(model: nn.Module, plan: Plan) -> None:
+    """Initialise every tensor the way its plan entry says (torchvision's scheme by default)."""
+    state = model.state_dict(keep_vars=True)
+    for p in plan.params:
+        t = state[p.name]
+        if p.init == "kaiming_normal_fan_out":
+            nn.init.kaiming_normal_(t, mode="fan_out", nonlinearity="relu")
+        elif p.init == "zeros":
+            t.zero_()
+        elif p.init == "ones":
+            t.fill_(1.0)
+        elif p.init == "linear_uniform":
+            bound = 1.0 / np.sqrt(plan.head.fc.in_features)
+            nn.init.uniform_(t, -bound, bound)
+        else:  # pragma: no cover - the plan only names the schemes above
+            raise ValueError(f"Unknown init scheme {p.init!r} for {p.name}")
+
+
+def build(plan: Plan) -> TorchResNet:
+    return TorchResNet(plan.spec)
+
+
+def owns(model: object) -> bool:
+    return isinstance(model, TorchResNet)
+
+
+def get_weights(model: TorchResNet) -> dict[str, np.ndarray]:
+    state = model.state_dict()
+    return {p.name: state[p.name].detach().cpu().numpy().copy() for p in model.plan.params}
+
+
+@torch.no_grad()
+def set_weights(model: TorchResNet, weights: Mapping[str, object], strict: bool = True) -> list[str]:
+    names = check_weights(model.plan, weights, strict=strict)
+    state = model.state_dict(keep_vars=True)
+    for name in names:
+        target = state[name]
+        value = weights[name]
+        source = value if isinstance(value, torch.Tensor) else torch.from_numpy(np.asarray(value))
+        target.copy_(source.to(dtype=target.dtype))
+    return names

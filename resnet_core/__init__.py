@@ -1,0 +1,19 @@
+"""resnet-core: one ResNet spec, compiled to PyTorch and Keras 3, with lossless weights between them.
+
+Importing this package imports no framework; adapters load on first use.
+"""
+
+from .api import build, get_weights, set_weights, spec_of
+from .mapping import WeightsMismatchError, keras_table
+from .plan import Plan, make_plan
+from .presets import get_spec, list_specs, register_spec
+from .selection import BACKENDS, DEFAULT_BACKEND, ENV_VAR, get_backend, use_backend
+from .spec import ResNetSpec, SpecError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BACKENDS", "DEFAULT_BACKEND", "ENV_VAR", "Plan", "ResNetSpec", "SpecError", "WeightsMismatchError",
+    "build", "get_backend", "get_spec", "get_weights", "keras_table", "list_specs", "make_plan",
+    "register_spec", "set_weights", "spec_of", "use_backend",
+]

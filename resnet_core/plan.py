@@ -1,0 +1,243 @@
+"""The plan: every structural decision computed once from a spec, before any framework is touched.
+
+Adapters walk a :class:`Plan` and emit framework layers; they never decide where a stride, a
+projection shortcut or a name goes. The weight table (:attr:`Plan.params`) is derived from the same
+entries, so the model and its conversion cannot disagree.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+from .layouts import Layout
+from .spec import ResNetSpec
+
+
+@dataclass(frozen=True)
+class Conv:
+    name: str  # canonical module path, e.g. "layer2.0.conv2"
+    in_channels: int
+    out_channels: int
+    kernel_size: int
+    stride: int = 1
+    padding: int = 0  # symmetric, PyTorch semantics; Keras adapters pad explicitly
+    dilation: int = 1
+    groups: int = 1
+    bias: bool = False
+
+
+@dataclass(frozen=True)
+class Norm:
+    name: str
+    channels: int
+    eps: float
+    momentum: float  # PyTorch convention
+    zero_init: bool = False  # gamma starts at 0 (torchvision's zero_init_residual)
+
+
+@dataclass(frozen=True)
+class ConvNorm:
+    """conv -> batch norm -> optional ReLU."""
+
+    conv: Conv
+    norm: Norm
+    relu: bool
+
+
+@dataclass(frozen=True)
+class MaxPool:
+    name: str
+    kernel_size: int = 3
+    stride: int = 2
+    padding: int = 1  # padded with -inf, as PyTorch does
+
+
+@dataclass(frozen=True)
+class Block:
+    """A residual block: ``relu(main(x) + shortcut(x))``; the last main unit has no ReLU."""
+
+    name: str  # e.g. "layer2.0"
+    stage: int  # 1-based, as torchvision's layer1..layer4
+    index: int  # position inside the stage
+    in_channels: int
+    out_channels: int
+    stride: int
+    main: tuple[ConvNorm, ...]
+    shortcut: ConvNorm | None  # None: identity
+
+
+@dataclass(frozen=True)
+class Stem:
+    units: tuple[ConvNorm, ...]
+    pool: MaxPool | None
+    out_channels: int
+
+
+@dataclass(frozen=True)
+class Dense:
+    name: str
+    in_features: int
+    out_features: int
+
+
+@dataclass(frozen=True)
+class Head:
+    pool: str | None  # "avg" | "max" | None (feature map out)
+    fc: Dense | None
+    out_channels: int
+
+
+@dataclass(frozen=True)
+class Param:
+    """One canonical tensor: its name, the module it belongs to, its role there and its layout."""
+
+    name: str  # canonical (torchvision state_dict) name, e.g. "layer1.0.bn1.running_var"
+    module: str
+    role: str  # kernel | bias | gamma | beta | moving_mean | moving_variance
+    shape: tuple[int, ...]  # canonical (PyTorch) layout
+    layout: Layout
+    init: str  # kaiming_normal_fan_out | linear_uniform | zeros | ones
+
+    @property
+    def trainable(self) -> bool:
+        return self.role not in ("moving_mean", "moving_variance")
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+
+# Canonical tensor suffix of each role: the PyTorch attribute names, which torchvision checkpoints use.
+CANONICAL_SUFFIX = {
+    "kernel": "weight",
+    "bias": "bias",
+    "gamma": "weight",
+    "beta": "bias",
+    "moving_mean": "running_mean",
+    "moving_variance": "running_var",
+}
+
+
+@dataclass(frozen=True)
+class Plan:
+    spec: ResNetSpec
+    stem: Stem
+    blocks: tuple[Block, ...]
+    head: Head
+
+    @functools.cached_property
+    def params(self) -> tuple[Param, ...]:
+        """Every canonical tensor in state_dict order."""
+        out: list[Param] = []
+        for unit in self.units():
+            out.extend(_conv_params(unit.conv))
+            out.extend(_norm_params(unit.norm))
+        if self.head.fc is not None:
+            fc = self.head.fc
+            out.append(_param(fc.name, "kernel", (fc.out_features, fc.in_features), Layout.DENSE, "linear_uniform"))
+            out.append(_param(fc.name, "bias", (fc.out_features,), Layout.SAME, "linear_uniform"))
+        return tuple(out)
+
+    @functools.cached_property
+    def param_index(self) -> dict[str, Param]:
+        return {p.name: p for p in self.params}
+
+    @property
+    def num_params(self) -> int:
+        """Trainable parameters (torchvision counts these; BN running statistics are buffers)."""
+        return sum(p.size for p in self.params if p.trainable)
+
+    def units(self) -> list[ConvNorm]:
+        """All conv-norm units in state_dict order (per block: main path, then shortcut)."""
+        units = list(self.stem.units)
+        for block in self.blocks:
+            units.extend(block.main)
+            if block.shortcut is not None:
+                units.append(block.shortcut)
+        return units
+
+    def stage_blocks(self, stage: int) -> tuple[Block, ...]:
+        return tuple(b for b in self.blocks if b.stage == stage)
+
+    @property
+    def num_stages(self) -> int:
+        return len(self.spec.layers)
+
+
+def _param(module: str, role: str, shape: tuple[int, ...], layout: Layout, init: str) -> Param:
+    return Param(f"{module}.{CANONICAL_SUFFIX[role]}", module, role, tuple(shape), layout, init)
+
+
+def _conv_params(conv: Conv) -> list[Param]:
+    shape = (conv.out_channels, conv.in_channels // conv.groups, conv.kernel_size, conv.kernel_size)
+    params = [_param(conv.name, "kernel", shape, Layout.CONV, "kaiming_normal_fan_out")]
+    if conv.bias:
+        params.append(_param(conv.name, "bias", (conv.out_channels,), Layout.SAME, "zeros"))
+    return params
+
+
+def _norm_params(norm: Norm) -> list[Param]:
+    c = (norm.channels,)
+    return [
+        _param(norm.name, "gamma", c, Layout.SAME, "zeros" if norm.zero_init else "ones"),
+        _param(norm.name, "beta", c, Layout.SAME, "zeros"),
+        _param(norm.name, "moving_mean", c, Layout.SAME, "zeros"),
+        _param(norm.name, "moving_variance", c, Layout.SAME, "ones"),
+    ]
+
+
+def _unit(spec: ResNetSpec, prefix: str, conv_name: str, norm_name: str, cin: int, cout: int, k: int,
+          stride: int = 1, groups: int = 1, relu: bool = True, zero_init: bool = False) -> ConvNorm:
+    conv = Conv(
+        name=f"{prefix}{conv_name}", in_channels=cin, out_channels=cout, kernel_size=k, stride=stride,
+        padding=(k - 1) // 2, groups=groups, bias=spec.conv_bias,
+    )
+    norm = Norm(name=f"{prefix}{norm_name}", channels=cout, eps=spec.bn_eps, momentum=spec.bn_momentum,
+                zero_init=zero_init)
+    return ConvNorm(conv, norm, relu)
+
+
+def _block(spec: ResNetSpec, stage: int, index: int, cin: int, planes: int, stride: int) -> Block:
+    prefix = f"layer{stage}.{index}."
+    cout = planes * spec.expansion
+    zero = spec.zero_init_residual
+    if spec.block == "basic":
+        main = (
+            _unit(spec, prefix, "conv1", "bn1", cin, planes, 3, stride=stride),
+            _unit(spec, prefix, "conv2", "bn2", planes, planes, 3, relu=False, zero_init=zero),
+        )
+    else:
+        width = int(planes * (spec.width_per_group / 64.0)) * spec.groups
+        s1, s3 = (stride, 1) if spec.stride_in_1x1 else (1, stride)
+        main = (
+            _unit(spec, prefix, "conv1", "bn1", cin, width, 1, stride=s1),
+            _unit(spec, prefix, "conv2", "bn2", width, width, 3, stride=s3, groups=spec.groups),
+            _unit(spec, prefix, "conv3", "bn3", width, cout, 1, relu=False, zero_init=zero),
+        )
+    shortcut = None
+    if stride != 1 or cin != cout:
+        shortcut = _unit(spec, prefix, "downsample.0", "downsample.1", cin, cout, 1, stride=stride, relu=False)
+    return Block(prefix[:-1], stage, index, cin, cout, stride, main, shortcut)
+
+
+@functools.lru_cache(maxsize=64)
+def make_plan(spec: ResNetSpec) -> Plan:
+    """The structure of ``spec``: blocks, strides, shortcuts, channels and canonical names."""
+    stem_unit = _unit(spec, "", "conv1", "bn1", spec.in_channels, spec.stem_width, 7, stride=2)
+    stem = Stem((stem_unit,), MaxPool("maxpool"), spec.stem_width)
+    blocks: list[Block] = []
+    cin = spec.stem_width
+    for s, depth in enumerate(spec.layers):
+        planes = spec.base_planes * 2**s
+        for i in range(depth):
+            stride = 2 if (s > 0 and i == 0) else 1
+            block = _block(spec, s + 1, i, cin, planes, stride)
+            blocks.append(block)
+            cin = block.out_channels
+    if spec.include_top:
+        head = Head("avg", Dense("fc", cin, spec.num_classes), spec.num_classes)
+    else:
+        head = Head(spec.pooling, None, cin)
+    return Plan(spec, stem, tuple(blocks), head)

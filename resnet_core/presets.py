@@ -1,0 +1,70 @@
+"""Named specs: a strict registry (duplicates and unknown names raise, listing what is known)."""
+
+from __future__ import annotations
+
+from .spec import ResNetSpec
+
+_REGISTRY: dict[str, ResNetSpec] = {}
+
+
+def register_spec(name: str, spec: ResNetSpec, *, overwrite: bool = False) -> ResNetSpec:
+    """Register ``spec`` under ``name``; the stored spec carries that name."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"Preset names are non-empty strings. Received: {name!r}")
+    if name in _REGISTRY and not overwrite:
+        raise ValueError(f"A spec named {name!r} is already registered; pass overwrite=True to replace it")
+    spec = spec.replace(name=name)
+    _REGISTRY[name] = spec
+    return spec
+
+
+def list_specs() -> list[str]:
+    """Registered preset names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get_spec(name: str | ResNetSpec) -> ResNetSpec:
+    """The preset called ``name`` (a spec passes through unchanged)."""
+    if isinstance(name, ResNetSpec):
+        return name
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        raise KeyError(f"Unknown ResNet spec {name!r}. Known specs: {', '.join(list_specs())}") from None
+
+
+_basic = ResNetSpec(block="basic", layers=(2, 2, 2, 2))
+_bottleneck = ResNetSpec(block="bottleneck", layers=(3, 4, 6, 3))
+
+for _name, _spec in {
+    "resnet18": _basic,
+    "resnet34": _basic.replace(layers=(3, 4, 6, 3)),
+    "resnet50": _bottleneck,
+    "resnet101": _bottleneck.replace(layers=(3, 4, 23, 3)),
+    "resnet152": _bottleneck.replace(layers=(3, 8, 36, 3)),
+    "resnext50_32x4d": _bottleneck.replace(groups=32, width_per_group=4),
+    "resnext101_32x8d": _bottleneck.replace(layers=(3, 4, 23, 3), groups=32, width_per_group=8),
+    "resnext101_64x4d": _bottleneck.replace(layers=(3, 4, 23, 3), groups=64, width_per_group=4),
+    "wide_resnet50_2": _bottleneck.replace(width_per_group=128),
+    "wide_resnet101_2": _bottleneck.replace(layers=(3, 4, 23, 3), width_per_group=128),
+    # The original (v1) ResNet-50 of the paper and keras.applications: stride on the first 1x1 conv,
+    # biased convolutions and Keras's epsilon.
+    "keras_resnet50": _bottleneck.replace(stride_in_1x1=True, conv_bias=True, bn_eps=1.001e-5),
+    "keras_resnet101": _bottleneck.replace(
+        layers=(3, 4, 23, 3), stride_in_1x1=True, conv_bias=True, bn_eps=1.001e-5
+    ),
+    "keras_resnet152": _bottleneck.replace(
+        layers=(3, 8, 36, 3), stride_in_1x1=True, conv_bias=True, bn_eps=1.001e-5
+    ),
+    # Small enough for fast tests and a quick first look, yet every structural rule shows up:
+    # projection and identity shortcuts, strides in three stages, a grouped 3x3.
+    "tiny_resnext": _bottleneck.replace(
+        layers=(1, 2, 1, 1), groups=4, width_per_group=16, stem_width=16, base_planes=16, num_classes=10
+    ),
+}.items():
+    register_spec(_name, _spec)
+
+TORCHVISION_PRESETS = (
+    "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d",
+    "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2",
+)

@@ -1,0 +1,131 @@
+"""The framework-neutral architecture spec: every knob of the ResNet family, validated once."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+BLOCKS = ("basic", "bottleneck")
+POOLINGS = (None, "avg", "max")
+
+
+class SpecError(ValueError):
+    """A spec field holds a value the ResNet family cannot express."""
+
+
+def _expected(field_name: str, expected: str, received: Any) -> SpecError:
+    return SpecError(f"Invalid ResNetSpec.{field_name}: expected {expected}. Received: {field_name}={received!r}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class ResNetSpec:
+    """One member of the ResNet family, independent of any framework.
+
+    Defaults describe torchvision's ResNet-50 (v1.5: stride on the 3x3 conv). ``bn_momentum`` uses
+    PyTorch's convention (weight of the new batch statistic); Keras adapters use ``1 - bn_momentum``.
+    """
+
+    block: str = "bottleneck"
+    layers: tuple[int, ...] = (3, 4, 6, 3)
+    groups: int = 1
+    width_per_group: int = 64
+    num_classes: int = 1000
+    include_top: bool = True
+    pooling: str | None = None
+    in_channels: int = 3
+    stem_width: int = 64
+    base_planes: int = 64
+    bn_eps: float = 1e-5
+    bn_momentum: float = 0.1
+    zero_init_residual: bool = False
+    stride_in_1x1: bool = False
+    conv_bias: bool = False
+    name: str = field(default="resnet", compare=False)
+
+    def __post_init__(self) -> None:
+        # Normalise sequences at the edge (lists from JSON or users become tuples, so specs hash).
+        if isinstance(self.layers, Sequence) and not isinstance(self.layers, str):
+            object.__setattr__(self, "layers", tuple(self.layers))
+        self._validate()
+
+    def _validate(self) -> None:
+        if self.block not in BLOCKS:
+            raise _expected("block", f"one of {BLOCKS}", self.block)
+        if not isinstance(self.layers, tuple) or not self.layers:
+            raise _expected("layers", "a non-empty sequence of stage depths", self.layers)
+        if not all(_is_int(d) and d > 0 for d in self.layers):
+            raise _expected("layers", "positive integers (blocks per stage)", self.layers)
+        for name in ("groups", "width_per_group", "in_channels", "stem_width", "base_planes"):
+            value = getattr(self, name)
+            if not _is_int(value) or value <= 0:
+                raise _expected(name, "a positive integer", value)
+        if not _is_int(self.num_classes) or self.num_classes < 0:
+            raise _expected("num_classes", "a non-negative integer", self.num_classes)
+        if self.block == "basic" and (self.groups != 1 or self.width_per_group != 64):
+            raise SpecError(
+                "Invalid ResNetSpec: the basic block allows only groups=1 and width_per_group=64. "
+                f"Received: groups={self.groups!r}, width_per_group={self.width_per_group!r}"
+            )
+        for name in ("include_top", "zero_init_residual", "stride_in_1x1", "conv_bias"):
+            if not isinstance(getattr(self, name), bool):
+                raise _expected(name, "a bool", getattr(self, name))
+        if self.include_top and self.num_classes == 0:
+            raise _expected("num_classes", "a positive integer when include_top=True", self.num_classes)
+        if self.pooling not in POOLINGS:
+            raise _expected("pooling", f"one of {POOLINGS}", self.pooling)
+        if self.include_top and self.pooling is not None:
+            raise _expected("pooling", "None when include_top=True (the head always average-pools)", self.pooling)
+        if not _is_number(self.bn_eps) or not 0 < self.bn_eps < 1:
+            raise _expected("bn_eps", "a float in (0, 1)", self.bn_eps)
+        if not _is_number(self.bn_momentum) or not 0 <= self.bn_momentum <= 1:
+            raise _expected("bn_momentum", "a float in [0, 1] (PyTorch's convention)", self.bn_momentum)
+        if self.stride_in_1x1 and self.block != "bottleneck":
+            raise _expected("stride_in_1x1", "False for the basic block (it has no 1x1 conv)", self.stride_in_1x1)
+        if not isinstance(self.name, str) or not self.name:
+            raise _expected("name", "a non-empty string", self.name)
+
+    @property
+    def expansion(self) -> int:
+        """Output channels of a block relative to its base width (torchvision's ``expansion``)."""
+        return 4 if self.block == "bottleneck" else 1
+
+    @property
+    def depth(self) -> int:
+        """Weighted layers on the main path, the number in a model's name."""
+        per_block = 3 if self.block == "bottleneck" else 2
+        return 2 + per_block * sum(self.layers)
+
+    def replace(self, **changes: Any) -> ResNetSpec:
+        """A validated copy with ``changes`` applied."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["layers"] = list(self.layers)
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ResNetSpec:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise SpecError(f"Unknown ResNetSpec field(s) {unknown}. Known fields: {sorted(known)}")
+        return cls(**dict(data))
+
+    @classmethod
+    def from_json(cls, text: str) -> ResNetSpec:
+        return cls.from_dict(json.loads(text))

@@ -1,0 +1,62 @@
+"""Weights and metrics for parity checks, framework-free so every engine sees identical inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .plan import Plan, make_plan
+from .presets import get_spec
+from .spec import ResNetSpec
+
+
+def random_weights(spec: str | ResNetSpec | Plan, seed: int = 0, dtype: str = "float32") -> dict[str, np.ndarray]:
+    """Canonical weights with non-trivial batch-norm statistics and affine parameters.
+
+    Parity tests on freshly initialised models prove little: mean 0, variance 1, gamma 1 and beta 0
+    hide a swapped or mis-ordered BN tensor, and zero biases hide a missing one. Here every tensor is
+    distinct and away from its init value, scaled (He, fan-in) so activations stay finite in deep
+    presets; the last norm of each residual branch is damped as a trained network's would be.
+    """
+    plan = spec if isinstance(spec, Plan) else make_plan(get_spec(spec))
+    rng = np.random.default_rng(seed)
+    damped = {block.main[-1].norm.name for block in plan.blocks}
+    out: dict[str, np.ndarray] = {}
+    for p in plan.params:
+        if p.role == "kernel":
+            fan_in = int(np.prod(p.shape[1:]))
+            value = rng.normal(0.0, np.sqrt(2.0 / fan_in), p.shape)
+        elif p.role == "gamma":
+            low, high = (0.1, 0.4) if p.module in damped else (0.5, 1.5)
+            value = rng.uniform(low, high, p.shape)
+        elif p.role in ("beta", "bias"):
+            value = rng.normal(0.0, 0.2, p.shape)
+        elif p.role == "moving_mean":
+            value = rng.normal(0.0, 0.5, p.shape)
+        elif p.role == "moving_variance":
+            value = rng.uniform(0.5, 2.0, p.shape)
+        else:  # pragma: no cover - the plan's roles are listed above
+            raise ValueError(f"Unknown role {p.role!r} for {p.name}")
+        out[p.name] = value.astype(dtype)
+    return out
+
+
+def random_images(batch: int, height: int, width: int, channels: int = 3, seed: int = 0) -> np.ndarray:
+    """NCHW float32 images in roughly the range a normalised photo has."""
+    return np.random.default_rng(seed).normal(0.0, 1.0, (batch, channels, height, width)).astype("float32")
+
+
+def relative_error(output: np.ndarray, reference: np.ndarray) -> float:
+    """max |output - reference| / max |reference|: the figure every parity claim here uses."""
+    output, reference = np.asarray(output, np.float64), np.asarray(reference, np.float64)
+    if output.shape != reference.shape:
+        raise ValueError(f"Shapes differ: output {output.shape} vs reference {reference.shape}")
+    scale = np.abs(reference).max()
+    return float(np.abs(output - reference).max() / (scale if scale > 0 else 1.0))
+
+
+def to_channels_last(images: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(np.transpose(images, (0, 2, 3, 1)))
+
+
+def to_channels_first(images: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(np.transpose(images, (0, 3, 1, 2)))
