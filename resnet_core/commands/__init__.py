@@ -1,0 +1,1 @@
+"""Subcommands of the ``resnet-core`` command line, one module each."""

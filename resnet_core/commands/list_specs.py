@@ -1,0 +1,29 @@
+"""``resnet-core list``: the presets, with parameter counts."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..plan import make_plan
+from ..presets import get_spec, list_specs
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("list", help="list the presets with their parameter counts",
+                       description="List the registered presets.", epilog="Example: resnet-core list")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    rows = []
+    for name in list_specs():
+        spec = get_spec(name)
+        layers = "-".join(str(d) for d in spec.layers)
+        rows.append((name, spec.block, layers, f"{spec.groups}x{spec.width_per_group}",
+                     f"{make_plan(spec).num_params:,}"))
+    header = ("name", "block", "layers", "groups x width", "params")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        cells = [c.ljust(w) if i < 4 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))]
+        print("  ".join(cells))
+    return 0
