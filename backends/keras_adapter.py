@@ -74,14 +74,20 @@ def _maxpool(x, pool: MaxPool):
     return keras.layers.MaxPooling2D(pool.kernel_size, pool.stride, padding="valid", name=name)(x)
 
 
-def _graph(plan: Plan, inputs) -> tuple[Any, list[Any]]:
-    """Logits (or the pooled / raw feature map) and the outputs of every stage."""
+def _graph(plan: Plan, inputs) -> tuple[Any, dict[str, str]]:
+    """The output tensor, and the Keras layer that produces each tap of the plan."""
+    taps: dict[str, str] = {}
+
+    def tap(name: str, tensor):
+        taps[name] = tensor._keras_history.operation.name
+        return tensor
+
     x = inputs
     for unit in plan.stem.units:
         x = _unit(x, unit, f"{keras_layer_name(unit.norm.name)}_relu")
     if plan.stem.pool is not None:
         x = _maxpool(x, plan.stem.pool)
-    features = []
+    tap("stem", x)
     for block in plan.blocks:
         b = keras_layer_name(block.name)
         shortcut = x if block.shortcut is None else _unit(x, block.shortcut, "")
@@ -89,14 +95,12 @@ def _graph(plan: Plan, inputs) -> tuple[Any, list[Any]]:
         for unit in block.main:
             y = _unit(y, unit, f"{keras_layer_name(unit.norm.name)}_relu")
         x = keras.layers.Add(name=f"{b}_add")([y, shortcut])
-        x = keras.layers.ReLU(name=f"{b}_out")(x)
-        if block is plan.stage_blocks(block.stage)[-1]:
-            features.append(x)
+        x = tap(block.name, keras.layers.ReLU(name=f"{b}_out")(x))
     head = plan.head
     if head.pool == "avg":
-        x = keras.layers.GlobalAveragePooling2D(name="avgpool")(x)
+        x = tap("pool", keras.layers.GlobalAveragePooling2D(name="avgpool")(x))
     elif head.pool == "max":
-        x = keras.layers.GlobalMaxPooling2D(name="avgpool")(x)
+        x = tap("pool", keras.layers.GlobalMaxPooling2D(name="maxpool_global")(x))
     if head.fc is not None:
         bound = 1.0 / math.sqrt(head.fc.in_features)
         x = keras.layers.Dense(
@@ -104,7 +108,8 @@ def _graph(plan: Plan, inputs) -> tuple[Any, list[Any]]:
             kernel_initializer=keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform"),
             bias_initializer=keras.initializers.RandomUniform(-bound, bound),
         )(x)
-    return x, features
+        tap("logits", x)
+    return x, taps
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -115,10 +120,11 @@ class KerasResNet(keras.Model):
         spec = spec if isinstance(spec, ResNetSpec) else ResNetSpec.from_dict(spec)
         plan = make_plan(spec)
         inputs = keras.Input((None, None, spec.in_channels), name="images")
-        outputs, _ = _graph(plan, inputs)
+        outputs, taps = _graph(plan, inputs)
         kwargs.setdefault("name", spec.name)
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
         self.spec = spec
+        self.tap_layers = tuple(taps.items())  # (tap, Keras layer name) in network order
 
     @property
     def plan(self) -> Plan:
@@ -130,6 +136,22 @@ class KerasResNet(keras.Model):
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> KerasResNet:
         return cls(**config)
+
+
+def tap_model(model: KerasResNet, taps: tuple[str, ...] | None = None) -> keras.Model:
+    """A model sharing ``model``'s layers that returns a dict of tap outputs (all taps by default)."""
+    layers = dict(model.tap_layers)
+    wanted = model.plan.taps if taps is None else taps
+    unknown = [t for t in wanted if t not in layers]
+    if unknown:
+        raise KeyError(f"Unknown tap(s) {unknown}. Known taps: {list(layers)}")
+    return keras.Model(model.inputs, {t: model.get_layer(layers[t]).output for t in wanted})
+
+
+def feature_model(model: KerasResNet) -> keras.Model:
+    """Outputs of every stage (C2..C5), a list in stage order, for detection and segmentation."""
+    layers = dict(model.tap_layers)
+    return keras.Model(model.inputs, [model.get_layer(layers[t]).output for t in model.plan.feature_taps])
 
 
 def build(plan: Plan) -> KerasResNet:

@@ -105,12 +105,31 @@ class TorchResNet(nn.Module):
         return feats
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.forward_features(x)[-1]
+        return self._head(self.forward_features(x)[-1])
+
+    def _head(self, x: torch.Tensor) -> torch.Tensor:
         if self.plan.head.pool is not None:
             x = torch.flatten(self.avgpool(x), 1)
         if self.plan.head.fc is not None:
             x = self.fc(x)
         return x
+
+    def forward_taps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every tap of the plan (stem, each block, pool, logits), in network order."""
+        taps = {}
+        x = _run(self._stem, x)
+        if self._pool:
+            x = self.maxpool(x)
+        taps["stem"] = x
+        for block, module in zip(self.plan.blocks, (m for stage in self._stages for m in stage), strict=True):
+            x = module(x)
+            taps[block.name] = x
+        if self.plan.head.pool is not None:
+            x = torch.flatten(self.avgpool(x), 1)
+            taps["pool"] = x
+        if self.plan.head.fc is not None:
+            taps["logits"] = self.fc(x)
+        return taps
 
 
 @torch.no_grad()

@@ -165,6 +165,25 @@ class Plan:
     def num_stages(self) -> int:
         return len(self.spec.layers)
 
+    @property
+    def taps(self) -> tuple[str, ...]:
+        """Points where adapters expose intermediate outputs, in network order.
+
+        "stem", then every block by canonical name ("layer1.0", ...), then "pool" and "logits" when
+        the model has them. Parity reports compare these, so a bug is located at its first tap.
+        """
+        taps = ["stem", *(b.name for b in self.blocks)]
+        if self.head.pool is not None:
+            taps.append("pool")
+        if self.head.fc is not None:
+            taps.append("logits")
+        return tuple(taps)
+
+    @property
+    def feature_taps(self) -> tuple[str, ...]:
+        """The last block of every stage: C2..C5 for a four-stage network."""
+        return tuple(self.stage_blocks(s)[-1].name for s in range(1, self.num_stages + 1))
+
 
 def _param(module: str, role: str, shape: tuple[int, ...], layout: Layout, init: str) -> Param:
     return Param(f"{module}.{CANONICAL_SUFFIX[role]}", module, role, tuple(shape), layout, init)
