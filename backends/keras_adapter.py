@@ -15,7 +15,7 @@ import keras
 import numpy as np
 
 from resnet_core.mapping import check_weights, keras_layer_name, keras_table
-from resnet_core.plan import ConvNorm, MaxPool, Plan, make_plan
+from resnet_core.plan import AvgPool, Block, Conv, ConvNorm, MaxPool, Plan, SqueezeExcite, make_plan
 from resnet_core.spec import ResNetSpec
 
 _PACKAGE = "resnet_core"
@@ -42,8 +42,7 @@ class ConstantPad2D(keras.layers.Layer):
         return {**super().get_config(), "padding": self.padding, "value": self.value}
 
 
-def _conv(x, unit: ConvNorm):
-    c = unit.conv
+def _conv(x, c: Conv):
     name = keras_layer_name(c.name)
     # 'same' is symmetric (hence exact) only at stride 1 with an odd effective kernel.
     same = c.stride == 1 and 2 * c.padding == c.dilation * (c.kernel_size - 1)
@@ -59,7 +58,7 @@ def _conv(x, unit: ConvNorm):
 
 def _unit(x, unit: ConvNorm, act_name: str):
     n = unit.norm
-    x = _conv(x, unit)
+    x = _conv(x, unit.conv)
     x = keras.layers.BatchNormalization(
         epsilon=n.eps, momentum=1.0 - n.momentum, gamma_initializer="zeros" if n.zero_init else "ones",
         name=keras_layer_name(n.name),
@@ -72,6 +71,41 @@ def _maxpool(x, pool: MaxPool):
     if pool.padding:
         x = ConstantPad2D(pool.padding, -math.inf, name=f"{name}_pad")(x)
     return keras.layers.MaxPooling2D(pool.kernel_size, pool.stride, padding="valid", name=name)(x)
+
+
+def _squeeze_excite(x, se: SqueezeExcite):
+    name = keras_layer_name(se.name)
+    gate = keras.layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_mean")(x)
+    gate = keras.layers.ReLU(name=f"{name}_relu")(_conv(gate, se.fc1))
+    gate = keras.layers.Activation("sigmoid", name=f"{name}_gate")(_conv(gate, se.fc2))
+    return keras.layers.Multiply(name=f"{name}_scale")([x, gate])
+
+
+def _shortcut_pool(x, pool: AvgPool):
+    name = keras_layer_name(pool.name)
+    if pool.mode == "same":  # zero padding after each edge, counted in the mean (timm's AvgPool2dSame)
+        pad = pool.kernel_size - 1
+        x = keras.layers.ZeroPadding2D(((0, pad), (0, pad)), name=f"{name}_pad")(x)
+        return keras.layers.AveragePooling2D(pool.kernel_size, pool.stride, padding="valid", name=name)(x)
+    # ceil_mode=True, count_include_pad=False: for a 2x2 window, exactly Keras's 'same', whose padding
+    # falls after the edge and is excluded from the mean on every engine.
+    return keras.layers.AveragePooling2D(pool.kernel_size, pool.stride, padding="same", name=name)(x)
+
+
+def _block(x, block: Block):
+    shortcut = x
+    if block.shortcut_pool is not None:
+        shortcut = _shortcut_pool(shortcut, block.shortcut_pool)
+    if block.shortcut is not None:
+        shortcut = _unit(shortcut, block.shortcut, "")
+    y = x
+    for unit in block.main:
+        y = _unit(y, unit, f"{keras_layer_name(unit.norm.name)}_relu")
+    if block.attention is not None:
+        y = _squeeze_excite(y, block.attention)
+    b = keras_layer_name(block.name)
+    x = keras.layers.Add(name=f"{b}_add")([y, shortcut])
+    return keras.layers.ReLU(name=f"{b}_out")(x)
 
 
 def _graph(plan: Plan, inputs) -> tuple[Any, dict[str, str]]:
@@ -89,13 +123,7 @@ def _graph(plan: Plan, inputs) -> tuple[Any, dict[str, str]]:
         x = _maxpool(x, plan.stem.pool)
     tap("stem", x)
     for block in plan.blocks:
-        b = keras_layer_name(block.name)
-        shortcut = x if block.shortcut is None else _unit(x, block.shortcut, "")
-        y = x
-        for unit in block.main:
-            y = _unit(y, unit, f"{keras_layer_name(unit.norm.name)}_relu")
-        x = keras.layers.Add(name=f"{b}_add")([y, shortcut])
-        x = tap(block.name, keras.layers.ReLU(name=f"{b}_out")(x))
+        x = tap(block.name, _block(x, block))
     head = plan.head
     if head.pool == "avg":
         x = tap("pool", keras.layers.GlobalAveragePooling2D(name="avgpool")(x))

@@ -6,15 +6,15 @@ from collections.abc import Mapping
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from resnet_core.mapping import check_weights
-from resnet_core.plan import Block, ConvNorm, Plan, make_plan
+from resnet_core.plan import AvgPool, Block, Conv, ConvNorm, Plan, SqueezeExcite, make_plan
 from resnet_core.spec import ResNetSpec
 
 
-def _conv(unit: ConvNorm) -> nn.Conv2d:
-    c = unit.conv
+def _conv(c: Conv) -> nn.Conv2d:
     return nn.Conv2d(c.in_channels, c.out_channels, c.kernel_size, stride=c.stride, padding=c.padding,
                      dilation=c.dilation, groups=c.groups, bias=c.bias)
 
@@ -41,7 +41,7 @@ def _relative(name: str, prefix: str) -> str:
 def _build_units(root: nn.Module, prefix: str, units: tuple[ConvNorm, ...]) -> list[tuple[nn.Module, nn.Module, bool]]:
     out = []
     for unit in units:
-        conv, norm = _conv(unit), _norm(unit)
+        conv, norm = _conv(unit.conv), _norm(unit)
         _place(root, _relative(unit.conv.name, prefix), conv)
         _place(root, _relative(unit.norm.name, prefix), norm)
         out.append((conv, norm, unit.relu))
@@ -56,16 +56,55 @@ def _run(units: list[tuple[nn.Module, nn.Module, bool]], x: torch.Tensor) -> tor
     return x
 
 
+class SqueezeExciteModule(nn.Module):
+    def __init__(self, se: SqueezeExcite):
+        super().__init__()
+        self.fc1, self.fc2 = _conv(se.fc1), _conv(se.fc2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate = self.fc2(torch.relu(self.fc1(x.mean((2, 3), keepdim=True))))
+        return x * torch.sigmoid(gate)
+
+
+class ShortcutPool(nn.Module):
+    """Average pooling before a shortcut conv, with the exact edge rule the plan names."""
+
+    def __init__(self, pool: AvgPool):
+        super().__init__()
+        self.kernel_size, self.stride, self.mode = pool.kernel_size, pool.stride, pool.mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode == "same":  # zero padding after each edge, counted in the mean
+            pad = self.kernel_size - 1
+            return F.avg_pool2d(F.pad(x, (0, pad, 0, pad)), self.kernel_size, self.stride)
+        return F.avg_pool2d(x, self.kernel_size, self.stride, ceil_mode=True, count_include_pad=False)
+
+
 class TorchBlock(nn.Module):
     def __init__(self, block: Block):
         super().__init__()
         self._main = _build_units(self, block.name, block.main)
+        self._attention = None
+        if block.attention is not None:
+            self._attention = SqueezeExciteModule(block.attention)
+            _place(self, _relative(block.attention.name, block.name), self._attention)
+        self._pool = None
+        if block.shortcut_pool is not None:
+            self._pool = ShortcutPool(block.shortcut_pool)
+            _place(self, _relative(block.shortcut_pool.name, block.name), self._pool)
         self._shortcut = _build_units(self, block.name, (block.shortcut,)) if block.shortcut else None
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self._shortcut is None else _run(self._shortcut, x)
-        return self.relu(_run(self._main, x) + identity)
+        identity = x
+        if self._pool is not None:
+            identity = self._pool(identity)
+        if self._shortcut is not None:
+            identity = _run(self._shortcut, identity)
+        y = _run(self._main, x)
+        if self._attention is not None:
+            y = self._attention(y)
+        return self.relu(y + identity)
 
 
 class TorchResNet(nn.Module):

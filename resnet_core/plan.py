@@ -55,8 +55,32 @@ class MaxPool:
 
 
 @dataclass(frozen=True)
+class AvgPool:
+    """Average pooling on a projection shortcut (timm's "d" variants), with PyTorch's exact edges.
+
+    ``ceil``: ceil_mode=True, count_include_pad=False (stride 2; odd sizes average the valid pixels).
+    ``same``: zero padding after each spatial edge, counted in the mean (timm's AvgPool2dSame, used
+    at stride 1 when the stage is dilated).
+    """
+
+    name: str
+    kernel_size: int
+    stride: int
+    mode: str  # "ceil" | "same"
+
+
+@dataclass(frozen=True)
+class SqueezeExcite:
+    """x * sigmoid(fc2(relu(fc1(mean(x))))), fc1/fc2 being biased 1x1 convs (timm's SEModule)."""
+
+    name: str
+    fc1: Conv
+    fc2: Conv
+
+
+@dataclass(frozen=True)
 class Block:
-    """A residual block: ``relu(main(x) + shortcut(x))``; the last main unit has no ReLU."""
+    """A residual block: ``relu(se(main(x)) + shortcut(x))``; the last main unit has no ReLU."""
 
     name: str  # e.g. "layer2.0"
     stage: int  # 1-based, as torchvision's layer1..layer4
@@ -66,6 +90,8 @@ class Block:
     stride: int
     main: tuple[ConvNorm, ...]
     shortcut: ConvNorm | None  # None: identity
+    shortcut_pool: AvgPool | None = None  # before the shortcut conv
+    attention: SqueezeExcite | None = None  # after the last main unit
 
 
 @dataclass(frozen=True)
@@ -131,9 +157,12 @@ class Plan:
     def params(self) -> tuple[Param, ...]:
         """Every canonical tensor in state_dict order."""
         out: list[Param] = []
-        for unit in self.units():
-            out.extend(_conv_params(unit.conv))
-            out.extend(_norm_params(unit.norm))
+        for item in self.weighted():
+            if isinstance(item, ConvNorm):
+                out.extend(_conv_params(item.conv))
+                out.extend(_norm_params(item.norm))
+            else:
+                out.extend(_conv_params(item))
         if self.head.fc is not None:
             fc = self.head.fc
             out.append(_param(fc.name, "kernel", (fc.out_features, fc.in_features), Layout.DENSE, "linear_uniform"))
@@ -149,14 +178,16 @@ class Plan:
         """Trainable parameters (torchvision counts these; BN running statistics are buffers)."""
         return sum(p.size for p in self.params if p.trainable)
 
-    def units(self) -> list[ConvNorm]:
-        """All conv-norm units in state_dict order (per block: main path, then shortcut)."""
-        units = list(self.stem.units)
+    def weighted(self) -> list[ConvNorm | Conv]:
+        """Every entry that owns tensors, in state_dict order (per block: main, attention, shortcut)."""
+        items: list[ConvNorm | Conv] = list(self.stem.units)
         for block in self.blocks:
-            units.extend(block.main)
+            items.extend(block.main)
+            if block.attention is not None:
+                items.extend((block.attention.fc1, block.attention.fc2))
             if block.shortcut is not None:
-                units.append(block.shortcut)
-        return units
+                items.append(block.shortcut)
+        return items
 
     def stage_blocks(self, stage: int) -> tuple[Block, ...]:
         return tuple(b for b in self.blocks if b.stage == stage)
@@ -197,6 +228,11 @@ def _conv_params(conv: Conv) -> list[Param]:
     return params
 
 
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """timm's rounding of reduced widths (round_limit=0: never bumped up for rounding down)."""
+    return max(divisor, int(value + divisor / 2) // divisor * divisor)
+
+
 def _norm_params(norm: Norm) -> list[Param]:
     c = (norm.channels,)
     return [
@@ -208,52 +244,95 @@ def _norm_params(norm: Norm) -> list[Param]:
 
 
 def _unit(spec: ResNetSpec, prefix: str, conv_name: str, norm_name: str, cin: int, cout: int, k: int,
-          stride: int = 1, groups: int = 1, relu: bool = True, zero_init: bool = False) -> ConvNorm:
+          stride: int = 1, groups: int = 1, relu: bool = True, zero_init: bool = False,
+          dilation: int = 1) -> ConvNorm:
+    dilation = dilation if k > 1 else 1
     conv = Conv(
         name=f"{prefix}{conv_name}", in_channels=cin, out_channels=cout, kernel_size=k, stride=stride,
-        padding=(k - 1) // 2, groups=groups, bias=spec.conv_bias,
+        padding=dilation * (k - 1) // 2, dilation=dilation, groups=groups, bias=spec.conv_bias,
     )
     norm = Norm(name=f"{prefix}{norm_name}", channels=cout, eps=spec.bn_eps, momentum=spec.bn_momentum,
                 zero_init=zero_init)
     return ConvNorm(conv, norm, relu)
 
 
-def _block(spec: ResNetSpec, stage: int, index: int, cin: int, planes: int, stride: int) -> Block:
+def _block(spec: ResNetSpec, stage: int, index: int, cin: int, planes: int, stride: int,
+           first_dilation: int, dilation: int) -> Block:
+    """One block; ``first_dilation`` is the previous stage's dilation (timm and torchvision agree)."""
     prefix = f"layer{stage}.{index}."
     cout = planes * spec.expansion
     zero = spec.zero_init_residual
     if spec.block == "basic":
         main = (
-            _unit(spec, prefix, "conv1", "bn1", cin, planes, 3, stride=stride),
-            _unit(spec, prefix, "conv2", "bn2", planes, planes, 3, relu=False, zero_init=zero),
+            _unit(spec, prefix, "conv1", "bn1", cin, planes, 3, stride=stride, dilation=first_dilation),
+            _unit(spec, prefix, "conv2", "bn2", planes, planes, 3, relu=False, zero_init=zero, dilation=dilation),
         )
     else:
         width = int(planes * (spec.width_per_group / 64.0)) * spec.groups
         s1, s3 = (stride, 1) if spec.stride_in_1x1 else (1, stride)
         main = (
             _unit(spec, prefix, "conv1", "bn1", cin, width, 1, stride=s1),
-            _unit(spec, prefix, "conv2", "bn2", width, width, 3, stride=s3, groups=spec.groups),
+            _unit(spec, prefix, "conv2", "bn2", width, width, 3, stride=s3, groups=spec.groups,
+                  dilation=first_dilation),
             _unit(spec, prefix, "conv3", "bn3", width, cout, 1, relu=False, zero_init=zero),
         )
-    shortcut = None
+    attention = None
+    if spec.attention == "se":
+        reduced = make_divisible(cout * spec.se_ratio)
+        attention = SqueezeExcite(
+            f"{prefix}se",
+            Conv(f"{prefix}se.fc1", cout, reduced, 1, bias=True),
+            Conv(f"{prefix}se.fc2", reduced, cout, 1, bias=True),
+        )
+    shortcut = pool = None
+    # The projection rule, the only place it is written: a stride, or a change of width.
     if stride != 1 or cin != cout:
-        shortcut = _unit(spec, prefix, "downsample.0", "downsample.1", cin, cout, 1, stride=stride, relu=False)
-    return Block(prefix[:-1], stage, index, cin, cout, stride, main, shortcut)
+        if spec.downsample == "avg":
+            if stride != 1:
+                pool = AvgPool(f"{prefix}downsample.0", 2, stride, "ceil")
+            elif dilation != 1:
+                pool = AvgPool(f"{prefix}downsample.0", 2, 1, "same")
+            shortcut = _unit(spec, prefix, "downsample.1", "downsample.2", cin, cout, 1, relu=False)
+        else:
+            shortcut = _unit(spec, prefix, "downsample.0", "downsample.1", cin, cout, 1, stride=stride, relu=False)
+    return Block(prefix[:-1], stage, index, cin, cout, stride, main, shortcut, pool, attention)
+
+
+def _stem(spec: ResNetSpec) -> Stem:
+    if spec.stem == "7x7":
+        units = (_unit(spec, "", "conv1", "bn1", spec.in_channels, spec.stem_width, 7, stride=2),)
+        out = spec.stem_width
+    else:  # timm's deep stems: three 3x3 convs in a Sequential named conv1, the last norm is bn1
+        out = 2 * spec.stem_width
+        first = 3 * (spec.stem_width // 4) if spec.stem == "deep_tiered" else spec.stem_width
+        units = (
+            _unit(spec, "", "conv1.0", "conv1.1", spec.in_channels, first, 3, stride=2),
+            _unit(spec, "", "conv1.3", "conv1.4", first, spec.stem_width, 3),
+            _unit(spec, "", "conv1.6", "bn1", spec.stem_width, out, 3),
+        )
+    return Stem(units, MaxPool("maxpool") if spec.stem_pool else None, out)
 
 
 @functools.lru_cache(maxsize=64)
 def make_plan(spec: ResNetSpec) -> Plan:
     """The structure of ``spec``: blocks, strides, shortcuts, channels and canonical names."""
-    stem_unit = _unit(spec, "", "conv1", "bn1", spec.in_channels, spec.stem_width, 7, stride=2)
-    stem = Stem((stem_unit,), MaxPool("maxpool"), spec.stem_width)
+    stem = _stem(spec)
     blocks: list[Block] = []
-    cin = spec.stem_width
+    cin = stem.out_channels
+    net_stride = 4 if stem.pool is not None else 2
+    dilation = prev_dilation = 1
     for s, depth in enumerate(spec.layers):
         planes = spec.base_planes * 2**s
+        stride = 1 if s == 0 else 2
+        if net_stride >= spec.output_stride:  # past the output stride: dilate instead of striding
+            dilation *= stride
+            stride = 1
+        else:
+            net_stride *= stride
         for i in range(depth):
-            stride = 2 if (s > 0 and i == 0) else 1
-            block = _block(spec, s + 1, i, cin, planes, stride)
+            block = _block(spec, s + 1, i, cin, planes, stride if i == 0 else 1, prev_dilation, dilation)
             blocks.append(block)
+            prev_dilation = dilation
             cin = block.out_channels
     if spec.include_top:
         head = Head("avg", Dense("fc", cin, spec.num_classes), spec.num_classes)

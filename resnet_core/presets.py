@@ -56,6 +56,19 @@ for _name, _spec in {
     "keras_resnet152": _bottleneck.replace(
         layers=(3, 8, 36, 3), stride_in_1x1=True, conv_bias=True, bn_eps=1.001e-5
     ),
+    # timm's "d" and "t" variants: deep stem, average-pool shortcut; "se": squeeze-and-excitation.
+    "resnet18d": _basic.replace(stem="deep", stem_width=32, downsample="avg"),
+    "resnet26d": _bottleneck.replace(layers=(2, 2, 2, 2), stem="deep", stem_width=32, downsample="avg"),
+    "resnet26t": _bottleneck.replace(layers=(2, 2, 2, 2), stem="deep_tiered", stem_width=32, downsample="avg"),
+    "resnet34d": _basic.replace(layers=(3, 4, 6, 3), stem="deep", stem_width=32, downsample="avg"),
+    "resnet50d": _bottleneck.replace(stem="deep", stem_width=32, downsample="avg"),
+    "resnet101d": _bottleneck.replace(layers=(3, 4, 23, 3), stem="deep", stem_width=32, downsample="avg"),
+    "resnext50d_32x4d": _bottleneck.replace(groups=32, width_per_group=4, stem="deep", stem_width=32,
+                                            downsample="avg"),
+    "seresnet50": _bottleneck.replace(attention="se"),
+    "seresnext26d_32x4d": _bottleneck.replace(layers=(2, 2, 2, 2), groups=32, width_per_group=4, stem="deep",
+                                              stem_width=32, downsample="avg", attention="se"),
+    "seresnext50_32x4d": _bottleneck.replace(groups=32, width_per_group=4, attention="se"),
     # Small enough for fast tests and a quick first look, yet every structural rule shows up:
     # projection and identity shortcuts, strides in three stages, a grouped 3x3.
     "tiny_resnext": _bottleneck.replace(
@@ -63,6 +76,11 @@ for _name, _spec in {
     ),
 }.items():
     register_spec(_name, _spec)
+
+TIMM_PRESETS = (
+    "resnet18d", "resnet26d", "resnet26t", "resnet34d", "resnet50d", "resnet101d", "resnext50d_32x4d",
+    "seresnet50", "seresnext26d_32x4d", "seresnext50_32x4d",
+)
 
 TORCHVISION_PRESETS = (
     "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d",

@@ -10,6 +10,10 @@ from typing import Any
 
 BLOCKS = ("basic", "bottleneck")
 POOLINGS = (None, "avg", "max")
+STEMS = ("7x7", "deep", "deep_tiered")
+DOWNSAMPLES = ("conv", "avg")
+ATTENTIONS = (None, "se")
+OUTPUT_STRIDES = (8, 16, 32)
 
 
 class SpecError(ValueError):
@@ -34,6 +38,11 @@ class ResNetSpec:
 
     Defaults describe torchvision's ResNet-50 (v1.5: stride on the 3x3 conv). ``bn_momentum`` uses
     PyTorch's convention (weight of the new batch statistic); Keras adapters use ``1 - bn_momentum``.
+    ``stem_width`` is the output width of the 7x7 stem; for the deep stems it is timm's meaning (width
+    of the first 3x3 convs, output twice that). ``downsample="avg"`` is timm's "d" shortcut
+    (average-pool, then a stride-1 1x1 conv); ``attention="se"`` adds timm's squeeze-and-excitation
+    (reduction ``se_ratio``, rounded to a multiple of 8); ``output_stride`` < 32 replaces the last
+    strides by dilation, as torchvision's ``replace_stride_with_dilation`` and timm's ``output_stride``.
     """
 
     block: str = "bottleneck"
@@ -51,6 +60,12 @@ class ResNetSpec:
     zero_init_residual: bool = False
     stride_in_1x1: bool = False
     conv_bias: bool = False
+    stem: str = "7x7"
+    stem_pool: bool = True
+    downsample: str = "conv"
+    attention: str | None = None
+    se_ratio: float = 1.0 / 16
+    output_stride: int = 32
     name: str = field(default="resnet", compare=False)
 
     def __post_init__(self) -> None:
@@ -92,6 +107,20 @@ class ResNetSpec:
             raise _expected("bn_momentum", "a float in [0, 1] (PyTorch's convention)", self.bn_momentum)
         if self.stride_in_1x1 and self.block != "bottleneck":
             raise _expected("stride_in_1x1", "False for the basic block (it has no 1x1 conv)", self.stride_in_1x1)
+        if self.stem not in STEMS:
+            raise _expected("stem", f"one of {STEMS}", self.stem)
+        if self.downsample not in DOWNSAMPLES:
+            raise _expected("downsample", f"one of {DOWNSAMPLES}", self.downsample)
+        if self.attention not in ATTENTIONS:
+            raise _expected("attention", f"one of {ATTENTIONS}", self.attention)
+        if not isinstance(self.stem_pool, bool):
+            raise _expected("stem_pool", "a bool", self.stem_pool)
+        if not _is_number(self.se_ratio) or not 0 < self.se_ratio <= 1:
+            raise _expected("se_ratio", "a float in (0, 1]", self.se_ratio)
+        if self.output_stride not in OUTPUT_STRIDES:
+            raise _expected("output_stride", f"one of {OUTPUT_STRIDES}", self.output_stride)
+        if self.stem == "deep_tiered" and self.stem_width < 4:
+            raise _expected("stem_width", "at least 4 for the deep_tiered stem", self.stem_width)
         if not isinstance(self.name, str) or not self.name:
             raise _expected("name", "a non-empty string", self.name)
 
