@@ -14,8 +14,9 @@ from typing import Any
 import keras
 import numpy as np
 
-from resnet_core.mapping import check_weights, keras_layer_name, keras_table
-from resnet_core.plan import AvgPool, Block, Conv, ConvNorm, MaxPool, Plan, SqueezeExcite, make_plan
+from resnet_core.keras_graph import KerasLayer, keras_graph
+from resnet_core.mapping import check_weights, keras_table
+from resnet_core.plan import Plan, make_plan
 from resnet_core.spec import ResNetSpec
 
 _PACKAGE = "resnet_core"
@@ -42,102 +43,31 @@ class ConstantPad2D(keras.layers.Layer):
         return {**super().get_config(), "padding": self.padding, "value": self.value}
 
 
-def _conv(x, c: Conv):
-    name = keras_layer_name(c.name)
-    # 'same' is symmetric (hence exact) only at stride 1 with an odd effective kernel.
-    same = c.stride == 1 and 2 * c.padding == c.dilation * (c.kernel_size - 1)
-    if c.padding and not same:
-        x = keras.layers.ZeroPadding2D(c.padding, name=f"{name}_pad")(x)
-    return keras.layers.Conv2D(
-        c.out_channels, c.kernel_size, strides=c.stride, padding="same" if same else "valid",
-        dilation_rate=c.dilation, groups=c.groups, use_bias=c.bias,
-        kernel_initializer=keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal"),
-        bias_initializer="zeros", name=name,
-    )(x)
+def _initializers(layer: KerasLayer, plan: Plan) -> dict[str, Any]:
+    """PyTorch's default initialisation, in Keras terms (kaiming-normal fan-out convs, torch Linear)."""
+    if layer.cls == "Conv2D":
+        return {"kernel_initializer": keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal"),
+                "bias_initializer": "zeros"}
+    if layer.cls == "Dense":
+        bound = 1.0 / math.sqrt(plan.head.fc.in_features)
+        return {"kernel_initializer": keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform"),
+                "bias_initializer": keras.initializers.RandomUniform(-bound, bound)}
+    return {}
 
 
-def _unit(x, unit: ConvNorm, act_name: str):
-    n = unit.norm
-    x = _conv(x, unit.conv)
-    x = keras.layers.BatchNormalization(
-        epsilon=n.eps, momentum=1.0 - n.momentum, gamma_initializer="zeros" if n.zero_init else "ones",
-        name=keras_layer_name(n.name),
-    )(x)
-    return keras.layers.ReLU(name=act_name)(x) if unit.relu else x
-
-
-def _maxpool(x, pool: MaxPool):
-    name = keras_layer_name(pool.name)
-    if pool.padding:
-        x = ConstantPad2D(pool.padding, -math.inf, name=f"{name}_pad")(x)
-    return keras.layers.MaxPooling2D(pool.kernel_size, pool.stride, padding="valid", name=name)(x)
-
-
-def _squeeze_excite(x, se: SqueezeExcite):
-    name = keras_layer_name(se.name)
-    gate = keras.layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_mean")(x)
-    gate = keras.layers.ReLU(name=f"{name}_relu")(_conv(gate, se.fc1))
-    gate = keras.layers.Activation("sigmoid", name=f"{name}_gate")(_conv(gate, se.fc2))
-    return keras.layers.Multiply(name=f"{name}_scale")([x, gate])
-
-
-def _shortcut_pool(x, pool: AvgPool):
-    name = keras_layer_name(pool.name)
-    if pool.mode == "same":  # zero padding after each edge, counted in the mean (timm's AvgPool2dSame)
-        pad = pool.kernel_size - 1
-        x = keras.layers.ZeroPadding2D(((0, pad), (0, pad)), name=f"{name}_pad")(x)
-        return keras.layers.AveragePooling2D(pool.kernel_size, pool.stride, padding="valid", name=name)(x)
-    # ceil_mode=True, count_include_pad=False: for a 2x2 window, exactly Keras's 'same', whose padding
-    # falls after the edge and is excluded from the mean on every engine.
-    return keras.layers.AveragePooling2D(pool.kernel_size, pool.stride, padding="same", name=name)(x)
-
-
-def _block(x, block: Block):
-    shortcut = x
-    if block.shortcut_pool is not None:
-        shortcut = _shortcut_pool(shortcut, block.shortcut_pool)
-    if block.shortcut is not None:
-        shortcut = _unit(shortcut, block.shortcut, "")
-    y = x
-    for unit in block.main:
-        y = _unit(y, unit, f"{keras_layer_name(unit.norm.name)}_relu")
-    if block.attention is not None:
-        y = _squeeze_excite(y, block.attention)
-    b = keras_layer_name(block.name)
-    x = keras.layers.Add(name=f"{b}_add")([y, shortcut])
-    return keras.layers.ReLU(name=f"{b}_out")(x)
-
-
-def _graph(plan: Plan, inputs) -> tuple[Any, dict[str, str]]:
-    """The output tensor, and the Keras layer that produces each tap of the plan."""
-    taps: dict[str, str] = {}
-
-    def tap(name: str, tensor):
-        taps[name] = tensor._keras_history.operation.name
-        return tensor
-
-    x = inputs
-    for unit in plan.stem.units:
-        x = _unit(x, unit, f"{keras_layer_name(unit.norm.name)}_relu")
-    if plan.stem.pool is not None:
-        x = _maxpool(x, plan.stem.pool)
-    tap("stem", x)
-    for block in plan.blocks:
-        x = tap(block.name, _block(x, block))
-    head = plan.head
-    if head.pool == "avg":
-        x = tap("pool", keras.layers.GlobalAveragePooling2D(name="avgpool")(x))
-    elif head.pool == "max":
-        x = tap("pool", keras.layers.GlobalMaxPooling2D(name="maxpool_global")(x))
-    if head.fc is not None:
-        bound = 1.0 / math.sqrt(head.fc.in_features)
-        x = keras.layers.Dense(
-            head.fc.out_features, name=keras_layer_name(head.fc.name),
-            kernel_initializer=keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform"),
-            bias_initializer=keras.initializers.RandomUniform(-bound, bound),
-        )(x)
-        tap("logits", x)
-    return x, taps
+def _graph(plan: Plan) -> tuple[Any, Any, dict[str, str]]:
+    """Instantiate :func:`keras_graph`; return input, output and the Keras layer of each tap."""
+    layers, output = keras_graph(plan)
+    tensors: dict[str, Any] = {}
+    for layer in layers:
+        if layer.cls == "InputLayer":
+            inputs = tensors[layer.name] = keras.Input(name=layer.name, **layer.config)
+            continue
+        cls = ConstantPad2D if layer.cls == "ConstantPad2D" else getattr(keras.layers, layer.cls)
+        args = [tensors[i] for i in layer.inputs]
+        made = cls(name=layer.name, **layer.config, **_initializers(layer, plan))
+        tensors[layer.name] = made(args if len(args) > 1 else args[0])
+    return inputs, tensors[output], {layer.tap: layer.name for layer in layers if layer.tap}
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -147,8 +77,7 @@ class KerasResNet(keras.Model):
     def __init__(self, spec: ResNetSpec | Mapping[str, Any], **kwargs: Any):
         spec = spec if isinstance(spec, ResNetSpec) else ResNetSpec.from_dict(spec)
         plan = make_plan(spec)
-        inputs = keras.Input((None, None, spec.in_channels), name="images")
-        outputs, taps = _graph(plan, inputs)
+        inputs, outputs, taps = _graph(plan)
         kwargs.setdefault("name", spec.name)
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
         self.spec = spec

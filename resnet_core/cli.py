@@ -17,6 +17,9 @@ from . import __version__
 # Each module defines ``register(subparsers)``, which adds its parser and sets ``func(args) -> int``.
 COMMAND_MODULES = (
     "resnet_core.commands.list_specs",
+    "resnet_core.commands.parity",
+    "resnet_core.commands.convert",
+    "resnet_core.commands.info",
 )
 
 

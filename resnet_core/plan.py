@@ -313,9 +313,14 @@ def _stem(spec: ResNetSpec) -> Stem:
     return Stem(units, MaxPool("maxpool") if spec.stem_pool else None, out)
 
 
-@functools.lru_cache(maxsize=64)
 def make_plan(spec: ResNetSpec) -> Plan:
     """The structure of ``spec``: blocks, strides, shortcuts, channels and canonical names."""
+    # Specs compare equal whatever their name; the cache key includes it so plan.spec keeps its own.
+    return _make_plan(spec, spec.name)
+
+
+@functools.lru_cache(maxsize=64)
+def _make_plan(spec: ResNetSpec, name: str) -> Plan:
     stem = _stem(spec)
     blocks: list[Block] = []
     cin = stem.out_channels

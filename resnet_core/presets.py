@@ -35,6 +35,8 @@ def get_spec(name: str | ResNetSpec) -> ResNetSpec:
 
 _basic = ResNetSpec(block="basic", layers=(2, 2, 2, 2))
 _bottleneck = ResNetSpec(block="bottleneck", layers=(3, 4, 6, 3))
+_keras_v1 = _bottleneck.replace(stride_in_1x1=True, conv_bias=True, bn_eps=1.001e-5, bn_momentum=0.01,
+                                preprocessing="caffe")
 
 for _name, _spec in {
     "resnet18": _basic,
@@ -47,15 +49,12 @@ for _name, _spec in {
     "resnext101_64x4d": _bottleneck.replace(layers=(3, 4, 23, 3), groups=64, width_per_group=4),
     "wide_resnet50_2": _bottleneck.replace(width_per_group=128),
     "wide_resnet101_2": _bottleneck.replace(layers=(3, 4, 23, 3), width_per_group=128),
-    # The original (v1) ResNet-50 of the paper and keras.applications: stride on the first 1x1 conv,
-    # biased convolutions and Keras's epsilon.
-    "keras_resnet50": _bottleneck.replace(stride_in_1x1=True, conv_bias=True, bn_eps=1.001e-5),
-    "keras_resnet101": _bottleneck.replace(
-        layers=(3, 4, 23, 3), stride_in_1x1=True, conv_bias=True, bn_eps=1.001e-5
-    ),
-    "keras_resnet152": _bottleneck.replace(
-        layers=(3, 8, 36, 3), stride_in_1x1=True, conv_bias=True, bn_eps=1.001e-5
-    ),
+    # The original (v1) ResNet of the paper as keras.applications builds it: stride on the first 1x1
+    # conv, biased convolutions, Keras's epsilon and momentum (0.99 in Keras = 0.01 here), and 'caffe'
+    # input preprocessing (BGR, mean subtraction).
+    "keras_resnet50": _keras_v1,
+    "keras_resnet101": _keras_v1.replace(layers=(3, 4, 23, 3)),
+    "keras_resnet152": _keras_v1.replace(layers=(3, 8, 36, 3)),
     # timm's "d" and "t" variants: deep stem, average-pool shortcut; "se": squeeze-and-excitation.
     "resnet18d": _basic.replace(stem="deep", stem_width=32, downsample="avg"),
     "resnet26d": _bottleneck.replace(layers=(2, 2, 2, 2), stem="deep", stem_width=32, downsample="avg"),

@@ -66,6 +66,9 @@ class ResNetSpec:
     attention: str | None = None
     se_ratio: float = 1.0 / 16
     output_stride: int = 32
+    # Input normalisation the weights were trained with (ignored by the adapters; see resnet_core.preprocess):
+    # "torch" RGB mean/std on [0, 1], "caffe" BGR mean subtraction on [0, 255], "tf" [-1, 1].
+    preprocessing: str = "torch"
     name: str = field(default="resnet", compare=False)
 
     def __post_init__(self) -> None:
@@ -119,6 +122,8 @@ class ResNetSpec:
             raise _expected("se_ratio", "a float in (0, 1]", self.se_ratio)
         if self.output_stride not in OUTPUT_STRIDES:
             raise _expected("output_stride", f"one of {OUTPUT_STRIDES}", self.output_stride)
+        if self.preprocessing not in ("torch", "caffe", "tf"):
+            raise _expected("preprocessing", "one of ('torch', 'caffe', 'tf')", self.preprocessing)
         if self.stem == "deep_tiered" and self.stem_width < 4:
             raise _expected("stem_width", "at least 4 for the deep_tiered stem", self.stem_width)
         if not isinstance(self.name, str) or not self.name:

@@ -1,0 +1,108 @@
+"""``resnet-core parity``: one model on several engines, compared layer by layer against torch.
+
+Exit status: 0 within tolerance, 1 over tolerance (or an engine crashed, or nothing to compare),
+2 on bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+from pathlib import Path
+
+from ..parity import DTYPES, ENGINES, MODES, parity
+
+EPILOG = """examples:
+  resnet-core parity resnet50 --backends torch,keras-jax,keras-tensorflow,keras-torch
+  resnet-core parity my.safetensors --mode train --grad --json report.json --plot report.png
+  resnet-core parity tiny_resnext --dtype bfloat16 --size 65x77
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "parity", help="compare a model across torch and the Keras engines, layer by layer",
+        description="Run one model on several engines (each in its own process) with the same weights and "
+                    "inputs, and compare the output of the stem, every block, the pooling and the logits "
+                    "(and, on request, running statistics and gradients) against the reference engine.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("model", metavar="SPEC_OR_WEIGHTS",
+                   help="a preset name (see 'resnet-core list') or a weights file (.npz, or any format "
+                        "resnet_core.read_weights reads); a file's preset is inferred unless --spec is given")
+    p.add_argument("--spec", help="the preset of a weights file, when it cannot be inferred")
+    p.add_argument("--weights", help="weights file for a preset (default: non-trivial random weights)")
+    p.add_argument("--backends", default=",".join(ENGINES),
+                   help=f"comma-separated engines (default: all): {', '.join(ENGINES)}")
+    p.add_argument("--reference", default="torch", help="engine the others are compared with (default: torch)")
+    p.add_argument("--mode", choices=MODES, default="eval",
+                   help="eval: running statistics; train: batch statistics, and running statistics after one step")
+    p.add_argument("--grad", action="store_true", help="also compare the gradient of every weight")
+    p.add_argument("--dtype", choices=DTYPES, default="float32",
+                   help="float32, or mixed precision in bfloat16 / float16 (default: float32)")
+    p.add_argument("--batch", type=int, default=2, help="images per batch (default: 2)")
+    p.add_argument("--size", default="224", help="input size, N or HxW (default: 224)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the images, probe and random weights")
+    p.add_argument("--tolerance", type=float, help="one relative tolerance for everything (default: per dtype)")
+    p.add_argument("--engine-weights", action="append", default=[], metavar="ENGINE=FILE",
+                   help="give one engine other weights, e.g. keras-jax=converted.weights.h5 (repeatable)")
+    p.add_argument("--device", choices=("auto", "cpu"), default="auto",
+                   help="auto: each engine's default device; cpu: hide GPUs from every engine")
+    p.add_argument("--jobs", type=int, help="engines run at once (default: one per CPU core)")
+    p.add_argument("--timeout", type=float, help="seconds each engine may take")
+    p.add_argument("--json", metavar="PATH", help="write the full report as JSON")
+    p.add_argument("--plot", metavar="PATH", help="write a PNG of the error per layer (needs matplotlib)")
+    p.set_defaults(func=run)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    parts = text.lower().split("x")
+    try:
+        values = [int(v) for v in parts]
+    except ValueError:
+        values = []
+    if len(values) == 1:
+        values = values * 2
+    if len(values) != 2 or min(values) < 1:
+        raise ValueError(f"--size expects N or HxW with positive integers. Received: {text!r}")
+    return values[0], values[1]
+
+
+def _engine_weights(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        engine, sep, path = item.partition("=")
+        if not sep or not engine or not path:
+            raise ValueError(f"--engine-weights expects ENGINE=FILE. Received: {item!r}")
+        out[engine.strip()] = path
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.jobs is not None and args.jobs < 1:
+        raise ValueError(f"--jobs must be at least 1. Received: {args.jobs}")
+    if args.weights and args.spec:
+        raise ValueError("--spec names the preset of a weights file given as SPEC_OR_WEIGHTS; with --weights, "
+                         "give the preset as SPEC_OR_WEIGHTS")
+    for option, path in (("--json", args.json), ("--plot", args.plot)):
+        if path and not Path(path).resolve().parent.is_dir():
+            raise FileNotFoundError(f"{option}: the folder of {path!r} does not exist")
+    if args.plot and importlib.util.find_spec("matplotlib") is None:
+        raise ImportError("--plot needs matplotlib: pip install 'resnet-core[plot]'")
+    spec, weights = args.model, args.weights
+    if args.spec:
+        spec, weights = args.spec, args.model
+    report = parity(
+        spec, backends=args.backends, weights=weights, batch=args.batch, size=parse_size(args.size),
+        mode=args.mode, grad=args.grad, dtype=args.dtype, seed=args.seed, reference=args.reference,
+        tolerance=args.tolerance, device=args.device, jobs=args.jobs, timeout=args.timeout,
+        engine_weights=_engine_weights(args.engine_weights),
+    )
+    print(report.table())
+    if args.json:
+        report.to_json(args.json)
+        print(f"wrote {args.json}")
+    if args.plot:
+        report.plot(args.plot)
+        print(f"wrote {args.plot}")
+    return 0 if report.ok else 1

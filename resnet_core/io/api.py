@@ -1,0 +1,269 @@
+"""Reading, writing and converting weight files: one path for every format, validated before any output."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ..mapping import WeightsMismatchError, check_weights
+from ..plan import make_plan
+from ..presets import get_spec
+from ..spec import ResNetSpec
+from .atomic import atomic_output, check_output
+from .formats import Format, Reader, TensorInfo, WeightsFileError, dtype_by_name, format_for, spec_from_json
+from .infer import InferenceError, infer_spec
+
+SpecArg = str | ResNetSpec | None
+
+
+class LoadedWeights(NamedTuple):
+    """``spec, weights = read_weights(path)``; also ``result.weights``."""
+
+    spec: ResNetSpec
+    weights: dict[str, np.ndarray]
+
+
+@dataclass
+class OpenedWeights:
+    """A weights file with its spec settled and its tensors checked against it; no tensor read yet."""
+
+    path: Path
+    format: Format
+    reader: Reader
+    spec: ResNetSpec
+    spec_source: str  # "file" | "argument" | "inferred"
+    note: str  # how the spec was found, for people
+    tensors: dict[str, TensorInfo]  # canonical names, in plan order
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.nbytes for t in self.tensors.values())
+
+    def close(self) -> None:
+        self.reader.close()
+
+    def __enter__(self) -> OpenedWeights:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def resolve_spec(value: str | os.PathLike | ResNetSpec) -> ResNetSpec:
+    """A spec from a preset name, a ResNetSpec, or a path to a JSON file (``ResNetSpec.to_json``)."""
+    if isinstance(value, ResNetSpec):
+        return value
+    text = os.fspath(value)
+    if text.lower().endswith(".json"):
+        path = Path(text)
+        if not path.is_file():
+            raise FileNotFoundError(f"No spec file {text!r}")
+        return spec_from_json(path.read_text(encoding="utf-8"), path)
+    return get_spec(text)
+
+
+def _input(path: str | os.PathLike) -> tuple[Path, Format]:
+    path = Path(path)
+    fmt = format_for(path)
+    if not path.exists():
+        raise FileNotFoundError(f"No such file: {str(path)!r}")
+    if path.is_dir():
+        raise IsADirectoryError(f"{str(path)!r} is a directory, not a weights file")
+    return path, fmt
+
+
+def open_weights(path: str | os.PathLike, spec: SpecArg = None) -> OpenedWeights:
+    """Open ``path``, settle its spec (``spec``, else the file's, else inferred) and check every tensor's name,
+    shape and dtype against it. Raises one error naming the file and every problem.
+    """
+    path, fmt = _input(path)
+    reader = fmt.open(path)
+    try:
+        if spec is not None:
+            resolved, source = resolve_spec(spec), "argument"
+            note = f"spec {resolved.name} given"
+        elif reader.stored_spec is not None:
+            resolved, source, note = reader.stored_spec, "file", f"spec {reader.stored_spec.name} stored in the file"
+        else:
+            try:
+                resolved, note = infer_spec(reader.tensors(None))
+            except InferenceError as exc:
+                raise InferenceError(f"Cannot infer the architecture of {path}: {exc}. Pass --arch NAME "
+                                     "(see `resnet-core list`) or --arch spec.json") from None
+            source = "inferred"
+        tensors = reader.tensors(resolved)
+        plan = make_plan(resolved)
+        try:
+            check_weights(plan, tensors, strict=True)
+        except WeightsMismatchError as exc:
+            raise _mismatch(exc, path, resolved, note) from None
+        except TypeError as exc:
+            raise TypeError(f"{path}: {exc}") from None
+        ordered = {p.name: tensors[p.name] for p in plan.params}
+        return OpenedWeights(path, fmt, reader, resolved, source, note, ordered)
+    except BaseException:
+        reader.close()
+        raise
+
+
+def _clip(names: list[str], limit: int = 10) -> str:
+    return ", ".join(names[:limit]) + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
+
+
+def _mismatch(exc: WeightsMismatchError, path: Path, spec: ResNetSpec, note: str) -> WeightsMismatchError:
+    """The same error, worded for a file: the first shape mismatch with both shapes, then every missing and
+    unexpected key (clipped)."""
+    parts = []
+    if exc.mismatched:
+        name, expected, got = exc.mismatched[0]
+        parts.append(f"{name} has shape {tuple(got)} in the file but {spec.name} expects {tuple(expected)}"
+                     + (f" ({len(exc.mismatched)} shapes differ)" if len(exc.mismatched) > 1 else ""))
+    if exc.missing:
+        parts.append(f"missing {len(exc.missing)} key(s): {_clip(exc.missing)}")
+    if exc.unexpected:
+        parts.append(f"unexpected {len(exc.unexpected)} key(s): {_clip(exc.unexpected)}")
+    error = WeightsMismatchError(exc.missing, exc.unexpected, exc.mismatched)
+    error.args = (f"{path} does not fit {spec.name} ({note}): " + "; ".join(parts),)
+    return error
+
+
+def _caster(dtype: str | None) -> tuple[Callable[[TensorInfo], TensorInfo], Callable[[np.ndarray], np.ndarray]]:
+    if dtype is None:
+        return (lambda info: info), (lambda array: array)
+    target = dtype_by_name(dtype)
+    return (lambda info: TensorInfo(info.shape, target)), \
+        (lambda array: array if array.dtype == target else array.astype(target))
+
+
+def _extension(path: Path, fmt: Format) -> str:
+    name = path.name.lower()
+    return max((e for e in fmt.extensions if name.endswith(e)), key=len)
+
+
+def _write(fmt: Format, path: Path, spec: ResNetSpec, tensors: dict[str, TensorInfo],
+           get: Callable[[str], np.ndarray], overwrite: bool, progress: Callable[[int], None]) -> None:
+    with atomic_output(path, overwrite, suffix=_extension(path, fmt)) as tmp:
+        fmt.write(tmp, spec, tensors, get, progress)
+
+
+@dataclass(frozen=True)
+class ConvertResult:
+    source: Path
+    target: Path
+    spec: ResNetSpec
+    note: str
+    count: int
+    nbytes: int
+    dtypes: tuple[str, ...]
+
+
+def convert(source: str | os.PathLike, target: str | os.PathLike, spec: SpecArg = None, dtype: str | None = None,
+            overwrite: bool = False, progress: Callable[[int, int], Callable[[int], None]] | None = None
+            ) -> ConvertResult:
+    """Convert ``source`` to ``target`` (formats by extension), tensor by tensor, bit for bit unless ``dtype``.
+
+    The whole input is validated before the output is created; the output appears only when complete,
+    and never replaces an existing file unless ``overwrite``. ``progress(total_bytes, count)``, if given,
+    returns a callback receiving the bytes written as they go.
+    """
+    target = Path(target)
+    fmt_out = format_for(target)
+    src, _ = _input(source)
+    if target.exists() and os.path.samefile(src, target):
+        raise ValueError(f"Input and output are the same file ({str(target)!r}); write to a new path")
+    check_output(target, overwrite)
+    cast_info, cast = _caster(dtype)
+    with open_weights(src, spec) as opened:
+        tensors = {name: cast_info(info) for name, info in opened.tensors.items()}
+        total = sum(t.nbytes for t in tensors.values())
+        update = progress(total, len(tensors)) if progress is not None else (lambda n: None)
+
+        def get(name: str) -> np.ndarray:
+            return cast(opened.reader.read(name))
+
+        _write(fmt_out, target, opened.spec, tensors, get, overwrite, update)
+        dtypes = tuple(sorted({t.dtype.name for t in tensors.values()}))
+        return ConvertResult(src, target, opened.spec, opened.note, len(tensors), total, dtypes)
+
+
+def read_weights(path: str | os.PathLike, spec: SpecArg = None, dtype: str | None = None) -> LoadedWeights:
+    """``(spec, weights)`` from any supported file: canonical names and layouts, numpy arrays the caller owns.
+
+    The spec is ``spec`` if given, else the one the file stores, else inferred from the tensors.
+    bfloat16 tensors are ``ml_dtypes.bfloat16`` arrays. ``dtype`` casts every tensor.
+    """
+    _, cast = _caster(dtype)
+    with open_weights(path, spec) as opened:
+        weights = {}
+        for name in opened.tensors:
+            array = cast(opened.reader.read(name))
+            weights[name] = array if array.flags.owndata and not isinstance(array, np.memmap) else np.array(array)
+        return LoadedWeights(opened.spec, weights)
+
+
+def _as_array(name: str, value: Any) -> np.ndarray:
+    if hasattr(value, "detach"):  # a torch tensor (bfloat16 included)
+        from .torch_io import to_numpy
+
+        return to_numpy(value.cpu())
+    if hasattr(value, "numpy") and not isinstance(value, np.ndarray):  # tf/jax arrays
+        value = value.numpy()
+    return np.asarray(value)
+
+
+def write_weights(path: str | os.PathLike, weights: Mapping[str, Any], spec: str | ResNetSpec,
+                  dtype: str | None = None, overwrite: bool = False) -> Path:
+    """Write canonical ``weights`` of ``spec`` to ``path`` in the format its extension names.
+
+    Every format keeps the spec (``.pth`` in the state_dict's ``_metadata``), so :func:`read_weights`
+    of the file alone rebuilds the model. Refuses to replace an existing file unless ``overwrite``.
+    """
+    path = Path(path)
+    fmt = format_for(path)
+    resolved = resolve_spec(spec)
+    plan = make_plan(resolved)
+    arrays = {name: _as_array(name, value) for name, value in weights.items()}
+    check_weights(plan, arrays, strict=True)
+    cast_info, cast = _caster(dtype)
+    tensors = {p.name: cast_info(TensorInfo(tuple(arrays[p.name].shape), arrays[p.name].dtype)) for p in plan.params}
+    _write(fmt, path, resolved, tensors, lambda name: cast(arrays[name]), overwrite, lambda n: None)
+    return path
+
+
+def describe(path: str | os.PathLike, spec: SpecArg = None) -> dict[str, Any]:
+    """What ``resnet-core info`` shows: format, producer, spec and where it came from, tensors, dtypes, sizes.
+
+    A file whose spec cannot be inferred is still described (``spec`` None, ``spec_error`` set); any other
+    problem raises.
+    """
+    path, fmt = _input(path)
+    out: dict[str, Any] = {"file": str(path), "format": fmt.name, "file_bytes": path.stat().st_size}
+    try:
+        opened = open_weights(path, spec)
+    except InferenceError as exc:
+        with fmt.open(path) as reader:
+            raw = reader.raw()
+            out.update(producer=reader.producer, spec=None, spec_source=None, spec_error=str(exc),
+                       tensors=len(raw), tensor_bytes=sum(t.nbytes for t in raw.values()),
+                       dtypes=sorted({t.dtype.name for t in raw.values()}))
+        return out
+    with opened:
+        plan = make_plan(opened.spec)
+        out.update(
+            producer=opened.reader.producer, spec=opened.spec.to_dict(), spec_source=opened.spec_source,
+            note=opened.note, tensors=len(opened.tensors), tensor_bytes=opened.nbytes,
+            dtypes=sorted({t.dtype.name for t in opened.tensors.values()}),
+            parameters=plan.num_params,
+        )
+    return out
+
+
+__all__ = [
+    "ConvertResult", "LoadedWeights", "OpenedWeights", "WeightsFileError", "convert", "describe", "open_weights",
+    "read_weights", "resolve_spec", "write_weights",
+]

@@ -1,0 +1,62 @@
+"""Outputs appear whole or not at all: written under a temporary name beside the target, then renamed."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def check_output(path: Path, overwrite: bool) -> None:
+    """Refuse before any work is done: a missing directory, a directory as target, an existing file."""
+    parent = path.parent
+    if not parent.is_dir():
+        raise FileNotFoundError(f"Output directory {str(parent)!r} does not exist")
+    if path.is_dir():
+        raise IsADirectoryError(f"Output {str(path)!r} is a directory")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"Output {str(path)!r} already exists; pass --force (overwrite=True) to replace it")
+
+
+def _temporary_name(path: Path, suffix: str) -> Path:
+    """A free name beside ``path``, not created: the writer creates the file.
+
+    Creating it here (as mkstemp does) would make the writer truncate an existing file, and ext4 then
+    flushes it to disk on close (its replace-via-truncate safeguard), a third of a second for 500 MB.
+    """
+    while True:
+        candidate = path.parent / f".{path.name}.{secrets.token_hex(6)}.partial{suffix}"
+        if not candidate.exists():
+            return candidate
+
+
+@contextlib.contextmanager
+def atomic_output(path: Path, overwrite: bool = False, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path in ``path``'s directory; on success it becomes ``path``, on any failure it goes.
+
+    ``suffix`` ends the temporary name (Keras insists on ``.keras``). Without ``overwrite`` the final
+    step is a hard link, which fails rather than replace a file that appeared meanwhile.
+    """
+    path = Path(path)
+    check_output(path, overwrite)
+    tmp = _temporary_name(path, suffix)
+    try:
+        yield tmp
+        if not tmp.exists():  # pragma: no cover - a writer that wrote nothing
+            raise RuntimeError(f"The writer did not create {tmp}")
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise FileExistsError(f"Output {str(path)!r} appeared while writing; not replaced") from None
+            except OSError:  # a file system without hard links
+                if path.exists():
+                    raise FileExistsError(f"Output {str(path)!r} appeared while writing; not replaced") from None
+                os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()

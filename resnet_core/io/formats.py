@@ -1,0 +1,202 @@
+"""Weight-file formats: the registry by extension, the reader/writer contract, dtypes and errors.
+
+In memory, canonical weights are numpy arrays in PyTorch layouts under torchvision names. bfloat16
+tensors are numpy arrays of ``ml_dtypes.bfloat16`` (numpy has no bfloat16 of its own), so every
+format carries float32, float16 and bfloat16 bit for bit. Readers expose tensors lazily (one at a
+time, often as views of a memory map) so a conversion never holds two copies of a model.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..spec import ResNetSpec, SpecError
+
+# Version of the metadata layout resnet-core writes into weight files. Readers refuse newer ones.
+FORMAT_VERSION = 1
+SPEC_KEY = "resnet_core.spec"
+VERSION_KEY = "resnet_core.format_version"
+LIBRARY_KEY = "resnet_core.version"
+
+FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+
+
+class WeightsFileError(ValueError):
+    """A weights file is missing pieces, corrupt, truncated or not what its extension says."""
+
+
+class FormatVersionError(WeightsFileError):
+    """A file written by a newer resnet-core than this one."""
+
+
+def dtype_by_name(name: str) -> np.dtype:
+    """numpy dtype for ``name``; bfloat16 comes from ml_dtypes (installed with the ``io`` extra)."""
+    if name == "bfloat16":
+        return np.dtype(_ml_dtypes().bfloat16)
+    if name not in FLOAT_DTYPES:
+        raise ValueError(f"Unknown dtype {name!r}: expected one of {FLOAT_DTYPES}")
+    return np.dtype(name)
+
+
+def dtype_name(dtype: Any) -> str:
+    """'float32', 'bfloat16', ... for numpy dtypes, including ml_dtypes's."""
+    return np.dtype(dtype).name
+
+
+def _ml_dtypes():
+    try:
+        return importlib.import_module("ml_dtypes")
+    except ImportError as exc:  # pragma: no cover - installed with the io extra
+        raise ImportError("bfloat16 tensors need the 'ml_dtypes' package: pip install 'resnet-core[io]'") from exc
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """Shape and dtype of a stored tensor, known before its bytes are read (check_weights accepts it)."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+
+
+class Reader:
+    """An open weights file. Subclasses fill the attributes and implement :meth:`tensors` and :meth:`read`."""
+
+    format_name = ""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.stored_spec: ResNetSpec | None = None  # a spec the file carries, if any
+        self.producer = ""  # who wrote the file, for ``resnet-core info``
+
+    def raw(self) -> dict[str, TensorInfo]:
+        """Every tensor as the file names it (needs no spec)."""
+        raise NotImplementedError
+
+    def tensors(self, spec: ResNetSpec | None) -> dict[str, TensorInfo]:
+        """Tensors under canonical names and shapes. ``spec`` is needed only where names depend on it (Keras)."""
+        raise NotImplementedError
+
+    def read(self, name: str) -> np.ndarray:
+        """One canonical tensor (call :meth:`tensors` first); may be a read-only view of the file."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> Reader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# Writers take (path, spec, tensors in plan order, get(name) -> canonical array already cast,
+# progress(nbytes)) and fetch one tensor at a time, so a conversion streams.
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    extensions: tuple[str, ...]
+    module: str  # the resnet_core.io submodule that reads and writes it
+    description: str
+    reader: str = "open_reader"  # (path) -> Reader
+    writer: str = "write"  # a Writer
+
+    def open(self, path: Path) -> Reader:
+        return getattr(importlib.import_module(self.module), self.reader)(path)
+
+    def write(self, path: Path, spec: ResNetSpec, tensors: dict[str, TensorInfo], get: Callable[[str], np.ndarray],
+              progress: Callable[[int], None]) -> None:
+        getattr(importlib.import_module(self.module), self.writer)(path, spec, tensors, get, progress)
+
+
+FORMATS = (
+    Format("safetensors", (".safetensors",), "resnet_core.io.safetensors_io",
+           "canonical tensors, spec in the metadata"),
+    Format("pytorch", (".pth", ".pt"), "resnet_core.io.torch_io", "a PyTorch state_dict (torch.save)"),
+    Format("keras-weights", (".weights.h5",), "resnet_core.io.keras_io",
+           "Keras 3 model.save_weights / load_weights of the Keras model"),
+    Format("keras", (".keras",), "resnet_core.io.keras_io", "a whole Keras 3 model (model.save); writing needs Keras",
+           reader="open_keras_reader", writer="write_keras"),
+)
+
+
+def known_extensions() -> list[str]:
+    return [ext for f in FORMATS for ext in f.extensions]
+
+
+def format_for(path: str | os.PathLike) -> Format:
+    """The format of ``path``, by its extension (case-insensitive; the longest match wins)."""
+    name = Path(path).name.lower()
+    pairs = sorted(((ext, fmt) for fmt in FORMATS for ext in fmt.extensions), key=lambda p: -len(p[0]))
+    for ext, fmt in pairs:
+        if name.endswith(ext) and len(name) > len(ext):
+            return fmt
+    hint = " (a Keras weights file must end in .weights.h5)" if name.endswith(".h5") else ""
+    raise ValueError(f"Unknown weights format for {str(path)!r}{hint}. Known extensions: "
+                     f"{', '.join(known_extensions())}")
+
+
+def spec_metadata(spec: ResNetSpec) -> dict[str, str]:
+    """String metadata every resnet-core file carries: the spec as JSON and the format version."""
+    from .. import __version__
+
+    return {SPEC_KEY: spec.to_json(), VERSION_KEY: str(FORMAT_VERSION), LIBRARY_KEY: __version__}
+
+
+def spec_from_metadata(meta: dict[str, Any], path: Path) -> ResNetSpec | None:
+    """The spec stored by :func:`spec_metadata`, or None; newer format versions are refused."""
+    version, text = meta.get(VERSION_KEY), meta.get(SPEC_KEY)
+    if version is None and text is None:
+        return None
+    try:
+        number = int(_text(version))
+    except (TypeError, ValueError):
+        raise WeightsFileError(f"{path}: invalid {VERSION_KEY} {version!r} in the file's metadata") from None
+    if number > FORMAT_VERSION:
+        from .. import __version__
+
+        raise FormatVersionError(
+            f"{path} was written in resnet-core weights format version {number}; this resnet-core "
+            f"({__version__}) reads versions up to {FORMAT_VERSION}. Upgrade resnet-core to read it")
+    if text is None:
+        raise WeightsFileError(f"{path}: the metadata has {VERSION_KEY} but no {SPEC_KEY}")
+    return spec_from_json(_text(text), path)
+
+
+def spec_from_json(text: str, path: Path | str) -> ResNetSpec:
+    try:
+        return ResNetSpec.from_dict(json.loads(text))
+    except (json.JSONDecodeError, TypeError, AttributeError) as exc:
+        raise WeightsFileError(f"{path}: the stored spec is not valid JSON for a ResNetSpec ({exc})") from None
+    except SpecError as exc:
+        raise WeightsFileError(f"{path}: the stored spec is invalid: {exc}") from None
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def canonical_names(names: Iterable[str]) -> dict[str, str]:
+    """canonical name -> stored name for files in torchvision naming.
+
+    BatchNorm's ``num_batches_tracked`` counters are training state, not weights, and are skipped;
+    DataParallel's ``module.`` prefix is removed when every name has it.
+    """
+    kept = [n for n in names if not n.endswith(".num_batches_tracked")]
+    prefix = "module."
+    strip = bool(kept) and all(n.startswith(prefix) for n in kept)
+    return {(n[len(prefix):] if strip else n): n for n in kept}

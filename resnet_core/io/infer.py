@@ -1,0 +1,144 @@
+"""The spec of a weights file that carries none, from its tensor names and shapes.
+
+Registered presets are tried first (a match brings the preset's values for what weights cannot show,
+such as ``stride_in_1x1`` or ``bn_eps``); otherwise the structure is read off the tensors. Every guess
+is accepted only if its plan has exactly the file's names and shapes, so inference never invents a
+spec the weights do not fit. When two different specs fit, the caller must choose (``--arch``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from ..plan import make_plan
+from ..presets import get_spec, list_specs
+from ..spec import ResNetSpec
+
+Shapes = dict[str, tuple[int, ...]]
+
+
+class InferenceError(ValueError):
+    """The tensors do not determine one spec."""
+
+
+def _signature(spec: ResNetSpec) -> Shapes:
+    return {p.name: p.shape for p in make_plan(spec).params}
+
+
+def _shapes(tensors: Mapping[str, Any]) -> Shapes:
+    return {name: tuple(getattr(t, "shape", t)) for name, t in tensors.items()}
+
+
+def _fit_head(spec: ResNetSpec, shapes: Shapes) -> ResNetSpec | None:
+    """``spec`` with the input channels and classifier the tensors show (weights often change those)."""
+    first = make_plan(spec).params[0]  # the first stem convolution
+    changes: dict[str, Any] = {}
+    if first.name in shapes and len(shapes[first.name]) == 4:
+        changes["in_channels"] = shapes[first.name][1]
+    if "fc.weight" in shapes and len(shapes["fc.weight"]) == 2:
+        changes.update(include_top=True, pooling=None, num_classes=shapes["fc.weight"][0])
+    else:
+        changes.update(include_top=False)
+    try:
+        return spec.replace(**changes)
+    except ValueError:
+        return None
+
+
+def _differences(spec: ResNetSpec, base: ResNetSpec) -> str:
+    a, b = spec.to_dict(), base.to_dict()
+    return ", ".join(f"{k}={a[k]!r}" for k in a if k != "name" and a[k] != b.get(k))
+
+
+def infer_spec(tensors: Mapping[str, Any]) -> tuple[ResNetSpec, str]:
+    """The spec whose plan has exactly these canonical names and shapes, and a sentence saying how it was found.
+
+    ``tensors`` maps canonical names to arrays, :class:`TensorInfo` or shapes.
+    """
+    shapes = _shapes(tensors)
+    fits: list[ResNetSpec] = []
+    for name in list_specs():
+        candidate = _fit_head(get_spec(name), shapes)
+        if candidate is not None and _signature(candidate) == shapes and candidate not in fits:
+            fits.append(candidate)
+    if len(fits) > 1:
+        raise InferenceError("the tensors fit several presets (" + ", ".join(s.name for s in fits) +
+                             "), which differ in ways weights do not show; choose one with --arch")
+    if fits:
+        spec = fits[0]
+        changed = _differences(spec, get_spec(spec.name))
+        return spec, f"inferred from tensor names and shapes: preset {spec.name}" + (
+            f" with {changed}" if changed else "")
+    spec = _structure(shapes)
+    found = _differences(spec, ResNetSpec()) or "the defaults"
+    unseen = ", ".join(f"{f}={getattr(spec, f)!r}" for f in ("stride_in_1x1", "bn_eps", "bn_momentum", "pooling")
+                       if hasattr(spec, f))
+    return spec, (f"inferred from tensor names and shapes (no preset matches): {found}; "
+                  f"assumed, as weights do not show them: {unseen}")
+
+
+def _structure(shapes: Shapes) -> ResNetSpec:
+    def shape(name: str) -> tuple[int, ...]:
+        if name not in shapes:
+            raise InferenceError(f"no tensor {name!r}, which every ResNet of this library has")
+        return shapes[name]
+
+    fields: dict[str, Any] = {}
+    if "conv1.weight" in shapes:
+        stem = shape("conv1.weight")
+        fields.update(stem_width=stem[0], in_channels=stem[1])
+    else:  # timm's deep stems: conv1.0 / conv1.3 / conv1.6
+        first, middle = shape("conv1.0.weight"), shape("conv1.3.weight")
+        fields.update(stem="deep" if first[0] == middle[0] else "deep_tiered", stem_width=middle[0],
+                      in_channels=first[1])
+    layers = []
+    while f"layer{len(layers) + 1}.0.conv1.weight" in shapes:
+        stage, depth = len(layers) + 1, 0
+        while f"layer{stage}.{depth}.conv1.weight" in shapes:
+            depth += 1
+        layers.append(depth)
+    if not layers:
+        raise InferenceError("no residual blocks (layer1.0.conv1.weight)")
+    fields["layers"] = tuple(layers)
+    if "layer1.0.conv3.weight" in shapes:
+        conv2 = shape("layer1.0.conv2.weight")
+        base = shape("layer1.0.conv3.weight")[0] // 4
+        groups = max(1, conv2[0] // max(1, conv2[1]))
+        fields.update(block="bottleneck", base_planes=base, groups=groups,
+                      width_per_group=(conv2[0] // groups) * 64 // max(1, base))
+    else:
+        fields.update(block="basic", base_planes=shape("layer1.0.conv1.weight")[0])
+    fields["conv_bias"] = "layer1.0.conv1.bias" in shapes
+    if any(k.endswith(".downsample.2.weight") for k in shapes):
+        fields["downsample"] = "avg"
+    if "fc.weight" in shapes:
+        fields.update(include_top=True, num_classes=shape("fc.weight")[0])
+    else:
+        fields.update(include_top=False)
+    ratios = [None]
+    if "layer1.0.se.fc1.weight" in shapes:
+        fields["attention"] = "se"
+        reduced, channels = shape("layer1.0.se.fc1.weight")[0], shape("layer1.0.se.fc1.weight")[1]
+        ratios = [1 / 16, 1 / 8, 1 / 4, reduced / channels]
+    known = {f.name for f in dataclasses.fields(ResNetSpec)}
+    unknown = sorted(set(fields) - known)
+    if unknown:  # pragma: no cover - only if spec fields are renamed
+        raise InferenceError(f"this resnet-core has no spec field(s) {unknown}")
+    guess = None
+    for ratio in ratios:
+        try:
+            guess = ResNetSpec(**fields, **({} if ratio is None else {"se_ratio": ratio}))
+        except ValueError as exc:
+            raise InferenceError(f"the shapes suggest an invalid spec ({exc})") from None
+        if _signature(guess) == shapes:
+            return guess
+    expected = _signature(guess)
+    for name, got in shapes.items():
+        if expected.get(name) != got:
+            want = "absent" if name not in expected else f"shape {expected[name]}"
+            raise InferenceError(f"the closest guess ({_differences(guess, ResNetSpec()) or 'resnet50'}) does not fit: "
+                                 f"tensor {name} has shape {got}, the guess expects {want}")
+    missing = [n for n in expected if n not in shapes]
+    raise InferenceError(f"the closest guess expects tensors the file lacks, starting with {missing[0]}")

@@ -1,0 +1,127 @@
+"""The Keras layer graph of a plan, framework-free.
+
+The Keras adapter instantiates exactly these layers, and the ``.weights.h5`` writer derives Keras's
+file layout (layer order, group names) from the same list, so the model and its weight files cannot
+drift apart. Every numerical rule here translates one plan entry; structure is decided in the plan.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from .mapping import keras_layer_name
+from .plan import AvgPool, Block, Conv, ConvNorm, MaxPool, Plan
+
+# Variables of each weighted Keras layer class, in the order Keras creates (and saves) them.
+VARIABLES = {
+    "Conv2D": ("kernel", "bias"),
+    "BatchNormalization": ("gamma", "beta", "moving_mean", "moving_variance"),
+    "Dense": ("kernel", "bias"),
+}
+
+
+@dataclass(frozen=True)
+class KerasLayer:
+    name: str
+    cls: str  # Keras layer class name ("ConstantPad2D" is resnet_core's own)
+    inputs: tuple[str, ...]
+    config: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    variables: tuple[str, ...] = ()
+    tap: str | None = None  # the plan tap this layer's output is
+
+
+class _Builder:
+    def __init__(self) -> None:
+        self.layers: dict[str, KerasLayer] = {}
+
+    def add(self, cls: str, name: str, *inputs: str, variables: tuple[str, ...] = (), tap: str | None = None,
+            **config: Any) -> str:
+        if name in self.layers:  # pragma: no cover - plan names are unique
+            raise RuntimeError(f"Duplicate Keras layer name {name!r}")
+        self.layers[name] = KerasLayer(name, cls, inputs, config, variables, tap)
+        return name
+
+    def conv(self, x: str, c: Conv) -> str:
+        name = keras_layer_name(c.name)
+        # 'same' is symmetric (hence PyTorch-exact) only at stride 1 with an odd effective kernel;
+        # anything else is padded explicitly and run 'valid' (TF pads asymmetrically at stride 2).
+        same = c.stride == 1 and 2 * c.padding == c.dilation * (c.kernel_size - 1)
+        if c.padding and not same:
+            x = self.add("ZeroPadding2D", f"{name}_pad", x, padding=c.padding)
+        return self.add(
+            "Conv2D", name, x, variables=VARIABLES["Conv2D"][: 2 if c.bias else 1],
+            filters=c.out_channels, kernel_size=c.kernel_size, strides=c.stride,
+            padding="same" if same else "valid", dilation_rate=c.dilation, groups=c.groups, use_bias=c.bias,
+        )
+
+    def unit(self, x: str, unit: ConvNorm, act_name: str) -> str:
+        n = unit.norm
+        x = self.conv(x, unit.conv)
+        x = self.add("BatchNormalization", keras_layer_name(n.name), x, variables=VARIABLES["BatchNormalization"],
+                     epsilon=n.eps, momentum=1.0 - n.momentum,
+                     gamma_initializer="zeros" if n.zero_init else "ones")
+        return self.add("ReLU", act_name, x) if unit.relu else x
+
+    def maxpool(self, x: str, pool: MaxPool) -> str:
+        name = keras_layer_name(pool.name)
+        if pool.padding:  # PyTorch pads max-pooling with -inf
+            x = self.add("ConstantPad2D", f"{name}_pad", x, padding=pool.padding, value=-math.inf)
+        return self.add("MaxPooling2D", name, x, pool_size=pool.kernel_size, strides=pool.stride, padding="valid")
+
+    def shortcut_pool(self, x: str, pool: AvgPool) -> str:
+        name = keras_layer_name(pool.name)
+        if pool.mode == "same":  # zero padding after each edge, counted in the mean (timm's AvgPool2dSame)
+            pad = pool.kernel_size - 1
+            x = self.add("ZeroPadding2D", f"{name}_pad", x, padding=((0, pad), (0, pad)))
+            return self.add("AveragePooling2D", name, x, pool_size=pool.kernel_size, strides=pool.stride,
+                            padding="valid")
+        # ceil_mode=True, count_include_pad=False: for a 2x2 window this is exactly Keras's 'same',
+        # whose padding falls after the edge and is excluded from the mean on every engine.
+        return self.add("AveragePooling2D", name, x, pool_size=pool.kernel_size, strides=pool.stride,
+                        padding="same")
+
+    def block(self, x: str, block: Block) -> str:
+        shortcut = x
+        if block.shortcut_pool is not None:
+            shortcut = self.shortcut_pool(shortcut, block.shortcut_pool)
+        if block.shortcut is not None:
+            shortcut = self.unit(shortcut, block.shortcut, "")
+        y = x
+        for unit in block.main:
+            y = self.unit(y, unit, f"{keras_layer_name(unit.norm.name)}_relu")
+        if block.attention is not None:
+            se = block.attention
+            name = keras_layer_name(se.name)
+            gate = self.add("GlobalAveragePooling2D", f"{name}_mean", y, keepdims=True)
+            gate = self.add("ReLU", f"{name}_relu", self.conv(gate, se.fc1))
+            gate = self.add("Activation", f"{name}_gate", self.conv(gate, se.fc2), activation="sigmoid")
+            y = self.add("Multiply", f"{name}_scale", y, gate)
+        b = keras_layer_name(block.name)
+        return self.add("ReLU", f"{b}_out", self.add("Add", f"{b}_add", y, shortcut), tap=block.name)
+
+
+def keras_graph(plan: Plan) -> tuple[list[KerasLayer], str]:
+    """Every Keras layer of ``plan`` in creation order (inputs before users), and the output's name."""
+    g = _Builder()
+    x = g.add("InputLayer", "images", shape=(None, None, plan.spec.in_channels))
+    for unit in plan.stem.units:
+        x = g.unit(x, unit, f"{keras_layer_name(unit.norm.name)}_relu")
+    if plan.stem.pool is not None:
+        x = g.maxpool(x, plan.stem.pool)
+    g.layers[x] = _with_tap(g.layers[x], "stem")
+    for block in plan.blocks:
+        x = g.block(x, block)
+    if plan.head.pool == "avg":
+        x = g.add("GlobalAveragePooling2D", "avgpool", x, tap="pool")
+    elif plan.head.pool == "max":
+        x = g.add("GlobalMaxPooling2D", "maxpool_global", x, tap="pool")
+    if plan.head.fc is not None:
+        x = g.add("Dense", keras_layer_name(plan.head.fc.name), x, variables=VARIABLES["Dense"], tap="logits",
+                  units=plan.head.fc.out_features)
+    return list(g.layers.values()), x
+
+
+def _with_tap(layer: KerasLayer, tap: str) -> KerasLayer:
+    return KerasLayer(layer.name, layer.cls, layer.inputs, layer.config, layer.variables, tap)

@@ -1,0 +1,353 @@
+"""``parity()``: run one model on several engines, each in its own process, and merge one report."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..mapping import check_weights
+from ..plan import Plan, make_plan
+from ..presets import get_spec
+from ..spec import ResNetSpec
+from ..testing import random_images, random_weights
+from .engines import ENGINES, EngineRun, parse_engines, run_engines
+from .report import (
+    Entry,
+    ParityReport,
+    bn_counts,
+    compare,
+    norm_sizes,
+    to_biased_running_var,
+    to_unbiased_running_var,
+    tolerance_for,
+    topk_agreement,
+)
+from .worker import DTYPES
+
+MODES = ("eval", "train")
+WeightsArg = Mapping[str, Any] | str | os.PathLike | None
+
+KERAS_WEIGHTS_SUFFIX = ".weights.h5"
+
+NOTE_TF32 = ("TF32 is switched off on every engine (it changes fp32 results at the 1e-3 level on NVIDIA GPUs "
+             "since Ampere); each engine's setting is listed above.")
+NOTE_RUNNING_VAR = ("running_var: PyTorch updates it with the unbiased batch variance (x n/(n-1)), Keras with the "
+                    "biased one; {other} values are restated in {ref}'s convention with n = N*H*W per layer before "
+                    "comparing. Uncorrected, the worst difference is {raw:.1e} (kept as raw_max_rel).")
+
+
+def read_weights_file(path: str | os.PathLike,
+                      spec: str | ResNetSpec | None = None) -> tuple[ResNetSpec, dict[str, np.ndarray], str]:
+    """The spec, canonical float32 weights and a note on where the spec came from, for a weights file.
+
+    ``.npz`` (canonical names, as the parity workers exchange them) is read here; every other format
+    through ``resnet_core.read_weights``. Without ``spec``, the file's stored spec or one inferred from
+    its tensor names and shapes is used.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No weights file at {str(path)!r}")
+    if path.suffix == ".npz":
+        with np.load(path) as data:
+            weights = {k: _as_float32(data[k]) for k in data.files}
+        if spec is not None:
+            return get_spec(spec), weights, f"{path} (spec {get_spec(spec).name})"
+        infer = _io("infer_spec", path)
+        resolved, note = infer(weights)
+        return resolved, weights, f"{path} ({note})"
+    reader = _io("read_weights", path)
+    loaded_spec, loaded = reader(path, spec=spec)
+    return loaded_spec, {k: _as_float32(v) for k, v in loaded.items()}, str(path)
+
+
+def _io(name: str, path: Path) -> Any:
+    """A function of the weight-file package, imported only when a file needs it."""
+    import resnet_core
+
+    found = getattr(resnet_core, name, None)
+    if found is None:
+        try:
+            found = getattr(importlib.import_module("resnet_core.io"), name)
+        except (ImportError, AttributeError):
+            raise ImportError(f"Reading {path.name!r} needs resnet_core.{name} (the weight file formats), which this "
+                              "installation lacks; pass the spec and canonical weights as an .npz instead") from None
+    return found
+
+
+def _as_float32(value: Any) -> np.ndarray:
+    if hasattr(value, "detach"):  # a torch tensor, possibly bfloat16, which numpy cannot hold
+        value = value.detach().float().cpu().numpy()
+    return np.asarray(value, dtype=np.float32)
+
+
+def _is_weights_path(value: Any) -> bool:
+    if isinstance(value, os.PathLike):
+        return True
+    return isinstance(value, str) and (value.endswith((".npz", ".pth", ".pt", ".safetensors", ".h5", ".keras"))
+                                       or os.sep in value or Path(value).is_file())
+
+
+def _size(size: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(size, int) and not isinstance(size, bool):
+        size = (size, size)
+    if (not isinstance(size, Sequence) or len(size) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
+        raise ValueError(f"size must be a positive int or (height, width). Received: size={size!r}")
+    return int(size[0]), int(size[1])
+
+
+def _resolve(spec: str | ResNetSpec | os.PathLike | None, weights: WeightsArg,
+             seed: int) -> tuple[Plan, dict[str, np.ndarray], str]:
+    """The plan, canonical float32 weights (checked against it) and a note on where they came from."""
+    if not isinstance(spec, ResNetSpec) and _is_weights_path(spec):
+        if weights is not None:
+            raise ValueError("Give the weights either as the first argument or as weights=, not both")
+        weights, spec = spec, None
+    if isinstance(weights, (str, os.PathLike)):
+        resolved, loaded, source = read_weights_file(weights, spec)
+    elif spec is None:
+        raise ValueError("A spec is needed: a preset name or a ResNetSpec")
+    else:
+        resolved = get_spec(spec)
+        if isinstance(weights, Mapping):
+            loaded, source = {k: _as_float32(v) for k, v in weights.items()}, "given"
+        elif weights is None:
+            loaded, source = random_weights(resolved, seed=seed), f"random (testing.random_weights, seed {seed})"
+        else:
+            raise TypeError(f"weights must be None, a mapping of canonical arrays or a file path. Received: "
+                            f"{type(weights).__name__}")
+    plan = make_plan(resolved)
+    check_weights(plan, loaded, strict=True)
+    return plan, loaded, source
+
+
+def parity(
+    spec: str | ResNetSpec | os.PathLike = "resnet50",
+    backends: str | Sequence[str] = ENGINES,
+    weights: WeightsArg = None,
+    batch: int = 2,
+    size: int | Sequence[int] = (224, 224),
+    mode: str = "eval",
+    grad: bool = False,
+    dtype: str = "float32",
+    seed: int = 0,
+    reference: str = "torch",
+    tolerance: float | None = None,
+    device: str = "auto",
+    jobs: int | None = None,
+    timeout: float | None = None,
+    engine_weights: Mapping[str, WeightsArg] | None = None,
+    workdir: str | os.PathLike | None = None,
+) -> ParityReport:
+    """Run ``spec`` on every engine in ``backends`` and compare each, layer by layer, with ``reference``.
+
+    ``spec`` is a preset, a :class:`ResNetSpec` or a weights file (whose stored spec is used, else one
+    inferred from its tensor names and shapes). ``weights`` default to non-trivial random ones (``seed``).
+    ``engine_weights`` gives one engine other weights (a mapping, an ``.npz`` or, on Keras engines, a
+    ``.weights.h5``): compare a converted checkpoint against its original. ``mode="train"`` uses batch
+    statistics and compares the running statistics after one step; ``grad`` compares the gradients of
+    ``sum(output * probe) / batch`` (a fixed random ``probe``) for every weight. ``dtype`` bfloat16 or
+    float16 runs mixed precision. Engines that are not installed are reported as skipped.
+    """
+    engines = parse_engines(backends)
+    if mode not in MODES:
+        raise ValueError(f"Unknown mode {mode!r}. Expected one of {MODES}")
+    if dtype not in DTYPES:
+        raise ValueError(f"Unknown dtype {dtype!r}. Expected one of {DTYPES}")
+    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
+        raise ValueError(f"batch must be a positive integer. Received: batch={batch!r}")
+    if reference not in engines:
+        raise ValueError(f"The reference engine {reference!r} is not among the engines {list(engines)}"
+                         if reference in ENGINES else f"Unknown reference engine {reference!r}")
+    if tolerance is not None and not (isinstance(tolerance, (int, float)) and tolerance > 0):
+        raise ValueError(f"tolerance must be a positive number. Received: tolerance={tolerance!r}")
+    if not isinstance(grad, bool):
+        raise TypeError(f"grad must be a bool. Received: grad={grad!r}")
+    height, width = _size(size)
+    plan, base_weights, source = _resolve(spec, weights, seed)
+    counts = bn_counts(plan, batch, height, width)
+    if min(counts.values()) < 1:
+        raise ValueError(f"Input {height}x{width} is too small for {plan.spec.name}: a layer's output would be empty")
+    if mode == "train" and min(counts.values()) < 2:
+        small = min(counts, key=counts.get)
+        raise ValueError(f"Train mode needs more than one value per channel in every batch norm; {small} sees "
+                         f"{counts[small]} at batch {batch}, {height}x{width}. Use a larger batch or input")
+
+    notes = [NOTE_TF32, f"weights: {source}"]
+    with tempfile.TemporaryDirectory(prefix="resnet-core-parity-") as tmp:
+        work = Path(workdir) if workdir is not None else Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        job, per_engine, initial = _write_inputs(work, plan, base_weights, engines, engine_weights, batch,
+                                                 height, width, mode, grad, dtype, seed)
+        runs = _run(engines, job, per_engine, work, device, jobs, timeout)
+        outputs = {e: r.load() for e, r in runs.items() if r.ok}
+        baseline = None
+        if dtype != "float32" and reference in outputs:
+            # The reference once more in fp32: how far each engine's mixed precision is from the true values.
+            base_job = {**job, "weights": per_engine.get(reference, job["weights"]), "dtype": "float32"}
+            base_run = run_engines([reference], base_job, work / "float32", device=device, timeout=timeout)[reference]
+            if base_run.ok:
+                baseline = base_run.load()
+            else:
+                notes.append(f"fp32 run of {reference} {base_run.status} ({base_run.reason}): no vs_float32 figures")
+
+    engine_info = {e: _engine_info(r) for e, r in runs.items()}
+    ref = reference
+    if ref not in outputs:
+        fallback = next(iter(outputs), None)
+        if fallback is not None:
+            notes.append(f"reference {reference} did not run ({runs[reference].status}); using {fallback}")
+        ref = fallback or reference
+    kinds = ("activation", *(("running",) if mode == "train" else ()), *(("grad",) if grad else ()))
+    tolerances = {kind: {e: float(tolerance) if tolerance is not None else tolerance_for(dtype, kind, e, ref)
+                         for e in outputs if e != ref} for kind in kinds}
+    report = ParityReport(
+        spec=plan.spec.name, mode=mode, dtype=dtype, grad=grad, batch=batch, size=(height, width), seed=seed,
+        reference=ref, tolerances=tolerances, engines=engine_info, layers=[], notes=notes,
+    )
+    if ref in outputs:
+        _fill(report, plan, outputs, runs, ref, initial, counts, baseline if ref == reference else None)
+    return report
+
+
+def _write_inputs(work: Path, plan: Plan, base: dict, engines: Sequence[str], engine_weights, batch: int,
+                  height: int, width: int, mode: str, grad: bool, dtype: str, seed: int) -> tuple[dict, dict, dict]:
+    """Files for the workers: inputs, the shared weights and any engine's own; returns the job, each
+    engine's weights entry, and each engine's initial canonical weights (None when only a Keras file)."""
+    images = random_images(batch, height, width, channels=plan.spec.in_channels, seed=seed)
+    arrays = {"images/x": images}
+    if grad:
+        shape = _final_shape(plan, batch, height, width)
+        arrays["probe/x"] = np.random.default_rng(seed + 1).normal(0.0, 1.0, shape).astype(np.float32)
+    np.savez(work / "inputs.npz", **arrays)
+    np.savez(work / "weights.npz", **{k: np.asarray(v, np.float32) for k, v in base.items()})
+    job = {"spec": plan.spec.to_dict(), "inputs": str(work / "inputs.npz"), "mode": mode, "grad": grad,
+           "grad_float64": grad and dtype == "float32",
+           "dtype": dtype, "weights": {"format": "npz", "path": str(work / "weights.npz")}}
+    per_engine: dict[str, dict] = {}
+    initial: dict[str, dict | None] = {e: base for e in engines}
+    for engine, value in (engine_weights or {}).items():
+        if engine not in engines:
+            raise ValueError(f"engine_weights names {engine!r}, which is not among the engines {list(engines)}")
+        if isinstance(value, (str, os.PathLike)) and str(value).endswith(KERAS_WEIGHTS_SUFFIX):
+            if not engine.startswith("keras-"):
+                raise ValueError(f"{engine} cannot read a Keras {KERAS_WEIGHTS_SUFFIX} file ({value})")
+            if not Path(value).is_file():
+                raise FileNotFoundError(f"No weights file at {str(value)!r}")
+            if mode == "train":
+                raise ValueError(f"Train-mode parity needs {engine}'s weights as canonical arrays (its initial "
+                                 f"running statistics), not a Keras {KERAS_WEIGHTS_SUFFIX} file")
+            per_engine[engine] = {"format": "keras", "path": str(Path(value).resolve())}
+            initial[engine] = None
+            continue
+        loaded = read_weights_file(value, plan.spec)[1] if isinstance(value, (str, os.PathLike)) else \
+            {k: _as_float32(v) for k, v in value.items()}
+        check_weights(plan, loaded, strict=True)
+        path = work / f"weights.{engine}.npz"
+        np.savez(path, **loaded)
+        per_engine[engine] = {"format": "npz", "path": str(path)}
+        initial[engine] = loaded
+    return job, per_engine, initial
+
+
+def _final_shape(plan: Plan, batch: int, height: int, width: int) -> tuple[int, ...]:
+    """Shape of the output the gradient loss reads (canonical layout)."""
+    if plan.head.fc is not None or plan.head.pool is not None:
+        return (batch, plan.head.out_channels)
+    h, w = norm_sizes(plan, height, width)[plan.blocks[-1].main[-1].norm.name]
+    return (batch, plan.head.out_channels, h, w)
+
+
+def _run(engines, job, per_engine, work, device, jobs, timeout) -> dict[str, EngineRun]:
+    if jobs is None:
+        jobs = max(1, min(len(engines), os.cpu_count() or 1))
+    if not per_engine:
+        return run_engines(engines, job, work, device=device, jobs=jobs, timeout=timeout)
+    # Engines with their own weights get their own job; run_engines keeps each one's files apart.
+    runs: dict[str, EngineRun] = {}
+    shared = [e for e in engines if e not in per_engine]
+    if shared:
+        runs.update(run_engines(shared, job, work, device=device, jobs=jobs, timeout=timeout))
+    for engine, weights in per_engine.items():
+        runs.update(run_engines([engine], {**job, "weights": weights}, work, device=device, timeout=timeout))
+    return {e: runs[e] for e in engines}
+
+
+def _engine_info(run: EngineRun) -> dict[str, Any]:
+    info: dict[str, Any] = {"status": run.status}
+    if run.reason:
+        info["reason"] = run.reason
+    for key in ("versions", "device", "tf32", "precision", "running_var"):
+        if key in run.meta:
+            info[key] = run.meta[key]
+    info["seconds"] = round(run.seconds, 2)
+    return info
+
+
+def _fill(report: ParityReport, plan: Plan, outputs: dict, runs: dict, ref: str, initial: dict,
+          counts: dict[str, int], baseline: dict | None) -> None:
+    others = [e for e in outputs if e != ref]
+    reference = outputs[ref]
+    stages = {name: f"C{i + 2}" for i, name in enumerate(plan.feature_taps)}
+    tol = report.tolerances
+
+    def entry(key: str, name: str, kind: str, stage: str | None = None) -> Entry:
+        out = Entry(name, kind, reference[key].shape, stage=stage)
+        for engine in others:
+            out.engines[engine] = {**compare(outputs[engine][key], reference[key]), "tolerance": tol[kind][engine]}
+            if baseline is not None:
+                out.engines[engine]["vs_float32"] = compare(outputs[engine][key], baseline[key])["max_rel"]
+        if baseline is not None:
+            out.reference_vs_float32 = compare(reference[key], baseline[key])["max_rel"]
+        exact = key.replace("/grad/", "/grad64/")
+        if kind == "grad" and exact in reference:
+            out.reference_vs_float64 = compare(reference[key], reference[exact])["max_rel"]
+        return out
+
+    for tap in plan.taps:
+        key = f"x/tap/{tap}"
+        layer = entry(key, tap, "activation", stages.get(tap))
+        if tap == "logits":
+            for engine in others:
+                layer.engines[engine]["top1"] = topk_agreement(outputs[engine][key], reference[key], 1)
+                layer.engines[engine]["top5"] = topk_agreement(outputs[engine][key], reference[key], 5)
+        report.layers.append(layer)
+    if report.mode == "train":
+        _fill_running(report, plan, outputs, runs, ref, others, initial, counts)
+    if report.grad:
+        report.gradients.extend(entry(f"x/grad/{p.name}", p.name, "grad") for p in plan.params if p.trainable)
+
+
+def _fill_running(report: ParityReport, plan: Plan, outputs: dict, runs: dict, ref: str, others: list[str],
+                  initial: dict, counts: dict[str, int]) -> None:
+    ref_convention = runs[ref].meta.get("running_var")
+    momentum = {u.norm.name: u.norm.momentum for u in plan.weighted() if hasattr(u, "norm")}
+    raw_worst: dict[str, float] = {}
+    for p in plan.params:
+        if p.trainable:
+            continue
+        key = f"x/running/{p.name}"
+        ref_value = outputs[ref][key]
+        entry = Entry(p.name, "running", ref_value.shape)
+        for engine in others:
+            value = outputs[engine][key]
+            metrics = compare(value, ref_value)
+            if p.role == "moving_variance" and runs[engine].meta.get("running_var") != ref_convention:
+                # Restated in the reference's convention from each engine's own starting value.
+                convert = to_unbiased_running_var if ref_convention == "unbiased" else to_biased_running_var
+                raw = metrics["max_rel"]
+                metrics = compare(convert(value, initial[engine][p.name], momentum[p.module], counts[p.module]),
+                                  ref_value)
+                metrics["raw_max_rel"] = raw
+                raw_worst[engine] = max(raw_worst.get(engine, 0.0), raw)
+            entry.engines[engine] = {**metrics, "tolerance": report.tolerances["running"][engine]}
+        report.running_stats.append(entry)
+    if raw_worst:
+        report.notes.append(NOTE_RUNNING_VAR.format(other=", ".join(sorted(raw_worst)), ref=ref,
+                                                    raw=max(raw_worst.values())))

@@ -1,0 +1,81 @@
+"""Importers and exporters for peer implementations: torchvision, timm, transformers, keras.applications.
+
+``from_peer(model)`` infers the spec from a live peer model and returns its canonical weights;
+``to_peer(spec, weights, peer)`` builds the peer's own model with them. Each peer module holds one
+declarative name table used in both directions, and imports its framework only when called.
+
+Conventions of inferred specs: a headless model has ``num_classes=0`` (nothing records a class count
+without a classifier); ``zero_init_residual`` is False (an initialisation choice no live model keeps);
+``preprocessing`` is the peer's input normalisation ("torch", or "caffe" for keras.applications v1,
+or what a timm ``pretrained_cfg`` says); ``se_ratio`` is the first of 1/16, 1/1 ... 1/64 that
+reproduces the SE widths (1/16 without SE); the name is a preset's when the spec equals one.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from ..mapping import check_weights
+from ..plan import make_plan
+from ..presets import get_spec
+from ..spec import ResNetSpec
+from ._table import PeerError
+
+# peer name -> module; from_peer asks them in this order.
+PEERS = {
+    "torchvision": "resnet_core.peers.torchvision_peer",
+    "timm": "resnet_core.peers.timm_peer",
+    "transformers": "resnet_core.peers.hf_peer",
+    "keras.applications": "resnet_core.peers.keras_applications_peer",
+}
+
+__all__ = ["PEERS", "PeerError", "from_peer", "peer_of", "to_peer"]
+
+
+def _module(peer: str) -> ModuleType:
+    return importlib.import_module(PEERS[peer])
+
+
+def peer_of(model: object) -> str:
+    """The peer a live model comes from; raises TypeError for anything else."""
+    from ..backends import adapter_for
+
+    try:
+        adapter_for(model)
+    except TypeError:
+        pass
+    else:
+        raise TypeError("This is already a resnet_core model: use resnet_core.spec_of and resnet_core.get_weights")
+    for peer in PEERS:
+        if _module(peer).accepts(model):
+            return peer
+    raise TypeError(f"Not a model from a known peer ({', '.join(PEERS)}). Received: {type(model)!r}")
+
+
+def from_peer(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
+    """The spec of a live peer model and its canonical weights (numpy, PyTorch layouts).
+
+    Raises :class:`PeerError` naming whatever the model uses that ResNetSpec cannot express, and
+    listing any of its tensors the inferred spec leaves unused.
+    """
+    return _module(peer_of(model)).from_model(model)
+
+
+def to_peer(spec: str | ResNetSpec, weights: Mapping[str, Any], peer: str, **options: Any) -> Any:
+    """The peer's own model of ``spec`` holding ``weights`` (torch peers in eval mode).
+
+    ``options`` reach the peer's constructor where it takes any (keras.applications: ``input_shape``,
+    ``classifier_activation``). Specs the peer cannot build exactly are refused, naming the fields,
+    so ``from_peer(to_peer(spec, w, peer))`` gives back ``spec`` and ``w`` bit for bit (up to the
+    conventions above: ``num_classes`` of a headless spec, ``zero_init_residual``, ``se_ratio``, the name).
+    """
+    if peer not in PEERS:
+        raise ValueError(f"Unknown peer {peer!r}. Known peers: {', '.join(PEERS)}")
+    resolved = get_spec(spec)
+    check_weights(make_plan(resolved), weights, strict=True)
+    return _module(peer).to_model(resolved, weights, **options)

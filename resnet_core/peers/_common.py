@@ -1,0 +1,87 @@
+"""Framework-free pieces every peer shares: naming, output-stride and SE-ratio inference, spec checks."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable
+
+from ..plan import Plan, make_divisible, make_plan
+from ..presets import get_spec, list_specs
+from ..spec import OUTPUT_STRIDES, ResNetSpec
+from ._table import PeerError
+
+
+def named(spec: ResNetSpec, fallback: str) -> ResNetSpec:
+    """The spec under a preset's name when it is that preset, else under the peer's own name."""
+    for name in list_specs():
+        if get_spec(name) == spec:
+            return spec.replace(name=name)
+    return spec.replace(name=fallback or "resnet")
+
+
+def match_output_stride(spec: ResNetSpec, check: Callable[[Plan], list[str]], peer: str) -> ResNetSpec:
+    """The output stride whose plan ``check`` finds no fault with (strides and dilations decide it).
+
+    Peers store strides and dilations per convolution; ResNetSpec only has ``output_stride``, which
+    dilates the last stages. Any other pattern is refused with the faults of the closest candidate.
+    """
+    best: list[str] | None = None
+    for stride in sorted(OUTPUT_STRIDES, reverse=True):
+        candidate = spec.replace(output_stride=stride)
+        faults = check(make_plan(candidate))
+        if not faults:
+            return candidate
+        if best is None or len(faults) < len(best):
+            best = faults
+    raise PeerError(
+        f"The {peer} model's structure is not one ResNetSpec can express (no output_stride in "
+        f"{OUTPUT_STRIDES} reproduces its strides, dilations and shapes): {'; '.join(best or [])[:2000]}"
+    )
+
+
+def se_ratio_for(widths: Iterable[tuple[int, int]], peer: str) -> float:
+    """A reduction ratio reproducing every (channels, reduced) pair under timm's rounding."""
+    pairs = list(widths)
+    candidates = [1.0 / 16] + [1.0 / k for k in range(1, 65)]
+    candidates += [reduced / channels for channels, reduced in pairs[:1]]
+    for ratio in candidates:
+        if all(make_divisible(c * ratio) == r for c, r in pairs):
+            return ratio
+    raise PeerError(
+        f"The {peer} model's squeeze-excitation widths {pairs[:4]} follow no single ratio rounded to a "
+        "multiple of 8: ResNetSpec.se_ratio cannot express them (per-block rd_channels or another rd_divisor)"
+    )
+
+
+def keras_to_torch_momentum(momentum: float) -> float:
+    """PyTorch's momentum from Keras's, rounded so 1 - (1 - m) gives m back exactly."""
+    return round(1.0 - float(momentum), 12)
+
+
+def unsupported(peer: str, problems: list[str]) -> PeerError:
+    return PeerError(f"Cannot express this {peer} model as a ResNetSpec: " + "; ".join(problems))
+
+
+def refuse_export(spec: ResNetSpec, peer: str, problems: list[str]) -> None:
+    if problems:
+        raise PeerError(f"{peer} cannot build spec {spec.name!r}: " + "; ".join(problems))
+
+
+def comparable(spec: ResNetSpec) -> dict:
+    """Fields that must survive a round trip (num_classes means nothing without a top)."""
+    data = dataclasses.asdict(spec)
+    if not spec.include_top:
+        data.pop("num_classes")
+    data.pop("zero_init_residual")  # an initialisation choice; no live model records it
+    # Ratios that round to the same widths build the same network: compare the widths.
+    data["se_ratio"] = tuple(b.attention.fc1.out_channels for b in make_plan(spec).blocks if b.attention)
+    return data
+
+
+def check_round_trip(spec: ResNetSpec, back: ResNetSpec, peer: str) -> None:
+    """Refuse an export whose peer model would not import back to ``spec``."""
+    want, got = comparable(spec), comparable(back)
+    diff = [f"{k}: {want[k]!r} -> {got[k]!r}" for k in want if k != "name" and want[k] != got.get(k)]
+    if diff:
+        raise PeerError(f"{peer} cannot express spec {spec.name!r} exactly; the exported model differs in " +
+                        ", ".join(diff))

@@ -1,0 +1,187 @@
+"""Declarative name tables between a peer's tensors and canonical ones, read in both directions.
+
+A table is a list of module rows (peer pattern, canonical pattern, kind) and, per kind, the tensors a
+module of that kind owns (peer variable, canonical suffix, layout). Patterns hold ``{s}`` (an integer),
+``{s+1}`` (that integer shifted, for peers counting from another base) and ``{m:path}`` (a dotted
+path). Import parses peer names and formats canonical ones; export does the reverse with the same
+rows, so the two directions cannot drift. The first matching row wins, so specific rows go first.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..layouts import Layout
+from ..plan import Plan
+
+_TOKEN = re.compile(r"\{(\w+)(?::(path))?([+-]\d+)?\}")
+
+
+class PeerError(ValueError):
+    """A peer model uses something ResNetSpec cannot express, or its tensors do not fit the spec."""
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """A name with ``{var}``, ``{var+k}`` and ``{var:path}`` fields; parses and formats."""
+
+    text: str
+    regex: re.Pattern = field(init=False, repr=False, compare=False)
+    fields: tuple[tuple[str, bool, int], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        parts, fields, pos = [], [], 0
+        for match in _TOKEN.finditer(self.text):
+            name, is_path, shift = match.group(1), bool(match.group(2)), int(match.group(3) or 0)
+            if any(f[0] == name for f in fields):
+                raise ValueError(f"Pattern {self.text!r} repeats field {name!r}")
+            parts.append(re.escape(self.text[pos:match.start()]))
+            parts.append(rf"(?P<{name}>[A-Za-z0-9_.]+?)" if is_path else rf"(?P<{name}>\d+)")
+            fields.append((name, is_path, shift))
+            pos = match.end()
+        parts.append(re.escape(self.text[pos:]))
+        object.__setattr__(self, "regex", re.compile("".join(parts) + r"\Z"))
+        object.__setattr__(self, "fields", tuple(fields))
+
+    def parse(self, name: str) -> dict[str, Any] | None:
+        match = self.regex.match(name)
+        if match is None:
+            return None
+        values: dict[str, Any] = {}
+        for key, is_path, shift in self.fields:
+            text = match.group(key)
+            values[key] = text if is_path else int(text) - shift
+        return values
+
+    def format(self, values: Mapping[str, Any]) -> str:
+        def sub(match: re.Match) -> str:
+            value = values[match.group(1)]
+            return value if match.group(2) else str(value + int(match.group(3) or 0))
+
+        return _TOKEN.sub(sub, self.text)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One tensor: peer name pattern <-> canonical name pattern, and how the peer lays it out."""
+
+    peer: Pattern
+    canonical: Pattern
+    layout: Layout
+
+
+@dataclass(frozen=True)
+class ModuleRow:
+    peer: str
+    canonical: str
+    kind: str
+
+
+class Table:
+    """Module rows expanded into tensor rows by each kind's tensor list; both directions use them."""
+
+    def __init__(self, modules: Iterable[ModuleRow], kinds: Mapping[str, tuple[tuple[str, str, Layout], ...]],
+                 separator: str = ".", ignored: Iterable[str] = ()):
+        self.modules = tuple(modules)
+        self.module_rows = tuple((Pattern(m.peer), Pattern(m.canonical)) for m in self.modules)
+        self.rows = tuple(
+            Row(Pattern(f"{m.peer}{separator}{var}"), Pattern(f"{m.canonical}.{suffix}"), layout)
+            for m in self.modules for var, suffix, layout in kinds[m.kind]
+        )
+        self.ignored = tuple(Pattern(p) for p in ignored)
+
+    def canonical_name(self, peer_name: str) -> tuple[str, Layout] | None:
+        for row in self.rows:
+            values = row.peer.parse(peer_name)
+            if values is not None:
+                return row.canonical.format(values), row.layout
+        return None
+
+    def peer_name(self, canonical_name: str) -> tuple[str, Layout] | None:
+        for row in self.rows:
+            values = row.canonical.parse(canonical_name)
+            if values is not None:
+                return row.peer.format(values), row.layout
+        return None
+
+    def peer_module(self, canonical_module: str) -> str:
+        """The peer's module (or Keras layer) holding ``canonical_module``'s tensors."""
+        for peer, canonical in self.module_rows:
+            values = canonical.parse(canonical_module)
+            if values is not None:
+                return peer.format(values)
+        raise KeyError(f"No table row names the peer module of {canonical_module!r}")
+
+    def to_canonical(self, plan: Plan, source: Mapping[str, Any], peer: str) -> dict[str, np.ndarray]:
+        """Canonical weights from the peer's tensors; every source tensor must be used exactly once."""
+        expected = plan.param_index
+        out: dict[str, np.ndarray] = {}
+        unused, clashes, shapes = [], [], []
+        for name, value in source.items():
+            if any(p.parse(name) is not None for p in self.ignored):
+                continue
+            found = self.canonical_name(name)
+            if found is None or found[0] not in expected:
+                unused.append(name)
+                continue
+            canonical, layout = found
+            if canonical in out:
+                clashes.append(f"{name} -> {canonical}")
+                continue
+            array = np.ascontiguousarray(layout.to_canonical(np.asarray(value)))
+            if array.shape != expected[canonical].shape:
+                shapes.append(f"{name}: {array.shape} != {expected[canonical].shape}")
+            out[canonical] = array
+        missing = [n for n in expected if n not in out]
+        problems = []
+        if unused:
+            problems.append(f"{len(unused)} {peer} tensor(s) unused by the inferred spec: {_clip(unused)}")
+        if missing:
+            problems.append(f"{len(missing)} canonical tensor(s) missing: {_clip(missing)}")
+        if clashes:
+            problems.append(f"tensors mapped twice: {_clip(clashes)}")
+        if shapes:
+            problems.append(f"shape mismatch (canonical layout): {_clip(shapes)}")
+        if problems:
+            raise PeerError(f"The {peer} model's tensors do not fit spec {plan.spec.name!r}: " + "; ".join(problems))
+        return {n: out[n] for n in expected}
+
+    def to_peer(self, plan: Plan, weights: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """The peer's tensors (its names and layouts) from canonical weights, by the same rows."""
+        out = {}
+        for p in plan.params:
+            found = self.peer_name(p.name)
+            if found is None:
+                raise PeerError(f"No table row maps canonical tensor {p.name!r} to the peer")
+            name, layout = found
+            out[name] = np.ascontiguousarray(layout.to_framework(_numpy(weights[p.name])))
+        return out
+
+
+# A PyTorch module's tensors: the canonical suffixes are PyTorch's own names, in PyTorch's layout.
+TORCH_KINDS = {
+    "module": (
+        ("weight", "weight", Layout.SAME),
+        ("bias", "bias", Layout.SAME),
+        ("running_mean", "running_mean", Layout.SAME),
+        ("running_var", "running_var", Layout.SAME),
+    ),
+}
+# BatchNorm's batch counter is training state, not a weight: the only tensor an import may skip.
+TORCH_IGNORED = ("{m:path}.num_batches_tracked",)
+
+
+def _numpy(value: Any) -> np.ndarray:
+    """numpy from numpy, or from a torch tensor that may require grad or live on a device."""
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def _clip(items: list[str], limit: int = 12) -> str:
+    return ", ".join(items[:limit]) + (f" (+{len(items) - limit} more)" if len(items) > limit else "")

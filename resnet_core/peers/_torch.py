@@ -1,0 +1,112 @@
+"""Helpers for peers written in PyTorch (torchvision, timm, transformers); imported only by their modules."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..plan import Conv, ConvNorm, Plan
+from ._table import PeerError, Table
+
+
+def state_numpy(model: nn.Module) -> dict[str, np.ndarray]:
+    """The model's state_dict as numpy (bfloat16, which numpy lacks, widened exactly to float32)."""
+    out = {}
+    for name, tensor in model.state_dict().items():
+        tensor = tensor.detach().cpu()
+        if tensor.dtype == torch.bfloat16:
+            tensor = tensor.float()
+        out[name] = tensor.numpy().copy()
+    return out
+
+
+@torch.no_grad()
+def load_state(model: nn.Module, tensors: Mapping[str, np.ndarray], table: Table) -> None:
+    """Copy ``tensors`` into ``model``; every tensor it has, except ignored ones, must be given."""
+    state = model.state_dict(keep_vars=True)
+    skipped = [n for n in state if n not in tensors and not any(p.parse(n) for p in table.ignored)]
+    unknown = [n for n in tensors if n not in state]
+    if skipped or unknown:
+        raise PeerError(f"Exported tensors do not fit the peer model: not set {skipped[:10]}, unknown {unknown[:10]}")
+    for name, value in tensors.items():
+        target = state[name]
+        target.copy_(torch.from_numpy(np.ascontiguousarray(value)).to(target.dtype))
+
+
+def _pair(value: object) -> tuple[int, int]:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)  # type: ignore[return-value]
+
+
+def check_conv(conv: Conv, module: object, where: str) -> list[str]:
+    if module is None:
+        return [f"{where} is missing"]
+    if type(module) is not nn.Conv2d:
+        return [f"{where} is {type(module).__name__}, expected Conv2d"]
+    m: nn.Conv2d = module
+    want = dict(in_channels=conv.in_channels, out_channels=conv.out_channels, kernel_size=(conv.kernel_size,) * 2,
+                stride=(conv.stride,) * 2, padding=(conv.padding,) * 2, dilation=(conv.dilation,) * 2,
+                groups=conv.groups, bias=conv.bias, padding_mode="zeros")
+    have = dict(in_channels=m.in_channels, out_channels=m.out_channels, kernel_size=_pair(m.kernel_size),
+                stride=_pair(m.stride), padding=_pair(m.padding) if not isinstance(m.padding, str) else m.padding,
+                dilation=_pair(m.dilation), groups=m.groups, bias=m.bias is not None, padding_mode=m.padding_mode)
+    return [f"{where}.{k}={have[k]!r} (spec: {want[k]!r})" for k in want if have[k] != want[k]]
+
+
+def check_norm(unit: ConvNorm, module: object, where: str) -> list[str]:
+    if module is None:
+        return [f"{where} is missing"]
+    if type(module) is not nn.BatchNorm2d:
+        return [f"{where} is {type(module).__name__}, expected BatchNorm2d (norm_layer)"]
+    n, m = unit.norm, module
+    faults = []
+    if m.num_features != n.channels:
+        faults.append(f"{where}.num_features={m.num_features} (spec: {n.channels})")
+    if m.eps != n.eps:
+        faults.append(f"{where}.eps={m.eps} (spec: {n.eps})")
+    if m.momentum != n.momentum:
+        faults.append(f"{where}.momentum={m.momentum} (spec: {n.momentum})")
+    if not (m.affine and m.track_running_stats):
+        faults.append(f"{where} has affine={m.affine}, track_running_stats={m.track_running_stats}")
+    return faults
+
+
+def check_plan(plan: Plan, table: Table, model: nn.Module) -> list[str]:
+    """Every conv, norm and the classifier of ``plan`` against the module the table maps it to."""
+    modules = dict(model.named_modules())
+    faults: list[str] = []
+    for item in plan.weighted():
+        conv = item.conv if isinstance(item, ConvNorm) else item
+        where = table.peer_module(conv.name)
+        faults += check_conv(conv, modules.get(where), where)
+        if isinstance(item, ConvNorm):
+            where = table.peer_module(item.norm.name)
+            faults += check_norm(item, modules.get(where), where)
+    if plan.head.fc is not None:
+        fc, where = plan.head.fc, table.peer_module(plan.head.fc.name)
+        m = modules.get(where)
+        if type(m) is not nn.Linear or (m.in_features, m.out_features) != (fc.in_features, fc.out_features):
+            faults.append(f"{where} is {m!r}, expected Linear({fc.in_features}, {fc.out_features})")
+        elif m.bias is None:
+            faults.append(f"{where} has no bias")
+    return faults
+
+
+def check_maxpool(module: object, where: str) -> list[str]:
+    m = module
+    if type(m) is not nn.MaxPool2d:
+        return [f"{where} is {type(m).__name__}, expected MaxPool2d(3, 2, 1)"]
+    got = (_pair(m.kernel_size), _pair(m.stride), _pair(m.padding), _pair(m.dilation), m.ceil_mode)
+    if got != ((3, 3), (2, 2), (1, 1), (1, 1), False):
+        return [f"{where} is {m!r}, expected MaxPool2d(kernel_size=3, stride=2, padding=1)"]
+    return []
+
+
+def check_relus(model: nn.Module, names: list[str]) -> list[str]:
+    """Each named activation must be a plain ReLU (what ResNetSpec computes)."""
+    modules = dict(model.named_modules())
+    bad = sorted({type(modules[n]).__name__ for n in names if n in modules and type(modules[n]) is not nn.ReLU})
+    return [f"activation {', '.join(bad)} (act_layer / hidden_act): ResNetSpec uses ReLU only"] if bad else []
+

@@ -1,0 +1,217 @@
+"""keras.applications ResNet50/101/152 (v1) <-> ResNetSpec.
+
+Keras names layers ``conv1_conv``, ``conv{S}_block{B}_{0|1|2|3}_{conv|bn}`` (0: the shortcut) and
+``predictions``; kernels are HWIO and dense weights (in, out), transposed by :class:`~resnet_core.layouts.Layout`.
+The peer's head ends in ``classifier_activation`` (softmax by default) while ours returns logits:
+apply the softmax to ours, or compare ours with :func:`logits`. ResNetV2 (pre-activation) is refused.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from ..layouts import Layout
+from ..plan import Conv, ConvNorm, Plan, make_plan
+from ..spec import ResNetSpec, SpecError
+from ._common import check_round_trip, keras_to_torch_momentum, match_output_stride, named, refuse_export, unsupported
+from ._table import ModuleRow, Table
+
+PEER = "keras.applications"
+
+MODULES = (
+    ModuleRow("conv1_conv", "conv1", "conv"),
+    ModuleRow("conv1_bn", "bn1", "bn"),
+    ModuleRow("conv{s+1}_block{b+1}_0_conv", "layer{s}.{b}.downsample.0", "conv"),  # before the {i} rows
+    ModuleRow("conv{s+1}_block{b+1}_0_bn", "layer{s}.{b}.downsample.1", "bn"),
+    ModuleRow("conv{s+1}_block{b+1}_{i}_conv", "layer{s}.{b}.conv{i}", "conv"),
+    ModuleRow("conv{s+1}_block{b+1}_{i}_bn", "layer{s}.{b}.bn{i}", "bn"),
+    ModuleRow("predictions", "fc", "dense"),
+)
+KINDS = {
+    "conv": (("kernel", "weight", Layout.CONV), ("bias", "bias", Layout.SAME)),
+    "bn": (("gamma", "weight", Layout.SAME), ("beta", "bias", Layout.SAME),
+           ("moving_mean", "running_mean", Layout.SAME), ("moving_variance", "running_var", Layout.SAME)),
+    "dense": (("kernel", "weight", Layout.DENSE), ("bias", "bias", Layout.SAME)),
+}
+TABLE = Table(MODULES, KINDS, separator="/")
+
+CONSTRUCTORS = {(3, 4, 6, 3): "ResNet50", (3, 4, 23, 3): "ResNet101", (3, 8, 36, 3): "ResNet152"}
+KERAS_BN_EPS = 1.001e-5  # hard-coded by keras.applications
+_ALLOWED = ("InputLayer", "ZeroPadding2D", "Conv2D", "BatchNormalization", "Activation", "MaxPooling2D", "Add",
+            "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Dense")
+
+
+def accepts(model: object) -> bool:
+    keras = sys.modules.get("keras")
+    return keras is not None and isinstance(model, keras.Model)
+
+
+def tensors(model: Any) -> dict[str, np.ndarray]:
+    """Every variable of the model as ``layer/variable`` -> numpy, in the peer's layout."""
+    import keras
+
+    return {f"{layer.name}/{v.name}": np.array(keras.ops.convert_to_numpy(v)) for layer in model.layers
+            for v in layer.weights}
+
+
+def logits(model: Any, images: Any) -> np.ndarray:
+    """The peer's pre-activation outputs of ``predictions`` (what our model returns), on its own engine."""
+    import keras
+
+    dense = model.get_layer("predictions")
+    features = keras.Model(model.input, dense.input)(images, training=False)
+    return keras.ops.convert_to_numpy(keras.ops.add(keras.ops.matmul(features, dense.kernel), dense.bias))
+
+
+def _producer(tensor: Any) -> Any:
+    return tensor._keras_history.operation
+
+
+def _padding(layer: Any) -> int | None:
+    """Symmetric padding before ``layer`` (its own 'same', or a ZeroPadding2D feeding it); None if not symmetric."""
+    cfg = layer.get_config()
+    if cfg["padding"] == "same":
+        k, s = cfg["pool_size" if "pool_size" in cfg else "kernel_size"], cfg["strides"]
+        d = cfg.get("dilation_rate", (1, 1))
+        if tuple(s) != (1, 1) or any((d_ * (k_ - 1)) % 2 for k_, d_ in zip(k, d, strict=True)):
+            return None
+        return d[0] * (k[0] - 1) // 2
+    source = _producer(layer.input)
+    if type(source).__name__ != "ZeroPadding2D":
+        return 0
+    pads = {p for pair in source.get_config()["padding"] for p in pair}
+    return pads.pop() if len(pads) == 1 else None
+
+
+def _check_conv(conv: Conv, layer: Any, where: str) -> list[str]:
+    if layer is None:
+        return [f"{where} is missing"]
+    cfg = layer.get_config()
+    want = dict(filters=conv.out_channels, kernel_size=(conv.kernel_size,) * 2, strides=(conv.stride,) * 2,
+                dilation_rate=(conv.dilation,) * 2, groups=conv.groups, use_bias=conv.bias, padding=conv.padding,
+                activation="linear", in_channels=conv.in_channels)
+    have = dict(filters=cfg["filters"], kernel_size=tuple(cfg["kernel_size"]), strides=tuple(cfg["strides"]),
+                dilation_rate=tuple(cfg["dilation_rate"]), groups=cfg["groups"], use_bias=cfg["use_bias"],
+                padding=_padding(layer), activation=cfg["activation"],
+                in_channels=int(layer.kernel.shape[2]) * cfg["groups"])
+    return [f"{where}.{k}={have[k]!r} (spec: {want[k]!r})" for k in want if have[k] != want[k]]
+
+
+def _check_bn(unit: ConvNorm, layer: Any, where: str) -> list[str]:
+    if layer is None:
+        return [f"{where} is missing"]
+    n = unit.norm
+    faults = []
+    if layer.epsilon != n.eps:
+        faults.append(f"{where}.epsilon={layer.epsilon} (spec: {n.eps})")
+    if keras_to_torch_momentum(layer.momentum) != n.momentum:
+        faults.append(f"{where}.momentum={layer.momentum} (spec: 1 - {n.momentum})")
+    if not (layer.center and layer.scale):
+        faults.append(f"{where} has center={layer.center}, scale={layer.scale}")
+    return faults
+
+
+def _check_structure(plan: Plan, model: Any) -> list[str]:
+    layers = {layer.name: layer for layer in model.layers}
+    faults: list[str] = []
+    for item in plan.weighted():
+        conv = item.conv if isinstance(item, ConvNorm) else item
+        where = TABLE.peer_module(conv.name)
+        faults += _check_conv(conv, layers.get(where), where)
+        if isinstance(item, ConvNorm):
+            where = TABLE.peer_module(item.norm.name)
+            faults += _check_bn(item, layers.get(where), where)
+    pool = layers.get("pool1_pool")
+    if plan.stem.pool is not None:
+        cfg = pool.get_config()
+        # Zero padding equals PyTorch's -inf padding here: the pool follows a ReLU.
+        if (tuple(cfg["pool_size"]), tuple(cfg["strides"]), _padding(pool)) != ((3, 3), (2, 2), 1):
+            faults.append(f"pool1_pool is {cfg}, expected a 3x3 stride-2 max pool padded by 1")
+    if plan.head.fc is not None:
+        dense, fc = layers["predictions"], plan.head.fc
+        if tuple(dense.kernel.shape) != (fc.in_features, fc.out_features) or not dense.use_bias:
+            faults.append(f"predictions has kernel {tuple(dense.kernel.shape)}, bias={dense.use_bias}")
+    return faults
+
+
+def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
+    layers = {layer.name: layer for layer in model.layers}
+    if any(n.endswith("_preact_bn") for n in layers) or "post_bn" in layers:
+        raise unsupported(PEER, ["pre-activation blocks (keras.applications ResNet50V2/101V2/152V2): ResNetSpec "
+                                 "has no pre-activation option (BN-ReLU before each conv, post_bn at the end)"])
+    if "conv1_conv" not in layers or "conv2_block1_1_conv" not in layers:
+        raise unsupported(PEER, [f"model {model.name!r} is not a keras.applications ResNet (no conv1_conv / "
+                                 "conv2_block1_1_conv layers)"])
+    problems = [f"layer {n} is {type(layer).__name__}" for n, layer in layers.items()
+                if type(layer).__name__ not in _ALLOWED]
+    for n, layer in layers.items():
+        if type(layer).__name__ == "Activation" and getattr(layer.activation, "__name__", "") != "relu":
+            problems.append(f"activation {n} is {getattr(layer.activation, '__name__', layer.activation)!r}, not relu")
+    if "conv2_block1_3_conv" not in layers:
+        problems.append("basic (two-conv) blocks: keras.applications builds bottlenecks only")
+    if problems:
+        raise unsupported(PEER, problems)
+    depths, s = [], 2
+    while f"conv{s}_block1_1_conv" in layers:
+        depths.append(max(int(n.split("_")[1][5:]) for n in layers if n.startswith(f"conv{s}_block")
+                          and n.endswith("_1_conv")))
+        s += 1
+    out = _producer(model.outputs[0])
+    top = out.name == "predictions"
+    kind = type(out).__name__
+    pooling = None if top else {"GlobalAveragePooling2D": "avg", "GlobalMaxPooling2D": "max"}.get(kind)
+    stem, bn = layers["conv1_conv"], layers["conv1_bn"]
+    c1, c2, c3 = (layers[f"conv2_block1_{i}_conv"] for i in (1, 2, 3))
+    planes, groups = c3.filters // 4, c2.groups
+    try:
+        spec = ResNetSpec(
+            block="bottleneck", layers=tuple(depths), groups=groups,
+            width_per_group=(c2.filters // groups) * 64 // planes, num_classes=out.units if top else 0,
+            include_top=top, pooling=pooling, in_channels=int(stem.kernel.shape[2]), stem_width=stem.filters,
+            base_planes=planes, bn_eps=float(bn.epsilon), bn_momentum=keras_to_torch_momentum(bn.momentum),
+            stride_in_1x1=tuple(layers["conv3_block1_1_conv"].strides) != (1, 1) if "conv3_block1_1_conv" in layers
+            else True, conv_bias=bool(stem.use_bias), stem_pool="pool1_pool" in layers, preprocessing="caffe",
+        )
+    except SpecError as exc:
+        raise unsupported(PEER, [str(exc)]) from None
+    spec = match_output_stride(spec, lambda plan: _check_structure(plan, model), PEER)
+    spec = named(spec, f"keras_{model.name}")
+    return spec, TABLE.to_canonical(make_plan(spec), tensors(model), PEER)
+
+
+def to_model(spec: ResNetSpec, weights: Mapping[str, Any], **options: Any) -> Any:
+    """keras.applications.ResNet50/101/152 on the current Keras engine, ``weights=None`` then ours set.
+
+    ``options`` go to the constructor (``input_shape``, ``classifier_activation``...). With a top,
+    ``input_shape`` defaults to (224, 224, C) as keras.applications needs a static one.
+    """
+    fixed = dict(block="bottleneck", groups=1, width_per_group=64, stem="7x7", stem_width=64, base_planes=64,
+                 stem_pool=True, downsample="conv", attention=None, output_stride=32, stride_in_1x1=True,
+                 conv_bias=True, bn_eps=KERAS_BN_EPS, preprocessing="caffe")
+    problems = [f"{k}={getattr(spec, k)!r} (keras.applications ResNet v1 has {k}={v!r})" for k, v in fixed.items()
+                if getattr(spec, k) != v]
+    if spec.layers not in CONSTRUCTORS:
+        problems.append(f"layers={spec.layers} (keras.applications builds {list(CONSTRUCTORS)})")
+    refuse_export(spec, PEER, problems)
+    import keras
+
+    channels = spec.in_channels
+    options.setdefault("input_shape", (224, 224, channels) if spec.include_top else (None, None, channels))
+    model = getattr(keras.applications, CONSTRUCTORS[spec.layers])(
+        weights=None, include_top=spec.include_top, classes=spec.num_classes if spec.include_top else 1000,
+        pooling=None if spec.include_top else spec.pooling, **options)
+    for layer in model.layers:
+        if type(layer).__name__ == "BatchNormalization":
+            layer.momentum = 1.0 - spec.bn_momentum
+    values = TABLE.to_peer(make_plan(spec), weights)
+    variables = {f"{layer.name}/{v.name}": v for layer in model.layers for v in layer.weights}
+    if set(values) != set(variables):
+        raise unsupported(PEER, [f"exported tensors do not fit the model: {sorted(set(values) ^ set(variables))[:10]}"])
+    for name, value in values.items():
+        variables[name].assign(value.astype(variables[name].dtype))
+    check_round_trip(spec, from_model(model)[0], PEER)
+    return model

@@ -1,0 +1,252 @@
+"""timm.models.resnet.ResNet <-> ResNetSpec: stems, "d" shortcuts, SE and output stride included.
+
+timm keeps torchvision's names for the shared parts and the plan uses timm's for the rest, so the
+table is the identity. What timm can build but ResNetSpec cannot (anti-aliasing, other attention or
+activation layers, replace_stem_pool, block_reduce_first, down_kernel_size...) is refused by name.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from ..plan import AvgPool, Plan, make_plan
+from ..spec import ResNetSpec, SpecError
+from ._common import check_round_trip, match_output_stride, named, refuse_export, se_ratio_for, unsupported
+from ._table import TORCH_IGNORED, TORCH_KINDS, ModuleRow, Table
+
+PEER = "timm"
+
+MODULES = (ModuleRow("{m:path}", "{m:path}", "module"),)
+TABLE = Table(MODULES, TORCH_KINDS, ignored=TORCH_IGNORED)
+
+# pretrained_cfg mean/std <-> ResNetSpec.preprocessing ("caffe" is BGR on [0, 255]: timm cannot say it).
+NORMALISATION = {
+    "torch": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    "tf": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+}
+STEM_TYPES = {"7x7": "", "deep": "deep", "deep_tiered": "deep_tiered"}
+
+# Leaf modules a timm ResNet may hold for a spec to describe it; anything else is refused.
+_ALLOWED = ("Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d", "AvgPool2d", "AvgPool2dSame", "Identity", "Linear",
+            "Flatten", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "Sigmoid",
+            "DropBlock2d", "DropPath", "Dropout")  # the last three act only in training
+# Where an unexpected module sits -> the timm option that put it there.
+_HINTS = ((".aa", "aa_layer (anti-aliasing)"), (".se", "attn_layer"), ("maxpool", "replace_stem_pool or aa_layer"),
+          ("act", "act_layer"), ("bn", "norm_layer"), ("downsample", "norm_layer or down_kernel_size"),
+          ("global_pool", "global_pool"))
+
+
+
+
+def accepts(model: object) -> bool:
+    module = sys.modules.get("timm.models.resnet")  # loaded if such a model exists: nothing is imported
+    return module is not None and isinstance(model, module.ResNet)
+
+
+def _hint(path: str) -> str:
+    return next((option for key, option in _HINTS if key in path), "a module ResNetSpec has no option for")
+
+
+def _refusals(model: Any, activations: set[str]) -> list[str]:
+    """What the model uses that ResNetSpec cannot say, one line per kind of problem (not per block)."""
+    from torch import nn
+
+    found: dict[str, list[str]] = {}  # problem -> modules showing it
+    refused: list[str] = []  # modules already reported; their children are not
+    for name, module in model.named_modules():
+        kind = type(module).__name__
+        if name in activations or any(name.startswith(f"{r}.") for r in refused):
+            continue  # activations are reported by check_relus
+        problem = None
+        if name == "maxpool" and kind not in ("MaxPool2d", "Identity", "Sequential"):
+            problem = f"{kind}: aa_layer (anti-aliasing) has no ResNetSpec option"
+        elif name == "maxpool" and kind == "Sequential":
+            option = "replace_stem_pool=True" if any(isinstance(m, nn.Conv2d) for m in module) else "aa_layer"
+            problem = f"a Sequential: {option} has no ResNetSpec option"
+        elif name.endswith(".aa") and kind != "Identity":
+            problem = f"{kind}: aa_layer (anti-aliasing) has no ResNetSpec option"
+        elif name.endswith(".se") and kind != "SEModule":
+            problem = (f"{kind}: attn_layer={kind} is not expressible (ResNetSpec.attention supports only None or "
+                       "'se', timm's SEModule)")
+        elif kind == "SEModule" and (module.add_maxpool or type(module.bn) is not nn.Identity
+                                     or module.fc1.bias is None or type(module.act) is not nn.ReLU
+                                     or type(module.gate).__name__ != "Sigmoid"):
+            problem = ("an SEModule variant (add_maxpool, norm_layer, bias=False, act_layer or gate_layer): "
+                       "ResNetSpec's SE is biased conv, ReLU, conv, sigmoid")
+        elif not list(module.children()) and kind not in _ALLOWED:
+            problem = f"{kind}: {_hint(name)} has no ResNetSpec option"
+        if problem is not None:
+            found.setdefault(problem, []).append(name)
+            refused.append(name)
+    problems = [f"{names[0]}{f' (+{len(names) - 1} more)' if len(names) > 1 else ''} is {problem}"
+                for problem, names in found.items()]
+    for block in (b for stage in _stages(model) for b in stage):
+        if block.conv1.out_channels != block.conv2.out_channels:
+            problems.append(f"{block.conv1.out_channels} != {block.conv2.out_channels} channels after a block's "
+                            "first conv: block_reduce_first has no ResNetSpec option")
+            break
+    for block in (b for stage in _stages(model) for b in stage):
+        down = block.downsample
+        if down is not None and (len(down) not in (2, 3) or down[-2].kernel_size != (1, 1)):
+            problems.append(f"downsample {down!r} (down_kernel_size > 1) has no ResNetSpec option")
+            break
+    return problems
+
+
+def _stages(model: Any) -> list[Any]:
+    return [getattr(model, f"layer{i}") for i in range(1, 5)]
+
+
+def _check_pools(plan: Plan, model: Any) -> list[str]:
+    """Shortcut pools and the stem pool, which own no tensors, against the plan."""
+    from torch import nn
+
+    from . import _torch
+
+    modules = dict(model.named_modules())
+    faults = _torch.check_maxpool(model.maxpool, "maxpool") if plan.stem.pool is not None else []
+    for block in plan.blocks:
+        if block.shortcut is None or plan.spec.downsample != "avg":
+            continue
+        where = f"{block.name}.downsample.0"
+        m, want = modules.get(where), block.shortcut_pool
+        faults += [f"{where} is {m!r}, expected {_pool_text(want)}"] if not _pool_matches(m, want, nn) else []
+    return faults
+
+
+def _pool_text(pool: AvgPool | None) -> str:
+    return "Identity" if pool is None else f"{pool.mode} average pool, stride {pool.stride}"
+
+
+def _pool_matches(module: Any, pool: AvgPool | None, nn: Any) -> bool:
+    kind = type(module).__name__
+    if pool is None:
+        return kind == "Identity"
+    size = module.kernel_size if isinstance(module.kernel_size, tuple) else (module.kernel_size,) * 2
+    stride = module.stride if isinstance(module.stride, tuple) else (module.stride,) * 2
+    if size != (2, 2) or stride != (pool.stride,) * 2 or getattr(module, "padding", 0) not in (0, (0, 0)):
+        return False
+    if pool.mode == "same":
+        return kind == "AvgPool2dSame"  # pads explicitly with zeros, counted in the mean
+    return type(module) is nn.AvgPool2d and module.ceil_mode and not module.count_include_pad
+
+
+def _preprocessing(model: Any) -> str:
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    if "mean" not in cfg:
+        return "torch"
+    mean, std = tuple(float(v) for v in cfg["mean"]), tuple(float(v) for v in cfg.get("std", ()))
+    for mode, (m, s) in NORMALISATION.items():
+        if np.allclose(mean, m) and np.allclose(std, s):
+            return mode
+    raise unsupported(PEER, [f"pretrained_cfg mean={mean}, std={std} is none of ResNetSpec.preprocessing's "
+                             f"normalisations {dict(NORMALISATION)}"])
+
+
+def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
+    from timm.models.resnet import Bottleneck
+    from torch import nn
+
+    from . import _torch
+
+    stages = _stages(model)
+    relus = ["act1", "conv1.2", "conv1.5"] + [f"layer{s}.{i}.act{k}" for s in range(1, 5)
+                                             for i in range(len(stages[s - 1])) for k in (1, 2, 3)]
+    problems = _refusals(model, set(relus)) + _torch.check_relus(model, relus)
+    top = isinstance(model.fc, nn.Linear)
+    pool_type = model.global_pool.pool_type
+    pools = {"avg": "avg", "max": "max", "": None}
+    if (top and pool_type != "avg") or pool_type not in pools:
+        problems.append(f"global_pool={pool_type!r} " + ("with a classifier (ResNetSpec's top average-pools)"
+                                                       if top else "(ResNetSpec pools by 'avg', 'max' or not at all)"))
+    if problems:
+        raise unsupported(PEER, problems)
+
+    first = stages[0][0]
+    bottleneck = isinstance(first, Bottleneck)
+    if bottleneck:
+        width, planes = first.conv2.out_channels, first.conv3.out_channels // 4
+        groups = first.conv2.groups
+        width_per_group = (width // groups) * 64 // planes
+    else:
+        planes, groups, width_per_group = first.conv2.out_channels, 1, 64
+    deep = isinstance(model.conv1, nn.Sequential)
+    stem_conv = model.conv1[0] if deep else model.conv1
+    if deep:
+        stem_width = model.conv1[3].out_channels
+        stem = "deep" if model.conv1[0].out_channels == stem_width else "deep_tiered"
+    else:
+        stem_width, stem = model.conv1.out_channels, "7x7"
+    blocks = [b for stage in stages for b in stage]
+    downs = {len(b.downsample) for b in blocks if b.downsample is not None}
+    ses = [(b.se.fc1.in_channels, b.se.fc1.out_channels) for b in blocks if b.se is not None]
+    if ses and len(ses) != len(blocks):
+        raise unsupported(PEER, ["squeeze-excitation in some blocks only (ResNetSpec.attention applies to all)"])
+    bn = model.bn1
+    try:
+        spec = ResNetSpec(
+            block="bottleneck" if bottleneck else "basic", layers=tuple(len(s) for s in stages), groups=groups,
+            width_per_group=width_per_group, num_classes=model.fc.out_features if top else 0, include_top=top,
+            pooling=None if top else pools[pool_type], in_channels=stem_conv.in_channels, stem_width=stem_width,
+            base_planes=planes, bn_eps=bn.eps, bn_momentum=bn.momentum,
+            stride_in_1x1=bottleneck and tuple(stages[1][0].conv1.stride) != (1, 1),
+            conv_bias=stem_conv.bias is not None, stem=stem, stem_pool=not isinstance(model.maxpool, nn.Identity),
+            downsample="avg" if downs == {3} else "conv", attention="se" if ses else None,
+            se_ratio=se_ratio_for(ses, PEER) if ses else 1.0 / 16, preprocessing=_preprocessing(model),
+        )
+    except SpecError as exc:
+        raise unsupported(PEER, [str(exc)]) from None
+    spec = match_output_stride(
+        spec, lambda plan: _torch.check_plan(plan, TABLE, model) + _check_pools(plan, model), PEER)
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    spec = named(spec, cfg.get("architecture") or "resnet")
+    return spec, TABLE.to_canonical(make_plan(spec), _torch.state_numpy(model), PEER)
+
+
+def to_model(spec: ResNetSpec, weights: Mapping[str, Any]) -> Any:
+    """A timm ResNet in eval mode; ``pretrained_cfg`` mean/std carry the spec's preprocessing."""
+    from timm.layers import SEModule
+    from timm.models.resnet import BasicBlock, Bottleneck, ResNet
+    from torch import nn
+
+    from . import _torch
+
+    problems = []
+    if len(spec.layers) != 4:
+        problems.append(f"layers={spec.layers} (timm's ResNet runs exactly four stages)")
+    if spec.stem == "7x7" and spec.stem_width != 64:
+        problems.append(f"stem_width={spec.stem_width} with the 7x7 stem (timm fixes it at 64)")
+    if spec.stride_in_1x1:
+        problems.append("stride_in_1x1=True (timm strides the 3x3 conv)")
+    if spec.conv_bias:
+        problems.append("conv_bias=True (timm's convolutions have no bias)")
+    if spec.preprocessing not in NORMALISATION:
+        problems.append(f"preprocessing={spec.preprocessing!r} (timm normalises RGB on [0, 1] by mean/std)")
+    refuse_export(spec, PEER, problems)
+    block_args = {}
+    if spec.attention == "se":
+        block_args["attn_layer"] = functools.partial(SEModule, rd_ratio=spec.se_ratio)
+    model = ResNet(
+        Bottleneck if spec.block == "bottleneck" else BasicBlock, list(spec.layers),
+        num_classes=spec.num_classes if spec.include_top else 0, in_chans=spec.in_channels,
+        output_stride=spec.output_stride,
+        global_pool="avg" if spec.include_top else {"avg": "avg", "max": "max", None: ""}[spec.pooling],
+        cardinality=spec.groups, base_width=spec.width_per_group, stem_width=spec.stem_width,
+        stem_type=STEM_TYPES[spec.stem], avg_down=spec.downsample == "avg",
+        channels=tuple(spec.base_planes * 2**s for s in range(4)),
+        norm_layer=functools.partial(nn.BatchNorm2d, eps=spec.bn_eps, momentum=spec.bn_momentum),
+        zero_init_last=spec.zero_init_residual, block_args=block_args,
+    )
+    if not spec.stem_pool:
+        model.maxpool = nn.Identity()
+    mean, std = NORMALISATION[spec.preprocessing]
+    model.pretrained_cfg = {"architecture": spec.name, "mean": mean, "std": std}
+    _torch.load_state(model, TABLE.to_peer(make_plan(spec), weights), TABLE)
+    model.eval()
+    check_round_trip(spec, from_model(model)[0], PEER)
+    return model

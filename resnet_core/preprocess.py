@@ -1,0 +1,93 @@
+"""Input normalisation that travels with weights (``ResNetSpec.preprocessing``), in numpy only.
+
+Weights are only right for inputs normalised as in training: torchvision/timm/transformers use
+"torch" (RGB, [0, 1], ImageNet mean/std), keras.applications ResNet v1 "caffe" (BGR, [0, 255],
+ImageNet mean subtracted), ResNetV2 "tf" ([-1, 1]). Each is computed in float32 in the same order
+as the peer's own function, so results match torchvision's Normalize and Keras's preprocess_input
+bit for bit.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .presets import get_spec
+from .spec import ResNetSpec
+
+
+@dataclass(frozen=True)
+class Normalisation:
+    """``((x / divisor) - mean) / std`` per channel, after reversing channels when ``bgr``."""
+
+    divisor: float
+    mean: tuple[float, ...]  # in the channel order the model sees
+    std: tuple[float, ...] | None
+    bgr: bool
+
+
+NORMALISATIONS = {
+    "torch": Normalisation(255.0, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), bgr=False),
+    "caffe": Normalisation(1.0, (103.939, 116.779, 123.68), None, bgr=True),
+    "tf": Normalisation(127.5, (1.0,), None, bgr=False),  # x / 127.5 - 1, on any number of channels
+}
+DATA_FORMATS = ("channels_last", "channels_first")
+
+
+def _resolve(source: ResNetSpec | str | os.PathLike) -> ResNetSpec:
+    """A spec from itself, a preset name, a spec ``.json`` file or a weights file that stores one."""
+    if isinstance(source, ResNetSpec):
+        return source
+    if isinstance(source, str) and not os.path.exists(source):
+        return get_spec(source)  # KeyError listing the presets
+    path = Path(source)
+    if path.suffix.lower() == ".json":
+        return ResNetSpec.from_json(path.read_text())
+    from .io.formats import format_for
+
+    with format_for(path).open(path) as reader:
+        if reader.stored_spec is None:
+            raise ValueError(f"{path} stores no spec, so its preprocessing is unknown; pass the spec or its name")
+        return reader.stored_spec
+
+
+def preprocess(images: Any, spec: ResNetSpec | str | os.PathLike, data_format: str = "channels_last") -> np.ndarray:
+    """Normalise ``images`` (uint8, or float in [0, 255]; one image or a batch) as ``spec`` says.
+
+    ``spec`` is a ResNetSpec, a preset name, a ``.json`` spec or a weights file carrying a spec.
+    Returns float32 in the same layout; the input is never modified.
+    """
+    if data_format not in DATA_FORMATS:
+        raise ValueError(f"data_format must be one of {DATA_FORMATS}. Received: {data_format!r}")
+    name = _resolve(spec).preprocessing
+    mode = NORMALISATIONS[name]
+    x = np.asarray(images)
+    if x.dtype != np.uint8 and x.dtype.kind != "f":
+        raise TypeError(f"Expected uint8 or floating-point images in [0, 255]. Received dtype {x.dtype}")
+    if x.ndim not in (3, 4):
+        raise ValueError(f"Expected an image (H, W, C) or a batch (N, H, W, C) in {data_format}. Received shape "
+                         f"{x.shape}")
+    if x.dtype.kind == "f" and x.size and not (np.isfinite(x).all() and x.min() >= 0 and x.max() <= 255):
+        raise ValueError(f"Float images must be finite and in [0, 255]; received values in [{x.min()}, "
+                         f"{x.max()}]")
+    axis = x.ndim - 1 if data_format == "channels_last" else x.ndim - 3
+    channels = x.shape[axis]
+    if len(mode.mean) > 1 and channels != len(mode.mean):
+        raise ValueError(f"{name!r} preprocessing normalises {len(mode.mean)} channels; the "
+                         f"images have {channels} on axis {axis} ({data_format})")
+    x = x.astype(np.float32)  # always a copy: the caller's array is left alone
+    if mode.bgr:
+        x = np.flip(x, axis)
+    shape = [1] * x.ndim
+    shape[axis] = -1
+    mean = np.asarray(mode.mean, np.float32).reshape(shape)
+    if mode.divisor != 1.0:
+        x = x / np.float32(mode.divisor)
+    x = x - mean
+    if mode.std is not None:
+        x = x / np.asarray(mode.std, np.float32).reshape(shape)
+    return np.ascontiguousarray(x, dtype=np.float32)

@@ -1,0 +1,193 @@
+"""keras.applications peer: ResNet50/101/152 (v1) on the current Keras engine, weights=None then randomised.
+
+keras.applications ends in a softmax and our models return logits, so outputs are compared with the
+peer's pre-softmax logits (``keras_applications_peer.logits``: the ``predictions`` input times its
+kernel plus bias); one test checks that the peer's softmax output is the softmax of our logits.
+"""
+
+from __future__ import annotations
+
+import gc
+
+import numpy as np
+import pytest
+
+import resnet_core as rc
+from resnet_core.testing import random_weights, relative_error, to_channels_first
+
+HEIGHT, WIDTH, BATCH = 65, 77, 2
+SHAPE = (HEIGHT, WIDTH, 3)
+
+pytestmark = pytest.mark.keras
+
+
+@pytest.fixture(scope="module")
+def keras():
+    import keras
+
+    return keras
+
+
+@pytest.fixture(scope="module")
+def kap():
+    from resnet_core.peers import keras_applications_peer
+
+    return keras_applications_peer
+
+
+def _randomise(keras, model, seed):
+    """Every variable by its Keras name and role, away from its init (BN statistics included)."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        for v in layer.weights:
+            shape = tuple(v.shape)
+            if v.name == "moving_variance":
+                value = rng.uniform(0.5, 2.0, shape)
+            elif v.name in ("moving_mean", "beta", "bias"):
+                value = rng.normal(0.0, 0.2, shape)
+            elif v.name == "gamma":
+                value = rng.uniform(0.5, 1.5, shape)
+            else:  # kernels: HWIO / (in, out), fan-in is everything but the last axis
+                value = rng.normal(0.0, np.sqrt(2.0 / np.prod(shape[:-1])), shape)
+            v.assign(value.astype("float32"))
+    return model
+
+
+def _images(spec, seed):
+    """uint8 photos normalised as the spec says (caffe for keras.applications v1), channels last."""
+    pixels = np.random.default_rng(seed).integers(0, 256, (BATCH, *SHAPE), dtype=np.uint8)
+    return rc.preprocess(pixels, spec)
+
+
+def _expected(layers, **changes):
+    """keras.applications v1: the keras preset, Keras's BN momentum (0.99 -> 0.01) and caffe inputs."""
+    base = rc.get_spec({(3, 4, 6, 3): "keras_resnet50", (3, 4, 23, 3): "keras_resnet101",
+                        (3, 8, 36, 3): "keras_resnet152"}[layers])
+    return base.replace(**{"bn_momentum": 0.01, "preprocessing": "caffe", **changes})
+
+
+def _ours(keras, spec, weights, images):
+    model = rc.build(spec, backend="keras")
+    rc.set_weights(model, weights)
+    return keras.ops.convert_to_numpy(model(images, training=False))
+
+
+def _peer_out(keras, kap, peer, images):
+    if any(layer.name == "predictions" for layer in peer.layers):
+        return kap.logits(peer, images)
+    return keras.ops.convert_to_numpy(peer(images, training=False))
+
+
+# (constructor, constructor kwargs, expected spec changes)
+CASES = {
+    "ResNet50": ("ResNet50", {"classes": 10}, {"num_classes": 10}),
+    "ResNet50-headless-avg": ("ResNet50", {"include_top": False, "pooling": "avg"},
+                              {"include_top": False, "pooling": "avg", "num_classes": 0}),
+    "ResNet50-featuremap": ("ResNet50", {"include_top": False}, {"include_top": False, "num_classes": 0}),
+    "ResNet101": ("ResNet101", {"classes": 10}, {"num_classes": 10}),
+    "ResNet152": ("ResNet152", {"classes": 10}, {"num_classes": 10}),
+}
+SLOW = ("ResNet101", "ResNet152")
+LAYERS = {"ResNet50": (3, 4, 6, 3), "ResNet101": (3, 4, 23, 3), "ResNet152": (3, 8, 36, 3)}
+
+
+@pytest.fixture(scope="module", params=[pytest.param(k, marks=pytest.mark.slow) if k in SLOW else k for k in CASES],
+                ids=str)
+def imported(request, keras, kap):
+    """(case, expected spec, peer, from_peer's spec and weights) for one case; built once per module."""
+    key = request.param
+    ctor, kwargs, changes = CASES[key]
+    peer = _randomise(keras, getattr(keras.applications, ctor)(weights=None, input_shape=SHAPE, **kwargs), seed=1)
+    spec, weights = rc.from_peer(peer)
+    yield key, _expected(LAYERS[ctor], **changes), peer, spec, weights
+    del peer, weights
+    keras.backend.clear_session()
+    gc.collect()
+
+
+def test_from_peer_infers_spec_and_weights(imported, keras):
+    _, expected, peer, spec, weights = imported
+    assert spec == expected
+    assert spec.name == f"keras_{peer.name}"
+    kernel = keras.ops.convert_to_numpy(peer.get_layer("conv3_block2_2_conv").kernel)  # HWIO
+    assert np.array_equal(weights["layer2.1.conv2.weight"], kernel.transpose(3, 2, 0, 1))
+    mean = keras.ops.convert_to_numpy(peer.get_layer("conv2_block1_0_bn").moving_mean)
+    assert np.array_equal(weights["layer1.0.downsample.1.running_mean"], mean)
+
+
+def test_outputs_match_our_keras_model_on_the_same_engine(imported, keras, kap, parity_record):
+    key, _, peer, spec, weights = imported
+    images = _images(spec, seed=2)
+    ours = _ours(keras, spec, weights, images)
+    error = relative_error(ours, _peer_out(keras, kap, peer, images))
+    parity_record(f"keras.applications:{key}", f"keras[{keras.backend.backend()}] logits", error)
+    assert error <= 1e-6
+    if spec.include_top:  # the peer's own output is the softmax of our logits
+        logits = ours.astype(np.float64)
+        probabilities = np.exp(logits - logits.max(-1, keepdims=True))
+        probabilities /= probabilities.sum(-1, keepdims=True)
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(peer(images, training=False)), probabilities,
+                                   atol=1e-6)
+
+
+@pytest.mark.torch
+def test_import_runs_in_our_torch_model(imported, keras, kap, parity_record):
+    import torch
+
+    key, _, peer, spec, weights = imported
+    images = _images(spec, seed=3)
+    model = rc.build(spec, backend="torch")
+    rc.set_weights(model, weights)
+    with torch.no_grad():
+        out = model.eval()(torch.from_numpy(to_channels_first(images))).numpy()
+    if out.ndim == 4:
+        out = np.transpose(out, (0, 2, 3, 1))
+    error = relative_error(out, _peer_out(keras, kap, peer, images))
+    parity_record(f"keras.applications:{key}", f"torch (from keras[{keras.backend.backend()}]) logits", error)
+    assert error < 1e-5
+
+
+ROUND_TRIP = {
+    "keras_resnet50": _expected((3, 4, 6, 3), num_classes=10),
+    "momentum-0.1-headless-max": _expected((3, 4, 6, 3), bn_momentum=0.1, include_top=False, pooling="max",
+                                           num_classes=0),
+}
+
+
+@pytest.mark.parametrize("key", list(ROUND_TRIP), ids=str)
+def test_to_peer_round_trip_and_outputs(keras, kap, key):
+    spec = ROUND_TRIP[key]
+    weights = random_weights(spec, seed=6)
+    peer = rc.to_peer(spec, weights, "keras.applications", input_shape=SHAPE)
+    assert peer.name == "resnet50"
+    back_spec, back = rc.from_peer(peer)
+    assert back_spec == spec
+    assert list(back) == list(weights) and all(np.array_equal(back[k], weights[k]) for k in weights)
+    images = _images(spec, seed=7)
+    assert relative_error(_ours(keras, spec, weights, images), _peer_out(keras, kap, peer, images)) <= 1e-6
+    keras.backend.clear_session()
+
+
+def test_resnet50v2_is_refused_naming_pre_activation(keras):
+    peer = keras.applications.ResNet50V2(weights=None, include_top=False, input_shape=SHAPE)
+    with pytest.raises(rc.PeerError, match=r"pre-activation blocks \(keras.applications ResNet50V2"):
+        rc.from_peer(peer)
+
+
+def test_other_keras_models_are_refused(keras):
+    inputs = keras.Input((8, 8, 3))
+    model = keras.Model(inputs, keras.layers.Conv2D(4, 3, name="conv1_conv")(inputs), name="toy")
+    with pytest.raises(rc.PeerError, match="'toy' is not a keras.applications ResNet"):
+        rc.from_peer(model)
+
+
+@pytest.mark.parametrize(("spec", "texts"), [
+    (rc.get_spec("resnet50"), ["stride_in_1x1=False", "conv_bias=False", "preprocessing='torch'"]),
+    (rc.get_spec("keras_resnet50"), ["preprocessing='torch'"]),
+    (_expected((3, 4, 6, 3)).replace(layers=(2, 2, 2, 2)), ["layers=(2, 2, 2, 2)"]),
+], ids=["torchvision-resnet50", "preset-without-caffe", "depths"])
+def test_to_peer_refuses_what_keras_applications_cannot_build(keras, spec, texts):
+    with pytest.raises(rc.PeerError, match="keras.applications cannot build") as info:
+        rc.to_peer(spec, random_weights(spec), "keras.applications")
+    for text in texts:
+        assert text in str(info.value)

@@ -1,0 +1,124 @@
+"""rc.preprocess: the normalisation a spec records, bit-identical to the peers' own preprocessing functions."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+import resnet_core as rc
+from resnet_core.testing import random_weights
+
+SPECS = {mode: rc.get_spec("resnet50").replace(preprocessing=mode) for mode in ("torch", "caffe", "tf")}
+
+
+def _pixels(shape=(2, 65, 77, 3), seed=0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+
+
+# Hand-computed: pixel (R, G, B) = (0, 128, 255).
+KNOWN = {
+    "torch": [(0 / 255 - 0.485) / 0.229, (128 / 255 - 0.456) / 0.224, (255 / 255 - 0.406) / 0.225],
+    "caffe": [255 - 103.939, 128 - 116.779, 0 - 123.68],  # channels come out as B, G, R
+    "tf": [-1.0, 128 / 127.5 - 1, 1.0],
+}
+
+
+@pytest.mark.parametrize("mode", list(KNOWN), ids=str)
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"], ids=["nhwc", "nchw"])
+def test_known_values_in_both_layouts(mode, data_format):
+    pixel = np.array([0, 128, 255], np.uint8)
+    image = np.broadcast_to(pixel, (5, 7, 3)) if data_format == "channels_last" else \
+        np.broadcast_to(pixel[:, None, None], (3, 5, 7))
+    out = rc.preprocess(image, SPECS[mode], data_format=data_format)
+    assert out.dtype == np.float32 and out.shape == image.shape
+    got = out[0, 0] if data_format == "channels_last" else out[:, 0, 0]
+    np.testing.assert_allclose(got, KNOWN[mode], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", list(KNOWN), ids=str)
+def test_float_input_equals_uint8_input_and_is_not_modified(mode):
+    pixels = _pixels()
+    floats = pixels.astype(np.float64)
+    before = floats.copy()
+    assert np.array_equal(rc.preprocess(floats, SPECS[mode]), rc.preprocess(pixels, SPECS[mode]))
+    assert np.array_equal(floats, before)
+
+
+def test_batch_and_single_image_agree():
+    pixels = _pixels()
+    assert np.array_equal(rc.preprocess(pixels, "resnet50")[1], rc.preprocess(pixels[1], "resnet50"))
+
+
+def test_spec_from_name_json_file_and_weights_file(tmp_path):
+    pixels = _pixels()
+    spec = SPECS["caffe"]
+    want = rc.preprocess(pixels, spec)
+    path = tmp_path / "spec.json"
+    path.write_text(spec.to_json())
+    assert np.array_equal(rc.preprocess(pixels, path), want)
+    assert np.array_equal(rc.preprocess(pixels, str(path)), want)
+    weights = tmp_path / "model.safetensors"
+    rc.write_weights(weights, random_weights("tiny_resnext"), rc.get_spec("tiny_resnext").replace(preprocessing="tf"))
+    assert np.array_equal(rc.preprocess(pixels, weights), rc.preprocess(pixels, SPECS["tf"]))
+    assert np.array_equal(rc.preprocess(pixels, "resnet50"), rc.preprocess(pixels, SPECS["torch"]))
+
+
+@pytest.mark.parametrize(("images", "kwargs", "error", "text"), [
+    (np.zeros((4, 4, 3), np.int32), {}, TypeError, "uint8 or floating-point"),
+    (np.full((4, 4, 3), 256.0), {}, ValueError, r"in \[0, 255\]"),
+    (np.full((4, 4, 3), np.nan), {}, ValueError, "finite"),
+    (np.zeros((4, 4, 4), np.uint8), {}, ValueError, "normalises 3 channels"),
+    (np.zeros((4, 4), np.uint8), {}, ValueError, "Expected an image"),
+    (np.zeros((4, 4, 3), np.uint8), {"data_format": "NHWC"}, ValueError, "data_format must be one of"),
+], ids=["int32", "above-255", "nan", "four-channels", "2d", "data-format"])
+def test_bad_inputs_are_refused(images, kwargs, error, text):
+    with pytest.raises(error, match=text):
+        rc.preprocess(images, "resnet50", **kwargs)
+
+
+def test_unknown_name_lists_presets():
+    with pytest.raises(KeyError, match="Known specs: .*resnet50"):
+        rc.preprocess(_pixels(), "no_such_preset")
+
+
+def test_tf_mode_takes_any_channel_count():
+    spec = rc.get_spec("resnet18").replace(in_channels=1, preprocessing="tf")
+    out = rc.preprocess(np.full((1, 4, 4, 1), 255, np.uint8), spec)
+    assert np.array_equal(out, np.ones((1, 4, 4, 1), np.float32))
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"], ids=["nhwc", "nchw"])
+def test_torch_mode_matches_torchvision_to_tensor_and_normalize(need, data_format):
+    torch = need("torch", "torch")
+    if "tensorflow" in sys.modules:  # triton, which torchvision probes for, segfaults after TensorFlow
+        sys.modules.setdefault("triton", None)
+    transforms = need("torch", "torchvision.transforms")
+    pixels = _pixels()
+    nchw = torch.from_numpy(pixels).permute(0, 3, 1, 2)
+    reference = transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))(nchw.float().div(255)).numpy()
+    single = transforms.ToTensor()(pixels[0])  # HWC uint8 -> CHW float in [0, 1], torchvision's own scaling
+    assert np.array_equal(single.numpy(), nchw[0].float().div(255).numpy())
+    images = pixels if data_format == "channels_last" else np.ascontiguousarray(pixels.transpose(0, 3, 1, 2))
+    got = rc.preprocess(images, SPECS["torch"], data_format=data_format)
+    if data_format == "channels_last":
+        got = got.transpose(0, 3, 1, 2)
+    assert np.array_equal(got, reference)
+
+
+@pytest.mark.keras
+@pytest.mark.parametrize(("mode", "module"), [
+    ("caffe", "resnet"), ("tf", "resnet_v2"), ("torch", "imagenet_utils"),
+], ids=["caffe-resnet", "tf-resnet_v2", "torch-imagenet_utils"])
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"], ids=["nhwc", "nchw"])
+def test_matches_keras_applications_preprocess_input(mode, module, data_format):
+    import keras
+
+    pixels = _pixels()
+    images = pixels if data_format == "channels_last" else np.ascontiguousarray(pixels.transpose(0, 3, 1, 2))
+    function = getattr(keras.applications, module).preprocess_input
+    kwargs = {"mode": "torch"} if module == "imagenet_utils" else {}
+    reference = function(images.astype(np.float32), data_format=data_format, **kwargs)
+    assert np.array_equal(rc.preprocess(images, SPECS[mode], data_format=data_format), reference)
