@@ -17,6 +17,9 @@ from resnet_core.cli import main
 from resnet_core.parity import ENGINES
 from resnet_core.testing import random_weights
 
+# Needs every framework installed: runs once, in tox's torch env (the workers start the Keras engines).
+pytestmark = pytest.mark.torch
+
 SPEC = "tiny_resnext"
 SIZE = 64
 KERAS = ENGINES[1:]
