@@ -3,6 +3,7 @@
 Importing this package imports no framework; adapters load on first use.
 """
 
+from . import _source_tree  # noqa: F401 - first: lets a source checkout find resnet_core.backends
 from .api import build, get_weights, set_weights, spec_of
 from .io import read_weights, write_weights
 from .mapping import WeightsMismatchError, keras_table
