@@ -102,13 +102,13 @@ def tap_model(model: KerasResNet, taps: tuple[str, ...] | None = None) -> keras.
     unknown = [t for t in wanted if t not in layers]
     if unknown:
         raise KeyError(f"Unknown tap(s) {unknown}. Known taps: {list(layers)}")
-    return keras.Model(model.inputs, {t: model.get_layer(layers[t]).output for t in wanted})
+    return keras.Model(model.input, {t: model.get_layer(layers[t]).output for t in wanted})
 
 
 def feature_model(model: KerasResNet) -> keras.Model:
     """Outputs of every stage (C2..C5), a list in stage order, for detection and segmentation."""
     layers = dict(model.tap_layers)
-    return keras.Model(model.inputs, [model.get_layer(layers[t]).output for t in model.plan.feature_taps])
+    return keras.Model(model.input, [model.get_layer(layers[t]).output for t in model.plan.feature_taps])
 
 
 def build(plan: Plan) -> KerasResNet:

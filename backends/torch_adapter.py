@@ -84,14 +84,16 @@ class TorchBlock(nn.Module):
     def __init__(self, block: Block):
         super().__init__()
         self._main = _build_units(self, block.name, block.main)
-        self._attention = None
+        # Placed once under its canonical name; the plain-attribute references below are not
+        # registered again (nn.Module would otherwise add them to the state_dict a second time).
+        attention = pool = None
         if block.attention is not None:
-            self._attention = SqueezeExciteModule(block.attention)
-            _place(self, _relative(block.attention.name, block.name), self._attention)
-        self._pool = None
+            attention = SqueezeExciteModule(block.attention)
+            _place(self, _relative(block.attention.name, block.name), attention)
         if block.shortcut_pool is not None:
-            self._pool = ShortcutPool(block.shortcut_pool)
-            _place(self, _relative(block.shortcut_pool.name, block.name), self._pool)
+            pool = ShortcutPool(block.shortcut_pool)
+            _place(self, _relative(block.shortcut_pool.name, block.name), pool)
+        self.__dict__["_attention"], self.__dict__["_pool"] = attention, pool
         self._shortcut = _build_units(self, block.name, (block.shortcut,)) if block.shortcut else None
         self.relu = nn.ReLU(inplace=True)
 

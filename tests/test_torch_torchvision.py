@@ -178,15 +178,7 @@ def test_headless_outputs(torch, pooling):
         assert torch.allclose(out, reduce(last, dim=(2, 3)), rtol=1e-6, atol=1e-6)
 
 
-_SE_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="BUG backends/torch_adapter.py TorchBlock.__init__: the SE module is registered twice "
-    "(as '_attention' and as 'se'), so state_dict has extra 'layerX.Y._attention.*' keys",
-)
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=_SE_BUG) if rc.get_spec(n).attention else n
-                                  for n in rc.list_specs()])
+@pytest.mark.parametrize("name", rc.list_specs())
 def test_state_dict_is_the_plan(name, torch):
     """Every registered preset (timm variants too): state_dict = the plan's params + BN counters."""
     plan = rc.make_plan(rc.get_spec(name))
