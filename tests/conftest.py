@@ -32,8 +32,22 @@ def listed_frameworks() -> set[str] | None:
     return {part.strip() for part in raw.split(",") if part.strip()}
 
 
+# Peers that reach triton through torch._dynamo, only to ask whether it is installed.
+TRITON_PROBERS = ("torchvision", "timm", "transformers")
+
+
+def _no_triton_after_tensorflow() -> None:
+    """Loading triton after TensorFlow segfaults (their LLVM copies clash; tox's keras-tensorflow env has
+    imported TensorFlow by the time peer tests run). No GPU kernels run here, so triton is hidden.
+    """
+    if "tensorflow" in sys.modules and "triton" not in sys.modules:
+        sys.modules["triton"] = None  # `import triton` raises ImportError: torch reports no triton
+
+
 def require(framework: str, module: str):
     """Import ``module`` for a test needing ``framework``: error if listed, skip if merely absent."""
+    if module in TRITON_PROBERS:
+        _no_triton_after_tensorflow()
     try:
         mod = importlib.import_module(module)
     except Exception as exc:  # ImportError, or a framework failing during its own import
@@ -48,6 +62,14 @@ def require(framework: str, module: str):
     if module == "keras":
         _check_keras_engine(mod)
     return mod
+
+
+@pytest.fixture(scope="module")
+def torch(need):
+    """PyTorch, on two threads (the CI machine's cores)."""
+    torch = need("torch", "torch")
+    torch.set_num_threads(2)
+    return torch
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import sys
 
 import numpy as np
 import pytest
@@ -31,25 +30,9 @@ CASES = {
 KERAS_CASES = ("resnet18d", "resnet26t", "seresnext26d_32x4d-os16", "resnet26t-os8-headless")
 
 
-def _no_triton_after_tensorflow() -> None:
-    """Loading triton after TensorFlow segfaults (their LLVM copies clash; tox's keras-tensorflow env has
-    imported TensorFlow by the time these tests run). torchvision, timm and transformers reach triton
-    through torch._dynamo only to ask whether it is installed, so it is hidden: GPU kernels are not used here.
-    """
-    if "tensorflow" in sys.modules and "triton" not in sys.modules:
-        sys.modules["triton"] = None  # `import triton` raises ImportError: torch reports no triton
-
-
-@pytest.fixture(scope="module")
-def torch(need):
-    torch = need("torch", "torch")
-    torch.set_num_threads(2)
-    return torch
-
 
 @pytest.fixture(scope="module")
 def timm(need, torch):
-    _no_triton_after_tensorflow()
     return need("torch", "timm")
 
 
