@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable
+from typing import Any
 
-from ..plan import Plan, make_divisible, make_plan
+from ..plan import Conv, ConvNorm, Plan, make_divisible, make_plan
 from ..presets import get_spec, list_specs
 from ..spec import OUTPUT_STRIDES, ResNetSpec
-from ._table import PeerError
+from ._table import PeerError, Table
 
 
 def named(spec: ResNetSpec, fallback: str) -> ResNetSpec:
@@ -85,3 +86,18 @@ def check_round_trip(spec: ResNetSpec, back: ResNetSpec, peer: str) -> None:
     if diff:
         raise PeerError(f"{peer} cannot express spec {spec.name!r} exactly; the exported model differs in " +
                         ", ".join(diff))
+
+
+def check_units(plan: Plan, table: Table, layers: dict[str, Any],
+                check_conv: Callable[[Conv, Any, str], list[str]],
+                check_norm: Callable[[ConvNorm, Any, str], list[str]]) -> list[str]:
+    """Every conv and norm of ``plan`` against the peer layer the table maps it to (by peer name)."""
+    faults: list[str] = []
+    for item in plan.weighted():
+        conv = item.conv if isinstance(item, ConvNorm) else item
+        where = table.peer_module(conv.name)
+        faults += check_conv(conv, layers.get(where), where)
+        if isinstance(item, ConvNorm):
+            where = table.peer_module(item.norm.name)
+            faults += check_norm(item, layers.get(where), where)
+    return faults

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ..plan import Conv, ConvNorm, Plan
+from ._common import check_units
 from ._table import PeerError, Table
 
 
@@ -76,14 +77,7 @@ def check_norm(unit: ConvNorm, module: object, where: str) -> list[str]:
 def check_plan(plan: Plan, table: Table, model: nn.Module) -> list[str]:
     """Every conv, norm and the classifier of ``plan`` against the module the table maps it to."""
     modules = dict(model.named_modules())
-    faults: list[str] = []
-    for item in plan.weighted():
-        conv = item.conv if isinstance(item, ConvNorm) else item
-        where = table.peer_module(conv.name)
-        faults += check_conv(conv, modules.get(where), where)
-        if isinstance(item, ConvNorm):
-            where = table.peer_module(item.norm.name)
-            faults += check_norm(item, modules.get(where), where)
+    faults = check_units(plan, table, modules, check_conv, check_norm)
     if plan.head.fc is not None:
         fc, where = plan.head.fc, table.peer_module(plan.head.fc.name)
         m = modules.get(where)

@@ -17,7 +17,15 @@ import numpy as np
 from ..layouts import Layout
 from ..plan import Conv, ConvNorm, Plan, make_plan
 from ..spec import ResNetSpec, SpecError
-from ._common import check_round_trip, keras_to_torch_momentum, match_output_stride, named, refuse_export, unsupported
+from ._common import (
+    check_round_trip,
+    check_units,
+    keras_to_torch_momentum,
+    match_output_stride,
+    named,
+    refuse_export,
+    unsupported,
+)
 from ._table import ModuleRow, Table
 
 PEER = "keras.applications"
@@ -117,14 +125,7 @@ def _check_bn(unit: ConvNorm, layer: Any, where: str) -> list[str]:
 
 def _check_structure(plan: Plan, model: Any) -> list[str]:
     layers = {layer.name: layer for layer in model.layers}
-    faults: list[str] = []
-    for item in plan.weighted():
-        conv = item.conv if isinstance(item, ConvNorm) else item
-        where = TABLE.peer_module(conv.name)
-        faults += _check_conv(conv, layers.get(where), where)
-        if isinstance(item, ConvNorm):
-            where = TABLE.peer_module(item.norm.name)
-            faults += _check_bn(item, layers.get(where), where)
+    faults = check_units(plan, TABLE, layers, _check_conv, _check_bn)
     pool = layers.get("pool1_pool")
     if plan.stem.pool is not None:
         cfg = pool.get_config()
