@@ -46,8 +46,9 @@ class ConstantPad2D(keras.layers.Layer):
 def _initializers(layer: KerasLayer, plan: Plan) -> dict[str, Any]:
     """PyTorch's default initialisation, in Keras terms (kaiming-normal fan-out convs, torch Linear)."""
     if layer.cls == "Conv2D":
-        return {"kernel_initializer": keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal"),
-                "bias_initializer": "zeros"}
+        kernel = layer.config.get("kernel_initializer") or \
+            keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal")
+        return {"kernel_initializer": kernel, "bias_initializer": "zeros"}
     if layer.cls == "Dense":
         bound = 1.0 / math.sqrt(plan.head.fc.in_features)
         return {"kernel_initializer": keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform"),
@@ -65,7 +66,7 @@ def _graph(plan: Plan) -> tuple[Any, Any, dict[str, str]]:
             continue
         cls = ConstantPad2D if layer.cls == "ConstantPad2D" else getattr(keras.layers, layer.cls)
         args = [tensors[i] for i in layer.inputs]
-        made = cls(name=layer.name, **layer.config, **_initializers(layer, plan))
+        made = cls(name=layer.name, **{**layer.config, **_initializers(layer, plan)})
         tensors[layer.name] = made(args if len(args) > 1 else args[0])
     return inputs, tensors[output], {layer.tap: layer.name for layer in layers if layer.tap}
 

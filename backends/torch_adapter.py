@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from resnet_core.mapping import check_weights
-from resnet_core.plan import AvgPool, Block, Conv, ConvNorm, Plan, SqueezeExcite, make_plan
+from resnet_core.plan import AvgPool, Block, Conv, ConvNorm, MaxPool, Norm, Plan, SqueezeExcite, make_plan
 from resnet_core.spec import ResNetSpec
 
 
@@ -19,8 +19,7 @@ def _conv(c: Conv) -> nn.Conv2d:
                      dilation=c.dilation, groups=c.groups, bias=c.bias)
 
 
-def _norm(unit: ConvNorm) -> nn.BatchNorm2d:
-    n = unit.norm
+def _norm(n: Norm) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(n.channels, eps=n.eps, momentum=n.momentum)
 
 
@@ -38,22 +37,38 @@ def _relative(name: str, prefix: str) -> str:
     return name[len(prefix) + 1:] if prefix else name
 
 
-def _build_units(root: nn.Module, prefix: str, units: tuple[ConvNorm, ...]) -> list[tuple[nn.Module, nn.Module, bool]]:
+def _build_norm(root: nn.Module, prefix: str, n: Norm | None) -> nn.Module | None:
+    if n is None:
+        return None
+    norm = _norm(n)
+    _place(root, _relative(n.name, prefix), norm)
+    return norm
+
+
+Units = list[tuple[nn.Module, nn.Module | None, bool]]
+
+
+def _build_units(root: nn.Module, prefix: str, units: tuple[ConvNorm, ...]) -> Units:
     out = []
     for unit in units:
-        conv, norm = _conv(unit.conv), _norm(unit)
+        conv = _conv(unit.conv)
         _place(root, _relative(unit.conv.name, prefix), conv)
-        _place(root, _relative(unit.norm.name, prefix), norm)
-        out.append((conv, norm, unit.relu))
+        out.append((conv, _build_norm(root, prefix, unit.norm), unit.relu))
     return out
 
 
-def _run(units: list[tuple[nn.Module, nn.Module, bool]], x: torch.Tensor) -> torch.Tensor:
+def _run(units: Units, x: torch.Tensor) -> torch.Tensor:
     for conv, norm, relu in units:
-        x = norm(conv(x))
+        x = conv(x)
+        if norm is not None:
+            x = norm(x)
         if relu:
             x = torch.relu(x)
     return x
+
+
+def _preact(norm: nn.Module | None, x: torch.Tensor) -> torch.Tensor:
+    return x if norm is None else torch.relu(norm(x))
 
 
 class SqueezeExciteModule(nn.Module):
@@ -66,14 +81,23 @@ class SqueezeExciteModule(nn.Module):
         return x * torch.sigmoid(gate)
 
 
-class ShortcutPool(nn.Module):
-    """Average pooling before a shortcut conv, with the exact edge rule the plan names."""
+class Pool(nn.Module):
+    """A plan pooling entry with its exact edge rule: shortcut average pools (ceil / same), the 1x1
+    subsampling max-pool of stride_block="last", and the stem max-pool padded with -inf or zeros."""
 
-    def __init__(self, pool: AvgPool):
+    def __init__(self, pool: AvgPool | MaxPool):
         super().__init__()
-        self.kernel_size, self.stride, self.mode = pool.kernel_size, pool.stride, pool.mode
+        self.kernel_size, self.stride = pool.kernel_size, pool.stride
+        self.mode = "max" if isinstance(pool, MaxPool) else pool.mode
+        self.padding = pool.padding if isinstance(pool, MaxPool) else 0
+        self.value = pool.pad_value if isinstance(pool, MaxPool) else 0.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode == "max":
+            if self.padding and self.value != -float("inf"):  # F.max_pool2d pads with -inf only
+                x = F.pad(x, (self.padding,) * 4, value=self.value)
+                return F.max_pool2d(x, self.kernel_size, self.stride)
+            return F.max_pool2d(x, self.kernel_size, self.stride, self.padding)
         if self.mode == "same":  # zero padding after each edge, counted in the mean
             pad = self.kernel_size - 1
             return F.avg_pool2d(F.pad(x, (0, pad, 0, pad)), self.kernel_size, self.stride)
@@ -83,6 +107,7 @@ class ShortcutPool(nn.Module):
 class TorchBlock(nn.Module):
     def __init__(self, block: Block):
         super().__init__()
+        self.__dict__["_pre"] = _build_norm(self, block.name, block.pre_norm)  # placed once, by name
         self._main = _build_units(self, block.name, block.main)
         # Placed once under its canonical name; the plain-attribute references below are not
         # registered again (nn.Module would otherwise add them to the state_dict a second time).
@@ -91,22 +116,25 @@ class TorchBlock(nn.Module):
             attention = SqueezeExciteModule(block.attention)
             _place(self, _relative(block.attention.name, block.name), attention)
         if block.shortcut_pool is not None:
-            pool = ShortcutPool(block.shortcut_pool)
+            pool = Pool(block.shortcut_pool)
             _place(self, _relative(block.shortcut_pool.name, block.name), pool)
         self.__dict__["_attention"], self.__dict__["_pool"] = attention, pool
         self._shortcut = _build_units(self, block.name, (block.shortcut,)) if block.shortcut else None
+        self._shortcut_preact, self._relu_out = block.shortcut_preact, block.relu_out
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x
+        p = _preact(self._pre, x)
+        identity = p if self._shortcut_preact else x
         if self._pool is not None:
             identity = self._pool(identity)
         if self._shortcut is not None:
             identity = _run(self._shortcut, identity)
-        y = _run(self._main, x)
+        y = _run(self._main, p)
         if self._attention is not None:
             y = self._attention(y)
-        return self.relu(y + identity)
+        y = y + identity
+        return self.relu(y) if self._relu_out else y
 
 
 class TorchResNet(nn.Module):
@@ -121,13 +149,15 @@ class TorchResNet(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         pool = plan.stem.pool
         if pool is not None:
-            self.add_module(pool.name, nn.MaxPool2d(pool.kernel_size, pool.stride, pool.padding))
+            self.add_module(pool.name, nn.MaxPool2d(pool.kernel_size, pool.stride, pool.padding)
+                            if pool.pad_value == -float("inf") else Pool(pool))
         self._pool = pool is not None
         for stage in range(1, plan.num_stages + 1):
             layer = nn.Sequential(*(TorchBlock(b) for b in plan.stage_blocks(stage)))
             self.add_module(f"layer{stage}", layer)
         self._stages = [getattr(self, f"layer{s}") for s in range(1, plan.num_stages + 1)]
         head = plan.head
+        self.__dict__["_norm"] = _build_norm(self, "", head.norm)  # placed once, by name
         if head.pool is not None:
             self.avgpool = nn.AdaptiveAvgPool2d(1) if head.pool == "avg" else nn.AdaptiveMaxPool2d(1)
         if head.fc is not None:
@@ -149,6 +179,7 @@ class TorchResNet(nn.Module):
         return self._head(self.forward_features(x)[-1])
 
     def _head(self, x: torch.Tensor) -> torch.Tensor:
+        x = _preact(self._norm, x)
         if self.plan.head.pool is not None:
             x = torch.flatten(self.avgpool(x), 1)
         if self.plan.head.fc is not None:
@@ -165,6 +196,8 @@ class TorchResNet(nn.Module):
         for block, module in zip(self.plan.blocks, (m for stage in self._stages for m in stage), strict=True):
             x = module(x)
             taps[block.name] = x
+        if self._norm is not None:
+            x = taps[self.plan.head.norm.name] = _preact(self._norm, x)
         if self.plan.head.pool is not None:
             x = torch.flatten(self.avgpool(x), 1)
             taps["pool"] = x

@@ -7,12 +7,11 @@ drift apart. Every numerical rule here translates one plan entry; structure is d
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from .mapping import keras_layer_name
-from .plan import AvgPool, Block, Conv, ConvNorm, MaxPool, Plan
+from .plan import AvgPool, Block, Conv, ConvNorm, MaxPool, Norm, Plan
 
 # Variables of each weighted Keras layer class, in the order Keras creates (and saves) them.
 VARIABLES = {
@@ -50,27 +49,39 @@ class _Builder:
         same = c.stride == 1 and 2 * c.padding == c.dilation * (c.kernel_size - 1)
         if c.padding and not same:
             x = self.add("ZeroPadding2D", f"{name}_pad", x, padding=c.padding)
+        zeros = {"kernel_initializer": "zeros"} if c.zero_init else {}
         return self.add(
             "Conv2D", name, x, variables=VARIABLES["Conv2D"][: 2 if c.bias else 1],
             filters=c.out_channels, kernel_size=c.kernel_size, strides=c.stride,
-            padding="same" if same else "valid", dilation_rate=c.dilation, groups=c.groups, use_bias=c.bias,
+            padding="same" if same else "valid", dilation_rate=c.dilation, groups=c.groups, use_bias=c.bias, **zeros,
         )
 
-    def unit(self, x: str, unit: ConvNorm, act_name: str) -> str:
-        n = unit.norm
+    def norm(self, x: str, n: Norm) -> str:
+        return self.add("BatchNormalization", keras_layer_name(n.name), x, variables=VARIABLES["BatchNormalization"],
+                        epsilon=n.eps, momentum=1.0 - n.momentum,
+                        gamma_initializer="zeros" if n.zero_init else "ones")
+
+    def preact(self, x: str, n: Norm) -> str:
+        """relu(norm(x)): a pre-activation block's entry, or the final norm of a pre-activation network."""
+        return self.add("ReLU", f"{keras_layer_name(n.name)}_relu", self.norm(x, n))
+
+    def unit(self, x: str, unit: ConvNorm) -> str:
         x = self.conv(x, unit.conv)
-        x = self.add("BatchNormalization", keras_layer_name(n.name), x, variables=VARIABLES["BatchNormalization"],
-                     epsilon=n.eps, momentum=1.0 - n.momentum,
-                     gamma_initializer="zeros" if n.zero_init else "ones")
-        return self.add("ReLU", act_name, x) if unit.relu else x
+        if unit.norm is not None:
+            x = self.norm(x, unit.norm)
+        if not unit.relu:
+            return x
+        return self.add("ReLU", f"{keras_layer_name((unit.norm or unit.conv).name)}_relu", x)
 
     def maxpool(self, x: str, pool: MaxPool) -> str:
         name = keras_layer_name(pool.name)
-        if pool.padding:  # PyTorch pads max-pooling with -inf
-            x = self.add("ConstantPad2D", f"{name}_pad", x, padding=pool.padding, value=-math.inf)
+        if pool.padding:  # PyTorch pads max-pooling with -inf; the plan may say zeros
+            x = self.add("ConstantPad2D", f"{name}_pad", x, padding=pool.padding, value=pool.pad_value)
         return self.add("MaxPooling2D", name, x, pool_size=pool.kernel_size, strides=pool.stride, padding="valid")
 
-    def shortcut_pool(self, x: str, pool: AvgPool) -> str:
+    def shortcut_pool(self, x: str, pool: AvgPool | MaxPool) -> str:
+        if isinstance(pool, MaxPool):
+            return self.maxpool(x, pool)
         name = keras_layer_name(pool.name)
         if pool.mode == "same":  # zero padding after each edge, counted in the mean (timm's AvgPool2dSame)
             pad = pool.kernel_size - 1
@@ -83,14 +94,15 @@ class _Builder:
                         padding="same")
 
     def block(self, x: str, block: Block) -> str:
-        shortcut = x
+        p = x if block.pre_norm is None else self.preact(x, block.pre_norm)
+        shortcut = p if block.shortcut_preact else x
         if block.shortcut_pool is not None:
             shortcut = self.shortcut_pool(shortcut, block.shortcut_pool)
         if block.shortcut is not None:
-            shortcut = self.unit(shortcut, block.shortcut, "")
-        y = x
+            shortcut = self.unit(shortcut, block.shortcut)
+        y = p
         for unit in block.main:
-            y = self.unit(y, unit, f"{keras_layer_name(unit.norm.name)}_relu")
+            y = self.unit(y, unit)
         if block.attention is not None:
             se = block.attention
             name = keras_layer_name(se.name)
@@ -99,6 +111,8 @@ class _Builder:
             gate = self.add("Activation", f"{name}_gate", self.conv(gate, se.fc2), activation="sigmoid")
             y = self.add("Multiply", f"{name}_scale", y, gate)
         b = keras_layer_name(block.name)
+        if not block.relu_out:
+            return self.add("Add", f"{b}_out", y, shortcut, tap=block.name)
         return self.add("ReLU", f"{b}_out", self.add("Add", f"{b}_add", y, shortcut), tap=block.name)
 
 
@@ -107,12 +121,15 @@ def keras_graph(plan: Plan) -> tuple[list[KerasLayer], str]:
     g = _Builder()
     x = g.add("InputLayer", "images", shape=(None, None, plan.spec.in_channels))
     for unit in plan.stem.units:
-        x = g.unit(x, unit, f"{keras_layer_name(unit.norm.name)}_relu")
+        x = g.unit(x, unit)
     if plan.stem.pool is not None:
         x = g.maxpool(x, plan.stem.pool)
     g.layers[x] = _with_tap(g.layers[x], "stem")
     for block in plan.blocks:
         x = g.block(x, block)
+    if plan.head.norm is not None:
+        x = g.preact(x, plan.head.norm)
+        g.layers[x] = _with_tap(g.layers[x], plan.head.norm.name)
     if plan.head.pool == "avg":
         x = g.add("GlobalAveragePooling2D", "avgpool", x, tap="pool")
     elif plan.head.pool == "max":

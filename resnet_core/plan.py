@@ -26,6 +26,7 @@ class Conv:
     dilation: int = 1
     groups: int = 1
     bias: bool = False
+    zero_init: bool = False  # kernel starts at 0 (zero_init_residual on a pre-activation block's last conv)
 
 
 @dataclass(frozen=True)
@@ -39,10 +40,10 @@ class Norm:
 
 @dataclass(frozen=True)
 class ConvNorm:
-    """conv -> batch norm -> optional ReLU."""
+    """conv -> batch norm -> optional ReLU; pre-activation networks also have bare convs (norm None)."""
 
     conv: Conv
-    norm: Norm
+    norm: Norm | None
     relu: bool
 
 
@@ -51,7 +52,8 @@ class MaxPool:
     name: str
     kernel_size: int = 3
     stride: int = 2
-    padding: int = 1  # padded with -inf, as PyTorch does
+    padding: int = 1
+    pad_value: float = -math.inf  # PyTorch pads with -inf; keras.applications V2's stem pads with zeros
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,11 @@ class SqueezeExcite:
 
 @dataclass(frozen=True)
 class Block:
-    """A residual block: ``relu(se(main(x)) + shortcut(x))``; the last main unit has no ReLU."""
+    """A residual block: ``relu(se(main(x)) + shortcut(x))``; the last main unit has no ReLU.
+
+    Pre-activation blocks first compute ``p = relu(pre_norm(x))``, feed ``p`` to the main path (and to
+    the projection when ``shortcut_preact``), and add without the final ReLU (``relu_out`` False).
+    """
 
     name: str  # e.g. "layer2.0"
     stage: int  # 1-based, as torchvision's layer1..layer4
@@ -89,9 +95,12 @@ class Block:
     out_channels: int
     stride: int
     main: tuple[ConvNorm, ...]
-    shortcut: ConvNorm | None  # None: identity
-    shortcut_pool: AvgPool | None = None  # before the shortcut conv
+    shortcut: ConvNorm | None  # None: identity (or only shortcut_pool)
+    shortcut_pool: AvgPool | MaxPool | None = None  # before the shortcut conv; a 1x1 MaxPool subsamples
     attention: SqueezeExcite | None = None  # after the last main unit
+    pre_norm: Norm | None = None
+    shortcut_preact: bool = False
+    relu_out: bool = True
 
 
 @dataclass(frozen=True)
@@ -113,6 +122,7 @@ class Head:
     pool: str | None  # "avg" | "max" | None (feature map out)
     fc: Dense | None
     out_channels: int
+    norm: Norm | None = None  # pre-activation networks: relu(norm(x)) after the last block
 
 
 @dataclass(frozen=True)
@@ -157,12 +167,8 @@ class Plan:
     def params(self) -> tuple[Param, ...]:
         """Every canonical tensor in state_dict order."""
         out: list[Param] = []
-        for item in self.weighted():
-            if isinstance(item, ConvNorm):
-                out.extend(_conv_params(item.conv))
-                out.extend(_norm_params(item.norm))
-            else:
-                out.extend(_conv_params(item))
+        for item in self.modules():
+            out.extend(_conv_params(item) if isinstance(item, Conv) else _norm_params(item))
         if self.head.fc is not None:
             fc = self.head.fc
             out.append(_param(fc.name, "kernel", (fc.out_features, fc.in_features), Layout.DENSE, "linear_uniform"))
@@ -178,16 +184,56 @@ class Plan:
         """Trainable parameters (torchvision counts these; BN running statistics are buffers)."""
         return sum(p.size for p in self.params if p.trainable)
 
-    def weighted(self) -> list[ConvNorm | Conv]:
-        """Every entry that owns tensors, in state_dict order (per block: main, attention, shortcut)."""
-        items: list[ConvNorm | Conv] = list(self.stem.units)
+    def modules(self) -> list[Conv | Norm]:
+        """Every conv and norm, in state_dict order (per block: pre-norm, main, attention, shortcut)."""
+        items: list[Conv | Norm] = _flat(self.stem.units)
         for block in self.blocks:
-            items.extend(block.main)
+            if block.pre_norm is not None:
+                items.append(block.pre_norm)
+            items += _flat(block.main)
             if block.attention is not None:
-                items.extend((block.attention.fc1, block.attention.fc2))
+                items += [block.attention.fc1, block.attention.fc2]
             if block.shortcut is not None:
-                items.append(block.shortcut)
+                items += _flat((block.shortcut,))
+        if self.head.norm is not None:
+            items.append(self.head.norm)
         return items
+
+    def norms(self) -> list[Norm]:
+        return [m for m in self.modules() if isinstance(m, Norm)]
+
+    def norm_sizes(self, height: int, width: int) -> dict[str, tuple[int, int]]:
+        """Spatial size (H, W) of every batch norm's input, by norm name, for a ``height`` x ``width`` image."""
+        return self._sizes(height, width)[0]
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        """Spatial size (H, W) of the last feature map (before any pooling)."""
+        return self._sizes(height, width)[1]
+
+    def _sizes(self, height: int, width: int) -> tuple[dict[str, tuple[int, int]], tuple[int, int]]:
+        sizes: dict[str, tuple[int, int]] = {}
+
+        def units(hw: tuple[int, int], items: tuple[ConvNorm, ...]) -> tuple[int, int]:
+            for unit in items:
+                hw = _conv_size(hw, unit.conv)
+                if unit.norm is not None:
+                    sizes[unit.norm.name] = hw
+            return hw
+
+        hw = units((height, width), self.stem.units)
+        if self.stem.pool is not None:
+            hw = _pool_size(hw, self.stem.pool)
+        for block in self.blocks:
+            if block.pre_norm is not None:
+                sizes[block.pre_norm.name] = hw
+            out = units(hw, block.main)
+            if block.shortcut is not None:
+                pool = block.shortcut_pool
+                units(hw if pool is None else _pool_size(hw, pool), (block.shortcut,))
+            hw = out
+        if self.head.norm is not None:
+            sizes[self.head.norm.name] = hw
+        return sizes, hw
 
     def stage_blocks(self, stage: int) -> tuple[Block, ...]:
         return tuple(b for b in self.blocks if b.stage == stage)
@@ -200,10 +246,13 @@ class Plan:
     def taps(self) -> tuple[str, ...]:
         """Points where adapters expose intermediate outputs, in network order.
 
-        "stem", then every block by canonical name ("layer1.0", ...), then "pool" and "logits" when
-        the model has them. Parity reports compare these, so a bug is located at its first tap.
+        "stem", then every block by canonical name ("layer1.0", ...), then "norm" (pre-activation
+        networks' final norm and ReLU), "pool" and "logits" when the model has them. Parity reports
+        compare these, so a bug is located at its first tap.
         """
         taps = ["stem", *(b.name for b in self.blocks)]
+        if self.head.norm is not None:
+            taps.append(self.head.norm.name)
         if self.head.pool is not None:
             taps.append("pool")
         if self.head.fc is not None:
@@ -216,13 +265,38 @@ class Plan:
         return tuple(self.stage_blocks(s)[-1].name for s in range(1, self.num_stages + 1))
 
 
+def _flat(units: tuple[ConvNorm, ...]) -> list[Conv | Norm]:
+    return [m for u in units for m in (u.conv, u.norm) if m is not None]
+
+
+def _out(size: int, k: int, s: int, p: int, d: int = 1) -> int:
+    return (size + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def _conv_size(hw: tuple[int, int], c: Conv) -> tuple[int, int]:
+    return _out(hw[0], c.kernel_size, c.stride, c.padding, c.dilation), \
+        _out(hw[1], c.kernel_size, c.stride, c.padding, c.dilation)
+
+
+def _pool_size(hw: tuple[int, int], pool: MaxPool | AvgPool) -> tuple[int, int]:
+    k, s = pool.kernel_size, pool.stride
+    if isinstance(pool, MaxPool):
+        return _out(hw[0], k, s, pool.padding), _out(hw[1], k, s, pool.padding)
+    if pool.mode == "same":  # padded by k-1 after each edge
+        return (hw[0] - 1) // s + 1, (hw[1] - 1) // s + 1
+    # ceil_mode: a last, partial window counts if it starts inside the input (PyTorch's rule)
+    sized = [-(-(v - k) // s) + 1 for v in hw]
+    h, w = (n - 1 if (n - 1) * s >= v else n for n, v in zip(sized, hw, strict=True))
+    return h, w
+
+
 def _param(module: str, role: str, shape: tuple[int, ...], layout: Layout, init: str) -> Param:
     return Param(f"{module}.{CANONICAL_SUFFIX[role]}", module, role, tuple(shape), layout, init)
 
 
 def _conv_params(conv: Conv) -> list[Param]:
     shape = (conv.out_channels, conv.in_channels // conv.groups, conv.kernel_size, conv.kernel_size)
-    params = [_param(conv.name, "kernel", shape, Layout.CONV, "kaiming_normal_fan_out")]
+    params = [_param(conv.name, "kernel", shape, Layout.CONV, "zeros" if conv.zero_init else "kaiming_normal_fan_out")]
     if conv.bias:
         params.append(_param(conv.name, "bias", (conv.out_channels,), Layout.SAME, "zeros"))
     return params
@@ -243,17 +317,49 @@ def _norm_params(norm: Norm) -> list[Param]:
     ]
 
 
-def _unit(spec: ResNetSpec, prefix: str, conv_name: str, norm_name: str, cin: int, cout: int, k: int,
+def _unit(spec: ResNetSpec, prefix: str, conv_name: str, norm_name: str | None, cin: int, cout: int, k: int,
           stride: int = 1, groups: int = 1, relu: bool = True, zero_init: bool = False,
           dilation: int = 1) -> ConvNorm:
+    """A conv and the norm after it (none when ``norm_name`` is None); ``zero_init`` zeroes the last of the two."""
     dilation = dilation if k > 1 else 1
+    # Pre-activation networks bias only the convs no norm follows (keras.applications V2).
+    bias = spec.conv_bias and (norm_name is None or not spec.preact)
     conv = Conv(
         name=f"{prefix}{conv_name}", in_channels=cin, out_channels=cout, kernel_size=k, stride=stride,
-        padding=dilation * (k - 1) // 2, dilation=dilation, groups=groups, bias=spec.conv_bias,
+        padding=dilation * (k - 1) // 2, dilation=dilation, groups=groups, bias=bias,
+        zero_init=zero_init and norm_name is None,
     )
-    norm = Norm(name=f"{prefix}{norm_name}", channels=cout, eps=spec.bn_eps, momentum=spec.bn_momentum,
-                zero_init=zero_init)
+    norm = None if norm_name is None else Norm(
+        name=f"{prefix}{norm_name}", channels=cout, eps=spec.bn_eps, momentum=spec.bn_momentum, zero_init=zero_init)
     return ConvNorm(conv, norm, relu)
+
+
+def _norm(spec: ResNetSpec, name: str, channels: int) -> Norm:
+    return Norm(name=name, channels=channels, eps=spec.bn_eps, momentum=spec.bn_momentum)
+
+
+def _main(spec: ResNetSpec, prefix: str, cin: int, planes: int, stride: int, first_dilation: int,
+          dilation: int) -> tuple[ConvNorm, ...]:
+    """The main path. Post-activation names are torchvision's (conv1, bn1, ...); pre-activation ones
+    timm's ResNetV2 (norm1 is the block's pre-norm, the norm after conv{i} is norm{i+1}, the last conv bare)."""
+    cout = planes * spec.expansion
+    zero = spec.zero_init_residual
+    pre = spec.preact
+    norm = (lambda i: f"norm{i + 1}") if pre else (lambda i: f"bn{i}")  # noqa: E731
+    if spec.block == "basic":
+        return (
+            _unit(spec, prefix, "conv1", norm(1), cin, planes, 3, stride=stride, dilation=first_dilation),
+            _unit(spec, prefix, "conv2", None if pre else norm(2), planes, planes, 3, relu=False, zero_init=zero,
+                  dilation=dilation),
+        )
+    width = int(planes * (spec.width_per_group / 64.0)) * spec.groups
+    s1, s3 = (stride, 1) if spec.stride_in_1x1 else (1, stride)
+    return (
+        _unit(spec, prefix, "conv1", norm(1), cin, width, 1, stride=s1),
+        _unit(spec, prefix, "conv2", norm(2), width, width, 3, stride=s3, groups=spec.groups,
+              dilation=first_dilation),
+        _unit(spec, prefix, "conv3", None if pre else norm(3), width, cout, 1, relu=False, zero_init=zero),
+    )
 
 
 def _block(spec: ResNetSpec, stage: int, index: int, cin: int, planes: int, stride: int,
@@ -261,21 +367,8 @@ def _block(spec: ResNetSpec, stage: int, index: int, cin: int, planes: int, stri
     """One block; ``first_dilation`` is the previous stage's dilation (timm and torchvision agree)."""
     prefix = f"layer{stage}.{index}."
     cout = planes * spec.expansion
-    zero = spec.zero_init_residual
-    if spec.block == "basic":
-        main = (
-            _unit(spec, prefix, "conv1", "bn1", cin, planes, 3, stride=stride, dilation=first_dilation),
-            _unit(spec, prefix, "conv2", "bn2", planes, planes, 3, relu=False, zero_init=zero, dilation=dilation),
-        )
-    else:
-        width = int(planes * (spec.width_per_group / 64.0)) * spec.groups
-        s1, s3 = (stride, 1) if spec.stride_in_1x1 else (1, stride)
-        main = (
-            _unit(spec, prefix, "conv1", "bn1", cin, width, 1, stride=s1),
-            _unit(spec, prefix, "conv2", "bn2", width, width, 3, stride=s3, groups=spec.groups,
-                  dilation=first_dilation),
-            _unit(spec, prefix, "conv3", "bn3", width, cout, 1, relu=False, zero_init=zero),
-        )
+    block_stride = stride
+    main = _main(spec, prefix, cin, planes, stride, first_dilation, dilation)
     attention = None
     if spec.attention == "se":
         reduced = make_divisible(cout * spec.se_ratio)
@@ -285,22 +378,32 @@ def _block(spec: ResNetSpec, stage: int, index: int, cin: int, planes: int, stri
             Conv(f"{prefix}se.fc2", reduced, cout, 1, bias=True),
         )
     shortcut = pool = None
-    # The projection rule, the only place it is written: a stride, or a change of width.
-    if stride != 1 or cin != cout:
+    # The shortcut rule, the only place it is written. A change of width projects; a stride alone
+    # projects too, except with stride_block="last", whose shortcut only subsamples (keras.applications V2).
+    if stride != 1 and cin == cout and spec.stride_block == "last":
+        pool = MaxPool(f"{prefix}downsample.pool", kernel_size=1, stride=stride, padding=0)
+    elif stride != 1 or cin != cout:
+        # Pre-activation projections are a bare conv (timm's DownsampleConv/DownsampleAvg with preact).
+        names = ("downsample.pool", "downsample.conv", None) if spec.preact else \
+            ("downsample.0", "downsample.1", "downsample.2") if spec.downsample == "avg" else \
+            (None, "downsample.0", "downsample.1")
         if spec.downsample == "avg":
             if stride != 1:
-                pool = AvgPool(f"{prefix}downsample.0", 2, stride, "ceil")
+                pool = AvgPool(f"{prefix}{names[0]}", 2, stride, "ceil")
             elif dilation != 1:
-                pool = AvgPool(f"{prefix}downsample.0", 2, 1, "same")
-            shortcut = _unit(spec, prefix, "downsample.1", "downsample.2", cin, cout, 1, relu=False)
-        else:
-            shortcut = _unit(spec, prefix, "downsample.0", "downsample.1", cin, cout, 1, stride=stride, relu=False)
-    return Block(prefix[:-1], stage, index, cin, cout, stride, main, shortcut, pool, attention)
+                pool = AvgPool(f"{prefix}{names[0]}", 2, 1, "same")
+            stride = 1
+        shortcut = _unit(spec, prefix, names[1], names[2], cin, cout, 1, stride=stride, relu=False)
+    pre_norm = _norm(spec, f"{prefix}norm1", cin) if spec.preact else None
+    return Block(prefix[:-1], stage, index, cin, cout, block_stride, main, shortcut, pool, attention, pre_norm,
+                 shortcut_preact=spec.preact and shortcut is not None, relu_out=not spec.preact)
 
 
 def _stem(spec: ResNetSpec) -> Stem:
+    last_norm = None if spec.preact else "bn1"  # pre-activation: the first block's norm1 follows
+    relu = not spec.preact
     if spec.stem == "7x7":
-        units = (_unit(spec, "", "conv1", "bn1", spec.in_channels, spec.stem_width, 7, stride=2),)
+        units = (_unit(spec, "", "conv1", last_norm, spec.in_channels, spec.stem_width, 7, stride=2, relu=relu),)
         out = spec.stem_width
     else:  # timm's deep stems: three 3x3 convs in a Sequential named conv1, the last norm is bn1
         out = 2 * spec.stem_width
@@ -308,9 +411,30 @@ def _stem(spec: ResNetSpec) -> Stem:
         units = (
             _unit(spec, "", "conv1.0", "conv1.1", spec.in_channels, first, 3, stride=2),
             _unit(spec, "", "conv1.3", "conv1.4", first, spec.stem_width, 3),
-            _unit(spec, "", "conv1.6", "bn1", spec.stem_width, out, 3),
+            _unit(spec, "", "conv1.6", last_norm, spec.stem_width, out, 3, relu=relu),
         )
-    return Stem(units, MaxPool("maxpool") if spec.stem_pool else None, out)
+    pool = None
+    if spec.stem_pool:
+        pool = MaxPool("maxpool", pad_value=-math.inf if spec.stem_pool_padding == "-inf" else 0.0)
+    return Stem(units, pool, out)
+
+
+def _strides(spec: ResNetSpec, stem_stride: int) -> list[tuple[list[int], int]]:
+    """Per stage: the stride of each block and the stage's dilation."""
+    out = []
+    net_stride, dilation = stem_stride, 1
+    for s, depth in enumerate(spec.layers):
+        stride = 1 if s == 0 else 2
+        if net_stride >= spec.output_stride:  # past the output stride: dilate instead of striding
+            dilation *= stride
+            stride = 1
+        else:
+            net_stride *= stride
+        out.append(([stride] + [1] * (depth - 1), dilation))
+    if spec.stride_block == "last":  # each stage's stride moves to the previous stage's last block
+        moved = [following[0][0] for following in out[1:]] + [1]
+        out = [([1] * (len(strides) - 1) + [stride], d) for (strides, d), stride in zip(out, moved, strict=True)]
+    return out
 
 
 def make_plan(spec: ResNetSpec) -> Plan:
@@ -324,23 +448,17 @@ def _make_plan(spec: ResNetSpec, name: str) -> Plan:
     stem = _stem(spec)
     blocks: list[Block] = []
     cin = stem.out_channels
-    net_stride = 4 if stem.pool is not None else 2
-    dilation = prev_dilation = 1
-    for s, depth in enumerate(spec.layers):
+    prev_dilation = 1
+    for s, (strides, dilation) in enumerate(_strides(spec, 4 if stem.pool is not None else 2)):
         planes = spec.base_planes * 2**s
-        stride = 1 if s == 0 else 2
-        if net_stride >= spec.output_stride:  # past the output stride: dilate instead of striding
-            dilation *= stride
-            stride = 1
-        else:
-            net_stride *= stride
-        for i in range(depth):
-            block = _block(spec, s + 1, i, cin, planes, stride if i == 0 else 1, prev_dilation, dilation)
+        for i, stride in enumerate(strides):
+            block = _block(spec, s + 1, i, cin, planes, stride, prev_dilation, dilation)
             blocks.append(block)
             prev_dilation = dilation
             cin = block.out_channels
+    norm = _norm(spec, "norm", cin) if spec.preact else None
     if spec.include_top:
-        head = Head("avg", Dense("fc", cin, spec.num_classes), spec.num_classes)
+        head = Head("avg", Dense("fc", cin, spec.num_classes), spec.num_classes, norm)
     else:
-        head = Head(spec.pooling, None, cin)
+        head = Head(spec.pooling, None, cin, norm)
     return Plan(spec, stem, tuple(blocks), head)

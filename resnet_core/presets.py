@@ -37,6 +37,9 @@ _basic = ResNetSpec(block="basic", layers=(2, 2, 2, 2))
 _bottleneck = ResNetSpec(block="bottleneck", layers=(3, 4, 6, 3))
 _keras_v1 = _bottleneck.replace(stride_in_1x1=True, conv_bias=True, bn_eps=1.001e-5, bn_momentum=0.01,
                                 preprocessing="caffe")
+_preact = _bottleneck.replace(preact=True)
+_keras_v2 = _preact.replace(stride_block="last", conv_bias=True, stem_pool_padding="zero", bn_eps=1.001e-5,
+                            bn_momentum=0.01, preprocessing="tf")
 
 for _name, _spec in {
     "resnet18": _basic,
@@ -55,6 +58,16 @@ for _name, _spec in {
     "keras_resnet50": _keras_v1,
     "keras_resnet101": _keras_v1.replace(layers=(3, 4, 23, 3)),
     "keras_resnet152": _keras_v1.replace(layers=(3, 8, 36, 3)),
+    # keras.applications ResNet50V2/101V2/152V2: pre-activation blocks, each stage's stride on the last
+    # block of the stage before (with a 1x1 max-pool shortcut), biases on the convs no norm follows, a
+    # zero-padded stem max-pool, and 'tf' preprocessing ([-1, 1]).
+    "keras_resnet50v2": _keras_v2,
+    "keras_resnet101v2": _keras_v2.replace(layers=(3, 4, 23, 3)),
+    "keras_resnet152v2": _keras_v2.replace(layers=(3, 8, 36, 3)),
+    # Pre-activation ResNets with the stride in each stage's first block, as timm's resnetv2_50/101 and
+    # keras-hub's ResNetV2 backbones build them.
+    "resnetv2_50": _preact,
+    "resnetv2_101": _preact.replace(layers=(3, 4, 23, 3)),
     # timm's "d" and "t" variants: deep stem, average-pool shortcut; "se": squeeze-and-excitation.
     "resnet18d": _basic.replace(stem="deep", stem_width=32, downsample="avg"),
     "resnet26d": _bottleneck.replace(layers=(2, 2, 2, 2), stem="deep", stem_width=32, downsample="avg"),
@@ -79,6 +92,11 @@ for _name, _spec in {
 TIMM_PRESETS = (
     "resnet18d", "resnet26d", "resnet26t", "resnet34d", "resnet50d", "resnet101d", "resnext50d_32x4d",
     "seresnet50", "seresnext26d_32x4d", "seresnext50_32x4d",
+)
+
+KERAS_APPLICATIONS_PRESETS = (
+    "keras_resnet50", "keras_resnet101", "keras_resnet152", "keras_resnet50v2", "keras_resnet101v2",
+    "keras_resnet152v2",
 )
 
 TORCHVISION_PRESETS = (

@@ -14,6 +14,8 @@ STEMS = ("7x7", "deep", "deep_tiered")
 DOWNSAMPLES = ("conv", "avg")
 ATTENTIONS = (None, "se")
 OUTPUT_STRIDES = (8, 16, 32)
+STRIDE_BLOCKS = ("first", "last")
+POOL_PADDINGS = ("-inf", "zero")
 
 
 class SpecError(ValueError):
@@ -43,6 +45,14 @@ class ResNetSpec:
     (average-pool, then a stride-1 1x1 conv); ``attention="se"`` adds timm's squeeze-and-excitation
     (reduction ``se_ratio``, rounded to a multiple of 8); ``output_stride`` < 32 replaces the last
     strides by dilation, as torchvision's ``replace_stride_with_dilation`` and timm's ``output_stride``.
+
+    ``preact`` builds pre-activation (ResNet v2) blocks: BN-ReLU before each conv, a projection
+    shortcut fed by the pre-activated input, no ReLU after the addition, no norm after the stem and a
+    final norm before the head; there ``conv_bias`` puts biases only on convs no norm follows
+    (keras.applications V2). ``stride_block="last"`` moves each downsampling to the last block of the
+    previous stage, with a 1x1 max-pool (subsampling) shortcut (keras.applications V2).
+    ``stem_pool_padding`` is what the stem max-pool pads with: PyTorch's "-inf", or "zero" as
+    keras.applications V2 does (the two differ only when no ReLU precedes the pool, i.e. with ``preact``).
     """
 
     block: str = "bottleneck"
@@ -66,6 +76,9 @@ class ResNetSpec:
     attention: str | None = None
     se_ratio: float = 1.0 / 16
     output_stride: int = 32
+    preact: bool = False
+    stride_block: str = "first"
+    stem_pool_padding: str = "-inf"
     # Input normalisation the weights were trained with (ignored by the adapters; see resnet_core.preprocess):
     # "torch" RGB mean/std on [0, 1], "caffe" BGR mean subtraction on [0, 255], "tf" [-1, 1].
     preprocessing: str = "torch"
@@ -95,7 +108,7 @@ class ResNetSpec:
                 "Invalid ResNetSpec: the basic block allows only groups=1 and width_per_group=64. "
                 f"Received: groups={self.groups!r}, width_per_group={self.width_per_group!r}"
             )
-        for name in ("include_top", "zero_init_residual", "stride_in_1x1", "conv_bias"):
+        for name in ("include_top", "zero_init_residual", "stride_in_1x1", "conv_bias", "preact"):
             if not isinstance(getattr(self, name), bool):
                 raise _expected(name, "a bool", getattr(self, name))
         if self.include_top and self.num_classes == 0:
@@ -122,6 +135,13 @@ class ResNetSpec:
             raise _expected("se_ratio", "a float in (0, 1]", self.se_ratio)
         if self.output_stride not in OUTPUT_STRIDES:
             raise _expected("output_stride", f"one of {OUTPUT_STRIDES}", self.output_stride)
+        if self.stride_block not in STRIDE_BLOCKS:
+            raise _expected("stride_block", f"one of {STRIDE_BLOCKS}", self.stride_block)
+        if self.stride_block == "last" and self.output_stride != 32:
+            raise _expected("output_stride", "32 with stride_block='last' (dilation is defined per stage)",
+                            self.output_stride)
+        if self.stem_pool_padding not in POOL_PADDINGS:
+            raise _expected("stem_pool_padding", f"one of {POOL_PADDINGS}", self.stem_pool_padding)
         if self.preprocessing not in ("torch", "caffe", "tf"):
             raise _expected("preprocessing", "one of ('torch', 'caffe', 'tf')", self.preprocessing)
         if self.stem == "deep_tiered" and self.stem_width < 4:

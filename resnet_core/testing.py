@@ -19,12 +19,13 @@ def random_weights(spec: str | ResNetSpec | Plan, seed: int = 0, dtype: str = "f
     """
     plan = spec if isinstance(spec, Plan) else make_plan(get_spec(spec))
     rng = np.random.default_rng(seed)
-    damped = {block.main[-1].norm.name for block in plan.blocks}
+    # (a pre-activation branch ends in a bare conv: its kernel is damped instead)
+    damped = {(block.main[-1].norm or block.main[-1].conv).name for block in plan.blocks}
     out: dict[str, np.ndarray] = {}
     for p in plan.params:
         if p.role == "kernel":
             fan_in = int(np.prod(p.shape[1:]))
-            value = rng.normal(0.0, np.sqrt(2.0 / fan_in), p.shape)
+            value = rng.normal(0.0, np.sqrt(2.0 / fan_in), p.shape) * (0.25 if p.module in damped else 1.0)
         elif p.role == "gamma":
             low, high = (0.1, 0.4) if p.module in damped else (0.5, 1.5)
             value = rng.uniform(low, high, p.shape)

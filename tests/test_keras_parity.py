@@ -22,7 +22,7 @@ from resnet_core.testing import random_images, random_weights, relative_error, t
 pytestmark = [pytest.mark.keras, pytest.mark.torch]
 
 TOLERANCE = 1e-5  # max|diff| / max|ref|, float32 on CPU
-PRESETS = (*TORCHVISION_PRESETS, "keras_resnet50", "tiny_resnext")
+PRESETS = (*TORCHVISION_PRESETS, "keras_resnet50", "keras_resnet50v2", "resnetv2_50", "tiny_resnext")
 SIZES = {"64x64": (64, 64), "65x77": (65, 77)}  # even, and odd/unequal (padding and ceil rules)
 BATCH = 2
 
@@ -138,7 +138,7 @@ def test_trainable_and_statistics_counts_match_plan(models):
 
 def test_batchnorm_hyperparameters_follow_the_plan(models, keras):
     """Epsilon and momentum are invisible in eval-mode logits at this tolerance, so check them directly."""
-    norms = {u.norm.name: u.norm for u in models.plan.weighted()}
+    norms = {n.name: n for n in models.plan.norms()}
     for name, norm in norms.items():
         layer = models.keras.get_layer(keras_layer_name(name))
         assert isinstance(layer, keras.layers.BatchNormalization), name
@@ -261,3 +261,37 @@ def test_keras_resnet50_is_keras_applications_resnet50(torch, keras, size, parit
     error = relative_error(got, expected)
     parity_record("keras_resnet50[keras.applications]", f"features {size}", error)
     assert error < TOLERANCE
+
+
+_TINY = rc.get_spec("tiny_resnext")
+# Pre-activation and stride_block variants, small; each compared at every tap (the final norm included).
+VARIANTS = {
+    "preact": _TINY.replace(preact=True),
+    "preact-basic-deep-avg-se": _TINY.replace(preact=True, block="basic", groups=1, width_per_group=64,
+                                              stem="deep", downsample="avg", attention="se"),
+    "preact-last-zero-pad-biased-headless": _TINY.replace(preact=True, stride_block="last", conv_bias=True,
+                                                          stem_pool_padding="zero", include_top=False),
+    "preact-os8-avg": _TINY.replace(preact=True, output_stride=8, downsample="avg"),
+    "v1-stride-last": _TINY.replace(stride_block="last"),
+}
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_variant_taps_match_torch(torch, keras, name, parity_record):
+    from resnet_core.backends.keras_adapter import tap_model
+
+    spec = VARIANTS[name]
+    reference, model = _pair(spec, seed=3)
+    images = random_images(BATCH, *SIZES["65x77"], seed=13)
+    with torch.no_grad():
+        expected = reference.forward_taps(torch.from_numpy(images))
+        final = reference(torch.from_numpy(images)).numpy()
+    taps = rc.make_plan(spec).taps
+    assert list(expected) == list(taps)
+    got = tap_model(model)(to_channels_last(images), training=False)
+    errors = {t: relative_error(keras.ops.convert_to_numpy(got[t]), _nhwc(expected[t].numpy())) for t in taps}
+    output = relative_error(keras.ops.convert_to_numpy(_keras_out(keras, model, images)), _nhwc(final))
+    parity_record(f"{name}[taps]", "worst tap 65x77", max(errors.values()))
+    parity_record(name, "output 65x77", output)
+    assert max(errors.values()) < TOLERANCE, errors
+    assert output < TOLERANCE

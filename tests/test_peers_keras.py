@@ -1,4 +1,4 @@
-"""keras.applications peer: ResNet50/101/152 (v1) on the current Keras engine, weights=None then randomised.
+"""keras.applications peer: ResNet50/101/152 and their V2, on the current Keras engine, weights=None then randomised.
 
 keras.applications ends in a softmax and our models return logits, so outputs are compared with the
 peer's pre-softmax logits (``keras_applications_peer.logits``: the ``predictions`` input times its
@@ -59,11 +59,11 @@ def _images(spec, seed):
     return rc.preprocess(pixels, spec)
 
 
-def _expected(layers, **changes):
-    """keras.applications v1: the keras preset, Keras's BN momentum (0.99 -> 0.01) and caffe inputs."""
-    base = rc.get_spec({(3, 4, 6, 3): "keras_resnet50", (3, 4, 23, 3): "keras_resnet101",
-                        (3, 8, 36, 3): "keras_resnet152"}[layers])
-    return base.replace(**{"bn_momentum": 0.01, "preprocessing": "caffe", **changes})
+def _expected(layers, v2=False, **changes):
+    """The keras preset: Keras's BN momentum (0.99 -> 0.01), caffe inputs for v1 and 'tf' for V2."""
+    depth = {(3, 4, 6, 3): 50, (3, 4, 23, 3): 101, (3, 8, 36, 3): 152}[layers]
+    base = rc.get_spec(f"keras_resnet{depth}{'v2' if v2 else ''}")
+    return base.replace(**{"bn_momentum": 0.01, "preprocessing": "tf" if v2 else "caffe", **changes})
 
 
 def _ours(keras, spec, weights, images):
@@ -86,9 +86,16 @@ CASES = {
     "ResNet50-featuremap": ("ResNet50", {"include_top": False}, {"include_top": False, "num_classes": 0}),
     "ResNet101": ("ResNet101", {"classes": 10}, {"num_classes": 10}),
     "ResNet152": ("ResNet152", {"classes": 10}, {"num_classes": 10}),
+    "ResNet50V2": ("ResNet50V2", {"classes": 10}, {"num_classes": 10}),
+    "ResNet50V2-headless-max": ("ResNet50V2", {"include_top": False, "pooling": "max"},
+                                {"include_top": False, "pooling": "max", "num_classes": 0}),
+    "ResNet50V2-featuremap": ("ResNet50V2", {"include_top": False}, {"include_top": False, "num_classes": 0}),
+    "ResNet101V2": ("ResNet101V2", {"classes": 10}, {"num_classes": 10}),
+    "ResNet152V2": ("ResNet152V2", {"classes": 10}, {"num_classes": 10}),
 }
-SLOW = ("ResNet101", "ResNet152")
+SLOW = ("ResNet101", "ResNet152", "ResNet101V2", "ResNet152V2")
 LAYERS = {"ResNet50": (3, 4, 6, 3), "ResNet101": (3, 4, 23, 3), "ResNet152": (3, 8, 36, 3)}
+LAYERS.update({f"{k}V2": v for k, v in LAYERS.items()})
 
 
 @pytest.fixture(scope="module", params=[pytest.param(k, marks=pytest.mark.slow) if k in SLOW else k for k in CASES],
@@ -99,7 +106,7 @@ def imported(request, keras, kap):
     ctor, kwargs, changes = CASES[key]
     peer = _randomise(keras, getattr(keras.applications, ctor)(weights=None, input_shape=SHAPE, **kwargs), seed=1)
     spec, weights = rc.from_peer(peer)
-    yield key, _expected(LAYERS[ctor], **changes), peer, spec, weights
+    yield key, _expected(LAYERS[ctor], ctor.endswith("V2"), **changes), peer, spec, weights
     del peer, weights
     keras.backend.clear_session()
     gc.collect()
@@ -111,8 +118,10 @@ def test_from_peer_infers_spec_and_weights(imported, keras):
     assert spec.name == f"keras_{peer.name}"
     kernel = keras.ops.convert_to_numpy(peer.get_layer("conv3_block2_2_conv").kernel)  # HWIO
     assert np.array_equal(weights["layer2.1.conv2.weight"], kernel.transpose(3, 2, 0, 1))
-    mean = keras.ops.convert_to_numpy(peer.get_layer("conv2_block1_0_bn").moving_mean)
-    assert np.array_equal(weights["layer1.0.downsample.1.running_mean"], mean)
+    norm, canonical = ("conv2_block1_preact_bn", "layer1.0.norm1") if spec.preact else \
+        ("conv2_block1_0_bn", "layer1.0.downsample.1")
+    mean = keras.ops.convert_to_numpy(peer.get_layer(norm).moving_mean)
+    assert np.array_equal(weights[f"{canonical}.running_mean"], mean)
 
 
 def test_outputs_match_our_keras_model_on_the_same_engine(imported, keras, kap, parity_record):
@@ -149,6 +158,9 @@ def test_import_runs_in_our_torch_model(imported, keras, kap, parity_record):
 
 ROUND_TRIP = {
     "keras_resnet50": _expected((3, 4, 6, 3), num_classes=10),
+    "keras_resnet50v2": _expected((3, 4, 6, 3), v2=True, num_classes=10),
+    "v2-momentum-0.1-headless-avg": _expected((3, 4, 6, 3), v2=True, bn_momentum=0.1, include_top=False,
+                                              pooling="avg", num_classes=0),
     "momentum-0.1-headless-max": _expected((3, 4, 6, 3), bn_momentum=0.1, include_top=False, pooling="max",
                                            num_classes=0),
 }
@@ -159,7 +171,7 @@ def test_to_peer_round_trip_and_outputs(keras, kap, key):
     spec = ROUND_TRIP[key]
     weights = random_weights(spec, seed=6)
     peer = rc.to_peer(spec, weights, "keras.applications", input_shape=SHAPE)
-    assert peer.name == "resnet50"
+    assert peer.name == ("resnet50v2" if spec.preact else "resnet50")
     back_spec, back = rc.from_peer(peer)
     assert back_spec == spec
     assert list(back) == list(weights) and all(np.array_equal(back[k], weights[k]) for k in weights)
@@ -168,10 +180,17 @@ def test_to_peer_round_trip_and_outputs(keras, kap, key):
     keras.backend.clear_session()
 
 
-def test_resnet50v2_is_refused_naming_pre_activation(keras):
+def test_v2_structure_is_checked_not_assumed(keras):
+    """V2's strides sit on each stage's last block with a 1x1 max-pool shortcut: a plan that puts them
+    anywhere else (stride_block="first", keras-hub's V2) must not fit the same Keras model."""
+    from resnet_core.peers import keras_applications_peer as kap
+
     peer = keras.applications.ResNet50V2(weights=None, include_top=False, input_shape=SHAPE)
-    with pytest.raises(rc.PeerError, match=r"pre-activation blocks \(keras.applications ResNet50V2"):
-        rc.from_peer(peer)
+    spec, _ = rc.from_peer(peer)
+    assert (spec.preact, spec.stride_block, spec.stem_pool_padding) == (True, "last", "zero")
+    faults = kap._check_structure(rc.make_plan(spec.replace(stride_block="first")), peer)
+    assert "conv2_block3_2_conv.strides=(2, 2) (spec: (1, 1))" in faults
+    assert any("conv2_block3_out's shortcut" in f or "adds a max-pooled shortcut" in f for f in faults)
 
 
 def test_other_keras_models_are_refused(keras):
@@ -185,7 +204,9 @@ def test_other_keras_models_are_refused(keras):
     (rc.get_spec("resnet50"), ["stride_in_1x1=False", "conv_bias=False", "preprocessing='torch'"]),
     (rc.get_spec("keras_resnet50").replace(preprocessing="torch"), ["preprocessing='torch'"]),
     (_expected((3, 4, 6, 3)).replace(layers=(2, 2, 2, 2)), ["layers=(2, 2, 2, 2)"]),
-], ids=["torchvision-resnet50", "preset-without-caffe", "depths"])
+    (rc.get_spec("resnetv2_50"), ["stride_block='first' (keras.applications ResNet V2 (preact=True) has "
+                                  "stride_block='last')", "conv_bias=False", "preprocessing='torch'"]),
+], ids=["torchvision-resnet50", "preset-without-caffe", "depths", "keras-hub-style-v2"])
 def test_to_peer_refuses_what_keras_applications_cannot_build(keras, spec, texts):
     with pytest.raises(rc.PeerError, match="keras.applications cannot build") as info:
         rc.to_peer(spec, random_weights(spec), "keras.applications")

@@ -9,6 +9,7 @@ import pytest
 
 import resnet_core as rc
 from resnet_core.layouts import Layout
+from resnet_core.plan import Conv
 from resnet_core.presets import TORCHVISION_PRESETS
 from resnet_core.spec import ResNetSpec
 
@@ -113,11 +114,12 @@ def test_kernels_and_padding(case):
     (stem,) = plan.stem.units
     assert (stem.conv.kernel_size, stem.conv.stride, stem.conv.padding) == (7, 2, 3)
     assert (plan.stem.pool.kernel_size, plan.stem.pool.stride, plan.stem.pool.padding) == (3, 2, 1)
-    for unit in plan.weighted():
-        conv = unit.conv
-        assert conv.padding == conv.dilation * (conv.kernel_size - 1) // 2, conv.name
-        assert conv.bias is spec.conv_bias, conv.name
-        assert unit.norm.eps == spec.bn_eps and unit.norm.momentum == spec.bn_momentum
+    for item in plan.modules():
+        if isinstance(item, Conv):
+            assert item.padding == item.dilation * (item.kernel_size - 1) // 2, item.name
+            assert item.bias is (spec.conv_bias or item.name.split(".")[-2:-1] == ["se"]), item.name
+        else:
+            assert item.eps == spec.bn_eps and item.momentum == spec.bn_momentum
 
 
 def test_channels_chain(case):
@@ -193,7 +195,7 @@ def test_param_shapes_roles_and_layouts(case):
     spec, plan, _ = case
     suffix_role = {"running_mean": {"moving_mean"}, "running_var": {"moving_variance"},
                    "weight": {"kernel", "gamma"}, "bias": {"bias", "beta"}}
-    convs = {u.conv.name: u.conv for u in plan.weighted()}
+    convs = {c.name: c for c in plan.modules() if isinstance(c, Conv)}
     for p in plan.params:
         assert p.role in suffix_role[p.name.rsplit(".", 1)[1]], p.name
         assert p.trainable is (p.role not in ("moving_mean", "moving_variance"))
@@ -212,7 +214,7 @@ def test_param_shapes_roles_and_layouts(case):
 def test_bn_statistics_are_not_counted(case):
     _, plan, _ = case
     buffers = sum(p.size for p in plan.params if not p.trainable)
-    norms = sum(u.norm.channels for u in plan.weighted())
+    norms = sum(n.channels for n in plan.norms())
     assert buffers == 2 * norms
     assert plan.num_params == sum(p.size for p in plan.params) - buffers
 

@@ -22,7 +22,6 @@ from .report import (
     ParityReport,
     bn_counts,
     compare,
-    norm_sizes,
     to_biased_running_var,
     to_unbiased_running_var,
     tolerance_for,
@@ -260,7 +259,7 @@ def _final_shape(plan: Plan, batch: int, height: int, width: int) -> tuple[int, 
     """Shape of the output the gradient loss reads (canonical layout)."""
     if plan.head.fc is not None or plan.head.pool is not None:
         return (batch, plan.head.out_channels)
-    h, w = norm_sizes(plan, height, width)[plan.blocks[-1].main[-1].norm.name]
+    h, w = plan.output_size(height, width)
     return (batch, plan.head.out_channels, h, w)
 
 
@@ -327,7 +326,7 @@ def _fill(report: ParityReport, plan: Plan, outputs: dict, runs: dict, ref: str,
 def _fill_running(report: ParityReport, plan: Plan, outputs: dict, runs: dict, ref: str, others: list[str],
                   initial: dict, counts: dict[str, int]) -> None:
     ref_convention = runs[ref].meta.get("running_var")
-    momentum = {u.norm.name: u.norm.momentum for u in plan.weighted() if hasattr(u, "norm")}
+    momentum = {n.name: n.momentum for n in plan.norms()}
     raw_worst: dict[str, float] = {}
     for p in plan.params:
         if p.trainable:

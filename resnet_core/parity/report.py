@@ -353,47 +353,9 @@ def format_rows(rows: Sequence[Sequence[str]], left: int = 1, indent: str = "  "
     return [(indent + "  ".join(cell(i, c) for i, c in enumerate(r))).rstrip() for r in rows]
 
 
-def norm_sizes(plan: Plan, height: int, width: int) -> dict[str, tuple[int, int]]:
-    """Spatial size (H, W) of every batch norm's input, by norm name, for a ``height`` x ``width`` image."""
-
-    def out(size: int, k: int, s: int, p: int, d: int = 1) -> int:
-        return (size + 2 * p - d * (k - 1) - 1) // s + 1
-
-    def conv(hw: tuple[int, int], unit) -> tuple[int, int]:
-        c = unit.conv
-        return out(hw[0], c.kernel_size, c.stride, c.padding, c.dilation), \
-            out(hw[1], c.kernel_size, c.stride, c.padding, c.dilation)
-
-    def avgpool(hw: tuple[int, int], pool) -> tuple[int, int]:
-        k, s = pool.kernel_size, pool.stride
-        if pool.mode == "same":  # padded by k-1 after each edge
-            return tuple((v - 1) // s + 1 for v in hw)  # type: ignore[return-value]
-        # ceil_mode: a last, partial window counts if it starts inside the input (PyTorch's rule)
-        sized = [-(-(v - k) // s) + 1 for v in hw]
-        return tuple(n - 1 if (n - 1) * s >= v else n for n, v in zip(sized, hw, strict=True))  # type: ignore
-
-    sizes: dict[str, tuple[int, int]] = {}
-    hw = (height, width)
-    for unit in plan.stem.units:
-        hw = sizes[unit.norm.name] = conv(hw, unit)
-    if plan.stem.pool is not None:
-        pool = plan.stem.pool
-        hw = (out(hw[0], pool.kernel_size, pool.stride, pool.padding),
-              out(hw[1], pool.kernel_size, pool.stride, pool.padding))
-    for block in plan.blocks:
-        y = hw
-        for unit in block.main:
-            y = sizes[unit.norm.name] = conv(y, unit)
-        if block.shortcut is not None:
-            short = hw if block.shortcut_pool is None else avgpool(hw, block.shortcut_pool)
-            sizes[block.shortcut.norm.name] = conv(short, block.shortcut)
-        hw = y
-    return sizes
-
-
 def bn_counts(plan: Plan, batch: int, height: int, width: int) -> dict[str, int]:
     """Values per channel each batch norm averages over in training (N*H*W at its input), by norm name."""
-    return {name: batch * h * w for name, (h, w) in norm_sizes(plan, height, width).items()}
+    return {name: batch * h * w for name, (h, w) in plan.norm_sizes(height, width).items()}
 
 
 def to_unbiased_running_var(new: np.ndarray, old: np.ndarray, momentum: float, count: int) -> np.ndarray:

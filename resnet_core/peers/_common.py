@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ..plan import Conv, ConvNorm, Plan, make_divisible, make_plan
+from ..plan import Conv, Norm, Plan, make_divisible, make_plan
 from ..presets import get_spec, list_specs
 from ..spec import OUTPUT_STRIDES, ResNetSpec
 from ._table import PeerError, Table
@@ -90,14 +90,11 @@ def check_round_trip(spec: ResNetSpec, back: ResNetSpec, peer: str) -> None:
 
 def check_units(plan: Plan, table: Table, layers: dict[str, Any],
                 check_conv: Callable[[Conv, Any, str], list[str]],
-                check_norm: Callable[[ConvNorm, Any, str], list[str]]) -> list[str]:
+                check_norm: Callable[[Norm, Any, str], list[str]]) -> list[str]:
     """Every conv and norm of ``plan`` against the peer layer the table maps it to (by peer name)."""
     faults: list[str] = []
-    for item in plan.weighted():
-        conv = item.conv if isinstance(item, ConvNorm) else item
-        where = table.peer_module(conv.name)
-        faults += check_conv(conv, layers.get(where), where)
-        if isinstance(item, ConvNorm):
-            where = table.peer_module(item.norm.name)
-            faults += check_norm(item, layers.get(where), where)
+    for item in plan.modules():
+        where = table.peer_module(item.name)
+        check = check_conv if isinstance(item, Conv) else check_norm
+        faults += check(item, layers.get(where), where)
     return faults

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..plan import Conv, ConvNorm, Plan
+from ..plan import Conv, Norm, Plan
 from ._common import check_units
 from ._table import PeerError, Table
 
@@ -56,12 +56,12 @@ def check_conv(conv: Conv, module: object, where: str) -> list[str]:
     return [f"{where}.{k}={have[k]!r} (spec: {want[k]!r})" for k in want if have[k] != want[k]]
 
 
-def check_norm(unit: ConvNorm, module: object, where: str) -> list[str]:
+def check_norm(n: Norm, module: object, where: str) -> list[str]:
     if module is None:
         return [f"{where} is missing"]
     if type(module) is not nn.BatchNorm2d:
         return [f"{where} is {type(module).__name__}, expected BatchNorm2d (norm_layer)"]
-    n, m = unit.norm, module
+    m = module
     faults = []
     if m.num_features != n.channels:
         faults.append(f"{where}.num_features={m.num_features} (spec: {n.channels})")

@@ -1,9 +1,10 @@
-"""keras.applications ResNet50/101/152 (v1) <-> ResNetSpec.
+"""keras.applications ResNet50/101/152 (v1) and ResNet50V2/101V2/152V2 <-> ResNetSpec.
 
 Keras names layers ``conv1_conv``, ``conv{S}_block{B}_{0|1|2|3}_{conv|bn}`` (0: the shortcut) and
-``predictions``; kernels are HWIO and dense weights (in, out), transposed by :class:`~resnet_core.layouts.Layout`.
-The peer's head ends in ``classifier_activation`` (softmax by default) while ours returns logits:
-apply the softmax to ours, or compare ours with :func:`logits`. ResNetV2 (pre-activation) is refused.
+``predictions``; V2 adds ``conv{S}_block{B}_preact_bn`` and ``post_bn``, and its ``_{i}_bn`` follows
+conv ``i`` (canonical ``norm{i+1}``). Kernels are HWIO and dense weights (in, out), transposed by
+:class:`~resnet_core.layouts.Layout`. The peer's head ends in ``classifier_activation`` (softmax by
+default) while ours returns logits: apply the softmax to ours, or compare ours with :func:`logits`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..layouts import Layout
-from ..plan import Conv, ConvNorm, Plan, make_plan
+from ..plan import Conv, Norm, Plan, make_plan
 from ..spec import ResNetSpec, SpecError
 from ._common import (
     check_round_trip,
@@ -46,8 +47,23 @@ KINDS = {
     "dense": (("kernel", "weight", Layout.DENSE), ("bias", "bias", Layout.SAME)),
 }
 TABLE = Table(MODULES, KINDS, separator="/")
+MODULES_V2 = (
+    ModuleRow("conv1_conv", "conv1", "conv"),
+    ModuleRow("conv{s+1}_block{b+1}_preact_bn", "layer{s}.{b}.norm1", "bn"),
+    ModuleRow("conv{s+1}_block{b+1}_0_conv", "layer{s}.{b}.downsample.conv", "conv"),
+    ModuleRow("conv{s+1}_block{b+1}_{i}_conv", "layer{s}.{b}.conv{i}", "conv"),
+    ModuleRow("conv{s+1}_block{b+1}_{i}_bn", "layer{s}.{b}.norm{i+1}", "bn"),
+    ModuleRow("post_bn", "norm", "bn"),
+    ModuleRow("predictions", "fc", "dense"),
+)
+TABLE_V2 = Table(MODULES_V2, KINDS, separator="/")
 
 CONSTRUCTORS = {(3, 4, 6, 3): "ResNet50", (3, 4, 23, 3): "ResNet101", (3, 8, 36, 3): "ResNet152"}
+# What each version fixes; anything else is refused on export.
+FIXED = {
+    False: dict(stride_in_1x1=True, stride_block="first", stem_pool_padding="-inf", preprocessing="caffe"),
+    True: dict(stride_in_1x1=False, stride_block="last", stem_pool_padding="zero", preprocessing="tf"),
+}
 KERAS_BN_EPS = 1.001e-5  # hard-coded by keras.applications
 _ALLOWED = ("InputLayer", "ZeroPadding2D", "Conv2D", "BatchNormalization", "Activation", "MaxPooling2D", "Add",
             "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Dense")
@@ -109,10 +125,9 @@ def _check_conv(conv: Conv, layer: Any, where: str) -> list[str]:
     return [f"{where}.{k}={have[k]!r} (spec: {want[k]!r})" for k in want if have[k] != want[k]]
 
 
-def _check_bn(unit: ConvNorm, layer: Any, where: str) -> list[str]:
+def _check_bn(n: Norm, layer: Any, where: str) -> list[str]:
     if layer is None:
         return [f"{where} is missing"]
-    n = unit.norm
     faults = []
     if layer.epsilon != n.eps:
         faults.append(f"{where}.epsilon={layer.epsilon} (spec: {n.eps})")
@@ -123,15 +138,33 @@ def _check_bn(unit: ConvNorm, layer: Any, where: str) -> list[str]:
     return faults
 
 
+def _table(plan: Plan) -> Table:
+    return TABLE_V2 if plan.spec.preact else TABLE
+
+
 def _check_structure(plan: Plan, model: Any) -> list[str]:
     layers = {layer.name: layer for layer in model.layers}
-    faults = check_units(plan, TABLE, layers, _check_conv, _check_bn)
+    faults = check_units(plan, _table(plan), layers, _check_conv, _check_bn)
     pool = layers.get("pool1_pool")
     if plan.stem.pool is not None:
         cfg = pool.get_config()
-        # Zero padding equals PyTorch's -inf padding here: the pool follows a ReLU.
+        # V1's zero padding equals PyTorch's -inf padding (the pool follows a ReLU); V2's is in the spec.
         if (tuple(cfg["pool_size"]), tuple(cfg["strides"]), _padding(pool)) != ((3, 3), (2, 2), 1):
             faults.append(f"pool1_pool is {cfg}, expected a 3x3 stride-2 max pool padded by 1")
+    for block in plan.blocks:  # V2's subsampling shortcuts: a 1x1 max-pool of the block's input
+        name = f"conv{block.stage + 1}_block{block.index + 1}"
+        add = next((layers[n] for n in (f"{name}_add", f"{name}_out") if type(layers.get(n)).__name__ == "Add"), None)
+        if add is None:
+            continue
+        sources = [_producer(t) for t in add.input]
+        pools = [src for src in sources if type(src).__name__ == "MaxPooling2D"]
+        want = block.shortcut_pool
+        have = [(tuple(p.get_config()["pool_size"]), tuple(p.get_config()["strides"])) for p in pools]
+        if want is None and have:
+            faults.append(f"{add.name} adds a max-pooled shortcut {have[0]} (spec: none)")
+        elif want is not None and have != [((1, 1), (want.stride, want.stride))]:
+            faults.append(f"{add.name}'s shortcut is {have or 'not pooled'} "
+                          f"(spec: a 1x1 max-pool, stride {want.stride})")
     if plan.head.fc is not None:
         dense, fc = layers["predictions"], plan.head.fc
         if tuple(dense.kernel.shape) != (fc.in_features, fc.out_features) or not dense.use_bias:
@@ -141,9 +174,7 @@ def _check_structure(plan: Plan, model: Any) -> list[str]:
 
 def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
     layers = {layer.name: layer for layer in model.layers}
-    if any(n.endswith("_preact_bn") for n in layers) or "post_bn" in layers:
-        raise unsupported(PEER, ["pre-activation blocks (keras.applications ResNet50V2/101V2/152V2): ResNetSpec "
-                                 "has no pre-activation option (BN-ReLU before each conv, post_bn at the end)"])
+    v2 = any(n.endswith("_preact_bn") for n in layers) or "post_bn" in layers
     if "conv1_conv" not in layers or "conv2_block1_1_conv" not in layers:
         raise unsupported(PEER, [f"model {model.name!r} is not a keras.applications ResNet (no conv1_conv / "
                                  "conv2_block1_1_conv layers)"])
@@ -165,7 +196,7 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
     top = out.name == "predictions"
     kind = type(out).__name__
     pooling = None if top else {"GlobalAveragePooling2D": "avg", "GlobalMaxPooling2D": "max"}.get(kind)
-    stem, bn = layers["conv1_conv"], layers["conv1_bn"]
+    stem, bn = layers["conv1_conv"], layers["post_bn" if v2 else "conv1_bn"]
     c1, c2, c3 = (layers[f"conv2_block1_{i}_conv"] for i in (1, 2, 3))
     planes, groups = c3.filters // 4, c2.groups
     try:
@@ -174,27 +205,30 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
             width_per_group=(c2.filters // groups) * 64 // planes, num_classes=out.units if top else 0,
             include_top=top, pooling=pooling, in_channels=int(stem.kernel.shape[2]), stem_width=stem.filters,
             base_planes=planes, bn_eps=float(bn.epsilon), bn_momentum=keras_to_torch_momentum(bn.momentum),
-            stride_in_1x1=tuple(layers["conv3_block1_1_conv"].strides) != (1, 1) if "conv3_block1_1_conv" in layers
-            else True, conv_bias=bool(stem.use_bias), stem_pool="pool1_pool" in layers, preprocessing="caffe",
+            conv_bias=bool(stem.use_bias), stem_pool="pool1_pool" in layers, preact=v2, **FIXED[v2],
         )
+        if not v2 and "conv3_block1_1_conv" in layers:  # else checked against the plan below
+            spec = spec.replace(stride_in_1x1=tuple(layers["conv3_block1_1_conv"].strides) != (1, 1))
     except SpecError as exc:
         raise unsupported(PEER, [str(exc)]) from None
     spec = match_output_stride(spec, lambda plan: _check_structure(plan, model), PEER)
     spec = named(spec, f"keras_{model.name}")
-    return spec, TABLE.to_canonical(make_plan(spec), tensors(model), PEER)
+    return spec, _table(make_plan(spec)).to_canonical(make_plan(spec), tensors(model), PEER)
 
 
 def to_model(spec: ResNetSpec, weights: Mapping[str, Any], **options: Any) -> Any:
-    """keras.applications.ResNet50/101/152 on the current Keras engine, ``weights=None`` then ours set.
+    """keras.applications.ResNet50/101/152 (V2 for ``preact``) on the current Keras engine, ``weights=None``
+    then ours set.
 
     ``options`` go to the constructor (``input_shape``, ``classifier_activation``...). With a top,
     ``input_shape`` defaults to (224, 224, C) as keras.applications needs a static one.
     """
     fixed = dict(block="bottleneck", groups=1, width_per_group=64, stem="7x7", stem_width=64, base_planes=64,
-                 stem_pool=True, downsample="conv", attention=None, output_stride=32, stride_in_1x1=True,
-                 conv_bias=True, bn_eps=KERAS_BN_EPS, preprocessing="caffe")
-    problems = [f"{k}={getattr(spec, k)!r} (keras.applications ResNet v1 has {k}={v!r})" for k, v in fixed.items()
-                if getattr(spec, k) != v]
+                 stem_pool=True, downsample="conv", attention=None, output_stride=32, conv_bias=True,
+                 bn_eps=KERAS_BN_EPS, **FIXED[spec.preact])
+    version = "V2 (preact=True)" if spec.preact else "v1"
+    problems = [f"{k}={getattr(spec, k)!r} (keras.applications ResNet {version} has {k}={v!r})"
+                for k, v in fixed.items() if getattr(spec, k) != v]
     if spec.layers not in CONSTRUCTORS:
         problems.append(f"layers={spec.layers} (keras.applications builds {list(CONSTRUCTORS)})")
     refuse_export(spec, PEER, problems)
@@ -202,13 +236,13 @@ def to_model(spec: ResNetSpec, weights: Mapping[str, Any], **options: Any) -> An
 
     channels = spec.in_channels
     options.setdefault("input_shape", (224, 224, channels) if spec.include_top else (None, None, channels))
-    model = getattr(keras.applications, CONSTRUCTORS[spec.layers])(
+    model = getattr(keras.applications, CONSTRUCTORS[spec.layers] + ("V2" if spec.preact else ""))(
         weights=None, include_top=spec.include_top, classes=spec.num_classes if spec.include_top else 1000,
         pooling=None if spec.include_top else spec.pooling, **options)
     for layer in model.layers:
         if type(layer).__name__ == "BatchNormalization":
             layer.momentum = 1.0 - spec.bn_momentum
-    values = TABLE.to_peer(make_plan(spec), weights)
+    values = _table(make_plan(spec)).to_peer(make_plan(spec), weights)
     variables = {f"{layer.name}/{v.name}": v for layer in model.layers for v in layer.weights}
     if set(values) != set(variables):
         raise unsupported(PEER, [f"exported tensors do not fit the model: {sorted(set(values) ^ set(variables))[:10]}"])
