@@ -54,6 +54,9 @@ def custom_specs() -> list[rc.ResNetSpec]:
                           attention="se", se_ratio=1 / 8, num_classes=4),
             rc.ResNetSpec(block="basic", layers=(1, 1, 1, 1), stem="deep_tiered", stem_width=16, base_planes=16,
                           attention="se", num_classes=4),
+            rc.ResNetSpec(layers=(1, 2, 1, 1), stem_width=16, base_planes=16, preact=True, num_classes=4),
+            rc.ResNetSpec(block="basic", layers=(1, 1, 1, 1), stem="deep", stem_width=16, base_planes=16,
+                          preact=True, conv_bias=True, include_top=False),
         ]
     return specs
 
@@ -65,6 +68,14 @@ def test_custom_structures_are_read_off_the_tensors(spec):
     assert inferred == spec  # every field the weights determine, and defaults for the rest
     assert note.startswith("inferred from tensor names and shapes (no preset matches)")
     assert "assumed, as weights do not show them: stride_in_1x1=False" in note
+    if spec.preact:
+        assert "stride_block='first', stem_pool_padding='-inf'" in note
+
+
+def test_preact_presets_are_told_apart_by_their_biases():
+    for name in ("keras_resnet50v2", "resnetv2_50"):
+        spec, note = infer_spec(shapes(rc.get_spec(name)))
+        assert spec.name == name and note == f"inferred from tensor names and shapes: preset {name}"
 
 
 def test_ambiguity_asks_for_the_arch(monkeypatch):

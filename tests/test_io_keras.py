@@ -88,7 +88,9 @@ def small_variants() -> list[rc.ResNetSpec]:
     ]
     for changes in ({"stem": "deep", "downsample": "avg", "attention": "se"},
                     {"stem": "deep_tiered", "output_stride": 8, "stem_pool": False},
-                    {"downsample": "avg", "output_stride": 16, "attention": "se"}):
+                    {"downsample": "avg", "output_stride": 16, "attention": "se"},
+                    {"preact": True, "stride_block": "last", "conv_bias": True, "stem_pool_padding": "zero"},
+                    {"preact": True, "stem": "deep", "downsample": "avg", "include_top": False}):
         if set(changes) <= fields:
             variants.append(tiny.replace(**changes))
             variants.append(basic.replace(**changes))

@@ -92,8 +92,9 @@ def test_bn_counts_with_dilation():
 
 def test_group_of():
     assert [group_of(n) for n in ("conv1.weight", "bn1.running_var", "conv1.0.weight", "layer3.1.conv2.weight",
-                                  "layer2.0.downsample.1.bias", "fc.weight")] == \
-        ["stem", "stem", "stem", "layer3.1", "layer2.0", "fc"]
+                                  "layer2.0.downsample.1.bias", "fc.weight", "norm.running_mean",
+                                  "layer1.0.norm1.weight")] == \
+        ["stem", "stem", "stem", "layer3.1", "layer2.0", "fc", "norm", "layer1.0"]
 
 
 def test_tolerances_per_dtype_and_engine():

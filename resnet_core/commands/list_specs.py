@@ -6,6 +6,17 @@ import argparse
 
 from ..plan import make_plan
 from ..presets import get_spec, list_specs
+from ..spec import ResNetSpec
+
+# Structural options shown when a preset departs from torchvision's defaults.
+_VARIANT_FIELDS = ("preact", "stride_block", "stride_in_1x1", "conv_bias", "stem", "downsample", "attention",
+                   "output_stride", "stem_pool_padding", "preprocessing")
+
+
+def variant(spec: ResNetSpec) -> str:
+    default = ResNetSpec()
+    return ", ".join(f"{f}={getattr(spec, f)}" if not isinstance(getattr(spec, f), bool) else f
+                     for f in _VARIANT_FIELDS if getattr(spec, f) != getattr(default, f))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,10 +31,10 @@ def run(args: argparse.Namespace) -> int:
         spec = get_spec(name)
         layers = "-".join(str(d) for d in spec.layers)
         rows.append((name, spec.block, layers, f"{spec.groups}x{spec.width_per_group}",
-                     f"{make_plan(spec).num_params:,}"))
-    header = ("name", "block", "layers", "groups x width", "params")
+                     f"{make_plan(spec).num_params:,}", variant(spec)))
+    header = ("name", "block", "layers", "groups x width", "params", "variant")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
-        cells = [c.ljust(w) if i < 4 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))]
-        print("  ".join(cells))
+        cells = [c.rjust(w) if i == 4 else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))]
+        print("  ".join(cells).rstrip())
     return 0

@@ -73,8 +73,10 @@ def infer_spec(tensors: Mapping[str, Any]) -> tuple[ResNetSpec, str]:
             f" with {changed}" if changed else "")
     spec = _structure(shapes)
     found = _differences(spec, ResNetSpec()) or "the defaults"
-    unseen = ", ".join(f"{f}={getattr(spec, f)!r}" for f in ("stride_in_1x1", "bn_eps", "bn_momentum", "pooling")
-                       if hasattr(spec, f))
+    invisible = ("stride_in_1x1", "bn_eps", "bn_momentum", "pooling")
+    if spec.preact:  # a bare projection conv has the same shape after an average pool, or with a moved stride
+        invisible += ("downsample", "stride_block", "stem_pool_padding")
+    unseen = ", ".join(f"{f}={getattr(spec, f)!r}" for f in invisible if hasattr(spec, f))
     return spec, (f"inferred from tensor names and shapes (no preset matches): {found}; "
                   f"assumed, as weights do not show them: {unseen}")
 
@@ -110,7 +112,10 @@ def _structure(shapes: Shapes) -> ResNetSpec:
                       width_per_group=(conv2[0] // groups) * 64 // max(1, base))
     else:
         fields.update(block="basic", base_planes=shape("layer1.0.conv1.weight")[0])
-    fields["conv_bias"] = "layer1.0.conv1.bias" in shapes
+    # Pre-activation networks bias only the convs no norm follows, so look at any conv's bias.
+    fields["conv_bias"] = any(k.endswith(".bias") and len(shapes.get(k[:-4] + "weight", ())) == 4
+                              and ".se." not in k for k in shapes)
+    fields["preact"] = "layer1.0.norm1.weight" in shapes
     if any(k.endswith(".downsample.2.weight") for k in shapes):
         fields["downsample"] = "avg"
     if "fc.weight" in shapes:

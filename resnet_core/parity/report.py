@@ -71,11 +71,11 @@ def topk_agreement(output: np.ndarray, reference: np.ndarray, k: int) -> float:
 
 
 def group_of(canonical: str) -> str:
-    """The tap a canonical tensor belongs to: 'stem', a block ('layer2.0') or 'fc'."""
+    """The tap a canonical tensor belongs to: 'stem', a block ('layer2.0'), the final 'norm' or 'fc'."""
     parts = canonical.split(".")
     if parts[0].startswith("layer") and len(parts) > 2:
         return ".".join(parts[:2])
-    return "fc" if parts[0] == "fc" else "stem"
+    return parts[0] if parts[0] in ("fc", "norm") else "stem"
 
 
 @dataclass
