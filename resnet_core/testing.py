@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .plan import Plan, make_plan
@@ -61,3 +63,28 @@ def to_channels_last(images: np.ndarray) -> np.ndarray:
 
 def to_channels_first(images: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.transpose(images, (0, 3, 1, 2)))
+
+
+def randomise_keras_variables(model: Any, seed: int = 0) -> Any:
+    """Every variable of a Keras model (a peer's, say) set by its name and role, away from its init:
+    BN statistics and affine terms non-trivial, kernels He-scaled by fan-in (all axes but the last)."""
+    rng = np.random.default_rng(seed)
+    for v in model.weights:
+        shape = tuple(v.shape)
+        if v.name == "moving_variance":
+            value = rng.uniform(0.5, 2.0, shape)
+        elif v.name in ("moving_mean", "beta", "bias"):
+            value = rng.normal(0.0, 0.2, shape)
+        elif v.name == "gamma":
+            value = rng.uniform(0.5, 1.5, shape)
+        else:
+            value = rng.normal(0.0, np.sqrt(2.0 / np.prod(shape[:-1])), shape)
+        v.assign(value.astype("float32"))
+    return model
+
+
+def softmax(logits: Any) -> np.ndarray:
+    """float64 softmax over the last axis: what a peer's softmax head should output for our logits."""
+    z = np.asarray(logits, np.float64)
+    e = np.exp(z - z.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)

@@ -37,8 +37,9 @@ TRITON_PROBERS = ("torchvision", "timm", "transformers")
 
 
 def _no_triton_after_tensorflow() -> None:
-    """Loading triton after TensorFlow segfaults (their LLVM copies clash; tox's keras-tensorflow env has
-    imported TensorFlow by the time peer tests run). No GPU kernels run here, so triton is hidden.
+    """Loading triton after TensorFlow segfaults (their LLVM copies clash). TensorFlow is loaded by the
+    time peer tests run in every Keras env: keras-tensorflow's engine is TensorFlow, and keras-hub
+    imports it on every engine. No GPU kernels run here, so triton is hidden.
     """
     if "tensorflow" in sys.modules and "triton" not in sys.modules:
         sys.modules["triton"] = None  # `import triton` raises ImportError: torch reports no triton

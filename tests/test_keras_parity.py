@@ -295,3 +295,17 @@ def test_variant_taps_match_torch(torch, keras, name, parity_record):
     parity_record(name, "output 65x77", output)
     assert max(errors.values()) < TOLERANCE, errors
     assert output < TOLERANCE
+
+
+@pytest.mark.parametrize("preact", [False, True], ids=["post-activation", "pre-activation"])
+def test_zero_init_residual_zeroes_the_same_tensors_in_both(torch, keras, preact):
+    """The plan names what starts at zero (the last norm's gamma, or a pre-activation block's bare last
+    conv); both adapters must initialise exactly those, and nothing else, to all zeros."""
+    spec = rc.get_spec("tiny_resnext").replace(preact=preact, zero_init_residual=True)
+    plan = rc.make_plan(spec)
+    zeros = {p.name for p in plan.params if p.init == "zeros" and p.role in ("kernel", "gamma")}
+    assert zeros == {f"{b.name}.{'conv3.weight' if preact else 'bn3.weight'}" for b in plan.blocks}
+    for model in (rc.build(spec, backend="torch"), rc.build(spec, backend="keras")):
+        weights = rc.get_weights(model)
+        assert {n for n in zeros if not weights[n].any()} == zeros
+        assert all(weights[p.name].any() for p in plan.params if p.role == "kernel" and p.name not in zeros)

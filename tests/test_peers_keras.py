@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import resnet_core as rc
-from resnet_core.testing import random_weights, relative_error, to_channels_first
+from resnet_core.testing import random_weights, randomise_keras_variables, relative_error, softmax, to_channels_first
 
 HEIGHT, WIDTH, BATCH = 65, 77, 2
 SHAPE = (HEIGHT, WIDTH, 3)
@@ -33,24 +33,6 @@ def kap():
     from resnet_core.peers import keras_applications_peer
 
     return keras_applications_peer
-
-
-def _randomise(keras, model, seed):
-    """Every variable by its Keras name and role, away from its init (BN statistics included)."""
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        for v in layer.weights:
-            shape = tuple(v.shape)
-            if v.name == "moving_variance":
-                value = rng.uniform(0.5, 2.0, shape)
-            elif v.name in ("moving_mean", "beta", "bias"):
-                value = rng.normal(0.0, 0.2, shape)
-            elif v.name == "gamma":
-                value = rng.uniform(0.5, 1.5, shape)
-            else:  # kernels: HWIO / (in, out), fan-in is everything but the last axis
-                value = rng.normal(0.0, np.sqrt(2.0 / np.prod(shape[:-1])), shape)
-            v.assign(value.astype("float32"))
-    return model
 
 
 def _images(spec, seed):
@@ -104,7 +86,8 @@ def imported(request, keras, kap):
     """(case, expected spec, peer, from_peer's spec and weights) for one case; built once per module."""
     key = request.param
     ctor, kwargs, changes = CASES[key]
-    peer = _randomise(keras, getattr(keras.applications, ctor)(weights=None, input_shape=SHAPE, **kwargs), seed=1)
+    peer = getattr(keras.applications, ctor)(weights=None, input_shape=SHAPE, **kwargs)
+    peer = randomise_keras_variables(peer, seed=1)
     spec, weights = rc.from_peer(peer)
     yield key, _expected(LAYERS[ctor], ctor.endswith("V2"), **changes), peer, spec, weights
     del peer, weights
@@ -132,10 +115,7 @@ def test_outputs_match_our_keras_model_on_the_same_engine(imported, keras, kap, 
     parity_record(f"keras.applications:{key}", f"keras[{keras.backend.backend()}] logits", error)
     assert error <= 1e-6
     if spec.include_top:  # the peer's own output is the softmax of our logits
-        logits = ours.astype(np.float64)
-        probabilities = np.exp(logits - logits.max(-1, keepdims=True))
-        probabilities /= probabilities.sum(-1, keepdims=True)
-        np.testing.assert_allclose(keras.ops.convert_to_numpy(peer(images, training=False)), probabilities,
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(peer(images, training=False)), softmax(ours),
                                    atol=1e-6)
 
 

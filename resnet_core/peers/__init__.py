@@ -1,4 +1,4 @@
-"""Importers and exporters for peer implementations: torchvision, timm, transformers, keras.applications.
+"""Importers and exporters for peer implementations: torchvision, timm, transformers, keras-hub, keras.applications.
 
 ``from_peer(model)`` infers the spec from a live peer model and returns its canonical weights;
 ``to_peer(spec, weights, peer)`` builds the peer's own model with them. Each peer module holds one
@@ -6,9 +6,10 @@ declarative name table used in both directions, and imports its framework only w
 
 Conventions of inferred specs: a headless model has ``num_classes=0`` (nothing records a class count
 without a classifier); ``zero_init_residual`` is False (an initialisation choice no live model keeps);
-``preprocessing`` is the peer's input normalisation ("torch", or "caffe" for keras.applications v1,
-or what a timm ``pretrained_cfg`` says); ``se_ratio`` is the first of 1/16, 1/1 ... 1/64 that
-reproduces the SE widths (1/16 without SE); the name is a preset's when the spec equals one.
+``preprocessing`` is the peer's input normalisation ("torch"; "caffe" for keras.applications v1 and
+"tf" for V2; what a timm ``pretrained_cfg`` or a keras-hub image converter says); ``se_ratio`` is
+the first of 1/16, 1/1 ... 1/64 that reproduces the SE widths (1/16 without SE); the name is a
+preset's when the spec equals one.
 """
 
 from __future__ import annotations
@@ -26,11 +27,13 @@ from ..presets import get_spec
 from ..spec import ResNetSpec
 from ._table import PeerError
 
-# peer name -> module; from_peer asks them in this order.
+# peer name -> module; from_peer asks them in this order (keras-hub before keras.applications, which
+# takes any keras.Model and refuses what is not its own).
 PEERS = {
     "torchvision": "resnet_core.peers.torchvision_peer",
     "timm": "resnet_core.peers.timm_peer",
     "transformers": "resnet_core.peers.hf_peer",
+    "keras-hub": "resnet_core.peers.keras_hub_peer",
     "keras.applications": "resnet_core.peers.keras_applications_peer",
 }
 

@@ -15,8 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..layouts import Layout
-from ..plan import Conv, Norm, Plan, make_plan
+from ..plan import Plan, make_plan
 from ..spec import ResNetSpec, SpecError
 from ._common import (
     check_round_trip,
@@ -27,6 +26,7 @@ from ._common import (
     refuse_export,
     unsupported,
 )
+from ._keras import KINDS, check_conv, check_norm, padding, producer
 from ._table import ModuleRow, Table
 
 PEER = "keras.applications"
@@ -40,12 +40,6 @@ MODULES = (
     ModuleRow("conv{s+1}_block{b+1}_{i}_bn", "layer{s}.{b}.bn{i}", "bn"),
     ModuleRow("predictions", "fc", "dense"),
 )
-KINDS = {
-    "conv": (("kernel", "weight", Layout.CONV), ("bias", "bias", Layout.SAME)),
-    "bn": (("gamma", "weight", Layout.SAME), ("beta", "bias", Layout.SAME),
-           ("moving_mean", "running_mean", Layout.SAME), ("moving_variance", "running_var", Layout.SAME)),
-    "dense": (("kernel", "weight", Layout.DENSE), ("bias", "bias", Layout.SAME)),
-}
 TABLE = Table(MODULES, KINDS, separator="/")
 MODULES_V2 = (
     ModuleRow("conv1_conv", "conv1", "conv"),
@@ -91,72 +85,25 @@ def logits(model: Any, images: Any) -> np.ndarray:
     return keras.ops.convert_to_numpy(keras.ops.add(keras.ops.matmul(features, dense.kernel), dense.bias))
 
 
-def _producer(tensor: Any) -> Any:
-    return tensor._keras_history.operation
-
-
-def _padding(layer: Any) -> int | None:
-    """Symmetric padding before ``layer`` (its own 'same', or a ZeroPadding2D feeding it); None if not symmetric."""
-    cfg = layer.get_config()
-    if cfg["padding"] == "same":
-        k, s = cfg["pool_size" if "pool_size" in cfg else "kernel_size"], cfg["strides"]
-        d = cfg.get("dilation_rate", (1, 1))
-        if tuple(s) != (1, 1) or any((d_ * (k_ - 1)) % 2 for k_, d_ in zip(k, d, strict=True)):
-            return None
-        return d[0] * (k[0] - 1) // 2
-    source = _producer(layer.input)
-    if type(source).__name__ != "ZeroPadding2D":
-        return 0
-    pads = {p for pair in source.get_config()["padding"] for p in pair}
-    return pads.pop() if len(pads) == 1 else None
-
-
-def _check_conv(conv: Conv, layer: Any, where: str) -> list[str]:
-    if layer is None:
-        return [f"{where} is missing"]
-    cfg = layer.get_config()
-    want = dict(filters=conv.out_channels, kernel_size=(conv.kernel_size,) * 2, strides=(conv.stride,) * 2,
-                dilation_rate=(conv.dilation,) * 2, groups=conv.groups, use_bias=conv.bias, padding=conv.padding,
-                activation="linear", in_channels=conv.in_channels)
-    have = dict(filters=cfg["filters"], kernel_size=tuple(cfg["kernel_size"]), strides=tuple(cfg["strides"]),
-                dilation_rate=tuple(cfg["dilation_rate"]), groups=cfg["groups"], use_bias=cfg["use_bias"],
-                padding=_padding(layer), activation=cfg["activation"],
-                in_channels=int(layer.kernel.shape[2]) * cfg["groups"])
-    return [f"{where}.{k}={have[k]!r} (spec: {want[k]!r})" for k in want if have[k] != want[k]]
-
-
-def _check_bn(n: Norm, layer: Any, where: str) -> list[str]:
-    if layer is None:
-        return [f"{where} is missing"]
-    faults = []
-    if layer.epsilon != n.eps:
-        faults.append(f"{where}.epsilon={layer.epsilon} (spec: {n.eps})")
-    if keras_to_torch_momentum(layer.momentum) != n.momentum:
-        faults.append(f"{where}.momentum={layer.momentum} (spec: 1 - {n.momentum})")
-    if not (layer.center and layer.scale):
-        faults.append(f"{where} has center={layer.center}, scale={layer.scale}")
-    return faults
-
-
 def _table(plan: Plan) -> Table:
     return TABLE_V2 if plan.spec.preact else TABLE
 
 
 def _check_structure(plan: Plan, model: Any) -> list[str]:
     layers = {layer.name: layer for layer in model.layers}
-    faults = check_units(plan, _table(plan), layers, _check_conv, _check_bn)
+    faults = check_units(plan, _table(plan), layers, check_conv, check_norm)
     pool = layers.get("pool1_pool")
     if plan.stem.pool is not None:
         cfg = pool.get_config()
         # V1's zero padding equals PyTorch's -inf padding (the pool follows a ReLU); V2's is in the spec.
-        if (tuple(cfg["pool_size"]), tuple(cfg["strides"]), _padding(pool)) != ((3, 3), (2, 2), 1):
+        if (tuple(cfg["pool_size"]), tuple(cfg["strides"]), padding(pool)) != ((3, 3), (2, 2), 1):
             faults.append(f"pool1_pool is {cfg}, expected a 3x3 stride-2 max pool padded by 1")
     for block in plan.blocks:  # V2's subsampling shortcuts: a 1x1 max-pool of the block's input
         name = f"conv{block.stage + 1}_block{block.index + 1}"
         add = next((layers[n] for n in (f"{name}_add", f"{name}_out") if type(layers.get(n)).__name__ == "Add"), None)
         if add is None:
             continue
-        sources = [_producer(t) for t in add.input]
+        sources = [producer(t) for t in add.input]
         pools = [src for src in sources if type(src).__name__ == "MaxPooling2D"]
         want = block.shortcut_pool
         have = [(tuple(p.get_config()["pool_size"]), tuple(p.get_config()["strides"])) for p in pools]
@@ -192,7 +139,7 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
         depths.append(max(int(n.split("_")[1][5:]) for n in layers if n.startswith(f"conv{s}_block")
                           and n.endswith("_1_conv")))
         s += 1
-    out = _producer(model.outputs[0])
+    out = producer(model.outputs[0])
     top = out.name == "predictions"
     kind = type(out).__name__
     pooling = None if top else {"GlobalAveragePooling2D": "avg", "GlobalMaxPooling2D": "max"}.get(kind)
