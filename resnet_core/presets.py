@@ -65,9 +65,10 @@ for _name, _spec in {
     "keras_resnet101v2": _keras_v2.replace(layers=(3, 4, 23, 3)),
     "keras_resnet152v2": _keras_v2.replace(layers=(3, 8, 36, 3)),
     # Pre-activation ResNets with the stride in each stage's first block, as timm's resnetv2_50/101 and
-    # keras-hub's ResNetV2 backbones build them.
-    "resnetv2_50": _preact,
-    "resnetv2_101": _preact.replace(layers=(3, 4, 23, 3)),
+    # keras-hub's ResNetV2 backbones build them; their weights (timm's resnetv2_50.a1h_in1k, which
+    # keras-hub converts) expect Inception normalisation, [-1, 1].
+    "resnetv2_50": _preact.replace(preprocessing="tf"),
+    "resnetv2_101": _preact.replace(layers=(3, 4, 23, 3), preprocessing="tf"),
     # timm's "d" and "t" variants: deep stem, average-pool shortcut; "se": squeeze-and-excitation.
     "resnet18d": _basic.replace(stem="deep", stem_width=32, downsample="avg"),
     "resnet26d": _bottleneck.replace(layers=(2, 2, 2, 2), stem="deep", stem_width=32, downsample="avg"),

@@ -88,3 +88,19 @@ def softmax(logits: Any) -> np.ndarray:
     z = np.asarray(logits, np.float64)
     e = np.exp(z - z.max(-1, keepdims=True))
     return e / e.sum(-1, keepdims=True)
+
+
+def loaded(spec: str | ResNetSpec, weights: dict[str, Any], backend: str = "torch") -> Any:
+    """Our model of ``spec`` on ``backend`` holding ``weights``; a torch model is put in eval mode."""
+    from .api import build, set_weights
+
+    model = build(spec, backend=backend)
+    set_weights(model, weights)
+    return model.eval() if backend == "torch" else model
+
+
+def assert_same_weights(got: dict[str, np.ndarray], want: dict[str, np.ndarray]) -> None:
+    """Same names in the same order, and every tensor equal bit for bit in the same dtype."""
+    assert list(got) == list(want)
+    bad = [k for k in want if got[k].dtype != want[k].dtype or not np.array_equal(got[k], want[k])]
+    assert not bad, f"tensors differ: {bad[:10]}"

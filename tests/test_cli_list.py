@@ -24,6 +24,6 @@ def test_variants_are_named(capsys):
     rows = _rows(capsys)
     assert rows["keras_resnet50v2"].endswith(
         "25,568,360  preact, stride_block=last, conv_bias, stem_pool_padding=zero, preprocessing=tf")
-    assert rows["resnetv2_50"].endswith("preact")
+    assert rows["resnetv2_50"].endswith("preact, preprocessing=tf")
     assert rows["resnet50d"].endswith("stem=deep, downsample=avg")
     assert rows["resnet50"].endswith("25,557,032")  # torchvision's defaults: nothing to say

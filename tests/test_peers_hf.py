@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import resnet_core as rc
-from resnet_core.testing import random_images, random_weights, relative_error, to_channels_last
+from resnet_core.testing import loaded, random_images, random_weights, relative_error, to_channels_last
 
 HEIGHT, WIDTH, BATCH = 65, 77, 2
 
@@ -74,12 +74,6 @@ def _run(torch, model, images):
         return model(torch.from_numpy(images)).numpy()
 
 
-def _ours(spec, weights, backend="torch"):
-    model = rc.build(spec, backend=backend)
-    rc.set_weights(model, weights)
-    return model.eval() if backend == "torch" else model
-
-
 @pytest.mark.torch
 @pytest.mark.parametrize("key", list(CASES), ids=str)
 def test_from_peer_infers_spec_and_matches_in_torch(torch, transformers, key, parity_record):
@@ -90,7 +84,7 @@ def test_from_peer_infers_spec_and_matches_in_torch(torch, transformers, key, pa
     hf_name = ("resnet." if hasattr(peer, "classifier") else "") + "encoder.stages.0.layers.0.layer.1.normalization"
     assert np.array_equal(got["layer1.0.bn2.running_var"], state[f"{hf_name}.running_var"].numpy())
     images = random_images(BATCH, HEIGHT, WIDTH, seed=2)
-    error = relative_error(_run(torch, _ours(got_spec, got), images), _run_peer(torch, peer, images))
+    error = relative_error(_run(torch, loaded(got_spec, got), images), _run_peer(torch, peer, images))
     parity_record(f"transformers:{key}", "torch logits", error)
     assert error <= 1e-6
     del peer, got
@@ -106,7 +100,7 @@ def test_import_runs_in_our_keras_model(torch, transformers, key, parity_record)
     _, peer = _peer(torch, transformers, key, seed=3)
     spec, weights = rc.from_peer(peer)
     images = random_images(BATCH, HEIGHT, WIDTH, seed=4)
-    out = keras.ops.convert_to_numpy(_ours(spec, weights, "keras")(to_channels_last(images), training=False))
+    out = keras.ops.convert_to_numpy(loaded(spec, weights, "keras")(to_channels_last(images), training=False))
     error = relative_error(out, _run_peer(torch, peer, images))
     parity_record(f"transformers:{key}", f"keras[{keras.backend.backend()}] logits", error)
     assert error < 1e-5
@@ -125,7 +119,7 @@ def test_to_peer_round_trip_and_outputs(torch, transformers, key):
     assert back_spec == spec
     assert list(back) == list(weights) and all(np.array_equal(back[k], weights[k]) for k in weights)
     images = random_images(BATCH, HEIGHT, WIDTH, seed=6)
-    assert np.array_equal(_run_peer(torch, peer, images), _run(torch, _ours(spec, weights), images))
+    assert np.array_equal(_run_peer(torch, peer, images), _run(torch, loaded(spec, weights), images))
 
 
 @pytest.mark.torch
@@ -157,3 +151,31 @@ def test_to_peer_refuses_what_resnetconfig_cannot_say(torch, transformers, name,
     with pytest.raises(rc.PeerError, match="transformers cannot build") as info:
         rc.to_peer(name, random_weights(name), "transformers")
     assert text in str(info.value)
+
+
+@pytest.mark.parametrize("key", ["small-basic", "small-basic-resnetmodel", "resnet-50"], ids=str)
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_weight_files_in_transformers_naming_are_read_and_converted(torch, transformers, tmp_path, capsys, key,
+                                                                    suffix):
+    """A state_dict saved from transformers keeps its names; reading or converting the file translates them
+    with the peer's own table, and the spec comes from the tensors as for any file without one."""
+    from safetensors.torch import save_file
+
+    from resnet_core.cli import main
+
+    expected, model = _peer(torch, transformers, key, seed=5)
+    _, imported = rc.from_peer(model)
+    source = tmp_path / f"hf{suffix}"
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    torch.save(state, source) if suffix == ".pth" else save_file(state, str(source))
+    spec, weights = rc.read_weights(source)
+    # What names and shapes show; a headless ResNetModel's pooling and class count are not among them.
+    assert spec.replace(pooling=expected.pooling, num_classes=expected.num_classes, name=expected.name) == expected
+    assert list(weights) == list(imported) and all(np.array_equal(weights[k], imported[k]) for k in imported)
+    if key == "resnet-50":
+        assert spec.name == "resnet50"
+    assert main(["info", str(source)]) == 0
+    assert "in transformers' naming" in capsys.readouterr().out
+    target = tmp_path / "out.safetensors"
+    assert main(["convert", str(source), str(target), "--quiet"]) == 0
+    assert all(np.array_equal(rc.read_weights(target).weights[k], v) for k, v in imported.items())

@@ -185,7 +185,7 @@ def test_other_keras_models_are_refused(keras):
     (rc.get_spec("keras_resnet50").replace(preprocessing="torch"), ["preprocessing='torch'"]),
     (_expected((3, 4, 6, 3)).replace(layers=(2, 2, 2, 2)), ["layers=(2, 2, 2, 2)"]),
     (rc.get_spec("resnetv2_50"), ["stride_block='first' (keras.applications ResNet V2 (preact=True) has "
-                                  "stride_block='last')", "conv_bias=False", "preprocessing='torch'"]),
+                                  "stride_block='last')", "conv_bias=False", "stem_pool_padding='-inf'"]),
 ], ids=["torchvision-resnet50", "preset-without-caffe", "depths", "keras-hub-style-v2"])
 def test_to_peer_refuses_what_keras_applications_cannot_build(keras, spec, texts):
     with pytest.raises(rc.PeerError, match="keras.applications cannot build") as info:

@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 import resnet_core as rc
-from resnet_core.testing import random_images, random_weights, relative_error, to_channels_last
+from resnet_core.testing import (
+    assert_same_weights,
+    loaded,
+    random_images,
+    random_weights,
+    relative_error,
+    to_channels_last,
+)
 
 HEIGHT, WIDTH, BATCH = 65, 77, 2
 
@@ -52,17 +59,6 @@ def _run(torch, model, images):
         return model(torch.from_numpy(images)).numpy()
 
 
-def _ours(spec, weights, backend="torch"):
-    model = rc.build(spec, backend=backend)
-    rc.set_weights(model, weights)
-    return model.eval() if backend == "torch" else model
-
-
-def _same_weights(got, want):
-    assert list(got) == list(want)
-    assert all(got[k].dtype == want[k].dtype and np.array_equal(got[k], want[k]) for k in want)
-
-
 @pytest.mark.torch
 @pytest.mark.parametrize("key", list(CASES), ids=str)
 def test_from_peer_infers_spec_and_matches_in_torch(torch, timm, key, parity_record):
@@ -70,9 +66,9 @@ def test_from_peer_infers_spec_and_matches_in_torch(torch, timm, key, parity_rec
     got_spec, got = rc.from_peer(peer)
     assert got_spec == spec
     assert got_spec.name == CASES[key][0]  # the preset's (or timm's architecture) name
-    _same_weights(got, weights)
+    assert_same_weights(got, weights)
     images = random_images(BATCH, HEIGHT, WIDTH, seed=2)
-    error = relative_error(_run(torch, _ours(got_spec, got), images), _run(torch, peer, images))
+    error = relative_error(_run(torch, loaded(got_spec, got), images), _run(torch, peer, images))
     parity_record(f"timm:{key}", "torch logits", error)
     assert error <= 1e-6
     del peer, got, weights
@@ -88,7 +84,7 @@ def test_import_runs_in_our_keras_model(torch, timm, key, parity_record):
     _, _, peer = _peer(torch, timm, key, seed=3)
     spec, weights = rc.from_peer(peer)
     images = random_images(BATCH, HEIGHT, WIDTH, seed=4)
-    out = keras.ops.convert_to_numpy(_ours(spec, weights, "keras")(to_channels_last(images), training=False))
+    out = keras.ops.convert_to_numpy(loaded(spec, weights, "keras")(to_channels_last(images), training=False))
     error = relative_error(out, _run(torch, peer, images))
     parity_record(f"timm:{key}", f"keras[{keras.backend.backend()}] logits", error)
     assert error < 1e-5
@@ -103,6 +99,8 @@ ROUND_TRIP = {
         attention="se", se_ratio=0.25, include_top=False, pooling="max", num_classes=0, preprocessing="tf"),
     "featuremap-no-stem-pool": rc.get_spec("resnet18").replace(include_top=False, pooling=None, num_classes=0,
                                                                stem_pool=False, bn_eps=1e-3),
+    # timm counts the stem as stride 4 even without its pool: the exporter must double output_stride.
+    "no-stem-pool-os8": rc.get_spec("resnet18").replace(stem_pool=False, output_stride=8, num_classes=10),
 }
 
 
@@ -115,9 +113,9 @@ def test_to_peer_round_trip_and_outputs(torch, timm, key):
     assert isinstance(peer, timm.models.resnet.ResNet) and not peer.training
     back_spec, back = rc.from_peer(peer)
     assert back_spec == spec
-    _same_weights(back, weights)
+    assert_same_weights(back, weights)
     images = random_images(BATCH, HEIGHT, WIDTH, seed=6)
-    assert np.array_equal(_run(torch, peer, images), _run(torch, _ours(spec, weights), images))
+    assert np.array_equal(_run(torch, peer, images), _run(torch, loaded(spec, weights), images))
     mean = timm.data.resolve_data_config({}, model=peer)["mean"]
     assert mean == ((0.485, 0.456, 0.406) if spec.preprocessing == "torch" else (0.5, 0.5, 0.5))
 
@@ -177,4 +175,4 @@ def test_to_peer_takes_torch_tensors_that_require_grad(torch, timm):
     tensors = {k: torch.from_numpy(v.copy()).requires_grad_() for k, v in weights.items()}
     back_spec, back = rc.from_peer(rc.to_peer(spec, tensors, "timm"))
     assert back_spec == spec
-    _same_weights(back, weights)
+    assert_same_weights(back, weights)

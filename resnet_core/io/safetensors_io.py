@@ -26,6 +26,7 @@ from .formats import (
     WeightsFileError,
     canonical_names,
     dtype_name,
+    peer_naming,
     spec_from_metadata,
     spec_metadata,
 )
@@ -64,6 +65,8 @@ class SafetensorsReader(Reader):
         else:
             self.producer = "safetensors" + (f" (format {meta['format']!r})" if "format" in meta else "")
         self._names = canonical_names(self._entries)
+        if peer_naming(n.removeprefix("module.") for n in self._names.values()):
+            self.producer += ", in transformers' naming"
         self._map: np.memmap | None = None
 
     def raw(self) -> dict[str, TensorInfo]:

@@ -40,6 +40,15 @@ def match_output_stride(spec: ResNetSpec, check: Callable[[Plan], list[str]], pe
     )
 
 
+def stem_counted_output_stride(spec: ResNetSpec) -> int:
+    """The output_stride to give timm, which counts the stem as stride 4 whether or not it pools.
+
+    Without the stem pool every dilation starts one stage later in the plan, which timm reproduces
+    with twice the output stride (capped at 32: without the pool, 16 and 32 build the same network).
+    """
+    return spec.output_stride if spec.stem_pool else min(32, 2 * spec.output_stride)
+
+
 def se_ratio_for(widths: Iterable[tuple[int, int]], peer: str) -> float:
     """A reduction ratio reproducing every (channels, reduced) pair under timm's rounding."""
     pairs = list(widths)

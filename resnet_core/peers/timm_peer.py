@@ -3,6 +3,7 @@
 timm keeps torchvision's names for the shared parts and the plan uses timm's for the rest, so the
 table is the identity. What timm can build but ResNetSpec cannot (anti-aliasing, other attention or
 activation layers, replace_stem_pool, block_reduce_first, down_kernel_size...) is refused by name.
+Pre-activation models (timm.models.resnetv2.ResNetV2, specs with ``preact``) go to timm_resnetv2.
 """
 
 from __future__ import annotations
@@ -16,7 +17,15 @@ import numpy as np
 
 from ..plan import AvgPool, Plan, make_plan
 from ..spec import ResNetSpec, SpecError
-from ._common import check_round_trip, match_output_stride, named, refuse_export, se_ratio_for, unsupported
+from ._common import (
+    check_round_trip,
+    match_output_stride,
+    named,
+    refuse_export,
+    se_ratio_for,
+    stem_counted_output_stride,
+    unsupported,
+)
 from ._table import TORCH_IGNORED, TORCH_KINDS, ModuleRow, Table
 
 PEER = "timm"
@@ -44,8 +53,10 @@ _HINTS = ((".aa", "aa_layer (anti-aliasing)"), (".se", "attn_layer"), ("maxpool"
 
 
 def accepts(model: object) -> bool:
+    from . import timm_resnetv2  # imported here: it imports this module's shared pieces
+
     module = sys.modules.get("timm.models.resnet")  # loaded if such a model exists: nothing is imported
-    return module is not None and isinstance(model, module.ResNet)
+    return (module is not None and isinstance(model, module.ResNet)) or timm_resnetv2.accepts(model)
 
 
 def _hint(path: str) -> str:
@@ -149,6 +160,10 @@ def _preprocessing(model: Any) -> str:
 
 
 def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
+    from . import timm_resnetv2
+
+    if timm_resnetv2.accepts(model):
+        return timm_resnetv2.from_model(model)
     from timm.models.resnet import Bottleneck
     from torch import nn
 
@@ -210,6 +225,10 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
 
 def to_model(spec: ResNetSpec, weights: Mapping[str, Any]) -> Any:
     """A timm ResNet in eval mode; ``pretrained_cfg`` mean/std carry the spec's preprocessing."""
+    from . import timm_resnetv2
+
+    if spec.preact:
+        return timm_resnetv2.to_model(spec, weights)
     from timm.layers import SEModule
     from timm.models.resnet import BasicBlock, Bottleneck, ResNet
     from torch import nn
@@ -234,7 +253,7 @@ def to_model(spec: ResNetSpec, weights: Mapping[str, Any]) -> Any:
     model = ResNet(
         Bottleneck if spec.block == "bottleneck" else BasicBlock, list(spec.layers),
         num_classes=spec.num_classes if spec.include_top else 0, in_chans=spec.in_channels,
-        output_stride=spec.output_stride,
+        output_stride=stem_counted_output_stride(spec),
         global_pool="avg" if spec.include_top else {"avg": "avg", "max": "max", None: ""}[spec.pooling],
         cardinality=spec.groups, base_width=spec.width_per_group, stem_width=spec.stem_width,
         stem_type=STEM_TYPES[spec.stem], avg_down=spec.downsample == "avg",

@@ -1,0 +1,351 @@
+"""timm.models.resnetv2.ResNetV2 (pre-activation, preact=True) <-> ResNetSpec with ``preact=True``.
+
+The models built with ``conv_layer=create_conv2d`` and ``norm_layer=BatchNormAct2d`` (resnetv2_18/34/50/
+50d/50t/101...) are the spec's pre-activation ResNet: BN-ReLU before each conv, the stride on the
+first block's 3x3 conv (basic: conv1), a bare projection conv fed by the pre-activated input, a final
+norm. ``BatchNormAct2d`` is a BatchNorm2d with its ReLU inside: its tensors are BatchNorm2d's, and its
+``act`` must be a ReLU and its ``drop`` an Identity. The plan's pre-activation names are timm's own
+inside a block, so the table only renames the stem, the stages and the classifier.
+
+The classifier is a biased 1x1 Conv2d (``ClassifierHead(use_conv=True)``): its kernel is
+(classes, features, 1, 1) where the canonical ``fc.weight`` is (classes, features). A Layout is a
+transpose (same rank, values moved, never reshaped), so it cannot drop or add the two unit axes; this
+module squeezes them on import and adds them back on export (:func:`_squeeze_fc`, :func:`_unsqueeze_fc`),
+after the structure check has proven the kernel is 1x1.
+
+Refused by name: the BiT models (StdConv2d weight standardisation, GroupNormAct), other norm layers
+(EvoNorm, FilterResponseNorm), activations other than ReLU, a norm ``drop_layer``, the input-size
+dependent 'same' stems and 'same'-padded convs, and ``preact=False`` (a post-activation network).
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from ..plan import Conv, Norm, Plan, make_divisible, make_plan
+from ..spec import ResNetSpec, SpecError
+from ._common import (
+    check_round_trip,
+    check_units,
+    match_output_stride,
+    named,
+    refuse_export,
+    stem_counted_output_stride,
+    unsupported,
+)
+from ._table import TORCH_IGNORED, TORCH_KINDS, ModuleRow, Table
+from .timm_peer import NORMALISATION, PEER, _pool_matches, _pool_text, _preprocessing
+
+MODULES = (
+    ModuleRow("stem.conv", "conv1", "module"),  # the 7x7 stem (no norm after it: the first block's norm1 follows)
+    ModuleRow("stem.conv1", "conv1.0", "module"),  # the deep stems' Sequential, as timm's resnet.py names it
+    ModuleRow("stem.norm1", "conv1.1", "module"),
+    ModuleRow("stem.conv2", "conv1.3", "module"),
+    ModuleRow("stem.norm2", "conv1.4", "module"),
+    ModuleRow("stem.conv3", "conv1.6", "module"),
+    # norm1, conv1, norm2, conv2, norm3, conv3, downsample.conv (.pool owns no tensor): the same in both
+    ModuleRow("stages.{s}.blocks.{b}.{m:path}", "layer{s+1}.{b}.{m:path}", "module"),
+    ModuleRow("norm", "norm", "module"),
+    ModuleRow("head.fc", "fc", "module"),  # a 1x1 conv: see the module docstring
+)
+TABLE = Table(MODULES, TORCH_KINDS, ignored=TORCH_IGNORED)
+FC_WEIGHT = "head.fc.weight"
+
+STEM_TYPES = {("7x7", "-inf"): "", ("deep", "-inf"): "deep", ("deep_tiered", "-inf"): "tiered",
+              ("7x7", "zero"): "fixed", ("deep", "zero"): "deep_fixed"}  # timm has no 'tiered_fixed'
+POOLS = {"avg": "avg", "max": "max", "": None}
+
+# Modules a ResNetV2 may hold for a spec to describe it (containers included); anything else is refused.
+_ALLOWED = ("ResNetV2", "Sequential", "ResNetStage", "PreActBottleneck", "PreActBasic", "DownsampleConv",
+            "DownsampleAvg", "BatchNormAct2d", "ClassifierHead", "SelectAdaptivePool2d", "Conv2d", "ReLU",
+            "Identity", "MaxPool2d", "ConstantPad2d", "AvgPool2d", "AvgPool2dSame", "Flatten", "AdaptiveAvgPool2d",
+            "AdaptiveMaxPool2d", "Dropout", "DropPath")  # the last two act only in training
+# Named refusals, then where an unexpected module sits -> the timm option that put it there.
+_KINDS = {
+    "StdConv2d": "conv_layer=StdConv2d (weight standardisation, as in the BiT models)",
+    "StdConv2dSame": "conv_layer=StdConv2dSame (weight standardisation with 'same' padding, the BiT models)",
+    "ScaledStdConv2d": "conv_layer=ScaledStdConv2d (scaled weight standardisation)",
+    "Conv2dSame": "conv_layer with padding='same' (Conv2dSame pads by input size)",
+    "GroupNormAct": "norm_layer=GroupNormAct (group norm, as in the BiT models)",
+    "MaxPool2dSame": "stem_type 'same' / 'deep_same' (a max-pool padded by input size)",
+}
+_HINTS = (("stem.pool", "stem_type"), ("stem.pad", "stem_type"), (".drop", "norm_layer's drop_layer"),
+          ("norm", "norm_layer"), ("conv", "conv_layer"), ("downsample", "avg_down / proj_layer"),
+          ("head", "global_pool"))
+
+
+def accepts(model: object) -> bool:
+    module = sys.modules.get("timm.models.resnetv2")  # loaded if such a model exists: nothing is imported
+    return module is not None and isinstance(model, module.ResNetV2)
+
+
+def _hint(path: str) -> str:
+    return next((option for key, option in _HINTS if key in path), "a module ResNetSpec has no option for")
+
+
+def _refusals(model: Any) -> list[str]:
+    """What the model uses that ResNetSpec cannot say, one line per kind of problem (not per block)."""
+    from timm.layers import BatchNormAct2d
+
+    from . import _torch
+
+    modules = dict(model.named_modules())
+    acts = [f"{name}.act" for name, m in modules.items() if isinstance(m, BatchNormAct2d)]
+    found: dict[str, list[str]] = {}  # problem -> modules showing it
+    refused: list[str] = []  # modules already reported; their children are not
+    for name, module in modules.items():
+        kind = type(module).__name__
+        if name in acts or name.startswith("head.global_pool.") or any(name.startswith(f"{r}.") for r in refused):
+            continue  # activations are reported by check_relus, the pooling by its pool_type below
+        problem = None
+        if kind in _KINDS:
+            problem = f"{kind}: {_KINDS[kind]} has no ResNetSpec option"
+        elif kind not in _ALLOWED:
+            problem = f"{kind}: {_hint(name)} has no ResNetSpec option"
+        elif kind == "BatchNormAct2d" and type(module.drop).__name__ != "Identity":
+            problem = (f"a BatchNormAct2d with drop={type(module.drop).__name__}: norm_layer's drop_layer has no "
+                       "ResNetSpec option")
+        if problem is not None:
+            found.setdefault(problem, []).append(name)
+            refused.append(name)
+    problems = [f"{names[0]}{f' (+{len(names) - 1} more)' if len(names) > 1 else ''} is {problem}"
+                for problem, names in found.items()]
+    problems += _torch.check_relus(model, [a for a in acts if a in modules])
+    pool_type = model.head.global_pool.pool_type
+    top = type(model.head.fc).__name__ != "Identity"
+    if (top and pool_type != "avg") or pool_type not in POOLS:
+        problems.append(f"global_pool={pool_type!r} " + ("with a classifier (ResNetSpec's top average-pools)"
+                                                       if top else "(ResNetSpec pools by 'avg', 'max' or not at all)"))
+    return problems
+
+
+def _check_norm(norm: Norm, module: object, where: str) -> list[str]:
+    """_torch.check_norm for timm's BatchNormAct2d: BatchNorm2d's fields, and the ReLU the plan puts after it."""
+    from timm.layers import BatchNormAct2d
+    from torch import nn
+
+    if module is None:
+        return [f"{where} is missing"]
+    if type(module) is not BatchNormAct2d:
+        return [f"{where} is {type(module).__name__}, expected BatchNormAct2d (norm_layer)"]
+    m: Any = module
+    faults = []
+    if m.num_features != norm.channels:
+        faults.append(f"{where}.num_features={m.num_features} (spec: {norm.channels})")
+    if m.eps != norm.eps:
+        faults.append(f"{where}.eps={m.eps} (spec: {norm.eps})")
+    if m.momentum != norm.momentum:
+        faults.append(f"{where}.momentum={m.momentum} (spec: {norm.momentum})")
+    if not (m.affine and m.track_running_stats):
+        faults.append(f"{where} has affine={m.affine}, track_running_stats={m.track_running_stats}")
+    if type(m.act) is not nn.ReLU:  # every norm of a pre-activation plan is followed by a ReLU
+        faults.append(f"{where}.act is {type(m.act).__name__}, expected ReLU (apply_act=True, act_layer=ReLU)")
+    if type(m.drop) is not nn.Identity:
+        faults.append(f"{where}.drop is {type(m.drop).__name__}, expected Identity")
+    return faults
+
+
+def _check(plan: Plan, model: Any) -> list[str]:
+    """Every conv and norm, the classifier, the stem pool and the shortcuts of ``plan`` against ``model``."""
+    from torch import nn
+
+    from . import _torch
+
+    modules = dict(model.named_modules())
+    faults = check_units(plan, TABLE, modules, _torch.check_conv, _check_norm)
+    fc = modules.get("head.fc")
+    if plan.head.fc is None:
+        faults += [] if type(fc) is nn.Identity else [f"head.fc is {fc!r}, expected Identity (num_classes=0)"]
+    else:  # ClassifierHead(use_conv=True): a biased 1x1 conv, checked as the conv it is
+        dense = plan.head.fc
+        conv = Conv(dense.name, dense.in_features, dense.out_features, kernel_size=1, bias=True)
+        faults += _torch.check_conv(conv, fc, "head.fc")
+    faults += _check_stem_pool(plan, modules)
+    for block in plan.blocks:
+        where = TABLE.peer_module(f"{block.name}.downsample")
+        down = modules.get(where)
+        if block.shortcut is None:
+            faults += [] if down is None else [f"{where} is {type(down).__name__}, expected none (identity)"]
+            continue
+        kind = "DownsampleAvg" if plan.spec.downsample == "avg" else "DownsampleConv"
+        if type(down).__name__ != kind:
+            faults.append(f"{where} is {type(down).__name__}, expected {kind}")
+            continue
+        if type(down.norm) is not nn.Identity:
+            faults.append(f"{where}.norm is {type(down.norm).__name__}, expected Identity (preact=True)")
+        if kind == "DownsampleAvg" and not _pool_matches(down.pool, block.shortcut_pool, nn):
+            faults.append(f"{where}.pool is {down.pool!r}, expected {_pool_text(block.shortcut_pool)}")
+    return faults
+
+
+def _check_stem_pool(plan: Plan, modules: dict[str, Any]) -> list[str]:
+    from torch import nn
+
+    from . import _torch
+
+    pool, pad = modules.get("stem.pool"), modules.get("stem.pad")
+    want = plan.stem.pool
+    if want is None:
+        return [] if type(pool) is nn.Identity and pad is None else \
+            [f"stem.pool is {pool!r} (stem.pad {pad!r}), expected Identity (stem_pool=False)"]
+    if want.pad_value == 0.0:  # timm's 'fixed' stems: ConstantPad2d(1, 0.) then MaxPool2d(3, 2)
+        faults = [] if type(pad) is nn.ConstantPad2d and tuple(pad.padding) == (1, 1, 1, 1) and pad.value == 0.0 \
+            else [f"stem.pad is {pad!r}, expected ConstantPad2d(1, 0.0) (stem_pool_padding='zero')"]
+        m = pool
+        ok = type(m) is nn.MaxPool2d and (m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode) in (
+            (3, 2, 0, 1, False), ((3, 3), (2, 2), (0, 0), (1, 1), False))
+        return faults + ([] if ok else [f"stem.pool is {m!r}, expected MaxPool2d(kernel_size=3, stride=2, padding=0)"])
+    faults = [] if pad is None else [f"stem.pad is {pad!r}, expected none (stem_pool_padding='-inf')"]
+    return faults + _torch.check_maxpool(pool, "stem.pool")
+
+
+def _squeeze_fc(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """head.fc's 1x1 conv kernel (classes, features, 1, 1) as the canonical dense (classes, features)."""
+    if FC_WEIGHT in state:
+        kernel = state[FC_WEIGHT]
+        if kernel.shape[2:] != (1, 1):  # the structure check refuses this first; kept as a guard
+            raise unsupported(PEER, [f"{FC_WEIGHT} has shape {kernel.shape}, expected a 1x1 kernel"])
+        state = {**state, FC_WEIGHT: kernel.reshape(kernel.shape[:2])}
+    return state
+
+
+def _unsqueeze_fc(tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The canonical dense (classes, features) as head.fc's 1x1 conv kernel (classes, features, 1, 1)."""
+    if FC_WEIGHT in tensors:
+        tensors = {**tensors, FC_WEIGHT: tensors[FC_WEIGHT][:, :, None, None]}
+    return tensors
+
+
+def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
+    from timm.models.resnetv2 import PreActBottleneck
+    from torch import nn
+
+    from . import _torch
+
+    blocks = [b for stage in model.stages for b in stage.blocks]
+    kinds = sorted({type(b).__name__ for b in blocks} - {"PreActBottleneck", "PreActBasic"})
+    if kinds or type(model.norm) is nn.Identity:
+        raise unsupported(PEER, [
+            f"a ResNetV2 built with preact=False ({', '.join(kinds) or 'no final norm'}): its post-activation "
+            "blocks (norm after each conv, ReLU after the addition, a normed projection) are not what this "
+            "importer maps; timm.models.resnet.ResNet builds that network"])
+    problems = _refusals(model)
+    if problems:
+        raise unsupported(PEER, problems)
+
+    first = blocks[0]
+    bottleneck = isinstance(first, PreActBottleneck)
+    if bottleneck:
+        width, planes = first.conv2.out_channels, first.conv3.out_channels // 4
+        groups = first.conv2.groups
+        width_per_group = (width // groups) * 64 // planes
+    else:
+        planes, groups, width_per_group = first.conv2.out_channels, 1, 64
+    stem = model.stem
+    deep = hasattr(stem, "conv1")
+    if deep:  # timm's stem_chs is the output width; the spec's stem_width is half of it
+        stem_width, last = stem.conv2.out_channels, stem.conv3
+        stem_type = "deep" if stem.conv1.out_channels == stem_width else "deep_tiered"
+        first_conv = stem.conv1
+    else:
+        stem_width, stem_type, last = stem.conv.out_channels, "7x7", stem.conv
+        first_conv = stem.conv
+    top = isinstance(model.head.fc, nn.Conv2d)
+    downs = {type(b.downsample).__name__ for b in blocks if b.downsample is not None}
+    try:
+        spec = ResNetSpec(
+            block="bottleneck" if bottleneck else "basic", layers=tuple(len(s.blocks) for s in model.stages),
+            groups=groups, width_per_group=width_per_group, num_classes=model.head.fc.out_channels if top else 0,
+            include_top=top, pooling=None if top else POOLS[model.head.global_pool.pool_type],
+            in_channels=first_conv.in_channels, stem_width=stem_width, base_planes=planes,
+            bn_eps=model.norm.eps, bn_momentum=model.norm.momentum, conv_bias=last.bias is not None,
+            stem=stem_type, stem_pool=type(stem.pool) is not nn.Identity,
+            downsample="avg" if downs == {"DownsampleAvg"} else "conv", preact=True,
+            stem_pool_padding="zero" if hasattr(stem, "pad") else "-inf", preprocessing=_preprocessing(model),
+        )
+    except SpecError as exc:
+        raise unsupported(PEER, [str(exc)]) from None
+    spec = match_output_stride(spec, lambda plan: _check(plan, model), PEER)
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    spec = named(spec, cfg.get("architecture") or "resnetv2")
+    return spec, TABLE.to_canonical(make_plan(spec), _squeeze_fc(_torch.state_numpy(model)), PEER)
+
+
+def _export_problems(spec: ResNetSpec) -> list[str]:
+    """What ResNetV2's constructor cannot build exactly (it rounds every width to a multiple of 8)."""
+    problems = []
+    if not spec.preact:
+        problems.append("preact=False (timm's ResNetV2 peer builds pre-activation networks; "
+                        "timm.models.resnet.ResNet builds the others)")
+    if spec.stride_block != "first":
+        problems.append(f"stride_block={spec.stride_block!r} (ResNetV2 strides each stage's first block)")
+    if spec.stride_in_1x1:
+        problems.append("stride_in_1x1=True (ResNetV2 strides the 3x3 conv)")
+    if spec.conv_bias:
+        problems.append("conv_bias=True (ResNetV2's convolutions have no bias)")
+    if spec.attention is not None:
+        problems.append(f"attention={spec.attention!r} (ResNetV2 has no attention module)")
+    if spec.groups != 1:
+        problems.append(f"groups={spec.groups} (ResNetV2 builds no grouped convolutions)")
+    if spec.stem_pool and (spec.stem, spec.stem_pool_padding) not in STEM_TYPES:
+        problems.append(f"stem_pool_padding={spec.stem_pool_padding!r} with stem={spec.stem!r} (timm has no "
+                        "zero-padded 'tiered' stem_type)")
+    if spec.preprocessing not in NORMALISATION:
+        problems.append(f"preprocessing={spec.preprocessing!r} (timm normalises RGB on [0, 1] by mean/std)")
+    stem_out = spec.stem_width if spec.stem == "7x7" else 2 * spec.stem_width
+    if make_divisible(stem_out) != stem_out:
+        problems.append(f"stem_width={spec.stem_width} (ResNetV2 rounds its stem_chs, {stem_out}, to a multiple of 8)")
+    plan = make_plan(spec)
+    for s in range(1, plan.num_stages + 1):
+        first = plan.stage_blocks(s)[0]
+        mid = first.main[0].conv.out_channels
+        if make_divisible(first.out_channels) != first.out_channels or \
+                make_divisible(first.out_channels * _bottle_ratio(spec)) != mid:
+            problems.append(f"base_planes={spec.base_planes}, width_per_group={spec.width_per_group} (stage {s}: "
+                            f"{first.out_channels} channels, {mid} inside the block; ResNetV2 rounds both to a "
+                            "multiple of 8)")
+            break
+    return problems
+
+
+def _bottle_ratio(spec: ResNetSpec) -> float:
+    """ResNetV2's bottle_ratio: the block's inner width over its output width."""
+    if spec.block == "basic":
+        return 1.0
+    return int(spec.base_planes * (spec.width_per_group / 64.0)) / (spec.base_planes * spec.expansion)
+
+
+def to_model(spec: ResNetSpec, weights: Mapping[str, Any]) -> Any:
+    """A timm ResNetV2 in eval mode; ``pretrained_cfg`` mean/std carry the spec's preprocessing."""
+    from timm.layers import BatchNormAct2d, create_conv2d
+    from timm.models.resnetv2 import ResNetV2
+    from torch import nn
+
+    from . import _torch
+
+    refuse_export(spec, PEER, _export_problems(spec))
+    output_stride = stem_counted_output_stride(spec)
+    padding = spec.stem_pool_padding if spec.stem_pool else "-inf"
+    model = ResNetV2(
+        list(spec.layers), channels=tuple(spec.base_planes * 2**s * spec.expansion for s in range(len(spec.layers))),
+        num_classes=spec.num_classes if spec.include_top else 0, in_chans=spec.in_channels,
+        global_pool="avg" if spec.include_top else {"avg": "avg", "max": "max", None: ""}[spec.pooling],
+        output_stride=output_stride, stem_chs=spec.stem_width if spec.stem == "7x7" else 2 * spec.stem_width,
+        stem_type=STEM_TYPES[spec.stem, padding], avg_down=spec.downsample == "avg", preact=True,
+        basic=spec.block == "basic", bottle_ratio=_bottle_ratio(spec), act_layer=nn.ReLU,
+        norm_layer=functools.partial(BatchNormAct2d, eps=spec.bn_eps, momentum=spec.bn_momentum),
+        conv_layer=create_conv2d,
+    )
+    if not spec.stem_pool:
+        model.stem.pool = nn.Identity()
+    mean, std = NORMALISATION[spec.preprocessing]
+    model.pretrained_cfg = {"architecture": spec.name, "mean": mean, "std": std}
+    _torch.load_state(model, _unsqueeze_fc(TABLE.to_peer(make_plan(spec), weights)), TABLE)
+    model.eval()
+    check_round_trip(spec, from_model(model)[0], PEER)
+    return model
