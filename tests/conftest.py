@@ -45,8 +45,15 @@ def _no_triton_after_tensorflow() -> None:
         sys.modules["triton"] = None  # `import triton` raises ImportError: torch reports no triton
 
 
+_current: list[pytest.Item] = []  # the test being set up or run, for require's marker rule
+
+
 def require(framework: str, module: str):
-    """Import ``module`` for a test needing ``framework``: error if listed, skip if merely absent."""
+    """Import ``module`` for a test needing ``framework``: error if listed, skip if merely absent.
+
+    A test that needs a framework but lacks its marker fails instead: tox selects tests by marker,
+    so such a test would only ever be skipped (in the framework-free env) and never run.
+    """
     if module in TRITON_PROBERS:
         _no_triton_after_tensorflow()
     try:
@@ -59,6 +66,10 @@ def require(framework: str, module: str):
                 f"{FRAMEWORKS_VAR}={os.environ[FRAMEWORKS_VAR]!r}: {type(exc).__name__}: {exc}",
                 pytrace=False,
             )
+        item = _current[-1] if _current else None
+        if item is not None and item.get_closest_marker(framework) is None:
+            pytest.fail(f"{item.nodeid} needs {module!r} but is not marked @pytest.mark.{framework}: no tox env "
+                        "would run it", pytrace=False)
         pytest.skip(f"{module!r} is not importable ({type(exc).__name__}: {exc})")
     if module == "keras":
         _check_keras_engine(mod)
@@ -86,6 +97,15 @@ def _check_keras_engine(keras) -> None:
             f"KERAS_BACKEND={wanted!r} but Keras runs on {keras.backend.backend()!r}: the env is mis-set",
             pytrace=False,
         )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
+    _current.append(item)
+    try:
+        return (yield)
+    finally:
+        _current.pop()
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

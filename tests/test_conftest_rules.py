@@ -44,12 +44,18 @@ TESTS = textwrap.dedent(
         assert True
     """
 )
+UNMARKED = textwrap.dedent(
+    """
+    def test_forgot_its_marker(need):
+        need("torch", "torch")
+    """
+)
 
 
-def _run(tmp_path: Path, frameworks: str | None, *args: str) -> subprocess.CompletedProcess:
+def _run(tmp_path: Path, frameworks: str | None, *args: str, tests: str = TESTS) -> subprocess.CompletedProcess:
     (tmp_path / "block_torch.py").write_text(BLOCK_TORCH)
     (tmp_path / "conftest.py").write_text(CONFTEST.read_text())
-    (tmp_path / "test_scratch.py").write_text(TESTS)
+    (tmp_path / "test_scratch.py").write_text(tests)
     ini = "[pytest]\nmarkers =\n    torch: t\n    keras: k\naddopts = -p no:cacheprovider\n"
     (tmp_path / "pytest.ini").write_text(ini)
     env = dict(os.environ)
@@ -85,3 +91,10 @@ def test_session_without_a_passing_test_fails_under_tox(tmp_path, frameworks, se
 def test_no_selection_without_tox_keeps_pytest_exit_code(tmp_path):
     proc = _run(tmp_path, None, "-m", "keras")
     assert proc.returncode == 5, proc.stdout  # pytest's own "no tests collected/selected"
+
+
+def test_a_test_needing_a_framework_without_its_marker_fails(tmp_path):
+    """Unmarked, it would be skipped in the framework-free env and selected by no other: never run."""
+    proc = _run(tmp_path, "", tests=UNMARKED)
+    assert proc.returncode == 1, proc.stdout
+    assert "is not marked @pytest.mark.torch: no tox env would run it" in proc.stdout

@@ -153,6 +153,7 @@ def test_to_peer_refuses_what_resnetconfig_cannot_say(torch, transformers, name,
     assert text in str(info.value)
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("key", ["small-basic", "small-basic-resnetmodel", "resnet-50"], ids=str)
 @pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
 def test_weight_files_in_transformers_naming_are_read_and_converted(torch, transformers, tmp_path, capsys, key,
