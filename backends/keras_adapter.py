@@ -56,8 +56,11 @@ def _initializers(layer: KerasLayer, plan: Plan) -> dict[str, Any]:
     return {}
 
 
-def _graph(plan: Plan) -> tuple[Any, Any, dict[str, str]]:
-    """Instantiate :func:`keras_graph`; return input, output and the Keras layer of each tap."""
+def _graph(plan: Plan, dtype: Any = None) -> tuple[Any, Any, dict[str, str]]:
+    """Instantiate :func:`keras_graph`; return input, output and the Keras layer of each tap.
+
+    ``dtype`` (a dtype policy or its name) is every layer's; None takes Keras's global policy.
+    """
     layers, output = keras_graph(plan)
     tensors: dict[str, Any] = {}
     for layer in layers:
@@ -66,7 +69,8 @@ def _graph(plan: Plan) -> tuple[Any, Any, dict[str, str]]:
             continue
         cls = ConstantPad2D if layer.cls == "ConstantPad2D" else getattr(keras.layers, layer.cls)
         args = [tensors[i] for i in layer.inputs]
-        made = cls(name=layer.name, **{**layer.config, **_initializers(layer, plan)})
+        made = cls(name=layer.name, **{**layer.config, **_initializers(layer, plan)},
+                   **({} if dtype is None else {"dtype": dtype}))
         tensors[layer.name] = made(args if len(args) > 1 else args[0])
     return inputs, tensors[output], {layer.tap: layer.name for layer in layers if layer.tap}
 
@@ -75,10 +79,10 @@ def _graph(plan: Plan) -> tuple[Any, Any, dict[str, str]]:
 class KerasResNet(keras.Model):
     """A functional Keras model compiled from a spec; input is channels-last ``(N, H, W, C)``."""
 
-    def __init__(self, spec: ResNetSpec | Mapping[str, Any], **kwargs: Any):
+    def __init__(self, spec: ResNetSpec | Mapping[str, Any], dtype: Any = None, **kwargs: Any):
         spec = spec if isinstance(spec, ResNetSpec) else ResNetSpec.from_dict(spec)
         plan = make_plan(spec)
-        inputs, outputs, taps = _graph(plan)
+        inputs, outputs, taps = _graph(plan, dtype)
         kwargs.setdefault("name", spec.name)
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
         self.spec = spec
@@ -89,7 +93,9 @@ class KerasResNet(keras.Model):
         return make_plan(self.spec)
 
     def get_config(self) -> dict[str, Any]:
-        return {"spec": self.spec.to_dict(), "name": self.name, "trainable": self.trainable}
+        # The layers' dtype policy, so a bfloat16 or mixed model loads back as one (whatever the global policy).
+        policy = self.get_layer(self.tap_layers[0][1]).dtype_policy.name
+        return {"spec": self.spec.to_dict(), "name": self.name, "trainable": self.trainable, "dtype": policy}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> KerasResNet:
