@@ -192,3 +192,30 @@ def test_to_peer_refuses_what_keras_applications_cannot_build(keras, spec, texts
         rc.to_peer(spec, random_weights(spec), "keras.applications")
     for text in texts:
         assert text in str(info.value)
+
+
+@pytest.mark.parametrize(("ctor", "kwargs", "preset"), [
+    ("ResNet50", {"classes": 10}, "keras_resnet50"),
+    ("ResNet50V2", {"include_top": False}, "keras_resnet50v2"),
+], ids=["ResNet50", "ResNet50V2-headless"])
+def test_save_weights_files_in_keras_applications_naming_are_read(keras, tmp_path, capsys, ctor, kwargs, preset):
+    """``model.save_weights`` of a keras.applications ResNet keeps its layer names; reading or converting
+    the file translates them with the peer's table, and the spec is the preset's (what tensors show)."""
+    from resnet_core.cli import main
+
+    peer = randomise_keras_variables(getattr(keras.applications, ctor)(weights=None, input_shape=SHAPE, **kwargs),
+                                     seed=4)
+    expected, imported = rc.from_peer(peer)
+    path = tmp_path / "peer.weights.h5"
+    peer.save_weights(path)
+    spec, weights = rc.read_weights(path)
+    assert spec.name == preset
+    # Momentum and a headless model's pooling do not show in weights: the preset's values are taken.
+    assert spec == expected.replace(name=preset, bn_momentum=spec.bn_momentum, num_classes=spec.num_classes)
+    assert list(weights) == list(imported) and all(np.array_equal(weights[k], imported[k]) for k in imported)
+    assert main(["info", str(path)]) == 0
+    assert "in keras.applications' naming" in capsys.readouterr().out
+    target = tmp_path / "converted.safetensors"
+    assert main(["convert", str(path), str(target), "--quiet"]) == 0
+    assert all(np.array_equal(rc.read_weights(target).weights[k], v) for k, v in imported.items())
+    keras.backend.clear_session()

@@ -171,6 +171,19 @@ def _canonical_guess(layer: str, variable: str) -> str:
     return f"{layer.replace('_', '.')}.{CANONICAL_SUFFIX[ROLE_OF[variable]]}"
 
 
+def _peer_table(layers: list[str]) -> Any:
+    """keras.applications' name table when the file's layers are named as keras.applications names them
+    (``model.save_weights`` of its ResNet50/101/152 or V2), else None. keras-hub's files are not read by
+    name: its v1 and vd blocks differ only in a weightless pooling layer, which a weights file does not show.
+    """
+    if "conv1_conv" not in layers or not any(n.startswith("conv2_block1_") for n in layers):
+        return None
+    from ..peers import keras_applications_peer as kap  # framework-free: the tables are data
+
+    v2 = "post_bn" in layers or any(n.endswith("_preact_bn") for n in layers)
+    return kap.TABLE_V2 if v2 else kap.TABLE
+
+
 def _layout_guess(cls: str, variable: str) -> Layout:
     if variable == "kernel":
         return Layout.CONV if cls == "Conv2D" else Layout.DENSE
@@ -203,6 +216,8 @@ class KerasH5Reader(Reader):
         self.stored_spec = spec_from_metadata(attrs, path)
         self.producer = (f"resnet-core {attrs[LIBRARY_KEY]} (weights format {attrs.get(VERSION_KEY)})"
                          if LIBRARY_KEY in attrs else "Keras save_weights")
+        if _peer_table([name for _, name, datasets in self._groups.values() if datasets and name]) is not None:
+            self.producer += ", in keras.applications' naming"
         self._map: dict[str, tuple[Any, Layout]] = {}
 
     def _scan(self, h5py: Any) -> None:
@@ -242,12 +257,16 @@ class KerasH5Reader(Reader):
                                    "cannot be inferred; pass --arch")
         rows = {} if spec is None else {row.path: row for row in keras_table(make_plan(spec))}
         by_group = {} if named or spec is None else {x.group: x.name for x in keras_layout(make_plan(spec))}
+        peer = _peer_table([name for _, name, datasets in self._groups.values() if datasets]) if named else None
         self._map = {}
         for key, (cls, name, datasets) in self._groups.items():
             layer = name if named else by_group.get(f"layers/{key}", f"layers/{key}")
             for variable, ds in zip(VARIABLES.get(cls, ()), datasets, strict=False):
                 row = rows.get(f"{layer}/{variable}")
-                if row is not None:
+                found = None if peer is None else peer.canonical_name(f"{layer}/{variable}")
+                if found is not None:
+                    self._map[found[0]] = (ds, found[1])
+                elif row is not None:
                     self._map[row.canonical] = (ds, row.layout)
                 else:
                     self._map[_canonical_guess(layer, variable)] = (ds, _layout_guess(cls, variable))
