@@ -302,6 +302,16 @@ def _conv_params(conv: Conv) -> list[Param]:
     return params
 
 
+def bottleneck_width(planes: int, width_per_group: int, groups: int) -> int:
+    """Channels of a bottleneck's 3x3 conv (torchvision's rule)."""
+    return int(planes * (width_per_group / 64.0)) * groups
+
+
+def width_per_group_of(width: int, groups: int, planes: int) -> int:
+    """The inverse of :func:`bottleneck_width`, for importers reading a 3x3 conv's width."""
+    return (width // groups) * 64 // max(1, planes)
+
+
 def make_divisible(value: float, divisor: int = 8) -> int:
     """timm's rounding of reduced widths (round_limit=0: never bumped up for rounding down)."""
     return max(divisor, int(value + divisor / 2) // divisor * divisor)
@@ -352,7 +362,7 @@ def _main(spec: ResNetSpec, prefix: str, cin: int, planes: int, stride: int, fir
             _unit(spec, prefix, "conv2", None if pre else norm(2), planes, planes, 3, relu=False, zero_init=zero,
                   dilation=dilation),
         )
-    width = int(planes * (spec.width_per_group / 64.0)) * spec.groups
+    width = bottleneck_width(planes, spec.width_per_group, spec.groups)
     s1, s3 = (stride, 1) if spec.stride_in_1x1 else (1, stride)
     return (
         _unit(spec, prefix, "conv1", norm(1), cin, width, 1, stride=s1),

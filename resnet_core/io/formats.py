@@ -190,35 +190,26 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def canonical_names(names: Iterable[str]) -> dict[str, str]:
-    """canonical name -> stored name for files in torchvision naming (timm's ResNet shares it) or in a
-    peer's own naming that its name table translates (transformers' ResNetModel / ResNetForImageClassification).
-
-    BatchNorm's ``num_batches_tracked`` counters are training state, not weights, and are skipped;
-    DataParallel's ``module.`` prefix is removed when every name has it.
-    """
+def canonical_names(names: Iterable[str]) -> tuple[dict[str, str], str | None]:
+    """canonical name -> stored name, and the peer whose naming the file uses (None: torchvision's, which
+    timm's ResNet shares); a peer's naming is translated by its own name table (transformers' ResNetModel /
+    ResNetForImageClassification)."""
+    # BatchNorm's num_batches_tracked counters are training state, not weights, and are skipped;
+    # DataParallel's "module." prefix is removed when every name has it.
     kept = [n for n in names if not n.endswith(".num_batches_tracked")]
     prefix = "module."
     strip = bool(kept) and all(n.startswith(prefix) for n in kept)
     stored = {(n[len(prefix):] if strip else n): n for n in kept}
-    naming = peer_naming(stored)
-    if naming is None:
-        return stored
-    table = _peer_table(naming, stored)
-    return {table.canonical_name(name)[0]: original for name, original in stored.items()}
-
-
-def peer_naming(names: Iterable[str]) -> str | None:
-    """The peer whose naming every tensor name follows, when it is not the canonical one."""
-    names = list(names)
-    if not names or not any(n.startswith(("embedder.", "resnet.embedder.")) for n in names):
-        return None
-    table = _peer_table("transformers", names)
-    return "transformers" if all(table.canonical_name(n) is not None for n in names) else None
-
-
-def _peer_table(naming: str, names: Iterable[str]):
+    if not any(n.startswith(("embedder.", "resnet.embedder.")) for n in stored):
+        return stored, None
     from ..peers.hf_peer import TABLES  # framework-free: the tables are data
 
-    classifier = any(n.startswith("resnet.") for n in names)
-    return TABLES["ResNetForImageClassification" if classifier else "ResNetModel"]
+    classifier = any(n.startswith("resnet.") for n in stored)
+    table = TABLES["ResNetForImageClassification" if classifier else "ResNetModel"]
+    renamed = {}
+    for name, original in stored.items():
+        found = table.canonical_name(name)
+        if found is None:  # not transformers' naming throughout: keep the names, the checks will report them
+            return stored, None
+        renamed[found[0]] = original
+    return renamed, "transformers"

@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from ..plan import make_plan
+from ..plan import make_plan, width_per_group_of
 from ..presets import get_spec, list_specs
 from ..spec import ResNetSpec
 
@@ -109,7 +109,7 @@ def _structure(shapes: Shapes) -> ResNetSpec:
         base = shape("layer1.0.conv3.weight")[0] // 4
         groups = max(1, conv2[0] // max(1, conv2[1]))
         fields.update(block="bottleneck", base_planes=base, groups=groups,
-                      width_per_group=(conv2[0] // groups) * 64 // max(1, base))
+                      width_per_group=width_per_group_of(conv2[0], groups, base))
     else:
         fields.update(block="basic", base_planes=shape("layer1.0.conv1.weight")[0])
     # Pre-activation networks bias only the convs no norm follows, so look at any conv's bias.

@@ -216,7 +216,9 @@ class KerasH5Reader(Reader):
         self.stored_spec = spec_from_metadata(attrs, path)
         self.producer = (f"resnet-core {attrs[LIBRARY_KEY]} (weights format {attrs.get(VERSION_KEY)})"
                          if LIBRARY_KEY in attrs else "Keras save_weights")
-        if _peer_table([name for _, name, datasets in self._groups.values() if datasets and name]) is not None:
+        # keras.applications' name table when the layers keep its names; tensors() reads through it.
+        self._peer = _peer_table([name for _, name, datasets in self._groups.values() if datasets and name])
+        if self._peer is not None:
             self.producer += ", in keras.applications' naming"
         self._map: dict[str, tuple[Any, Layout]] = {}
 
@@ -257,7 +259,7 @@ class KerasH5Reader(Reader):
                                    "cannot be inferred; pass --arch")
         rows = {} if spec is None else {row.path: row for row in keras_table(make_plan(spec))}
         by_group = {} if named or spec is None else {x.group: x.name for x in keras_layout(make_plan(spec))}
-        peer = _peer_table([name for _, name, datasets in self._groups.values() if datasets]) if named else None
+        peer = self._peer if named else None
         self._map = {}
         for key, (cls, name, datasets) in self._groups.items():
             layer = name if named else by_group.get(f"layers/{key}", f"layers/{key}")

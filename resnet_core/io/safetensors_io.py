@@ -26,7 +26,6 @@ from .formats import (
     WeightsFileError,
     canonical_names,
     dtype_name,
-    peer_naming,
     spec_from_metadata,
     spec_metadata,
 )
@@ -64,9 +63,9 @@ class SafetensorsReader(Reader):
             self.producer = f"resnet-core {meta[LIBRARY_KEY]} (weights format {meta.get(VERSION_KEY)})"
         else:
             self.producer = "safetensors" + (f" (format {meta['format']!r})" if "format" in meta else "")
-        self._names = canonical_names(self._entries)
-        if peer_naming(n.removeprefix("module.") for n in self._names.values()):
-            self.producer += ", in transformers' naming"
+        self._names, naming = canonical_names(self._entries)
+        if naming is not None:
+            self.producer += f", in {naming}' naming"
         self._map: np.memmap | None = None
 
     def raw(self) -> dict[str, TensorInfo]:

@@ -27,7 +27,6 @@ from .formats import (
     WeightsFileError,
     canonical_names,
     dtype_by_name,
-    peer_naming,
     spec_from_metadata,
     spec_metadata,
 )
@@ -135,9 +134,9 @@ class TorchReader(Reader):
         self.producer = (f"resnet-core {meta[LIBRARY_KEY]} (weights format {meta.get(VERSION_KEY)})"
                          if LIBRARY_KEY in meta else "PyTorch state_dict")
         self._state = state
-        self._names = canonical_names(state)
-        if peer_naming(n.removeprefix("module.") for n in self._names.values()):
-            self.producer += ", in transformers' naming"
+        self._names, naming = canonical_names(state)
+        if naming is not None:
+            self.producer += f", in {naming}' naming"
         self._tensors = {c: TensorInfo(tuple(state[s].shape), _numpy_dtype(state[s])) for c, s in self._names.items()}
 
     def raw(self) -> dict[str, TensorInfo]:

@@ -56,11 +56,13 @@ def check_conv(conv: Conv, module: object, where: str) -> list[str]:
     return [f"{where}.{k}={have[k]!r} (spec: {want[k]!r})" for k in want if have[k] != want[k]]
 
 
-def check_norm(n: Norm, module: object, where: str) -> list[str]:
+def check_norm(n: Norm, module: object, where: str, cls: type | None = None) -> list[str]:
+    """A batch norm's fields against the plan's; ``cls`` is the exact class expected (BatchNorm2d by default)."""
+    cls = nn.BatchNorm2d if cls is None else cls
     if module is None:
         return [f"{where} is missing"]
-    if type(module) is not nn.BatchNorm2d:
-        return [f"{where} is {type(module).__name__}, expected BatchNorm2d (norm_layer)"]
+    if type(module) is not cls:
+        return [f"{where} is {type(module).__name__}, expected {cls.__name__} (norm_layer)"]
     m = module
     faults = []
     if m.num_features != n.channels:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..plan import Plan, make_plan
+from ..plan import Plan, make_plan, width_per_group_of
 from ..spec import ResNetSpec, SpecError
 from ._common import (
     check_round_trip,
@@ -149,7 +149,7 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
     try:
         spec = ResNetSpec(
             block="bottleneck", layers=tuple(depths), groups=groups,
-            width_per_group=(c2.filters // groups) * 64 // planes, num_classes=out.units if top else 0,
+            width_per_group=width_per_group_of(c2.filters, groups, planes), num_classes=out.units if top else 0,
             include_top=top, pooling=pooling, in_channels=int(stem.kernel.shape[2]), stem_width=stem.filters,
             base_planes=planes, bn_eps=float(bn.epsilon), bn_momentum=keras_to_torch_momentum(bn.momentum),
             conv_bias=bool(stem.use_bias), stem_pool="pool1_pool" in layers, preact=v2, **FIXED[v2],

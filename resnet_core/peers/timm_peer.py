@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..plan import AvgPool, Plan, make_plan
+from ..plan import AvgPool, Plan, make_plan, width_per_group_of
 from ..spec import ResNetSpec, SpecError
 from ._common import (
     check_round_trip,
@@ -187,7 +187,7 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
     if bottleneck:
         width, planes = first.conv2.out_channels, first.conv3.out_channels // 4
         groups = first.conv2.groups
-        width_per_group = (width // groups) * 64 // planes
+        width_per_group = width_per_group_of(width, groups, planes)
     else:
         planes, groups, width_per_group = first.conv2.out_channels, 1, 64
     deep = isinstance(model.conv1, nn.Sequential)

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ..plan import Conv, Norm, Plan, make_divisible, make_plan
+from ..plan import Conv, Norm, Plan, make_divisible, make_plan, width_per_group_of
 from ..spec import ResNetSpec, SpecError
 from ._common import (
     check_round_trip,
@@ -129,20 +129,12 @@ def _check_norm(norm: Norm, module: object, where: str) -> list[str]:
     from timm.layers import BatchNormAct2d
     from torch import nn
 
-    if module is None:
-        return [f"{where} is missing"]
+    from . import _torch
+
+    faults = _torch.check_norm(norm, module, where, BatchNormAct2d)
     if type(module) is not BatchNormAct2d:
-        return [f"{where} is {type(module).__name__}, expected BatchNormAct2d (norm_layer)"]
+        return faults
     m: Any = module
-    faults = []
-    if m.num_features != norm.channels:
-        faults.append(f"{where}.num_features={m.num_features} (spec: {norm.channels})")
-    if m.eps != norm.eps:
-        faults.append(f"{where}.eps={m.eps} (spec: {norm.eps})")
-    if m.momentum != norm.momentum:
-        faults.append(f"{where}.momentum={m.momentum} (spec: {norm.momentum})")
-    if not (m.affine and m.track_running_stats):
-        faults.append(f"{where} has affine={m.affine}, track_running_stats={m.track_running_stats}")
     if type(m.act) is not nn.ReLU:  # every norm of a pre-activation plan is followed by a ReLU
         faults.append(f"{where}.act is {type(m.act).__name__}, expected ReLU (apply_act=True, act_layer=ReLU)")
     if type(m.drop) is not nn.Identity:
@@ -243,7 +235,7 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
     if bottleneck:
         width, planes = first.conv2.out_channels, first.conv3.out_channels // 4
         groups = first.conv2.groups
-        width_per_group = (width // groups) * 64 // planes
+        width_per_group = width_per_group_of(width, groups, planes)
     else:
         planes, groups, width_per_group = first.conv2.out_channels, 1, 64
     stem = model.stem
