@@ -13,6 +13,16 @@ from dataclasses import dataclass
 
 from .layouts import Layout
 from .spec import ResNetSpec
+from .widths import (  # noqa: F401 - importers read the width rules from the plan
+    bottleneck_width,
+    make_divisible,
+    se_ratio_of,
+    se_width,
+    stage_planes,
+    tiered_stem_width,
+    width_per_group_fitting,
+    width_per_group_of,
+)
 
 
 @dataclass(frozen=True)
@@ -302,21 +312,6 @@ def _conv_params(conv: Conv) -> list[Param]:
     return params
 
 
-def bottleneck_width(planes: int, width_per_group: int, groups: int) -> int:
-    """Channels of a bottleneck's 3x3 conv (torchvision's rule)."""
-    return int(planes * (width_per_group / 64.0)) * groups
-
-
-def width_per_group_of(width: int, groups: int, planes: int) -> int:
-    """The inverse of :func:`bottleneck_width`, for importers reading a 3x3 conv's width."""
-    return (width // groups) * 64 // max(1, planes)
-
-
-def make_divisible(value: float, divisor: int = 8) -> int:
-    """timm's rounding of reduced widths (round_limit=0: never bumped up for rounding down)."""
-    return max(divisor, int(value + divisor / 2) // divisor * divisor)
-
-
 def _norm_params(norm: Norm) -> list[Param]:
     c = (norm.channels,)
     return [
@@ -381,7 +376,7 @@ def _block(spec: ResNetSpec, stage: int, index: int, cin: int, planes: int, stri
     main = _main(spec, prefix, cin, planes, stride, first_dilation, dilation)
     attention = None
     if spec.attention == "se":
-        reduced = make_divisible(cout * spec.se_ratio)
+        reduced = se_width(cout, spec.se_ratio)
         attention = SqueezeExcite(
             f"{prefix}se",
             Conv(f"{prefix}se.fc1", cout, reduced, 1, bias=True),
@@ -417,7 +412,7 @@ def _stem(spec: ResNetSpec) -> Stem:
         out = spec.stem_width
     else:  # timm's deep stems: three 3x3 convs in a Sequential named conv1, the last norm is bn1
         out = 2 * spec.stem_width
-        first = 3 * (spec.stem_width // 4) if spec.stem == "deep_tiered" else spec.stem_width
+        first = tiered_stem_width(spec.stem_width) if spec.stem == "deep_tiered" else spec.stem_width
         units = (
             _unit(spec, "", "conv1.0", "conv1.1", spec.in_channels, first, 3, stride=2),
             _unit(spec, "", "conv1.3", "conv1.4", first, spec.stem_width, 3),
@@ -460,7 +455,7 @@ def _make_plan(spec: ResNetSpec, name: str) -> Plan:
     cin = stem.out_channels
     prev_dilation = 1
     for s, (strides, dilation) in enumerate(_strides(spec, 4 if stem.pool is not None else 2)):
-        planes = spec.base_planes * 2**s
+        planes = stage_planes(spec.base_planes, s)
         for i, stride in enumerate(strides):
             block = _block(spec, s + 1, i, cin, planes, stride, prev_dilation, dilation)
             blocks.append(block)

@@ -8,6 +8,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .widths import EXPANSION, bottleneck_width, stage_planes, tiered_stem_width
+
 BLOCKS = ("basic", "bottleneck")
 POOLINGS = (None, "avg", "max")
 STEMS = ("7x7", "deep", "deep_tiered")
@@ -144,15 +146,32 @@ class ResNetSpec:
             raise _expected("stem_pool_padding", f"one of {POOL_PADDINGS}", self.stem_pool_padding)
         if self.preprocessing not in ("torch", "caffe", "tf"):
             raise _expected("preprocessing", "one of ('torch', 'caffe', 'tf')", self.preprocessing)
-        if self.stem == "deep_tiered" and self.stem_width < 4:
-            raise _expected("stem_width", "at least 4 for the deep_tiered stem", self.stem_width)
+        self._validate_widths()
         if not isinstance(self.name, str) or not self.name:
             raise _expected("name", "a non-empty string", self.name)
+
+    def _validate_widths(self) -> None:
+        """Widths the plan computes must be at least 1, or the spec would validate and then fail in a framework."""
+        if self.stem == "deep_tiered" and tiered_stem_width(self.stem_width) < 1:
+            raise _expected("stem_width", "at least 4 for the deep_tiered stem (its first conv has "
+                            f"3*(stem_width//4) = {tiered_stem_width(self.stem_width)} channels)", self.stem_width)
+        if self.block != "bottleneck":
+            return
+        for s in range(len(self.layers)):
+            planes = stage_planes(self.base_planes, s)
+            width = bottleneck_width(planes, self.width_per_group, self.groups)
+            if width < 1:
+                raise SpecError(
+                    f"Invalid ResNetSpec: stage {s + 1}'s bottleneck width int(base_planes*2**{s} * width_per_group/64)"
+                    f" * groups = int({planes} * {self.width_per_group}/64) * {self.groups} = {width}; a conv needs at "
+                    "least 1 channel, so base_planes * width_per_group must be at least 64. Received: "
+                    f"base_planes={self.base_planes!r}, width_per_group={self.width_per_group!r}, "
+                    f"groups={self.groups!r}")
 
     @property
     def expansion(self) -> int:
         """Output channels of a block relative to its base width (torchvision's ``expansion``)."""
-        return 4 if self.block == "bottleneck" else 1
+        return EXPANSION[self.block]
 
     @property
     def depth(self) -> int:
