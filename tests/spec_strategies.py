@@ -12,6 +12,7 @@ Widths and depths are small so that hundreds of networks build in seconds; sizes
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -126,6 +127,9 @@ def odd_sizes(low: int = 9, high: int = 47) -> SearchStrategy:
 
 def ci_settings(max_examples: int, **overrides: Any) -> settings:
     """CI-sized and reproducible: derandomized (the same examples on every run), no example database,
-    no deadline (a shared CI machine's timing is not a property)."""
-    return settings(max_examples=max_examples, derandomize=True, database=None, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow], **overrides)
+    no deadline (a shared CI machine's timing is not a property). ``RESNET_CORE_HYPOTHESIS_EXAMPLES=N``
+    runs a longer random search; record what it finds as ``@example`` cases."""
+    options = {"derandomize": True, "database": None, "deadline": None, **overrides}
+    if os.environ.get("RESNET_CORE_HYPOTHESIS_EXAMPLES"):  # a longer, random search: set to an example count
+        max_examples, options["derandomize"] = int(os.environ["RESNET_CORE_HYPOTHESIS_EXAMPLES"]), False
+    return settings(max_examples=max_examples, suppress_health_check=[HealthCheck.too_slow], **options)
