@@ -1,8 +1,8 @@
 """Fuzzed weight files: a truncated or mutated safetensors, .pth or .weights.h5 file either still converts
 completely or gives one clear error of ours naming the file; never a crash, a hang or a partial output.
 
-safetensors runs in the core env (our own numpy reader), .pth in the torch env, .weights.h5 in the Keras
-envs (h5py comes with the frameworks). The file is tiny, so every byte is reachable.
+safetensors runs in the core env (our own numpy reader), .pth in the torch env, .weights.h5 and .keras in
+the Keras envs (h5py comes with the frameworks). The file is tiny, so every byte is reachable.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from resnet_core.testing import random_weights
 SPEC = ResNetSpec(block="basic", layers=(1,), base_planes=2, stem_width=2, num_classes=3, name="fuzzed")
 # Ours: a file that cannot be read, whose tensors do not fit the spec, or whose spec cannot be inferred.
 OUR_ERRORS = (WeightsFileError, WeightsMismatchError, InferenceError)
-FORMATS = {".safetensors": [], ".pth": [pytest.mark.torch], ".weights.h5": [pytest.mark.keras]}
+FORMATS = {".safetensors": [], ".pth": [pytest.mark.torch], ".weights.h5": [pytest.mark.keras],
+           ".keras": [pytest.mark.keras]}
 HANG_SECONDS = 60
 
 
@@ -100,7 +101,7 @@ class Original:
 @pytest.fixture(scope="module", params=[pytest.param(ext, marks=m, id=ext.lstrip(".")) for ext, m in FORMATS.items()])
 def original(request, folder: Path) -> Original:
     ext = request.param
-    if ext == ".weights.h5":
+    if ext in (".weights.h5", ".keras"):
         request.getfixturevalue("need")("keras", "h5py")
     path = write_weights(folder / f"original{ext}", random_weights(SPEC), SPEC)
     return Original(ext, path.read_bytes())
@@ -110,6 +111,7 @@ def original(request, folder: Path) -> Original:
 @given(DAMAGE)
 @example(("overwrite", [(507, 133)]))  # found on .pth: torch.load raised a TypeError the reader let through
 @example(("overwrite", [(1052, 0)]))  # found on .weights.h5: h5py raised RuntimeError iterating attributes
+@example(("overwrite", [(42320, 0)]))  # found on .weights.h5: a variable turned into a named datatype
 def test_damaged_files_give_one_clear_error(original, folder, damage):
     check_one_clear_error_or_complete(folder, original.ext, damaged(original.raw, damage))
 

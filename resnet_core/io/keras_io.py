@@ -240,6 +240,8 @@ class KerasH5Reader(Reader):
             if not all(k.isdigit() for k in keys):
                 raise WeightsFileError(f"{self.path}: unexpected entries {keys} in layers/{key}/vars")
             datasets = [variables[k] for k in sorted(keys, key=int)]
+            if not all(isinstance(d, h5py.Dataset) for d in datasets):
+                raise WeightsFileError(f"{self.path}: layers/{key}/vars holds entries that are not datasets")
             cls = classes.get(re.sub(r"_\d+$", "", key), key)
             if datasets and cls not in VARIABLES:
                 raise WeightsFileError(f"{self.path}: layer group layers/{key} holds weights, but no layer of a "
