@@ -7,6 +7,8 @@ import contextvars
 import os
 from collections.abc import Iterator
 
+from .errors import InputError
+
 BACKENDS = ("torch", "keras")
 DEFAULT_BACKEND = "torch"
 ENV_VAR = "RESNET_CORE_BACKEND"
@@ -19,7 +21,7 @@ _current: contextvars.ContextVar[str | None] = contextvars.ContextVar("resnet_co
 def _validate(name: object, source: str) -> str:
     if isinstance(name, str) and name.strip().lower() in BACKENDS:
         return name.strip().lower()
-    raise ValueError(f"Unknown resnet_core backend {name!r} (from {source}). Expected one of {BACKENDS}")
+    raise InputError(f"Unknown resnet_core backend {name!r} (from {source}). Expected one of {BACKENDS}")
 
 
 def get_backend(backend: str | None = None) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import MissingDependencyError, UnknownNameError
 from ..plan import Plan
 from ..testing import relative_error
 
@@ -175,7 +176,7 @@ class ParityReport:
         for entry in self.layers:
             if entry.name == name:
                 return entry
-        raise KeyError(f"No layer {name!r} in the report. Layers: {[e.name for e in self.layers]}")
+        raise UnknownNameError(f"No layer {name!r} in the report. Layers: {[e.name for e in self.layers]}")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -241,7 +242,7 @@ class ParityReport:
         try:
             import matplotlib
         except ImportError:
-            raise ImportError("--plot needs matplotlib: pip install 'resnet-core[plot]'") from None
+            raise MissingDependencyError("--plot needs matplotlib: pip install 'resnet-core[plot]'") from None
         matplotlib.use("Agg")
         from matplotlib import pyplot as plt
 
