@@ -40,8 +40,9 @@ def get_backend(backend: str | None = None) -> str:
 @contextlib.contextmanager
 def use_backend(backend: str) -> Iterator[str]:
     """Use ``backend`` inside the block, for this thread or task only."""
-    token = _current.set(_validate(backend, "use_backend()"))
+    name = _validate(backend, "use_backend()")
+    token = _current.set(name)
     try:
-        yield _current.get()
+        yield name
     finally:
         _current.reset(token)

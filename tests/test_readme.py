@@ -95,8 +95,6 @@ def _commands_env(folder: Path) -> dict[str, str]:
         script = shim / "resnet-core"
         script.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m resnet_core.cli "$@"\n')
         script.chmod(0o755)
-        (shim / "python").unlink(missing_ok=True)
-        (shim / "python").symlink_to(sys.executable)
         path.insert(0, str(shim))
     env = dict(os.environ)
     env["PATH"] = os.pathsep.join([*path, env.get("PATH", "")])
