@@ -19,11 +19,12 @@ from collections.abc import Iterator, MutableMapping
 TF_LOG_LEVEL_VAR = "TF_CPP_MIN_LOG_LEVEL"
 QUIET_TF_LOG_LEVEL = "3"  # INFO, WARNING and ERROR lines off; Python exceptions are unaffected
 
-# absl/glog lines ("I0000 00:00:1796.5 8115 port.cc:153] ..."), TensorFlow's older timestamped lines
+# absl/glog lines ("I0000 00:00:1796073360.501721    8115 port.cc:153] ..."; before absl is initialised the
+# seconds field holds the whole epoch time), TensorFlow's older timestamped lines
 # ("2025-09-17 14:44:05.157: I external/..."), absl's pre-initialisation banner, and the continuation
 # line of TensorFlow's CPU-feature notice.
 _FRAMEWORK_LOG = re.compile(
-    r"^(?:[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ [\w.\-/]+:\d+\]"
+    r"^(?:[IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ [\w.\-/]+:\d+\]"
     r"|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWEF] \S+:\d+\]"
     r"|WARNING: All log messages before absl::InitializeLog\(\) is called"
     r"|To enable the following instructions: )"
