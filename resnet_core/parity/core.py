@@ -17,7 +17,7 @@ from ..plan import Plan, make_plan
 from ..presets import get_spec
 from ..spec import ResNetSpec
 from ..testing import random_images, random_weights
-from .engines import ENGINES, EngineRun, parse_engines, run_engines
+from .engines import ENGINES, EngineRun, parse_engines, run_engine_jobs, run_engines
 from .report import (
     Entry,
     ParityReport,
@@ -268,16 +268,9 @@ def _final_shape(plan: Plan, batch: int, height: int, width: int) -> tuple[int, 
 def _run(engines, job, per_engine, work, device, jobs, timeout) -> dict[str, EngineRun]:
     if jobs is None:
         jobs = max(1, min(len(engines), os.cpu_count() or 1))
-    if not per_engine:
-        return run_engines(engines, job, work, device=device, jobs=jobs, timeout=timeout)
-    # Engines with their own weights get their own job; run_engines keeps each one's files apart.
-    runs: dict[str, EngineRun] = {}
-    shared = [e for e in engines if e not in per_engine]
-    if shared:
-        runs.update(run_engines(shared, job, work, device=device, jobs=jobs, timeout=timeout))
-    for engine, weights in per_engine.items():
-        runs.update(run_engines([engine], {**job, "weights": weights}, work, device=device, timeout=timeout))
-    return {e: runs[e] for e in engines}
+    # Engines with their own weights get their own job; all run side by side, each in its own files.
+    jobs_by_engine = {e: {**job, "weights": per_engine[e]} if e in per_engine else job for e in engines}
+    return run_engine_jobs(jobs_by_engine, work, device=device, jobs=jobs, timeout=timeout)
 
 
 def _engine_info(run: EngineRun) -> dict[str, Any]:

@@ -159,13 +159,19 @@ def _run_worker(engine: str, job_path: Path, output: Path, meta_path: Path, devi
 def run_engines(engines: Sequence[str], job: Mapping[str, Any], workdir: str | os.PathLike, device: str = "auto",
                 jobs: int = 1, timeout: float | None = None) -> dict[str, EngineRun]:
     """Run ``job`` on each engine, each in its own process, ``jobs`` at a time; results in engine order."""
-    engines = parse_engines(engines)
+    return run_engine_jobs({e: job for e in parse_engines(engines)}, workdir, device, jobs, timeout)
+
+
+def run_engine_jobs(jobs_by_engine: Mapping[str, Mapping[str, Any]], workdir: str | os.PathLike,
+                    device: str = "auto", jobs: int = 1, timeout: float | None = None) -> dict[str, EngineRun]:
+    """Run each engine's own job (e.g. its own weights), each in its own process, ``jobs`` at a time."""
+    engines = parse_engines(list(jobs_by_engine))
     if not isinstance(jobs, int) or jobs < 1:
         raise InputError(f"jobs must be a positive integer. Received: {jobs!r}")
     child_env(engines[0], device)  # validates the device before anything starts
     workdir = Path(workdir)
     with ThreadPoolExecutor(max_workers=min(jobs, len(engines))) as pool:
-        futures = {e: pool.submit(run_engine, e, job, workdir, device, timeout) for e in engines}
+        futures = {e: pool.submit(run_engine, e, jobs_by_engine[e], workdir, device, timeout) for e in engines}
         return {e: futures[e].result() for e in engines}
 
 
