@@ -39,7 +39,7 @@ from ._common import (
     unsupported,
 )
 from ._table import TORCH_IGNORED, TORCH_KINDS, ModuleRow, Table
-from .timm_peer import NORMALISATION, PEER, _pool_matches, _pool_text, _preprocessing
+from ._timm import NORMALISATION, PEER, pool_matches, pool_text, preprocessing_of
 
 MODULES = (
     ModuleRow("stem.conv", "conv1", "module"),  # the 7x7 stem (no norm after it: the first block's norm1 follows)
@@ -170,8 +170,8 @@ def _check(plan: Plan, model: Any) -> list[str]:
             continue
         if type(down.norm) is not nn.Identity:
             faults.append(f"{where}.norm is {type(down.norm).__name__}, expected Identity (preact=True)")
-        if kind == "DownsampleAvg" and not _pool_matches(down.pool, block.shortcut_pool, nn):
-            faults.append(f"{where}.pool is {down.pool!r}, expected {_pool_text(block.shortcut_pool)}")
+        if kind == "DownsampleAvg" and not pool_matches(down.pool, block.shortcut_pool, nn):
+            faults.append(f"{where}.pool is {down.pool!r}, expected {pool_text(block.shortcut_pool)}")
     return faults
 
 
@@ -258,7 +258,7 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
             bn_eps=model.norm.eps, bn_momentum=model.norm.momentum, conv_bias=last.bias is not None,
             stem=stem_type, stem_pool=type(stem.pool) is not nn.Identity,
             downsample="avg" if downs == {"DownsampleAvg"} else "conv", preact=True,
-            stem_pool_padding="zero" if hasattr(stem, "pad") else "-inf", preprocessing=_preprocessing(model),
+            stem_pool_padding="zero" if hasattr(stem, "pad") else "-inf", preprocessing=preprocessing_of(model),
         )
     except SpecError as exc:
         raise unsupported(PEER, [str(exc)]) from None
