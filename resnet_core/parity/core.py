@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ..arrays import to_numpy
 from ..mapping import check_weights
 from ..plan import Plan, make_plan
 from ..presets import get_spec
@@ -80,9 +81,7 @@ def _io(name: str, path: Path) -> Any:
 
 
 def _as_float32(value: Any) -> np.ndarray:
-    if hasattr(value, "detach"):  # a torch tensor, possibly bfloat16, which numpy cannot hold
-        value = value.detach().float().cpu().numpy()
-    return np.asarray(value, dtype=np.float32)
+    return np.asarray(to_numpy(value), dtype=np.float32)
 
 
 def _is_weights_path(value: Any) -> bool:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ..arrays import to_numpy
 from ..layouts import Layout
 from ..plan import Plan
 
@@ -159,7 +160,7 @@ class Table:
             if found is None:
                 raise PeerError(f"No table row maps canonical tensor {p.name!r} to the peer")
             name, layout = found
-            out[name] = np.ascontiguousarray(layout.to_framework(_numpy(weights[p.name])))
+            out[name] = np.ascontiguousarray(layout.to_framework(to_numpy(weights[p.name])))
         return out
 
 
@@ -174,13 +175,6 @@ TORCH_KINDS = {
 }
 # BatchNorm's batch counter is training state, not a weight: the only tensor an import may skip.
 TORCH_IGNORED = ("{m:path}.num_batches_tracked",)
-
-
-def _numpy(value: Any) -> np.ndarray:
-    """numpy from numpy, or from a torch tensor that may require grad or live on a device."""
-    if hasattr(value, "detach"):
-        value = value.detach().cpu().numpy()
-    return np.asarray(value)
 
 
 def _clip(items: list[str], limit: int = 12) -> str:
