@@ -70,3 +70,12 @@ def test_graph_reader_finds_a_cycle():
 
 def test_no_import_cycles():
     assert _cycle(import_graph()) is None
+
+
+def test_io_reads_peer_namings_without_importing_a_peer():
+    """Weight files in transformers' or keras.applications' naming are read through name_tables, not the peers."""
+    graph = import_graph()
+    io = {m: sorted(d for d in deps if d.startswith("resnet_core.peers")) for m, deps in graph.items()
+          if m.startswith("resnet_core.io.")}
+    assert {m: deps for m, deps in io.items() if deps} == {}
+    assert "resnet_core.name_tables" in graph["resnet_core.io.formats"] | graph["resnet_core.io.keras_io"]

@@ -196,7 +196,7 @@ def canonical_names(names: Iterable[str]) -> tuple[dict[str, str], str | None]:
     stored = {(n[len(prefix):] if strip else n): n for n in kept}
     if not any(n.startswith(("embedder.", "resnet.embedder.")) for n in stored):
         return stored, None
-    from ..peers.hf_peer import TABLES  # framework-free: the tables are data
+    from ..name_tables import TRANSFORMERS_TABLES as TABLES
 
     classifier = any(n.startswith("resnet.") for n in stored)
     table = TABLES["ResNetForImageClassification" if classifier else "ResNetModel"]

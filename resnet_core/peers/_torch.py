@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from ..arrays import to_numpy, to_torch
+from ..name_tables import PeerError, Table
 from ..plan import Conv, Norm, Plan
 from ._common import check_units
-from ._table import PeerError, Table
 
 
 def state_numpy(model: nn.Module) -> dict[str, np.ndarray]:

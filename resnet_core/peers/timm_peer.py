@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from ..plan import Plan, make_plan, width_per_group_of
+from ..name_tables import TORCH_IGNORED, TORCH_KINDS, ModuleRow, Table
+from ..plan import Plan, make_plan, planes_of, stage_planes, width_per_group_of
 from ..spec import ResNetSpec, SpecError
 from . import timm_resnetv2
 from ._common import (
@@ -27,7 +28,6 @@ from ._common import (
     stem_counted_output_stride,
     unsupported,
 )
-from ._table import TORCH_IGNORED, TORCH_KINDS, ModuleRow, Table
 from ._timm import NORMALISATION, PEER, pool_matches, pool_text, preprocessing_of
 
 MODULES = (ModuleRow("{m:path}", "{m:path}", "module"),)
@@ -145,7 +145,7 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
     first = stages[0][0]
     bottleneck = isinstance(first, Bottleneck)
     if bottleneck:
-        width, planes = first.conv2.out_channels, first.conv3.out_channels // 4
+        width, planes = first.conv2.out_channels, planes_of(first.conv3.out_channels, "bottleneck")
         groups = first.conv2.groups
         width_per_group = width_per_group_of(width, groups, planes)
     else:
@@ -215,7 +215,7 @@ def to_model(spec: ResNetSpec, weights: Mapping[str, Any]) -> Any:
         global_pool="avg" if spec.include_top else {"avg": "avg", "max": "max", None: ""}[spec.pooling],
         cardinality=spec.groups, base_width=spec.width_per_group, stem_width=spec.stem_width,
         stem_type=STEM_TYPES[spec.stem], avg_down=spec.downsample == "avg",
-        channels=tuple(spec.base_planes * 2**s for s in range(4)),
+        channels=stage_planes(spec.base_planes, 4),
         norm_layer=functools.partial(nn.BatchNorm2d, eps=spec.bn_eps, momentum=spec.bn_momentum),
         zero_init_last=spec.zero_init_residual, block_args=block_args,
     )
