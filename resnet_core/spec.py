@@ -8,6 +8,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import ResNetCoreError
+
 BLOCKS = ("basic", "bottleneck")
 POOLINGS = (None, "avg", "max")
 STEMS = ("7x7", "deep", "deep_tiered")
@@ -18,7 +20,7 @@ STRIDE_BLOCKS = ("first", "last")
 POOL_PADDINGS = ("-inf", "zero")
 
 
-class SpecError(ValueError):
+class SpecError(ResNetCoreError, ValueError):
     """A spec field holds a value the ResNet family cannot express."""
 
 

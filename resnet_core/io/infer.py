@@ -12,6 +12,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from ..errors import ResNetCoreError
 from ..plan import make_plan, planes_of, width_per_group_of
 from ..presets import get_spec, list_specs
 from ..spec import ResNetSpec
@@ -19,7 +20,7 @@ from ..spec import ResNetSpec
 Shapes = dict[str, tuple[int, ...]]
 
 
-class InferenceError(ValueError):
+class InferenceError(ResNetCoreError, ValueError):
     """The tensors do not determine one spec."""
 
 

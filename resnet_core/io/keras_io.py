@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InputError, MissingDependencyError
 from ..keras_graph import VARIABLES, KerasLayer, keras_graph
 from ..layouts import Layout
 from ..mapping import KERAS_VARIABLE, keras_table
@@ -129,7 +130,7 @@ def _h5py():
     try:
         import h5py
     except ImportError as exc:
-        raise ImportError("Keras weight files need h5py: pip install 'resnet-core[io]'") from exc
+        raise MissingDependencyError("Keras weight files need h5py: pip install 'resnet-core[io]'") from exc
     return h5py
 
 
@@ -397,7 +398,7 @@ def write_keras(path: Path, spec: ResNetSpec, tensors: dict[str, TensorInfo], ge
 
     dtypes = sorted({info.dtype.name for info in tensors.values()})
     if len(dtypes) > 1:
-        raise ValueError(f"A .keras model holds one dtype, but these weights mix {', '.join(dtypes)}; "
+        raise InputError(f"A .keras model holds one dtype, but these weights mix {', '.join(dtypes)}; "
                          "pass --dtype to cast them")
     before = keras.config.dtype_policy()
     keras.config.set_dtype_policy(dtypes[0] if dtypes else "float32")

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..arrays import to_numpy, to_torch
+from ..errors import MissingDependencyError
 from ..spec import ResNetSpec
 from .formats import (
     LIBRARY_KEY,
@@ -39,8 +40,8 @@ def _torch():
     try:
         import torch
     except ImportError as exc:
-        raise ImportError("Reading and writing .pth/.pt files needs PyTorch: pip install 'resnet-core[torch]'") \
-            from exc
+        raise MissingDependencyError("Reading and writing .pth/.pt files needs PyTorch: "
+                                     "pip install 'resnet-core[torch]'") from exc
     return torch
 
 
