@@ -83,3 +83,13 @@ def test_custom_norm_specs_are_inferred_from_tensor_names(spec):
     assert got == spec and "no preset matches" in note
     assert f"norm={spec.norm!r}" in note or f"norm={spec.norm}" in note.replace("'", "")
     assert "std_conv=False" in note  # weights do not show it, and the note says so
+
+
+def test_peers_that_know_only_batch_norm_refuse_other_norms_by_name():
+    from resnet_core.peers._common import refuse_export
+
+    spec = rc.get_spec("resnetv2_50x1_bit")
+    with pytest.raises(rc.PeerError, match="norm='group' .*std_conv=True") as info:
+        refuse_export(spec, "keras.applications", [])
+    assert "keras.applications builds batch norms only" in str(info.value)
+    refuse_export(spec, "timm", [], norms=("batch", "group"), std_conv=True)  # what timm's ResNetV2 can build

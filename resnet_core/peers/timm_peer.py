@@ -252,7 +252,7 @@ def to_model(spec: ResNetSpec, weights: Mapping[str, Any]) -> Any:
         problems.append(f"preprocessing={spec.preprocessing!r} (timm normalises RGB on [0, 1] by mean/std)")
     if spec.std_conv:
         problems.append("std_conv=True (timm's ResNet takes no conv_layer; its ResNetV2 does, with preact=True)")
-    refuse_export(spec, PEER, problems)
+    refuse_export(spec, PEER, problems, norms=("batch", "group"), std_conv=True)  # std_conv said above
     block_args = {}
     if spec.attention == "se":
         block_args["attn_layer"] = functools.partial(SEModule, rd_ratio=spec.se_ratio)

@@ -319,7 +319,7 @@ def to_model(spec: ResNetSpec, weights: Mapping[str, Any]) -> Any:
 
     from . import _torch
 
-    refuse_export(spec, PEER, _export_problems(spec))
+    refuse_export(spec, PEER, _export_problems(spec), norms=("batch", "group", "evo_s0", "frn"), std_conv=True)
     output_stride = stem_counted_output_stride(spec)
     padding = spec.stem_pool_padding if spec.stem_pool else "-inf"
     model = ResNetV2(
