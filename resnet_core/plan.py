@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 
 from .layouts import Layout
-from .spec import EXPANSION, ResNetSpec
+from .spec import EXPANSION, FUSED_NORMS, ResNetSpec, SpecError
 
 
 @dataclass(frozen=True)
@@ -27,15 +27,29 @@ class Conv:
     groups: int = 1
     bias: bool = False
     zero_init: bool = False  # kernel starts at 0 (zero_init_residual on a pre-activation block's last conv)
+    standardize_eps: float | None = None  # weight standardisation in the forward (timm's StdConv2d); None: plain
 
 
 @dataclass(frozen=True)
 class Norm:
+    """A normalisation layer; ``kind`` is ResNetSpec.norm, ``groups`` its group count ("group", "evo_s0").
+
+    Batch and group norms are followed by a separate ReLU where the plan asks for one; the fused kinds
+    ("evo_s0", "frn") compute their nonlinearity themselves and are only placed where one is wanted.
+    """
+
     name: str
     channels: int
     eps: float
-    momentum: float  # PyTorch convention
+    momentum: float  # PyTorch convention (batch norm only)
     zero_init: bool = False  # gamma starts at 0 (torchvision's zero_init_residual)
+    kind: str = "batch"
+    groups: int = 1
+
+    @property
+    def fused_act(self) -> bool:
+        """The nonlinearity is part of the norm: adapters add no ReLU after it."""
+        return self.kind in FUSED_NORMS
 
 
 @dataclass(frozen=True)
@@ -153,7 +167,18 @@ CANONICAL_SUFFIX = {
     "beta": "bias",
     "moving_mean": "running_mean",
     "moving_variance": "running_var",
+    "v": "v",  # EvoNorm-S0's gate
+    "tau": "tau",  # FilterResponseNorm's TLU threshold
 }
+# The tensors of each norm kind (timm's state_dict: GroupNorm, EvoNorm and FRN keep no running statistics).
+NORM_ROLES = {
+    "batch": ("gamma", "beta", "moving_mean", "moving_variance"),
+    "group": ("gamma", "beta"),
+    "evo_s0": ("gamma", "beta", "v"),
+    "frn": ("gamma", "beta", "tau"),
+}
+_ROLE_INIT = {"gamma": "ones", "beta": "zeros", "moving_mean": "zeros", "moving_variance": "ones", "v": "ones",
+              "tau": "zeros"}
 
 
 @dataclass(frozen=True)
@@ -346,12 +371,9 @@ def make_divisible(value: float, divisor: int = 8) -> int:
 
 def _norm_params(norm: Norm) -> list[Param]:
     c = (norm.channels,)
-    return [
-        _param(norm.name, "gamma", c, Layout.SAME, "zeros" if norm.zero_init else "ones"),
-        _param(norm.name, "beta", c, Layout.SAME, "zeros"),
-        _param(norm.name, "moving_mean", c, Layout.SAME, "zeros"),
-        _param(norm.name, "moving_variance", c, Layout.SAME, "ones"),
-    ]
+    return [_param(norm.name, role, c, Layout.SAME,
+                   "zeros" if role == "gamma" and norm.zero_init else _ROLE_INIT[role])
+            for role in NORM_ROLES[norm.kind]]
 
 
 def _unit(spec: ResNetSpec, prefix: str, conv_name: str, norm_name: str | None, cin: int, cout: int, k: int,
@@ -364,15 +386,22 @@ def _unit(spec: ResNetSpec, prefix: str, conv_name: str, norm_name: str | None, 
     conv = Conv(
         name=f"{prefix}{conv_name}", in_channels=cin, out_channels=cout, kernel_size=k, stride=stride,
         padding=dilation * (k - 1) // 2, dilation=dilation, groups=groups, bias=bias,
-        zero_init=zero_init and norm_name is None,
+        zero_init=zero_init and norm_name is None, standardize_eps=spec.std_conv_eps if spec.std_conv else None,
     )
-    norm = None if norm_name is None else Norm(
-        name=f"{prefix}{norm_name}", channels=cout, eps=spec.bn_eps, momentum=spec.bn_momentum, zero_init=zero_init)
+    norm = None if norm_name is None else _norm(spec, f"{prefix}{norm_name}", cout, zero_init)
+    if norm is not None and norm.fused_act and not relu:  # pragma: no cover - the spec refuses such networks
+        raise SpecError(f"norm={spec.norm!r} fuses its activation, but {norm.name} has none")
     return ConvNorm(conv, norm, relu)
 
 
-def _norm(spec: ResNetSpec, name: str, channels: int) -> Norm:
-    return Norm(name=name, channels=channels, eps=spec.bn_eps, momentum=spec.bn_momentum)
+def _norm(spec: ResNetSpec, name: str, channels: int, zero_init: bool = False) -> Norm:
+    """The spec's norm; grouped kinds need channels divisible by ``norm_groups`` (refused here, by name)."""
+    groups = spec.norm_groups if spec.norm in ("group", "evo_s0") else 1
+    if channels % groups:
+        raise SpecError(f"Invalid ResNetSpec.norm_groups: expected a divisor of every normalised width; "
+                        f"{name} has {channels} channels. Received: norm_groups={spec.norm_groups!r}")
+    return Norm(name=name, channels=channels, eps=spec.bn_eps, momentum=spec.bn_momentum, zero_init=zero_init,
+                kind=spec.norm, groups=groups)
 
 
 def _main(spec: ResNetSpec, prefix: str, cin: int, planes: int, stride: int, first_dilation: int,

@@ -18,6 +18,8 @@ ATTENTIONS = (None, "se")
 OUTPUT_STRIDES = (8, 16, 32)
 STRIDE_BLOCKS = ("first", "last")
 POOL_PADDINGS = ("-inf", "zero")
+NORMS = ("batch", "group", "evo_s0", "frn")
+FUSED_NORMS = ("evo_s0", "frn")  # norms that compute their own nonlinearity (timm's norm-activation layers)
 
 
 class SpecError(ResNetCoreError, ValueError):
@@ -58,6 +60,15 @@ class ResNetSpec:
     previous stage, with a 1x1 max-pool (subsampling) shortcut (keras.applications V2).
     ``stem_pool_padding`` is what the stem max-pool pads with: PyTorch's "-inf", or "zero" as
     keras.applications V2 does (the two differ only when no ReLU precedes the pool, i.e. with ``preact``).
+
+    ``norm`` is the normalisation after each conv (timm's layers, each with its activation fused as
+    timm fuses it): "batch" (BatchNorm then ReLU), "group" (GroupNorm over ``norm_groups`` groups,
+    then ReLU), "evo_s0" (EvoNorm-S0: ``x * sigmoid(v * x) / group_std(x)`` then affine, over
+    ``norm_groups`` groups) or "frn" (FilterResponseNorm with its TLU: ``max(affine(x / rms(x)), tau)``).
+    ``bn_eps`` is every norm's epsilon, whichever its kind; ``bn_momentum`` only concerns "batch".
+    The two fused norms need ``preact`` (there every norm carries its activation). ``std_conv``
+    standardises every conv kernel in the forward (timm's StdConv2d: per output channel, zero mean and
+    unit variance with ``std_conv_eps``), so the stored kernels stay the trained ones (BiT).
     """
 
     block: str = "bottleneck"
@@ -84,6 +95,10 @@ class ResNetSpec:
     preact: bool = False
     stride_block: str = "first"
     stem_pool_padding: str = "-inf"
+    norm: str = "batch"
+    norm_groups: int = 32
+    std_conv: bool = False
+    std_conv_eps: float = 1e-6
     # Input normalisation the weights were trained with (ignored by the adapters; see resnet_core.preprocess):
     # "torch" RGB mean/std on [0, 1], "caffe" BGR mean subtraction on [0, 255], "tf" [-1, 1].
     preprocessing: str = "torch"
@@ -147,12 +162,26 @@ class ResNetSpec:
                             self.output_stride)
         if self.stem_pool_padding not in POOL_PADDINGS:
             raise _expected("stem_pool_padding", f"one of {POOL_PADDINGS}", self.stem_pool_padding)
+        self._validate_norm()
         if self.preprocessing not in ("torch", "caffe", "tf"):
             raise _expected("preprocessing", "one of ('torch', 'caffe', 'tf')", self.preprocessing)
         if self.stem == "deep_tiered" and self.stem_width < 4:
             raise _expected("stem_width", "at least 4 for the deep_tiered stem", self.stem_width)
         if not isinstance(self.name, str) or not self.name:
             raise _expected("name", "a non-empty string", self.name)
+
+    def _validate_norm(self) -> None:
+        if self.norm not in NORMS:
+            raise _expected("norm", f"one of {NORMS}", self.norm)
+        if not _is_int(self.norm_groups) or self.norm_groups <= 0:
+            raise _expected("norm_groups", "a positive integer", self.norm_groups)
+        if self.norm in FUSED_NORMS and not self.preact:
+            raise _expected("norm", f"one of ('batch', 'group') with preact=False ({FUSED_NORMS} fuse their "
+                            "activation, and a post-activation network has norms without one)", self.norm)
+        if not isinstance(self.std_conv, bool):
+            raise _expected("std_conv", "a bool", self.std_conv)
+        if not _is_number(self.std_conv_eps) or not 0 < self.std_conv_eps < 1:
+            raise _expected("std_conv_eps", "a float in (0, 1)", self.std_conv_eps)
 
     @property
     def expansion(self) -> int:

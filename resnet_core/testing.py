@@ -38,6 +38,10 @@ def random_weights(spec: str | ResNetSpec | Plan, seed: int = 0, dtype: str = "f
             value = rng.normal(0.0, 0.5, p.shape)
         elif p.role == "moving_variance":
             value = rng.uniform(0.5, 2.0, p.shape)
+        elif p.role == "v":  # EvoNorm's gate slope: away from 1, some negative
+            value = rng.uniform(-0.5, 1.5, p.shape)
+        elif p.role == "tau":  # FRN's threshold: either side of 0, so the TLU clips both ways
+            value = rng.normal(0.0, 0.3, p.shape)
         else:  # pragma: no cover - the plan's roles are listed above
             raise RuntimeError(f"Unknown role {p.role!r} for {p.name}")
         out[p.name] = value.astype(dtype)

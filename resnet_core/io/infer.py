@@ -74,12 +74,25 @@ def infer_spec(tensors: Mapping[str, Any]) -> tuple[ResNetSpec, str]:
             f" with {changed}" if changed else "")
     spec = _structure(shapes)
     found = _differences(spec, ResNetSpec()) or "the defaults"
-    invisible = ("stride_in_1x1", "bn_eps", "bn_momentum", "pooling")
+    invisible = ("stride_in_1x1", "bn_eps", "bn_momentum", "pooling", "std_conv")
+    if spec.norm in ("group", "evo_s0"):  # a group count leaves every tensor's shape as it is
+        invisible += ("norm_groups",)
     if spec.preact:  # a bare projection conv has the same shape after an average pool, or with a moved stride
         invisible += ("downsample", "stride_block", "stem_pool_padding")
     unseen = ", ".join(f"{f}={getattr(spec, f)!r}" for f in invisible if hasattr(spec, f))
     return spec, (f"inferred from tensor names and shapes (no preset matches): {found}; "
                   f"assumed, as weights do not show them: {unseen}")
+
+
+def _norm_fields(shapes: Shapes) -> dict[str, Any]:
+    """The norm kind its tensors name: EvoNorm's ``v``, FRN's ``tau``; no running statistics, group norm."""
+    if any(k.endswith(".v") for k in shapes):
+        return {"norm": "evo_s0"}
+    if any(k.endswith(".tau") for k in shapes):
+        return {"norm": "frn"}
+    if not any(k.endswith(".running_mean") for k in shapes):
+        return {"norm": "group"}
+    return {}
 
 
 def _structure(shapes: Shapes) -> ResNetSpec:
@@ -117,6 +130,7 @@ def _structure(shapes: Shapes) -> ResNetSpec:
     fields["conv_bias"] = any(k.endswith(".bias") and len(shapes.get(k[:-4] + "weight", ())) == 4
                               and ".se." not in k for k in shapes)
     fields["preact"] = "layer1.0.norm1.weight" in shapes
+    fields.update(_norm_fields(shapes))
     if any(k.endswith(".downsample.2.weight") for k in shapes):
         fields["downsample"] = "avg"
     if "fc.weight" in shapes:
@@ -136,9 +150,10 @@ def _structure(shapes: Shapes) -> ResNetSpec:
     for ratio in ratios:
         try:
             guess = ResNetSpec(**fields, **({} if ratio is None else {"se_ratio": ratio}))
+            signature = _signature(guess)
         except ValueError as exc:
             raise InferenceError(f"the shapes suggest an invalid spec ({exc})") from None
-        if _signature(guess) == shapes:
+        if signature == shapes:
             return guess
     expected = _signature(guess)
     for name, got in shapes.items():

@@ -187,7 +187,7 @@ def _peer_table(layers: list[str]) -> Any:
 
 def _layout_guess(cls: str, variable: str) -> Layout:
     if variable == "kernel":
-        return Layout.CONV if cls == "Conv2D" else Layout.DENSE
+        return Layout.CONV if cls in ("Conv2D", "StdConv2D") else Layout.DENSE
     return Layout.SAME
 
 
