@@ -12,13 +12,16 @@ import math
 from dataclasses import dataclass
 
 from .layouts import Layout
-from .spec import ResNetSpec
+from .spec import FUSED_NORMS, GROUPED_NORMS, ResNetSpec, SpecError
 from .widths import (  # noqa: F401 - importers read the width rules from the plan
+    EXPANSION,
     bottleneck_width,
     make_divisible,
+    planes_of,
     se_ratio_of,
     se_width,
     stage_planes,
+    stem_widths,
     tiered_stem_width,
     width_per_group_fitting,
     width_per_group_of,
@@ -37,15 +40,29 @@ class Conv:
     groups: int = 1
     bias: bool = False
     zero_init: bool = False  # kernel starts at 0 (zero_init_residual on a pre-activation block's last conv)
+    standardize_eps: float | None = None  # weight standardisation in the forward (timm's StdConv2d); None: plain
 
 
 @dataclass(frozen=True)
 class Norm:
+    """A normalisation layer; ``kind`` is ResNetSpec.norm, ``groups`` its group count ("group", "evo_s0").
+
+    Batch and group norms are followed by a separate ReLU where the plan asks for one; the fused kinds
+    ("evo_s0", "frn") compute their nonlinearity themselves and are only placed where one is wanted.
+    """
+
     name: str
     channels: int
     eps: float
-    momentum: float  # PyTorch convention
+    momentum: float  # PyTorch convention (batch norm only)
     zero_init: bool = False  # gamma starts at 0 (torchvision's zero_init_residual)
+    kind: str = "batch"
+    groups: int = 1
+
+    @property
+    def fused_act(self) -> bool:
+        """The nonlinearity is part of the norm: adapters add no ReLU after it."""
+        return self.kind in FUSED_NORMS
 
 
 @dataclass(frozen=True)
@@ -163,7 +180,18 @@ CANONICAL_SUFFIX = {
     "beta": "bias",
     "moving_mean": "running_mean",
     "moving_variance": "running_var",
+    "v": "v",  # EvoNorm-S0's gate
+    "tau": "tau",  # FilterResponseNorm's TLU threshold
 }
+# The tensors of each norm kind (timm's state_dict: GroupNorm, EvoNorm and FRN keep no running statistics).
+NORM_ROLES = {
+    "batch": ("gamma", "beta", "moving_mean", "moving_variance"),
+    "group": ("gamma", "beta"),
+    "evo_s0": ("gamma", "beta", "v"),
+    "frn": ("gamma", "beta", "tau"),
+}
+_ROLE_INIT = {"gamma": "ones", "beta": "zeros", "moving_mean": "zeros", "moving_variance": "ones", "v": "ones",
+              "tau": "zeros"}
 
 
 @dataclass(frozen=True)
@@ -214,18 +242,23 @@ class Plan:
 
     def norm_sizes(self, height: int, width: int) -> dict[str, tuple[int, int]]:
         """Spatial size (H, W) of every batch norm's input, by norm name, for a ``height`` x ``width`` image."""
-        return self._sizes(height, width)[0]
+        sizes = self.module_sizes(height, width)
+        return {n.name: sizes[n.name] for n in self.norms()}
 
     def output_size(self, height: int, width: int) -> tuple[int, int]:
         """Spatial size (H, W) of the last feature map (before any pooling)."""
         return self._sizes(height, width)[1]
+
+    def module_sizes(self, height: int, width: int) -> dict[str, tuple[int, int]]:
+        """Spatial size (H, W) of the output of every conv and norm in :meth:`modules`, by name."""
+        return self._sizes(height, width)[0]
 
     def _sizes(self, height: int, width: int) -> tuple[dict[str, tuple[int, int]], tuple[int, int]]:
         sizes: dict[str, tuple[int, int]] = {}
 
         def units(hw: tuple[int, int], items: tuple[ConvNorm, ...]) -> tuple[int, int]:
             for unit in items:
-                hw = _conv_size(hw, unit.conv)
+                hw = sizes[unit.conv.name] = _conv_size(hw, unit.conv)
                 if unit.norm is not None:
                     sizes[unit.norm.name] = hw
             return hw
@@ -237,6 +270,8 @@ class Plan:
             if block.pre_norm is not None:
                 sizes[block.pre_norm.name] = hw
             out = units(hw, block.main)
+            if block.attention is not None:  # squeeze-and-excitation runs on the pooled 1x1 map
+                sizes[block.attention.fc1.name] = sizes[block.attention.fc2.name] = (1, 1)
             if block.shortcut is not None:
                 pool = block.shortcut_pool
                 units(hw if pool is None else _pool_size(hw, pool), (block.shortcut,))
@@ -244,6 +279,11 @@ class Plan:
         if self.head.norm is not None:
             sizes[self.head.norm.name] = hw
         return sizes, hw
+
+    @property
+    def stage_widths(self) -> tuple[int, ...]:
+        """Each stage's output channels, in order (exporters' hidden_sizes / channels)."""
+        return tuple(self.stage_blocks(s)[-1].out_channels for s in range(1, self.num_stages + 1))
 
     def stage_blocks(self, stage: int) -> tuple[Block, ...]:
         return tuple(b for b in self.blocks if b.stage == stage)
@@ -314,12 +354,9 @@ def _conv_params(conv: Conv) -> list[Param]:
 
 def _norm_params(norm: Norm) -> list[Param]:
     c = (norm.channels,)
-    return [
-        _param(norm.name, "gamma", c, Layout.SAME, "zeros" if norm.zero_init else "ones"),
-        _param(norm.name, "beta", c, Layout.SAME, "zeros"),
-        _param(norm.name, "moving_mean", c, Layout.SAME, "zeros"),
-        _param(norm.name, "moving_variance", c, Layout.SAME, "ones"),
-    ]
+    return [_param(norm.name, role, c, Layout.SAME,
+                   "zeros" if role == "gamma" and norm.zero_init else _ROLE_INIT[role])
+            for role in NORM_ROLES[norm.kind]]
 
 
 def _unit(spec: ResNetSpec, prefix: str, conv_name: str, norm_name: str | None, cin: int, cout: int, k: int,
@@ -332,15 +369,19 @@ def _unit(spec: ResNetSpec, prefix: str, conv_name: str, norm_name: str | None, 
     conv = Conv(
         name=f"{prefix}{conv_name}", in_channels=cin, out_channels=cout, kernel_size=k, stride=stride,
         padding=dilation * (k - 1) // 2, dilation=dilation, groups=groups, bias=bias,
-        zero_init=zero_init and norm_name is None,
+        zero_init=zero_init and norm_name is None, standardize_eps=spec.std_conv_eps if spec.std_conv else None,
     )
-    norm = None if norm_name is None else Norm(
-        name=f"{prefix}{norm_name}", channels=cout, eps=spec.bn_eps, momentum=spec.bn_momentum, zero_init=zero_init)
+    norm = None if norm_name is None else _norm(spec, f"{prefix}{norm_name}", cout, zero_init)
+    if norm is not None and norm.fused_act and not relu:  # pragma: no cover - the spec refuses such networks
+        raise SpecError(f"norm={spec.norm!r} fuses its activation, but {norm.name} has none")
     return ConvNorm(conv, norm, relu)
 
 
-def _norm(spec: ResNetSpec, name: str, channels: int) -> Norm:
-    return Norm(name=name, channels=channels, eps=spec.bn_eps, momentum=spec.bn_momentum)
+def _norm(spec: ResNetSpec, name: str, channels: int, zero_init: bool = False) -> Norm:
+    """The spec's norm; grouped kinds split the channels into ``norm_groups`` groups."""
+    groups = spec.norm_groups if spec.norm in GROUPED_NORMS else 1  # the spec checked that it divides channels
+    return Norm(name=name, channels=channels, eps=spec.bn_eps, momentum=spec.bn_momentum, zero_init=zero_init,
+                kind=spec.norm, groups=groups)
 
 
 def _main(spec: ResNetSpec, prefix: str, cin: int, planes: int, stride: int, first_dilation: int,
@@ -407,16 +448,16 @@ def _block(spec: ResNetSpec, stage: int, index: int, cin: int, planes: int, stri
 def _stem(spec: ResNetSpec) -> Stem:
     last_norm = None if spec.preact else "bn1"  # pre-activation: the first block's norm1 follows
     relu = not spec.preact
+    widths = stem_widths(spec.stem, spec.stem_width)
+    out = widths[-1]
     if spec.stem == "7x7":
-        units = (_unit(spec, "", "conv1", last_norm, spec.in_channels, spec.stem_width, 7, stride=2, relu=relu),)
-        out = spec.stem_width
+        units = (_unit(spec, "", "conv1", last_norm, spec.in_channels, out, 7, stride=2, relu=relu),)
     else:  # timm's deep stems: three 3x3 convs in a Sequential named conv1, the last norm is bn1
-        out = 2 * spec.stem_width
-        first = tiered_stem_width(spec.stem_width) if spec.stem == "deep_tiered" else spec.stem_width
+        first, middle, _ = widths
         units = (
             _unit(spec, "", "conv1.0", "conv1.1", spec.in_channels, first, 3, stride=2),
-            _unit(spec, "", "conv1.3", "conv1.4", first, spec.stem_width, 3),
-            _unit(spec, "", "conv1.6", last_norm, spec.stem_width, out, 3, relu=relu),
+            _unit(spec, "", "conv1.3", "conv1.4", first, middle, 3),
+            _unit(spec, "", "conv1.6", last_norm, middle, out, 3, relu=relu),
         )
     pool = None
     if spec.stem_pool:
@@ -454,8 +495,9 @@ def _make_plan(spec: ResNetSpec, name: str) -> Plan:
     blocks: list[Block] = []
     cin = stem.out_channels
     prev_dilation = 1
+    planes_per_stage = stage_planes(spec.base_planes, len(spec.layers))
     for s, (strides, dilation) in enumerate(_strides(spec, 4 if stem.pool is not None else 2)):
-        planes = stage_planes(spec.base_planes, s)
+        planes = planes_per_stage[s]
         for i, stride in enumerate(strides):
             block = _block(spec, s + 1, i, cin, planes, stride, prev_dilation, dilation)
             blocks.append(block)

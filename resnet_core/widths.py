@@ -8,13 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-# Output channels of a block relative to its base width (torchvision's ``expansion``).
+# A block's output channels over its base width (planes), by block type: torchvision's ``expansion``.
 EXPANSION = {"basic": 1, "bottleneck": 4}
 
 
-def stage_planes(base_planes: int, stage_index: int) -> int:
-    """Base width of a stage (0-based ``stage_index``): the width doubles at every stage."""
-    return base_planes * 2**stage_index
+def stage_planes(base_planes: int, num_stages: int) -> tuple[int, ...]:
+    """Each stage's base width (planes), doubled per stage; a block's output is ``EXPANSION[block]`` times it."""
+    return tuple(base_planes * 2**s for s in range(num_stages))
+
+
+def planes_of(out_channels: int, block: str) -> int:
+    """The inverse of ``planes * EXPANSION[block]``, for importers reading a block's output width."""
+    return out_channels // EXPANSION[block]
 
 
 def bottleneck_width(planes: int, width_per_group: int, groups: int) -> int:
@@ -36,6 +41,15 @@ def make_divisible(value: float, divisor: int = 8) -> int:
 def se_width(channels: int, ratio: float) -> int:
     """The squeeze-and-excitation bottleneck of a ``channels``-wide block (timm's SEModule, at least 8)."""
     return make_divisible(channels * ratio)
+
+
+def stem_widths(stem: str, stem_width: int) -> tuple[int, ...]:
+    """Output widths of the stem's convs: the 7x7's, or timm's three 3x3s (the deep stems' output is twice
+    ``stem_width``; "deep_tiered" narrows the first conv)."""
+    if stem == "7x7":
+        return (stem_width,)
+    first = tiered_stem_width(stem_width) if stem == "deep_tiered" else stem_width
+    return (first, stem_width, 2 * stem_width)
 
 
 def tiered_stem_width(stem_width: int) -> int:

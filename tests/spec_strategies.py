@@ -24,6 +24,8 @@ from resnet_core.spec import (
     ATTENTIONS,
     BLOCKS,
     DOWNSAMPLES,
+    FUSED_NORMS,
+    NORMS,
     OUTPUT_STRIDES,
     POOL_PADDINGS,
     POOLINGS,
@@ -67,6 +69,10 @@ VALID: dict[str, Choice] = {
     "attention": st.sampled_from(ATTENTIONS),
     "se_ratio": st.sampled_from((1 / 16, 0.25, 1.0)) | st.floats(0.01, 1.0),
     "preact": st.booleans(),
+    "norm": lambda d: st.sampled_from(NORMS if d["preact"] else tuple(n for n in NORMS if n not in FUSED_NORMS)),
+    "norm_groups": st.sampled_from((1, 2, 4)),  # widths it does not divide are filtered out
+    "std_conv": st.booleans(),
+    "std_conv_eps": st.sampled_from((1e-6, 1e-5, 1e-8)),
     "stride_block": st.sampled_from(STRIDE_BLOCKS),
     "output_stride": lambda d: st.just(32) if d["stride_block"] == "last" else st.sampled_from(OUTPUT_STRIDES),
     "stride_in_1x1": lambda d: st.booleans() if _bottleneck(d) else st.just(False),
@@ -91,6 +97,8 @@ RAW: dict[str, Choice] = {
     "stride_in_1x1": st.booleans(),
     "num_classes": st.integers(0, 7),
     "pooling": st.sampled_from(POOLINGS),
+    "norm": st.sampled_from(NORMS),
+    "norm_groups": st.integers(1, 8),
 }
 
 SPEC_FIELDS = tuple(f.name for f in dataclasses.fields(ResNetSpec) if f.name not in NOT_SEARCHED)

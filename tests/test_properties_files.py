@@ -18,16 +18,16 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from spec_strategies import ci_settings
 
-from resnet_core.io import WeightsFileError, convert, read_weights, write_weights
-from resnet_core.io.infer import InferenceError
-from resnet_core.mapping import WeightsMismatchError
+from resnet_core.errors import ResNetCoreError
+from resnet_core.io import convert, read_weights, write_weights
 from resnet_core.plan import make_plan
 from resnet_core.spec import ResNetSpec
 from resnet_core.testing import random_weights
 
 SPEC = ResNetSpec(block="basic", layers=(1,), base_planes=2, stem_width=2, num_classes=3, name="fuzzed")
-# Ours: a file that cannot be read, whose tensors do not fit the spec, or whose spec cannot be inferred.
-OUR_ERRORS = (WeightsFileError, WeightsMismatchError, InferenceError)
+# Ours: a file that cannot be read (WeightsFileError), whose tensors do not fit the spec, or whose spec cannot
+# be inferred: all ResNetCoreError, which the CLI reports as bad input (exit 2).
+OUR_ERRORS = ResNetCoreError
 FORMATS = {".safetensors": [], ".pth": [pytest.mark.torch], ".weights.h5": [pytest.mark.keras],
            ".keras": [pytest.mark.keras]}
 HANG_SECONDS = 60

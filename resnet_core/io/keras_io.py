@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InputError, MissingDependencyError, ResNetCoreError
 from ..keras_graph import VARIABLES, KerasLayer, keras_graph
 from ..layouts import Layout
 from ..mapping import KERAS_VARIABLE, keras_table
@@ -129,7 +130,7 @@ def _h5py():
     try:
         import h5py
     except ImportError as exc:
-        raise ImportError("Keras weight files need h5py: pip install 'resnet-core[io]'") from exc
+        raise MissingDependencyError("Keras weight files need h5py: pip install 'resnet-core[io]'") from exc
     return h5py
 
 
@@ -178,15 +179,15 @@ def _peer_table(layers: list[str]) -> Any:
     """
     if "conv1_conv" not in layers or not any(n.startswith("conv2_block1_") for n in layers):
         return None
-    from ..peers import keras_applications_peer as kap  # framework-free: the tables are data
+    from ..name_tables import KERAS_APPLICATIONS, KERAS_APPLICATIONS_V2
 
     v2 = "post_bn" in layers or any(n.endswith("_preact_bn") for n in layers)
-    return kap.TABLE_V2 if v2 else kap.TABLE
+    return KERAS_APPLICATIONS_V2 if v2 else KERAS_APPLICATIONS
 
 
 def _layout_guess(cls: str, variable: str) -> Layout:
     if variable == "kernel":
-        return Layout.CONV if cls == "Conv2D" else Layout.DENSE
+        return Layout.CONV if cls in ("Conv2D", "StdConv2D") else Layout.DENSE
     return Layout.SAME
 
 
@@ -213,7 +214,7 @@ class KerasH5Reader(Reader):
             attrs = {k: _text(v) for k, v in self._file.attrs.items() if k in (SPEC_KEY, VERSION_KEY, LIBRARY_KEY)}
         except H5_DAMAGE as exc:
             self.close()
-            if isinstance(exc, WeightsFileError):
+            if isinstance(exc, ResNetCoreError):
                 raise
             raise WeightsFileError(f"{path} is not a valid Keras weights file (truncated or corrupt?): {exc}") \
                 from None
@@ -261,7 +262,7 @@ class KerasH5Reader(Reader):
     def tensors(self, spec: ResNetSpec | None) -> dict[str, TensorInfo]:
         try:
             return self._tensors(spec)
-        except WeightsFileError:
+        except ResNetCoreError:
             raise
         except H5_DAMAGE as exc:
             raise WeightsFileError(f"{self.path} is not a valid Keras weights file (truncated or corrupt?): {exc}") \
@@ -412,7 +413,7 @@ def write_keras(path: Path, spec: ResNetSpec, tensors: dict[str, TensorInfo], ge
 
     dtypes = sorted({info.dtype.name for info in tensors.values()})
     if len(dtypes) > 1:
-        raise ValueError(f"A .keras model holds one dtype, but these weights mix {', '.join(dtypes)}; "
+        raise InputError(f"A .keras model holds one dtype, but these weights mix {', '.join(dtypes)}; "
                          "pass --dtype to cast them")
     before = keras.config.dtype_policy()
     keras.config.set_dtype_policy(dtypes[0] if dtypes else "float32")

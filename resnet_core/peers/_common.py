@@ -6,10 +6,10 @@ import dataclasses
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ..name_tables import PeerError, Table
 from ..plan import Conv, Norm, Plan, make_plan, se_ratio_of
 from ..presets import get_spec, list_specs
 from ..spec import OUTPUT_STRIDES, ResNetSpec
-from ._table import PeerError, Table
 
 
 def named(spec: ResNetSpec, fallback: str) -> ResNetSpec:
@@ -70,7 +70,15 @@ def unsupported(peer: str, problems: list[str]) -> PeerError:
     return PeerError(f"Cannot express this {peer} model as a ResNetSpec: " + "; ".join(problems))
 
 
-def refuse_export(spec: ResNetSpec, peer: str, problems: list[str]) -> None:
+def refuse_export(spec: ResNetSpec, peer: str, problems: list[str], norms: tuple[str, ...] = ("batch",),
+                  std_conv: bool = False) -> None:
+    """Raise naming every problem; ``norms`` / ``std_conv``: the norm kinds and weight standardisation the
+    peer can build (most peers know batch norm only, so a spec with another norm is refused here, once)."""
+    problems = list(problems)
+    if spec.norm not in norms:
+        problems.append(f"norm={spec.norm!r} ({peer} builds {' / '.join(norms)} norms only)")
+    if spec.std_conv and not std_conv:
+        problems.append(f"std_conv=True ({peer} has no weight-standardised convolution)")
     if problems:
         raise PeerError(f"{peer} cannot build spec {spec.name!r}: " + "; ".join(problems))
 
