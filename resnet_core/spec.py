@@ -182,6 +182,14 @@ class ResNetSpec:
                     raise _expected("norm_groups", f"a divisor of every normalised width ({where} has {width} "
                                     f"channels with norm={self.norm!r})", self.norm_groups)
 
+        if self.std_conv:  # every width but the stem's inner convs' feeds some 1x1 conv
+            stem_convs = len(stem_widths(self.stem, self.stem_width))
+            for where, width in self._normalised_widths()[stem_convs - 1:]:
+                if width == 1:
+                    raise _expected("std_conv", f"False when a 1x1 conv has one input channel ({where} has 1): "
+                                    "standardising a one-element kernel leaves 0, and PyTorch refuses it",
+                                    self.std_conv)
+
     def _normalised_widths(self) -> list[tuple[str, int]]:
         """Every conv's output width, by where it is: each is normalised (after the conv, or before the next
         block or the head in pre-activation networks)."""

@@ -48,6 +48,8 @@ def check_buildable(spec: ResNetSpec) -> None:
 @example({"block": "bottleneck", "layers": (1, 1), "base_planes": 4, "width_per_group": 15})
 @example({"block": "basic", "layers": (1,), "base_planes": 1, "attention": "se"})  # SE on a 1-channel stage
 @example({"stem": "deep_tiered", "stem_width": 3})
+@example({"block": "basic", "layers": (1, 1), "stem_width": 1, "base_planes": 1, "std_conv": True})
+@example({"block": "basic", "layers": (1,), "base_planes": 6, "stem_width": 8, "norm": "group", "norm_groups": 4})
 def test_a_spec_is_refused_by_name_or_plans_a_buildable_network(fields):
     try:
         spec = ResNetSpec(**fields)
@@ -66,6 +68,13 @@ def test_bottleneck_width_error_names_the_fields_and_the_computed_width():
         ResNetSpec(base_planes=12, groups=2, width_per_group=4)
     # Wider stages are fine once the first is: the check is per stage, the message names the stage.
     ResNetSpec(base_planes=16, width_per_group=4, layers=(1, 1))
+
+
+def test_computed_widths_the_frameworks_refuse_are_spec_errors_naming_the_width():
+    with pytest.raises(SpecError, match=r"norm_groups: expected a divisor .*stage 1's width has 6 channels"):
+        ResNetSpec(block="basic", base_planes=6, stem_width=8, norm="group", norm_groups=4)
+    with pytest.raises(SpecError, match=r"std_conv: expected False .*stage 1's width has 1\)"):
+        ResNetSpec(block="basic", layers=(1, 1), stem_width=2, base_planes=1, std_conv=True)
 
 
 @ci_settings(max_examples=150)
