@@ -218,7 +218,7 @@ def parity(
             report.grad_rule = {"multiple": GRAD_MULTIPLE, "basis_floor": GRAD_BASIS_FLOOR}
         elif grad and tolerance is None and dtype == "float32":
             notes.append(f"{ref} has no float64 gradients (torch alone computes them): gradients are judged by the "
-                         f"fixed bound {tolerance_for(dtype, 'grad', '*', ref):g}, which only catches errors of order 1")
+                         f"fixed bound {tolerance_for(dtype, 'grad', '*', ref):g}: it catches errors of order 1")
         _fill(report, plan, outputs, runs, ref, initial, counts, baseline if ref == reference else None)
     return report
 
