@@ -15,6 +15,8 @@ class Layout(enum.Enum):
     CONV = (2, 3, 1, 0)
     # canonical dense weight (out, in) -> Keras (in, out)
     DENSE = (1, 0)
+    # canonical images and activations (N, C, H, W) -> channels last (N, H, W, C)
+    IMAGES = (0, 2, 3, 1)
 
     @property
     def axes(self) -> tuple[int, ...]:
