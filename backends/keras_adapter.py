@@ -14,6 +14,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from resnet_core.errors import UnknownNameError
 from resnet_core.keras_graph import KerasLayer, keras_graph
 from resnet_core.mapping import check_weights, keras_table
 from resnet_core.plan import Plan, make_plan
@@ -111,7 +112,7 @@ def tap_model(model: KerasResNet, taps: tuple[str, ...] | None = None) -> keras.
     wanted = model.plan.taps if taps is None else taps
     unknown = [t for t in wanted if t not in layers]
     if unknown:
-        raise KeyError(f"Unknown tap(s) {unknown}. Known taps: {list(layers)}")
+        raise UnknownNameError(f"Unknown tap(s) {unknown}. Known taps: {list(layers)}")
     return keras.Model(model.input, {t: model.get_layer(layers[t]).output for t in wanted})
 
 

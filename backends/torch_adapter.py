@@ -221,7 +221,7 @@ def _initialise(model: nn.Module, plan: Plan) -> None:
             bound = 1.0 / np.sqrt(plan.head.fc.in_features)
             nn.init.uniform_(t, -bound, bound)
         else:  # pragma: no cover - the plan only names the schemes above
-            raise ValueError(f"Unknown init scheme {p.init!r} for {p.name}")
+            raise RuntimeError(f"Unknown init scheme {p.init!r} for {p.name}")
 
 
 def build(plan: Plan) -> TorchResNet:

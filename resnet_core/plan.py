@@ -12,7 +12,20 @@ import math
 from dataclasses import dataclass
 
 from .layouts import Layout
-from .spec import EXPANSION, FUSED_NORMS, ResNetSpec, SpecError
+from .spec import FUSED_NORMS, GROUPED_NORMS, ResNetSpec, SpecError
+from .widths import (  # noqa: F401 - importers read the width rules from the plan
+    EXPANSION,
+    bottleneck_width,
+    make_divisible,
+    planes_of,
+    se_ratio_of,
+    se_width,
+    stage_planes,
+    stem_widths,
+    tiered_stem_width,
+    width_per_group_fitting,
+    width_per_group_of,
+)
 
 
 @dataclass(frozen=True)
@@ -339,36 +352,6 @@ def _conv_params(conv: Conv) -> list[Param]:
     return params
 
 
-def bottleneck_width(planes: int, width_per_group: int, groups: int) -> int:
-    """Channels of a bottleneck's 3x3 conv (torchvision's rule)."""
-    return int(planes * (width_per_group / 64.0)) * groups
-
-
-def stage_planes(base_planes: int, num_stages: int) -> tuple[int, ...]:
-    """Each stage's base width (planes), doubled per stage; a block's output is ``EXPANSION[block]`` times it."""
-    return tuple(base_planes * 2**s for s in range(num_stages))
-
-
-def planes_of(out_channels: int, block: str) -> int:
-    """The inverse of ``planes * EXPANSION[block]``, for importers reading a block's output width."""
-    return out_channels // EXPANSION[block]
-
-
-def tiered_stem_width(stem_width: int) -> int:
-    """The first conv's width in timm's 'deep_tiered' stem (3/4 of the stem width, rounded down to 3 * k)."""
-    return 3 * (stem_width // 4)
-
-
-def width_per_group_of(width: int, groups: int, planes: int) -> int:
-    """The inverse of :func:`bottleneck_width`, for importers reading a 3x3 conv's width."""
-    return (width // groups) * 64 // max(1, planes)
-
-
-def make_divisible(value: float, divisor: int = 8) -> int:
-    """timm's rounding of reduced widths (round_limit=0: never bumped up for rounding down)."""
-    return max(divisor, int(value + divisor / 2) // divisor * divisor)
-
-
 def _norm_params(norm: Norm) -> list[Param]:
     c = (norm.channels,)
     return [_param(norm.name, role, c, Layout.SAME,
@@ -395,11 +378,8 @@ def _unit(spec: ResNetSpec, prefix: str, conv_name: str, norm_name: str | None, 
 
 
 def _norm(spec: ResNetSpec, name: str, channels: int, zero_init: bool = False) -> Norm:
-    """The spec's norm; grouped kinds need channels divisible by ``norm_groups`` (refused here, by name)."""
-    groups = spec.norm_groups if spec.norm in ("group", "evo_s0") else 1
-    if channels % groups:
-        raise SpecError(f"Invalid ResNetSpec.norm_groups: expected a divisor of every normalised width; "
-                        f"{name} has {channels} channels. Received: norm_groups={spec.norm_groups!r}")
+    """The spec's norm; grouped kinds split the channels into ``norm_groups`` groups."""
+    groups = spec.norm_groups if spec.norm in GROUPED_NORMS else 1  # the spec checked that it divides channels
     return Norm(name=name, channels=channels, eps=spec.bn_eps, momentum=spec.bn_momentum, zero_init=zero_init,
                 kind=spec.norm, groups=groups)
 
@@ -437,7 +417,7 @@ def _block(spec: ResNetSpec, stage: int, index: int, cin: int, planes: int, stri
     main = _main(spec, prefix, cin, planes, stride, first_dilation, dilation)
     attention = None
     if spec.attention == "se":
-        reduced = make_divisible(cout * spec.se_ratio)
+        reduced = se_width(cout, spec.se_ratio)
         attention = SqueezeExcite(
             f"{prefix}se",
             Conv(f"{prefix}se.fc1", cout, reduced, 1, bias=True),
@@ -468,16 +448,16 @@ def _block(spec: ResNetSpec, stage: int, index: int, cin: int, planes: int, stri
 def _stem(spec: ResNetSpec) -> Stem:
     last_norm = None if spec.preact else "bn1"  # pre-activation: the first block's norm1 follows
     relu = not spec.preact
+    widths = stem_widths(spec.stem, spec.stem_width)
+    out = widths[-1]
     if spec.stem == "7x7":
-        units = (_unit(spec, "", "conv1", last_norm, spec.in_channels, spec.stem_width, 7, stride=2, relu=relu),)
-        out = spec.stem_width
+        units = (_unit(spec, "", "conv1", last_norm, spec.in_channels, out, 7, stride=2, relu=relu),)
     else:  # timm's deep stems: three 3x3 convs in a Sequential named conv1, the last norm is bn1
-        out = 2 * spec.stem_width
-        first = tiered_stem_width(spec.stem_width) if spec.stem == "deep_tiered" else spec.stem_width
+        first, middle, _ = widths
         units = (
             _unit(spec, "", "conv1.0", "conv1.1", spec.in_channels, first, 3, stride=2),
-            _unit(spec, "", "conv1.3", "conv1.4", first, spec.stem_width, 3),
-            _unit(spec, "", "conv1.6", last_norm, spec.stem_width, out, 3, relu=relu),
+            _unit(spec, "", "conv1.3", "conv1.4", first, middle, 3),
+            _unit(spec, "", "conv1.6", last_norm, middle, out, 3, relu=relu),
         )
     pool = None
     if spec.stem_pool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .errors import InputError, UnknownNameError
 from .spec import ResNetSpec
 
 _REGISTRY: dict[str, ResNetSpec] = {}
@@ -10,9 +11,9 @@ _REGISTRY: dict[str, ResNetSpec] = {}
 def register_spec(name: str, spec: ResNetSpec, *, overwrite: bool = False) -> ResNetSpec:
     """Register ``spec`` under ``name``; the stored spec carries that name."""
     if not isinstance(name, str) or not name:
-        raise ValueError(f"Preset names are non-empty strings. Received: {name!r}")
+        raise InputError(f"Preset names are non-empty strings. Received: {name!r}")
     if name in _REGISTRY and not overwrite:
-        raise ValueError(f"A spec named {name!r} is already registered; pass overwrite=True to replace it")
+        raise InputError(f"A spec named {name!r} is already registered; pass overwrite=True to replace it")
     spec = spec.replace(name=name)
     _REGISTRY[name] = spec
     return spec
@@ -30,7 +31,7 @@ def get_spec(name: str | ResNetSpec) -> ResNetSpec:
     try:
         return _REGISTRY[name]
     except (KeyError, TypeError):
-        raise KeyError(f"Unknown ResNet spec {name!r}. Known specs: {', '.join(list_specs())}") from None
+        raise UnknownNameError(f"Unknown ResNet spec {name!r}. Known specs: {', '.join(list_specs())}") from None
 
 
 _basic = ResNetSpec(block="basic", layers=(2, 2, 2, 2))

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from .errors import InputError
 from .plan import Plan, make_plan
 from .presets import get_spec
 from .spec import ResNetSpec
@@ -44,7 +45,7 @@ def random_weights(spec: str | ResNetSpec | Plan, seed: int = 0, dtype: str = "f
         elif p.role == "tau":  # FRN's threshold: either side of 0, so the TLU clips both ways
             value = rng.normal(0.0, 0.3, p.shape)
         else:  # pragma: no cover - the plan's roles are listed above
-            raise ValueError(f"Unknown role {p.role!r} for {p.name}")
+            raise RuntimeError(f"Unknown role {p.role!r} for {p.name}")
         out[p.name] = value.astype(dtype)
     return out
 
@@ -58,7 +59,7 @@ def relative_error(output: np.ndarray, reference: np.ndarray) -> float:
     """max |output - reference| / max |reference|: the figure every parity claim here uses."""
     output, reference = np.asarray(output, np.float64), np.asarray(reference, np.float64)
     if output.shape != reference.shape:
-        raise ValueError(f"Shapes differ: output {output.shape} vs reference {reference.shape}")
+        raise InputError(f"Shapes differ: output {output.shape} vs reference {reference.shape}")
     scale = np.abs(reference).max()
     return float(np.abs(output - reference).max() / (scale if scale > 0 else 1.0))
 

@@ -9,17 +9,19 @@ spec the weights do not fit. When two different specs fit, the caller must choos
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from typing import Any
 
-from ..plan import make_plan, planes_of, width_per_group_of
+from ..errors import ResNetCoreError
+from ..plan import make_plan, planes_of, se_ratio_of, width_per_group_fitting, width_per_group_of
 from ..presets import get_spec, list_specs
 from ..spec import ResNetSpec
 
 Shapes = dict[str, tuple[int, ...]]
 
 
-class InferenceError(ValueError):
+class InferenceError(ResNetCoreError, ValueError):
     """The tensors do not determine one spec."""
 
 
@@ -84,14 +86,21 @@ def infer_spec(tensors: Mapping[str, Any]) -> tuple[ResNetSpec, str]:
 
 
 def _norm_fields(shapes: Shapes) -> dict[str, Any]:
-    """The norm kind its tensors name: EvoNorm's ``v``, FRN's ``tau``; no running statistics, group norm."""
+    """The norm kind its tensors name: EvoNorm's ``v``, FRN's ``tau``; no running statistics, group norm.
+
+    A group count does not show in any shape: the default (32) is assumed where it divides every conv's
+    width, else the largest count that does (a 16-wide stem cannot have 32 groups).
+    """
     if any(k.endswith(".v") for k in shapes):
-        return {"norm": "evo_s0"}
-    if any(k.endswith(".tau") for k in shapes):
+        kind = "evo_s0"
+    elif any(k.endswith(".tau") for k in shapes):
         return {"norm": "frn"}
-    if not any(k.endswith(".running_mean") for k in shapes):
-        return {"norm": "group"}
-    return {}
+    elif not any(k.endswith(".running_mean") for k in shapes):
+        kind = "group"
+    else:
+        return {}
+    common = math.gcd(*(s[0] for k, s in shapes.items() if len(s) == 4 and ".se." not in k and k != "fc.weight"))
+    return {"norm": kind, "norm_groups": max(g for g in range(1, 33) if common % g == 0)}
 
 
 def _structure(shapes: Shapes) -> ResNetSpec:
@@ -121,8 +130,11 @@ def _structure(shapes: Shapes) -> ResNetSpec:
         conv2 = shape("layer1.0.conv2.weight")
         base = planes_of(shape("layer1.0.conv3.weight")[0], "bottleneck")
         groups = max(1, conv2[0] // max(1, conv2[1]))
+        widths = [(base * 2**s, shapes[f"layer{s + 1}.0.conv2.weight"][0]) for s in range(len(layers))
+                  if f"layer{s + 1}.0.conv2.weight" in shapes]
+        fitting = width_per_group_fitting(widths, groups)
         fields.update(block="bottleneck", base_planes=base, groups=groups,
-                      width_per_group=width_per_group_of(conv2[0], groups, base))
+                      width_per_group=width_per_group_of(conv2[0], groups, base) if fitting is None else fitting)
     else:
         fields.update(block="basic", base_planes=shape("layer1.0.conv1.weight")[0])
     # Pre-activation networks bias only the convs no norm follows, so look at any conv's bias.
@@ -136,11 +148,15 @@ def _structure(shapes: Shapes) -> ResNetSpec:
         fields.update(include_top=True, num_classes=shape("fc.weight")[0])
     else:
         fields.update(include_top=False)
-    ratios = [None]
-    if "layer1.0.se.fc1.weight" in shapes:
+    ratios: list[float | None] = [None]
+    se = [(s[1], s[0]) for k, s in shapes.items() if k.endswith(".se.fc1.weight") and len(s) == 4]
+    if se:
         fields["attention"] = "se"
-        reduced, channels = shape("layer1.0.se.fc1.weight")[0], shape("layer1.0.se.fc1.weight")[1]
-        ratios = [1 / 16, 1 / 8, 1 / 4, reduced / channels]
+        ratio = se_ratio_of(se)
+        if ratio is None:
+            raise InferenceError(f"the squeeze-excitation widths {se[:4]} (channels, reduced) follow no "
+                                 "se_ratio rounded to a multiple of 8")
+        ratios = [ratio]
     known = {f.name for f in dataclasses.fields(ResNetSpec)}
     unknown = sorted(set(fields) - known)
     if unknown:  # pragma: no cover - only if spec fields are renamed
