@@ -23,6 +23,18 @@ class InferenceError(ValueError):
     """The tensors do not determine one spec."""
 
 
+# Fields no tensor shows, with the value a file is assumed to have when presets differ only there
+# (resnetaa50 and resnetblur50 hold exactly resnet50's tensors).
+UNSEEN_DEFAULTS = {"anti_alias": None}
+
+
+def _plainest(fits: list[ResNetSpec]) -> list[ResNetSpec]:
+    """Fits that differ from another fit only in unseen fields are dropped in favour of the default
+    (a resnet50 file stays resnet50; ``--arch resnetaa50`` reads it as the anti-aliased network)."""
+    plain = [s for s in fits if all(getattr(s, f) == v for f, v in UNSEEN_DEFAULTS.items())]
+    return [s for s in fits if s in plain or not any(s.replace(**UNSEEN_DEFAULTS) == p for p in plain)]
+
+
 def _signature(spec: ResNetSpec) -> Shapes:
     return {p.name: p.shape for p in make_plan(spec).params}
 
@@ -63,17 +75,20 @@ def infer_spec(tensors: Mapping[str, Any]) -> tuple[ResNetSpec, str]:
         candidate = _fit_head(get_spec(name), shapes)
         if candidate is not None and _signature(candidate) == shapes and candidate not in fits:
             fits.append(candidate)
+    fits = _plainest(fits)
     if len(fits) > 1:
         raise InferenceError("the tensors fit several presets (" + ", ".join(s.name for s in fits) +
                              "), which differ in ways weights do not show; choose one with --arch")
     if fits:
         spec = fits[0]
         changed = _differences(spec, get_spec(spec.name))
+        unseen = [f"{f}={getattr(spec, f)!r}" for f, v in UNSEEN_DEFAULTS.items() if getattr(spec, f) != v]
+        also = f" ({', '.join(unseen)} is the preset's: weights do not show it)" if unseen else ""
         return spec, f"inferred from tensor names and shapes: preset {spec.name}" + (
-            f" with {changed}" if changed else "")
+            f" with {changed}" if changed else "") + also
     spec = _structure(shapes)
     found = _differences(spec, ResNetSpec()) or "the defaults"
-    invisible = ("stride_in_1x1", "bn_eps", "bn_momentum", "pooling")
+    invisible = ("stride_in_1x1", "bn_eps", "bn_momentum", "pooling", *UNSEEN_DEFAULTS)
     if spec.preact:  # a bare projection conv has the same shape after an average pool, or with a moved stride
         invisible += ("downsample", "stride_block", "stem_pool_padding")
     unseen = ", ".join(f"{f}={getattr(spec, f)!r}" for f in invisible if hasattr(spec, f))
@@ -107,15 +122,24 @@ def _structure(shapes: Shapes) -> ResNetSpec:
     if "layer1.0.conv3.weight" in shapes:
         conv2 = shape("layer1.0.conv2.weight")
         base = shape("layer1.0.conv3.weight")[0] // 4
-        groups = max(1, conv2[0] // max(1, conv2[1]))
+        groups = max(1, shape("layer1.0.conv1.weight")[0] // max(1, conv2[1]))  # conv2's input / per group
         fields.update(block="bottleneck", base_planes=base, groups=groups,
                       width_per_group=width_per_group_of(conv2[0], groups, base))
     else:
-        fields.update(block="basic", base_planes=shape("layer1.0.conv1.weight")[0])
+        fields.update(block="basic", base_planes=shape("layer1.0.conv2.weight")[0])
     # Pre-activation networks bias only the convs no norm follows, so look at any conv's bias.
     fields["conv_bias"] = any(k.endswith(".bias") and len(shapes.get(k[:-4] + "weight", ())) == 4
                               and ".se." not in k for k in shapes)
     fields["preact"] = "layer1.0.norm1.weight" in shapes
+    fields["replace_stem_pool"] = "maxpool.0.weight" in shapes
+    if "layer1.0.conv1.weight" in shapes and not fields["preact"]:  # first conv narrower than the second
+        first, second = shape("layer1.0.conv1.weight")[0], shape("layer1.0.conv2.weight")[0]
+        fields["reduce_first"] = max(1, second // first)
+    downs = [v for k, v in shapes.items() if k.endswith(".downsample.0.weight") and len(v) == 4]
+    if downs and not fields["preact"]:
+        fields["down_kernel_size"] = max(v[-1] for v in downs)
+    if "layer1.0.se.conv.weight" in shapes:
+        fields["attention"] = "eca"
     if any(k.endswith(".downsample.2.weight") for k in shapes):
         fields["downsample"] = "avg"
     if "fc.weight" in shapes:
