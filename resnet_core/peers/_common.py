@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ..plan import Conv, Norm, Plan, make_divisible, make_plan
+from ..plan import Conv, Norm, Plan, SqueezeExcite, make_divisible, make_plan
 from ..presets import get_spec, list_specs
 from ..spec import OUTPUT_STRIDES, ResNetSpec
 from ._table import PeerError, Table
@@ -84,7 +84,8 @@ def comparable(spec: ResNetSpec) -> dict:
         data.pop("num_classes")
     data.pop("zero_init_residual")  # an initialisation choice; no live model records it
     # Ratios that round to the same widths build the same network: compare the widths.
-    data["se_ratio"] = tuple(b.attention.fc1.out_channels for b in make_plan(spec).blocks if b.attention)
+    data["se_ratio"] = tuple(b.attention.fc1.out_channels for b in make_plan(spec).blocks
+                             if isinstance(b.attention, SqueezeExcite))
     return data
 
 

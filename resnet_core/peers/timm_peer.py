@@ -118,7 +118,6 @@ def _check_pools(plan: Plan, model: Any) -> list[str]:
     """Shortcut pools and the stem pool, which own no tensors, against the plan."""
     from torch import nn
 
-    from . import _torch
 
     modules = dict(model.named_modules())
     faults = _check_stem_pool(plan, model)
@@ -324,8 +323,6 @@ def to_model(spec: ResNetSpec, weights: Mapping[str, Any]) -> Any:
         problems.append("stride_in_1x1=True (timm strides the 3x3 conv)")
     if spec.conv_bias:
         problems.append("conv_bias=True (timm's convolutions have no bias)")
-    if spec.anti_alias == "blur_zero" and spec.stem_pool:
-        problems.append("anti_alias='blur_zero' with stem_pool=True (timm's stem takes only an aa_layer class)")
     if spec.preprocessing not in NORMALISATION:
         problems.append(f"preprocessing={spec.preprocessing!r} (timm normalises RGB on [0, 1] by mean/std)")
     refuse_export(spec, PEER, problems)
@@ -334,8 +331,8 @@ def to_model(spec: ResNetSpec, weights: Mapping[str, Any]) -> Any:
         block_args["attn_layer"] = functools.partial(SEModule, rd_ratio=spec.se_ratio)
     elif spec.attention == "eca":
         block_args["attn_layer"] = "eca"
-    aa_layer = {None: None, "avg": nn.AvgPool2d, "blur": BlurPool2d,
-                "blur_zero": functools.partial(BlurPool2d, pad_mode="constant")}[spec.anti_alias]
+    # timm's stem takes only a class, so the zero-padded blur is built as BlurPool2d and re-padded below.
+    aa_layer = {None: None, "avg": nn.AvgPool2d, "blur": BlurPool2d, "blur_zero": BlurPool2d}[spec.anti_alias]
     model = ResNet(
         Bottleneck if spec.block == "bottleneck" else BasicBlock, list(spec.layers),
         num_classes=spec.num_classes if spec.include_top else 0, in_chans=spec.in_channels,
@@ -351,6 +348,9 @@ def to_model(spec: ResNetSpec, weights: Mapping[str, Any]) -> Any:
     )
     if not spec.stem_pool:
         model.maxpool = nn.Identity()
+    for module in model.modules():
+        if spec.anti_alias == "blur_zero" and isinstance(module, BlurPool2d):
+            module.pad_mode = "constant"  # what timm's aa_layer="blurpc" builds
     mean, std = NORMALISATION[spec.preprocessing]
     model.pretrained_cfg = {"architecture": spec.name, "mean": mean, "std": std}
     _torch.load_state(model, TABLE.to_peer(make_plan(spec), weights), TABLE)
