@@ -302,8 +302,10 @@ class Plan:
             if block.pre_norm is not None:
                 sizes[block.pre_norm.name] = hw
             out = units(hw, block.main)
-            if block.attention is not None:  # squeeze-and-excitation runs on the pooled 1x1 map
+            if isinstance(block.attention, SqueezeExcite):  # squeeze-and-excitation runs on the pooled 1x1 map
                 sizes[block.attention.fc1.name] = sizes[block.attention.fc2.name] = (1, 1)
+            elif block.attention is not None:  # ECA: a sequence of channels, one position each
+                sizes[block.attention.conv.name] = (1, 1)
             if block.shortcut is not None:
                 pool = block.shortcut_pool
                 units(hw if pool is None else _pool_size(hw, pool), (block.shortcut,))
