@@ -117,12 +117,16 @@ for _name, _spec in {
 }.items():
     register_spec(_name, _spec)
 
-TIMM_PRESETS = (
-    "resnet18d", "resnet26d", "resnet26t", "resnet34d", "resnet50d", "resnet101d", "resnext50d_32x4d",
-    "seresnet50", "seresnext26d_32x4d", "seresnext50_32x4d",
+# timm's ECA, anti-aliased, ResNet-RS and SENet-154 architectures
+TIMM_BLOCK_PRESETS = (
     "ecaresnet26t", "ecaresnet50t", "ecaresnet50d", "ecaresnet101d", "ecaresnet269d", "ecaresnetlight",
     "resnetaa50", "resnetaa50d", "resnetaa101d", "resnetblur50", "seresnextaa101d_32x8d", "seresnextaa201d_32x8d",
     *(f"resnetrs{depth}" for depth in RESNET_RS_LAYERS), "senet154",
+)
+
+TIMM_PRESETS = (
+    "resnet18d", "resnet26d", "resnet26t", "resnet34d", "resnet50d", "resnet101d", "resnext50d_32x4d",
+    "seresnet50", "seresnext26d_32x4d", "seresnext50_32x4d", *TIMM_BLOCK_PRESETS,
 )
 
 KERAS_APPLICATIONS_PRESETS = (
