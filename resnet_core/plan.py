@@ -497,10 +497,11 @@ def _block(spec: ResNetSpec, stage: int, index: int, cin: int, planes: int, stri
                                               ChannelConv(f"{prefix}se.conv", eca_kernel_size(cout)))
     shortcut = pool = None
     # The shortcut rule, the only place it is written. A change of width projects; a stride alone
-    # projects too, except with stride_block="last", whose shortcut only subsamples (keras.applications V2).
+    # projects too, except with stride_block="last", whose shortcut only subsamples (keras.applications V2);
+    # with project_first every stage's first block projects (keras-hub's basic_block_vd).
     if stride != 1 and cin == cout and spec.stride_block == "last":
         pool = MaxPool(f"{prefix}downsample.pool", kernel_size=1, stride=stride, padding=0)
-    elif stride != 1 or cin != cout:
+    elif stride != 1 or cin != cout or (spec.project_first and index == 0):
         # Pre-activation projections are a bare conv (timm's DownsampleConv/DownsampleAvg with preact).
         names = ("downsample.pool", "downsample.conv", None) if spec.preact else \
             ("downsample.0", "downsample.1", "downsample.2") if spec.downsample == "avg" else \

@@ -62,6 +62,8 @@ class ResNetSpec:
     pool changes likewise; ``replace_stem_pool`` replaces the stem max-pool by a stride-2 3x3 conv, norm
     and ReLU (ResNet-RS); ``reduce_first`` divides the width of each block's first conv (SENet-154: 2);
     ``down_kernel_size`` is the kernel of strided or dilated projection shortcuts (SENet-154: 3).
+    ``project_first`` projects the shortcut of every stage's first block, even where width and stride
+    stay (keras-hub's ``basic_block_vd``, whose first block has a 64 -> 64 projection).
     """
 
     block: str = "bottleneck"
@@ -92,6 +94,7 @@ class ResNetSpec:
     replace_stem_pool: bool = False
     reduce_first: int = 1
     down_kernel_size: int = 1
+    project_first: bool = False
     # Input normalisation the weights were trained with (ignored by the adapters; see resnet_core.preprocess):
     # "torch" RGB mean/std on [0, 1], "caffe" BGR mean subtraction on [0, 255], "tf" [-1, 1].
     preprocessing: str = "torch"
@@ -121,7 +124,8 @@ class ResNetSpec:
                 "Invalid ResNetSpec: the basic block allows only groups=1 and width_per_group=64. "
                 f"Received: groups={self.groups!r}, width_per_group={self.width_per_group!r}"
             )
-        for name in ("include_top", "zero_init_residual", "stride_in_1x1", "conv_bias", "preact", "replace_stem_pool"):
+        for name in ("include_top", "zero_init_residual", "stride_in_1x1", "conv_bias", "preact", "replace_stem_pool",
+                     "project_first"):
             if not isinstance(getattr(self, name), bool):
                 raise _expected(name, "a bool", getattr(self, name))
         if self.include_top and self.num_classes == 0:

@@ -135,6 +135,10 @@ def _structure(shapes: Shapes) -> ResNetSpec:
     if "layer1.0.conv1.weight" in shapes and not fields["preact"]:  # first conv narrower than the second
         first, second = shape("layer1.0.conv1.weight")[0], shape("layer1.0.conv2.weight")[0]
         fields["reduce_first"] = max(1, second // first)
+    if fields.get("block") == "basic" and not fields["preact"]:  # a projection where nothing changes
+        stem_out = fields["stem_width"] * (1 if fields.get("stem", "7x7") == "7x7" else 2)
+        fields["project_first"] = stem_out == fields["base_planes"] and any(
+            k.startswith("layer1.0.downsample.") for k in shapes)
     downs = [v for k, v in shapes.items() if k.endswith(".downsample.0.weight") and len(v) == 4]
     if downs and not fields["preact"]:
         fields["down_kernel_size"] = max(v[-1] for v in downs)
