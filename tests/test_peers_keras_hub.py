@@ -179,6 +179,8 @@ ROUND_TRIP = {
     "vd-tiered-headless": ResNetSpec(layers=(1, 1, 1, 1), stem="deep_tiered", stem_width=32, downsample="avg",
                                      include_top=False, num_classes=0),
     "v2-basic-tf": ResNetSpec(block="basic", layers=(1, 1, 1, 1), preact=True, num_classes=7, preprocessing="tf"),
+    "vd-basic-project-first": ResNetSpec(block="basic", layers=(1, 1, 1, 1), stem="deep", stem_width=32,
+                                         downsample="avg", project_first=True, num_classes=7),
 }
 
 
@@ -223,9 +225,7 @@ def test_basic_vd_first_stack_projection_imports_as_project_first(keras_hub):
     spec, weights = rc.from_peer(backbone)
     assert spec == rc.get_spec("resnet18d").replace(layers=(1, 1, 1, 1), project_first=True, include_top=False,
                                                     num_classes=0)
-    assert weights["layer1.0.downsample.1.weight"].shape == (64, 64, 1, 1)
-    back_spec, back = rc.from_peer(rc.to_peer(spec, weights, "keras-hub"))
-    assert back_spec == spec and all(np.array_equal(back[k], weights[k]) for k in weights)
+    assert weights["layer1.0.downsample.1.weight"].shape == (64, 64, 1, 1)  # exported: ROUND_TRIP
 
 
 def test_unexpressible_configs_are_refused_naming_each_field(keras_hub):
