@@ -14,10 +14,13 @@ from typing import Any
 import keras
 import numpy as np
 
+from resnet_core.errors import UnknownNameError
 from resnet_core.keras_graph import KerasLayer, keras_graph
 from resnet_core.mapping import check_weights, keras_table
 from resnet_core.plan import Plan, binomial_filter, make_plan
 from resnet_core.spec import ResNetSpec
+
+from .keras_norms import LAYERS as _NORM_LAYERS
 
 _PACKAGE = "resnet_core"
 
@@ -75,7 +78,7 @@ _OWN_LAYERS = {"ConstantPad2D": ConstantPad2D, "BlurPool2D": BlurPool2D}
 
 def _initializers(layer: KerasLayer, plan: Plan) -> dict[str, Any]:
     """PyTorch's default initialisation, in Keras terms (kaiming-normal fan-out convs, torch Linear)."""
-    if layer.cls == "Conv2D":
+    if layer.cls in ("Conv2D", "StdConv2D"):
         kernel = layer.config.get("kernel_initializer") or \
             keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal")
         return {"kernel_initializer": kernel, "bias_initializer": "zeros"}
@@ -99,7 +102,8 @@ def _graph(plan: Plan, dtype: Any = None) -> tuple[Any, Any, dict[str, str]]:
         if layer.cls == "InputLayer":
             inputs = tensors[layer.name] = keras.Input(name=layer.name, **layer.config)
             continue
-        cls = _OWN_LAYERS.get(layer.cls) or getattr(keras.layers, layer.cls)
+        own = {**_OWN_LAYERS, **_NORM_LAYERS}
+        cls = own[layer.cls] if layer.cls in own else getattr(keras.layers, layer.cls)
         args = [tensors[i] for i in layer.inputs]
         made = cls(name=layer.name, **{**layer.config, **_initializers(layer, plan)},
                    **({} if dtype is None else {"dtype": dtype}))
@@ -140,7 +144,7 @@ def tap_model(model: KerasResNet, taps: tuple[str, ...] | None = None) -> keras.
     wanted = model.plan.taps if taps is None else taps
     unknown = [t for t in wanted if t not in layers]
     if unknown:
-        raise KeyError(f"Unknown tap(s) {unknown}. Known taps: {list(layers)}")
+        raise UnknownNameError(f"Unknown tap(s) {unknown}. Known taps: {list(layers)}")
     return keras.Model(model.input, {t: model.get_layer(layers[t]).output for t in wanted})
 
 

@@ -9,12 +9,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from resnet_core.arrays import to_numpy, to_torch
 from resnet_core.mapping import check_weights
 from resnet_core.plan import (
     AvgPool,
     Block,
     BlurPool,
-    Conv,
     ConvNorm,
     EfficientChannelAttention,
     MaxPool,
@@ -26,14 +26,8 @@ from resnet_core.plan import (
 )
 from resnet_core.spec import ResNetSpec
 
-
-def _conv(c: Conv) -> nn.Conv2d:
-    return nn.Conv2d(c.in_channels, c.out_channels, c.kernel_size, stride=c.stride, padding=c.padding,
-                     dilation=c.dilation, groups=c.groups, bias=c.bias)
-
-
-def _norm(n: Norm) -> nn.BatchNorm2d:
-    return nn.BatchNorm2d(n.channels, eps=n.eps, momentum=n.momentum)
+from .torch_norms import conv_module as _conv
+from .torch_norms import norm_module as _norm
 
 
 def _place(root: nn.Module, path: str, module: nn.Module) -> None:
@@ -74,8 +68,9 @@ def _build_units(root: nn.Module, prefix: str, units: tuple[ConvNorm, ...]) -> U
     for unit in units:
         conv = _conv(unit.conv)
         _place(root, _relative(unit.conv.name, prefix), conv)
-        norm = _build_norm(root, prefix, unit.norm)
-        out.append((conv, norm, unit.relu, _build_pool(root, prefix, unit.pool)))
+        # A fused norm (EvoNorm, FRN) computes the activation itself: no separate ReLU.
+        relu = unit.relu and not (unit.norm is not None and unit.norm.fused_act)
+        out.append((conv, _build_norm(root, prefix, unit.norm), relu, _build_pool(root, prefix, unit.pool)))
     return out
 
 
@@ -92,7 +87,9 @@ def _run(units: Units, x: torch.Tensor) -> torch.Tensor:
 
 
 def _preact(norm: nn.Module | None, x: torch.Tensor) -> torch.Tensor:
-    return x if norm is None else torch.relu(norm(x))
+    if norm is None:
+        return x
+    return norm(x) if getattr(norm, "fused_act", False) else torch.relu(norm(x))
 
 
 class SqueezeExciteModule(nn.Module):
@@ -285,7 +282,7 @@ def _initialise(model: nn.Module, plan: Plan) -> None:
             bound = 1.0 / np.sqrt(plan.head.fc.in_features)
             nn.init.uniform_(t, -bound, bound)
         else:  # pragma: no cover - the plan only names the schemes above
-            raise ValueError(f"Unknown init scheme {p.init!r} for {p.name}")
+            raise RuntimeError(f"Unknown init scheme {p.init!r} for {p.name}")
 
 
 def build(plan: Plan) -> TorchResNet:
@@ -298,7 +295,7 @@ def owns(model: object) -> bool:
 
 def get_weights(model: TorchResNet) -> dict[str, np.ndarray]:
     state = model.state_dict()
-    return {p.name: state[p.name].detach().cpu().numpy().copy() for p in model.plan.params}
+    return {p.name: np.array(to_numpy(state[p.name])) for p in model.plan.params}
 
 
 @torch.no_grad()
@@ -307,7 +304,5 @@ def set_weights(model: TorchResNet, weights: Mapping[str, object], strict: bool 
     state = model.state_dict(keep_vars=True)
     for name in names:
         target = state[name]
-        value = weights[name]
-        source = value if isinstance(value, torch.Tensor) else torch.from_numpy(np.asarray(value))
-        target.copy_(source.to(dtype=target.dtype))
+        target.copy_(to_torch(weights[name]).to(dtype=target.dtype))
     return names

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import collections
 import pickle
-import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..arrays import to_numpy, to_torch
+from ..errors import MissingDependencyError
 from ..spec import ResNetSpec
 from .formats import (
     LIBRARY_KEY,
@@ -39,8 +40,8 @@ def _torch():
     try:
         import torch
     except ImportError as exc:
-        raise ImportError("Reading and writing .pth/.pt files needs PyTorch: pip install 'resnet-core[torch]'") \
-            from exc
+        raise MissingDependencyError("Reading and writing .pth/.pt files needs PyTorch: "
+                                     "pip install 'resnet-core[torch]'") from exc
     return torch
 
 
@@ -49,26 +50,6 @@ def _numpy_dtype(tensor: Any) -> np.dtype:
     if tensor.dtype == torch.bfloat16:
         return dtype_by_name("bfloat16")
     return np.dtype(str(tensor.dtype).replace("torch.", ""))
-
-
-def to_numpy(tensor: Any) -> np.ndarray:
-    """A numpy view of a CPU tensor; bfloat16 through its bits (numpy cannot convert it directly)."""
-    torch = _torch()
-    tensor = tensor.detach()
-    if tensor.dtype == torch.bfloat16:
-        return tensor.view(torch.int16).numpy().view(dtype_by_name("bfloat16"))
-    return tensor.numpy()
-
-
-def to_torch(array: np.ndarray) -> Any:
-    """A tensor sharing ``array``'s memory when possible; bfloat16 through its bits."""
-    torch = _torch()
-    array = np.ascontiguousarray(array)
-    with warnings.catch_warnings():  # read-only memory maps: the tensor is never written
-        warnings.simplefilter("ignore", UserWarning)
-        if array.dtype.name == "bfloat16":
-            return torch.from_numpy(array.view(np.int16)).view(torch.bfloat16)
-        return torch.from_numpy(array)
 
 
 def _load(path: Path) -> Any:
@@ -87,8 +68,8 @@ def _load(path: Path) -> Any:
             f"Refused to load {path}: its pickle holds more than tensors ({_reason(exc)}). It was read with "
             "torch.load(weights_only=True) and nothing in it was run; re-save the bare state_dict if you trust it"
         ) from None
-    except (RuntimeError, EOFError, OSError, KeyError, ValueError, AttributeError, IndexError) as exc:
-        if isinstance(exc, FileNotFoundError):
+    except Exception as exc:  # weights_only runs no code of the file's: whatever fails is the file's damage
+        if isinstance(exc, (FileNotFoundError, PermissionError)):
             raise
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise WeightsFileError(f"{path} is truncated or corrupt: torch.load failed ({first})") from None

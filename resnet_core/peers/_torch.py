@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..arrays import to_numpy, to_torch
+from ..name_tables import PeerError, Table
 from ..plan import Conv, Norm, Plan
 from ._common import check_units
-from ._table import PeerError, Table
 
 
 def state_numpy(model: nn.Module) -> dict[str, np.ndarray]:
-    """The model's state_dict as numpy (bfloat16, which numpy lacks, widened exactly to float32)."""
-    out = {}
-    for name, tensor in model.state_dict().items():
-        tensor = tensor.detach().cpu()
-        if tensor.dtype == torch.bfloat16:
-            tensor = tensor.float()
-        out[name] = tensor.numpy().copy()
-    return out
+    """The model's state_dict as numpy arrays the caller owns, in the model's dtypes."""
+    return {name: np.array(to_numpy(tensor)) for name, tensor in model.state_dict().items()}
 
 
 @torch.no_grad()
@@ -34,18 +29,20 @@ def load_state(model: nn.Module, tensors: Mapping[str, np.ndarray], table: Table
         raise PeerError(f"Exported tensors do not fit the peer model: not set {skipped[:10]}, unknown {unknown[:10]}")
     for name, value in tensors.items():
         target = state[name]
-        target.copy_(torch.from_numpy(np.ascontiguousarray(value)).to(target.dtype))
+        target.copy_(to_torch(value).to(target.dtype))
 
 
 def _pair(value: object) -> tuple[int, int]:
     return tuple(value) if isinstance(value, (tuple, list)) else (value, value)  # type: ignore[return-value]
 
 
-def check_conv(conv: Conv, module: object, where: str) -> list[str]:
+def check_conv(conv: Conv, module: object, where: str, cls: type | None = None) -> list[str]:
+    """A conv's fields against the plan's; ``cls`` is the exact class expected (Conv2d by default)."""
+    cls = nn.Conv2d if cls is None else cls
     if module is None:
         return [f"{where} is missing"]
-    if type(module) is not nn.Conv2d:
-        return [f"{where} is {type(module).__name__}, expected Conv2d"]
+    if type(module) is not cls:
+        return [f"{where} is {type(module).__name__}, expected {cls.__name__}"]
     m: nn.Conv2d = module
     want = dict(in_channels=conv.in_channels, out_channels=conv.out_channels, kernel_size=(conv.kernel_size,) * 2,
                 stride=(conv.stride,) * 2, padding=(conv.padding,) * 2, dilation=(conv.dilation,) * 2,
@@ -76,10 +73,11 @@ def check_norm(n: Norm, module: object, where: str, cls: type | None = None) -> 
     return faults
 
 
-def check_plan(plan: Plan, table: Table, model: nn.Module) -> list[str]:
+def check_plan(plan: Plan, table: Table, model: nn.Module, conv: Callable = check_conv,
+               norm: Callable = check_norm) -> list[str]:
     """Every conv, norm and the classifier of ``plan`` against the module the table maps it to."""
     modules = dict(model.named_modules())
-    faults = check_units(plan, table, modules, check_conv, check_norm)
+    faults = check_units(plan, table, modules, conv, norm)
     if plan.head.fc is not None:
         fc, where = plan.head.fc, table.peer_module(plan.head.fc.name)
         m = modules.get(where)
