@@ -11,11 +11,13 @@ import importlib.util
 from pathlib import Path
 
 from ..parity import DTYPES, ENGINES, MODES, parity
+from ..parity.engines import ARTIFACT_ENGINES
 
 EPILOG = """examples:
   resnet-core parity resnet50 --backends torch,keras-jax,keras-tensorflow,keras-torch
   resnet-core parity my.safetensors --mode train --grad --json report.json --plot report.png
   resnet-core parity tiny_resnext --dtype bfloat16 --size 65x77
+  resnet-core parity r18.safetensors --backends torch,onnxruntime,litert,tf-saved-model,torch-export
 """
 
 
@@ -33,7 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--spec", help="the preset of a weights file, when it cannot be inferred")
     p.add_argument("--weights", help="weights file for a preset (default: non-trivial random weights)")
     p.add_argument("--backends", default=",".join(ENGINES),
-                   help=f"comma-separated engines (default: all): {', '.join(ENGINES)}")
+                   help=f"comma-separated engines (default: {', '.join(ENGINES)}); exported artifacts, compared on "
+                        f"their output: {', '.join(ARTIFACT_ENGINES)}")
     p.add_argument("--reference", default="torch", help="engine the others are compared with (default: torch)")
     p.add_argument("--mode", choices=MODES, default="eval",
                    help="eval: running statistics; train: batch statistics, and running statistics after one step")

@@ -16,7 +16,8 @@ from ..plan import Plan, make_plan
 from ..presets import get_spec
 from ..spec import ResNetSpec
 from ..testing import random_images, random_weights
-from .engines import ENGINES, EngineRun, parse_engines, run_engines
+from .artifacts import artifact_job_error
+from .engines import ALL_ENGINES, ENGINES, EngineRun, parse_engines, run_engines
 from .report import (
     Entry,
     ParityReport,
@@ -163,7 +164,10 @@ def parity(
         raise ValueError(f"batch must be a positive integer. Received: batch={batch!r}")
     if reference not in engines:
         raise ValueError(f"The reference engine {reference!r} is not among the engines {list(engines)}"
-                         if reference in ENGINES else f"Unknown reference engine {reference!r}")
+                         if reference in ALL_ENGINES else f"Unknown reference engine {reference!r}")
+    artifact_error = artifact_job_error(engines, mode, grad, dtype, reference)
+    if artifact_error:
+        raise ValueError(artifact_error)
     if tolerance is not None and not (isinstance(tolerance, (int, float)) and tolerance > 0):
         raise ValueError(f"tolerance must be a positive number. Received: tolerance={tolerance!r}")
     if not isinstance(grad, bool):
@@ -299,6 +303,8 @@ def _fill(report: ParityReport, plan: Plan, outputs: dict, runs: dict, ref: str,
     def entry(key: str, name: str, kind: str, stage: str | None = None) -> Entry:
         out = Entry(name, kind, reference[key].shape, stage=stage)
         for engine in others:
+            if key not in outputs[engine]:  # an exported artifact has the final output only
+                continue
             out.engines[engine] = {**compare(outputs[engine][key], reference[key]), "tolerance": tol[kind][engine]}
             if baseline is not None:
                 out.engines[engine]["vs_float32"] = compare(outputs[engine][key], baseline[key])["max_rel"]
@@ -313,7 +319,7 @@ def _fill(report: ParityReport, plan: Plan, outputs: dict, runs: dict, ref: str,
         key = f"x/tap/{tap}"
         layer = entry(key, tap, "activation", stages.get(tap))
         if tap == "logits":
-            for engine in others:
+            for engine in layer.engines:
                 layer.engines[engine]["top1"] = topk_agreement(outputs[engine][key], reference[key], 1)
                 layer.engines[engine]["top5"] = topk_agreement(outputs[engine][key], reference[key], 5)
         report.layers.append(layer)
