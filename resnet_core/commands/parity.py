@@ -48,7 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the images, probe and random weights")
     p.add_argument("--tolerance", type=float, help="one relative tolerance for everything (default: per dtype)")
     p.add_argument("--engine-weights", action="append", default=[], metavar="ENGINE=FILE",
-                   help="give one engine other weights, e.g. keras-jax=converted.weights.h5 (repeatable)")
+                   help="give one engine other weights, e.g. keras-jax=converted.weights.h5, or an artifact engine "
+                        "the artifact to check, e.g. onnxruntime=model.onnx (repeatable)")
     p.add_argument("--device", choices=("auto", "cpu"), default="auto",
                    help="auto: each engine's default device; cpu: hide GPUs from every engine")
     p.add_argument("--jobs", type=int, help="engines run at once (default: one per CPU core)")

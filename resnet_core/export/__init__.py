@@ -62,11 +62,14 @@ def _check_request(fmt: ExportFormat, origin: str | None, quantize: str | None, 
             raise ExportError(f"--quantize {quantize} needs --calibration IMAGES.npy (NCHW, preprocessed)")
     elif calibration is not None:
         raise ExportError("--calibration is only used with --quantize int8")
+    return origin
+
+
+def _check_installed(fmt: ExportFormat, origin: str, quantize: str | None) -> None:
     needs = REQUIREMENTS[(fmt.name, origin)] + (QUANTIZE_REQUIREMENTS if quantize else ())
     missing = missing_requirements(needs)
     if missing is not None:
         raise ImportError(f"Exporting {fmt.name} from the {origin} model {missing}")
-    return origin
 
 
 def _size(size: Any, images: Any) -> tuple[int, int]:
@@ -103,6 +106,7 @@ def export(model_or_source: Any, path: str | os.PathLike, format: str | None = N
         raise ExportError(f"opset must be an ONNX opset number (e.g. {DEFAULT_OPSET}). Received: {opset!r}")
     (check_folder_output if fmt.folder else check_output)(path, overwrite)
     source = resolve_source(model_or_source, spec)
+    _check_installed(fmt, origin, quantize)
     images = None
     if quantize:
         from .quantize import load_calibration

@@ -1,6 +1,7 @@
 """Parity engines that run an exported artifact: each worker exports the model (``resnet-core export``, in a
 child process) and runs the artifact in its own runtime, importing only that runtime itself.
 
+Given an existing artifact (``engine_weights={"onnxruntime": "model.onnx"}``), the engine checks that one.
 An artifact has the model's output alone (the logits, or the pooled/final features without a top), so
 these engines are compared on that tap only.
 """
@@ -46,7 +47,8 @@ def _dist_version(name: str) -> str:
 
 
 class ArtifactRunner:
-    """Exports on the first batch (the artifact's height and width are fixed), then runs it; eval, fp32 only."""
+    """Exports on the first batch (the artifact's height and width are fixed), then runs it; eval, fp32 only.
+    Given an artifact instead of weights (``engine_weights``), runs that one as it is."""
 
     def __init__(self, engine: str, spec: Any, dtype: str, workdir: Path):
         from ..plan import make_plan
@@ -63,6 +65,11 @@ class ArtifactRunner:
                      "precision": "float32 artifact", "running_var": "n/a (eval only)"}
 
     def load(self, weights: dict[str, Any]) -> None:
+        if weights["format"] == "artifact":
+            self.artifact = Path(weights["path"])
+            self.info["artifact"] = f"{self.artifact.name} (given)"
+            self.run_fn = getattr(self, f"_open_{self.engine.replace('-', '_')}")()
+            return
         if weights["format"] != "npz":
             raise ValueError(f"The {self.engine} engine exports from canonical npz weights, not {weights['format']!r}")
         self.weights_path = weights["path"]
@@ -149,6 +156,16 @@ class ArtifactRunner:
             return _nchw(interpreter.get_tensor(out["index"]).copy())
 
         return run
+
+
+def is_artifact(engine: str, value: Any) -> bool:
+    """Whether ``value`` is an artifact file (or SavedModel folder) that ``engine`` runs as given."""
+    if engine not in ARTIFACTS or not isinstance(value, (str, os.PathLike)):
+        return False
+    path = Path(value)
+    if engine == "tf-saved-model":
+        return path.is_dir()
+    return path.suffix.lower() == Path(ARTIFACTS[engine][0]).suffix
 
 
 def _nhwc(a: np.ndarray) -> np.ndarray:

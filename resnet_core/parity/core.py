@@ -16,7 +16,7 @@ from ..plan import Plan, make_plan
 from ..presets import get_spec
 from ..spec import ResNetSpec
 from ..testing import random_images, random_weights
-from .artifacts import artifact_job_error
+from .artifacts import artifact_job_error, is_artifact
 from .engines import ALL_ENGINES, ENGINES, EngineRun, parse_engines, run_engines
 from .report import (
     Entry,
@@ -238,6 +238,9 @@ def _write_inputs(work: Path, plan: Plan, base: dict, engines: Sequence[str], en
     for engine, value in (engine_weights or {}).items():
         if engine not in engines:
             raise ValueError(f"engine_weights names {engine!r}, which is not among the engines {list(engines)}")
+        if is_artifact(engine, value):  # an exported artifact to check as it is, not re-exported
+            per_engine[engine] = {"format": "artifact", "path": str(Path(value).resolve())}
+            continue
         if isinstance(value, (str, os.PathLike)) and str(value).endswith(KERAS_WEIGHTS_SUFFIX):
             if not engine.startswith("keras-"):
                 raise ValueError(f"{engine} cannot read a Keras {KERAS_WEIGHTS_SUFFIX} file ({value})")
@@ -286,7 +289,7 @@ def _engine_info(run: EngineRun) -> dict[str, Any]:
     info: dict[str, Any] = {"status": run.status}
     if run.reason:
         info["reason"] = run.reason
-    for key in ("versions", "device", "tf32", "precision", "running_var"):
+    for key in ("versions", "device", "tf32", "precision", "running_var", "artifact", "export_seconds"):
         if key in run.meta:
             info[key] = run.meta[key]
     info["seconds"] = round(run.seconds, 2)
