@@ -15,8 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from ..plan import AvgPool, Plan, make_plan, width_per_group_of
+from ..name_tables import TORCH_IGNORED, TORCH_KINDS, ModuleRow, Table
+from ..plan import Plan, make_plan, planes_of, stage_planes, width_per_group_of
 from ..spec import ResNetSpec, SpecError
+from . import timm_resnetv2
 from ._common import (
     check_round_trip,
     match_output_stride,
@@ -26,18 +28,11 @@ from ._common import (
     stem_counted_output_stride,
     unsupported,
 )
-from ._table import TORCH_IGNORED, TORCH_KINDS, ModuleRow, Table
-
-PEER = "timm"
+from ._timm import NORMALISATION, PEER, pool_matches, pool_text, preprocessing_of
 
 MODULES = (ModuleRow("{m:path}", "{m:path}", "module"),)
 TABLE = Table(MODULES, TORCH_KINDS, ignored=TORCH_IGNORED)
 
-# pretrained_cfg mean/std <-> ResNetSpec.preprocessing ("caffe" is BGR on [0, 255]: timm cannot say it).
-NORMALISATION = {
-    "torch": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-    "tf": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
-}
 STEM_TYPES = {"7x7": "", "deep": "deep", "deep_tiered": "deep_tiered"}
 
 # Leaf modules a timm ResNet may hold for a spec to describe it; anything else is refused.
@@ -50,11 +45,7 @@ _HINTS = ((".aa", "aa_layer (anti-aliasing)"), (".se", "attn_layer"), ("maxpool"
           ("global_pool", "global_pool"))
 
 
-
-
 def accepts(model: object) -> bool:
-    from . import timm_resnetv2  # imported here: it imports this module's shared pieces
-
     module = sys.modules.get("timm.models.resnet")  # loaded if such a model exists: nothing is imported
     return (module is not None and isinstance(model, module.ResNet)) or timm_resnetv2.accepts(model)
 
@@ -126,42 +117,11 @@ def _check_pools(plan: Plan, model: Any) -> list[str]:
             continue
         where = f"{block.name}.downsample.0"
         m, want = modules.get(where), block.shortcut_pool
-        faults += [f"{where} is {m!r}, expected {_pool_text(want)}"] if not _pool_matches(m, want, nn) else []
+        faults += [f"{where} is {m!r}, expected {pool_text(want)}"] if not pool_matches(m, want, nn) else []
     return faults
 
 
-def _pool_text(pool: AvgPool | None) -> str:
-    return "Identity" if pool is None else f"{pool.mode} average pool, stride {pool.stride}"
-
-
-def _pool_matches(module: Any, pool: AvgPool | None, nn: Any) -> bool:
-    kind = type(module).__name__
-    if pool is None:
-        return kind == "Identity"
-    size = module.kernel_size if isinstance(module.kernel_size, tuple) else (module.kernel_size,) * 2
-    stride = module.stride if isinstance(module.stride, tuple) else (module.stride,) * 2
-    if size != (2, 2) or stride != (pool.stride,) * 2 or getattr(module, "padding", 0) not in (0, (0, 0)):
-        return False
-    if pool.mode == "same":
-        return kind == "AvgPool2dSame"  # pads explicitly with zeros, counted in the mean
-    return type(module) is nn.AvgPool2d and module.ceil_mode and not module.count_include_pad
-
-
-def _preprocessing(model: Any) -> str:
-    cfg = getattr(model, "pretrained_cfg", None) or {}
-    if "mean" not in cfg:
-        return "torch"
-    mean, std = tuple(float(v) for v in cfg["mean"]), tuple(float(v) for v in cfg.get("std", ()))
-    for mode, (m, s) in NORMALISATION.items():
-        if np.allclose(mean, m) and np.allclose(std, s):
-            return mode
-    raise unsupported(PEER, [f"pretrained_cfg mean={mean}, std={std} is none of ResNetSpec.preprocessing's "
-                             f"normalisations {dict(NORMALISATION)}"])
-
-
 def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
-    from . import timm_resnetv2
-
     if timm_resnetv2.accepts(model):
         return timm_resnetv2.from_model(model)
     from timm.models.resnet import Bottleneck
@@ -185,7 +145,7 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
     first = stages[0][0]
     bottleneck = isinstance(first, Bottleneck)
     if bottleneck:
-        width, planes = first.conv2.out_channels, first.conv3.out_channels // 4
+        width, planes = first.conv2.out_channels, planes_of(first.conv3.out_channels, "bottleneck")
         groups = first.conv2.groups
         width_per_group = width_per_group_of(width, groups, planes)
     else:
@@ -212,7 +172,7 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
             stride_in_1x1=bottleneck and tuple(stages[1][0].conv1.stride) != (1, 1),
             conv_bias=stem_conv.bias is not None, stem=stem, stem_pool=not isinstance(model.maxpool, nn.Identity),
             downsample="avg" if downs == {3} else "conv", attention="se" if ses else None,
-            se_ratio=se_ratio_for(ses, PEER) if ses else 1.0 / 16, preprocessing=_preprocessing(model),
+            se_ratio=se_ratio_for(ses, PEER) if ses else 1.0 / 16, preprocessing=preprocessing_of(model),
         )
     except SpecError as exc:
         raise unsupported(PEER, [str(exc)]) from None
@@ -225,8 +185,6 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
 
 def to_model(spec: ResNetSpec, weights: Mapping[str, Any]) -> Any:
     """A timm ResNet in eval mode; ``pretrained_cfg`` mean/std carry the spec's preprocessing."""
-    from . import timm_resnetv2
-
     if spec.preact:
         return timm_resnetv2.to_model(spec, weights)
     from timm.layers import SEModule
@@ -257,7 +215,7 @@ def to_model(spec: ResNetSpec, weights: Mapping[str, Any]) -> Any:
         global_pool="avg" if spec.include_top else {"avg": "avg", "max": "max", None: ""}[spec.pooling],
         cardinality=spec.groups, base_width=spec.width_per_group, stem_width=spec.stem_width,
         stem_type=STEM_TYPES[spec.stem], avg_down=spec.downsample == "avg",
-        channels=tuple(spec.base_planes * 2**s for s in range(4)),
+        channels=stage_planes(spec.base_planes, 4),
         norm_layer=functools.partial(nn.BatchNorm2d, eps=spec.bn_eps, momentum=spec.bn_momentum),
         zero_init_last=spec.zero_init_residual, block_args=block_args,
     )
