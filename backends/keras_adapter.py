@@ -14,10 +14,13 @@ from typing import Any
 import keras
 import numpy as np
 
+from resnet_core.errors import UnknownNameError
 from resnet_core.keras_graph import KerasLayer, keras_graph
 from resnet_core.mapping import check_weights, keras_table
 from resnet_core.plan import Plan, make_plan
 from resnet_core.spec import ResNetSpec
+
+from .keras_norms import LAYERS as _NORM_LAYERS
 
 _PACKAGE = "resnet_core"
 
@@ -45,7 +48,7 @@ class ConstantPad2D(keras.layers.Layer):
 
 def _initializers(layer: KerasLayer, plan: Plan) -> dict[str, Any]:
     """PyTorch's default initialisation, in Keras terms (kaiming-normal fan-out convs, torch Linear)."""
-    if layer.cls == "Conv2D":
+    if layer.cls in ("Conv2D", "StdConv2D"):
         kernel = layer.config.get("kernel_initializer") or \
             keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal")
         return {"kernel_initializer": kernel, "bias_initializer": "zeros"}
@@ -67,7 +70,8 @@ def _graph(plan: Plan, dtype: Any = None) -> tuple[Any, Any, dict[str, str]]:
         if layer.cls == "InputLayer":
             inputs = tensors[layer.name] = keras.Input(name=layer.name, **layer.config)
             continue
-        cls = ConstantPad2D if layer.cls == "ConstantPad2D" else getattr(keras.layers, layer.cls)
+        own = {"ConstantPad2D": ConstantPad2D, **_NORM_LAYERS}
+        cls = own[layer.cls] if layer.cls in own else getattr(keras.layers, layer.cls)
         args = [tensors[i] for i in layer.inputs]
         made = cls(name=layer.name, **{**layer.config, **_initializers(layer, plan)},
                    **({} if dtype is None else {"dtype": dtype}))
@@ -108,7 +112,7 @@ def tap_model(model: KerasResNet, taps: tuple[str, ...] | None = None) -> keras.
     wanted = model.plan.taps if taps is None else taps
     unknown = [t for t in wanted if t not in layers]
     if unknown:
-        raise KeyError(f"Unknown tap(s) {unknown}. Known taps: {list(layers)}")
+        raise UnknownNameError(f"Unknown tap(s) {unknown}. Known taps: {list(layers)}")
     return keras.Model(model.input, {t: model.get_layer(layers[t]).output for t in wanted})
 
 

@@ -11,17 +11,11 @@ from torch import nn
 
 from resnet_core.arrays import to_numpy, to_torch
 from resnet_core.mapping import check_weights
-from resnet_core.plan import AvgPool, Block, Conv, ConvNorm, MaxPool, Norm, Plan, SqueezeExcite, make_plan
+from resnet_core.plan import AvgPool, Block, ConvNorm, MaxPool, Norm, Plan, SqueezeExcite, make_plan
 from resnet_core.spec import ResNetSpec
 
-
-def _conv(c: Conv) -> nn.Conv2d:
-    return nn.Conv2d(c.in_channels, c.out_channels, c.kernel_size, stride=c.stride, padding=c.padding,
-                     dilation=c.dilation, groups=c.groups, bias=c.bias)
-
-
-def _norm(n: Norm) -> nn.BatchNorm2d:
-    return nn.BatchNorm2d(n.channels, eps=n.eps, momentum=n.momentum)
+from .torch_norms import conv_module as _conv
+from .torch_norms import norm_module as _norm
 
 
 def _place(root: nn.Module, path: str, module: nn.Module) -> None:
@@ -54,7 +48,9 @@ def _build_units(root: nn.Module, prefix: str, units: tuple[ConvNorm, ...]) -> U
     for unit in units:
         conv = _conv(unit.conv)
         _place(root, _relative(unit.conv.name, prefix), conv)
-        out.append((conv, _build_norm(root, prefix, unit.norm), unit.relu))
+        # A fused norm (EvoNorm, FRN) computes the activation itself: no separate ReLU.
+        relu = unit.relu and not (unit.norm is not None and unit.norm.fused_act)
+        out.append((conv, _build_norm(root, prefix, unit.norm), relu))
     return out
 
 
@@ -69,7 +65,9 @@ def _run(units: Units, x: torch.Tensor) -> torch.Tensor:
 
 
 def _preact(norm: nn.Module | None, x: torch.Tensor) -> torch.Tensor:
-    return x if norm is None else torch.relu(norm(x))
+    if norm is None:
+        return x
+    return norm(x) if getattr(norm, "fused_act", False) else torch.relu(norm(x))
 
 
 class SqueezeExciteModule(nn.Module):
@@ -223,7 +221,7 @@ def _initialise(model: nn.Module, plan: Plan) -> None:
             bound = 1.0 / np.sqrt(plan.head.fc.in_features)
             nn.init.uniform_(t, -bound, bound)
         else:  # pragma: no cover - the plan only names the schemes above
-            raise ValueError(f"Unknown init scheme {p.init!r} for {p.name}")
+            raise RuntimeError(f"Unknown init scheme {p.init!r} for {p.name}")
 
 
 def build(plan: Plan) -> TorchResNet:

@@ -18,7 +18,14 @@ VARIABLES = {
     "Conv2D": ("kernel", "bias"),
     "BatchNormalization": ("gamma", "beta", "moving_mean", "moving_variance"),
     "Dense": ("kernel", "bias"),
+    "StdConv2D": ("kernel", "bias"),  # resnet_core's own, like the two fused norms below
+    "GroupNormalization": ("gamma", "beta"),
+    "EvoNormS0": ("gamma", "beta", "v"),
+    "FilterResponseNormTLU": ("gamma", "beta", "tau"),
 }
+# The Keras class of each plan norm kind (Norm.kind).
+NORM_CLASSES = {"batch": "BatchNormalization", "group": "GroupNormalization", "evo_s0": "EvoNormS0",
+                "frn": "FilterResponseNormTLU"}
 
 
 @dataclass(frozen=True)
@@ -50,26 +57,34 @@ class _Builder:
         if c.padding and not same:
             x = self.add("ZeroPadding2D", f"{name}_pad", x, padding=c.padding)
         zeros = {"kernel_initializer": "zeros"} if c.zero_init else {}
+        if c.standardize_eps is not None:
+            zeros["eps"] = c.standardize_eps
+        cls = "Conv2D" if c.standardize_eps is None else "StdConv2D"
         return self.add(
-            "Conv2D", name, x, variables=VARIABLES["Conv2D"][: 2 if c.bias else 1],
+            cls, name, x, variables=VARIABLES[cls][: 2 if c.bias else 1],
             filters=c.out_channels, kernel_size=c.kernel_size, strides=c.stride,
             padding="same" if same else "valid", dilation_rate=c.dilation, groups=c.groups, use_bias=c.bias, **zeros,
         )
 
     def norm(self, x: str, n: Norm) -> str:
-        return self.add("BatchNormalization", keras_layer_name(n.name), x, variables=VARIABLES["BatchNormalization"],
-                        epsilon=n.eps, momentum=1.0 - n.momentum,
-                        gamma_initializer="zeros" if n.zero_init else "ones")
+        cls = NORM_CLASSES[n.kind]
+        config: dict[str, Any] = {"epsilon": n.eps, "gamma_initializer": "zeros" if n.zero_init else "ones"}
+        if n.kind == "batch":
+            config["momentum"] = 1.0 - n.momentum
+        if n.kind in ("group", "evo_s0"):
+            config["groups"] = n.groups
+        return self.add(cls, keras_layer_name(n.name), x, variables=VARIABLES[cls], **config)
 
     def preact(self, x: str, n: Norm) -> str:
         """relu(norm(x)): a pre-activation block's entry, or the final norm of a pre-activation network."""
-        return self.add("ReLU", f"{keras_layer_name(n.name)}_relu", self.norm(x, n))
+        x = self.norm(x, n)
+        return x if n.fused_act else self.add("ReLU", f"{keras_layer_name(n.name)}_relu", x)
 
     def unit(self, x: str, unit: ConvNorm) -> str:
         x = self.conv(x, unit.conv)
         if unit.norm is not None:
             x = self.norm(x, unit.norm)
-        if not unit.relu:
+        if not unit.relu or (unit.norm is not None and unit.norm.fused_act):
             return x
         return self.add("ReLU", f"{keras_layer_name((unit.norm or unit.conv).name)}_relu", x)
 

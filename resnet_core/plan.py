@@ -12,7 +12,20 @@ import math
 from dataclasses import dataclass
 
 from .layouts import Layout
-from .spec import EXPANSION, ResNetSpec
+from .spec import FUSED_NORMS, GROUPED_NORMS, ResNetSpec, SpecError
+from .widths import (  # noqa: F401 - importers read the width rules from the plan
+    EXPANSION,
+    bottleneck_width,
+    make_divisible,
+    planes_of,
+    se_ratio_of,
+    se_width,
+    stage_planes,
+    stem_widths,
+    tiered_stem_width,
+    width_per_group_fitting,
+    width_per_group_of,
+)
 
 
 @dataclass(frozen=True)
@@ -27,15 +40,29 @@ class Conv:
     groups: int = 1
     bias: bool = False
     zero_init: bool = False  # kernel starts at 0 (zero_init_residual on a pre-activation block's last conv)
+    standardize_eps: float | None = None  # weight standardisation in the forward (timm's StdConv2d); None: plain
 
 
 @dataclass(frozen=True)
 class Norm:
+    """A normalisation layer; ``kind`` is ResNetSpec.norm, ``groups`` its group count ("group", "evo_s0").
+
+    Batch and group norms are followed by a separate ReLU where the plan asks for one; the fused kinds
+    ("evo_s0", "frn") compute their nonlinearity themselves and are only placed where one is wanted.
+    """
+
     name: str
     channels: int
     eps: float
-    momentum: float  # PyTorch convention
+    momentum: float  # PyTorch convention (batch norm only)
     zero_init: bool = False  # gamma starts at 0 (torchvision's zero_init_residual)
+    kind: str = "batch"
+    groups: int = 1
+
+    @property
+    def fused_act(self) -> bool:
+        """The nonlinearity is part of the norm: adapters add no ReLU after it."""
+        return self.kind in FUSED_NORMS
 
 
 @dataclass(frozen=True)
@@ -153,7 +180,18 @@ CANONICAL_SUFFIX = {
     "beta": "bias",
     "moving_mean": "running_mean",
     "moving_variance": "running_var",
+    "v": "v",  # EvoNorm-S0's gate
+    "tau": "tau",  # FilterResponseNorm's TLU threshold
 }
+# The tensors of each norm kind (timm's state_dict: GroupNorm, EvoNorm and FRN keep no running statistics).
+NORM_ROLES = {
+    "batch": ("gamma", "beta", "moving_mean", "moving_variance"),
+    "group": ("gamma", "beta"),
+    "evo_s0": ("gamma", "beta", "v"),
+    "frn": ("gamma", "beta", "tau"),
+}
+_ROLE_INIT = {"gamma": "ones", "beta": "zeros", "moving_mean": "zeros", "moving_variance": "ones", "v": "ones",
+              "tau": "zeros"}
 
 
 @dataclass(frozen=True)
@@ -314,44 +352,11 @@ def _conv_params(conv: Conv) -> list[Param]:
     return params
 
 
-def bottleneck_width(planes: int, width_per_group: int, groups: int) -> int:
-    """Channels of a bottleneck's 3x3 conv (torchvision's rule)."""
-    return int(planes * (width_per_group / 64.0)) * groups
-
-
-def stage_planes(base_planes: int, num_stages: int) -> tuple[int, ...]:
-    """Each stage's base width (planes), doubled per stage; a block's output is ``EXPANSION[block]`` times it."""
-    return tuple(base_planes * 2**s for s in range(num_stages))
-
-
-def planes_of(out_channels: int, block: str) -> int:
-    """The inverse of ``planes * EXPANSION[block]``, for importers reading a block's output width."""
-    return out_channels // EXPANSION[block]
-
-
-def tiered_stem_width(stem_width: int) -> int:
-    """The first conv's width in timm's 'deep_tiered' stem (3/4 of the stem width, rounded down to 3 * k)."""
-    return 3 * (stem_width // 4)
-
-
-def width_per_group_of(width: int, groups: int, planes: int) -> int:
-    """The inverse of :func:`bottleneck_width`, for importers reading a 3x3 conv's width."""
-    return (width // groups) * 64 // max(1, planes)
-
-
-def make_divisible(value: float, divisor: int = 8) -> int:
-    """timm's rounding of reduced widths (round_limit=0: never bumped up for rounding down)."""
-    return max(divisor, int(value + divisor / 2) // divisor * divisor)
-
-
 def _norm_params(norm: Norm) -> list[Param]:
     c = (norm.channels,)
-    return [
-        _param(norm.name, "gamma", c, Layout.SAME, "zeros" if norm.zero_init else "ones"),
-        _param(norm.name, "beta", c, Layout.SAME, "zeros"),
-        _param(norm.name, "moving_mean", c, Layout.SAME, "zeros"),
-        _param(norm.name, "moving_variance", c, Layout.SAME, "ones"),
-    ]
+    return [_param(norm.name, role, c, Layout.SAME,
+                   "zeros" if role == "gamma" and norm.zero_init else _ROLE_INIT[role])
+            for role in NORM_ROLES[norm.kind]]
 
 
 def _unit(spec: ResNetSpec, prefix: str, conv_name: str, norm_name: str | None, cin: int, cout: int, k: int,
@@ -364,15 +369,19 @@ def _unit(spec: ResNetSpec, prefix: str, conv_name: str, norm_name: str | None, 
     conv = Conv(
         name=f"{prefix}{conv_name}", in_channels=cin, out_channels=cout, kernel_size=k, stride=stride,
         padding=dilation * (k - 1) // 2, dilation=dilation, groups=groups, bias=bias,
-        zero_init=zero_init and norm_name is None,
+        zero_init=zero_init and norm_name is None, standardize_eps=spec.std_conv_eps if spec.std_conv else None,
     )
-    norm = None if norm_name is None else Norm(
-        name=f"{prefix}{norm_name}", channels=cout, eps=spec.bn_eps, momentum=spec.bn_momentum, zero_init=zero_init)
+    norm = None if norm_name is None else _norm(spec, f"{prefix}{norm_name}", cout, zero_init)
+    if norm is not None and norm.fused_act and not relu:  # pragma: no cover - the spec refuses such networks
+        raise SpecError(f"norm={spec.norm!r} fuses its activation, but {norm.name} has none")
     return ConvNorm(conv, norm, relu)
 
 
-def _norm(spec: ResNetSpec, name: str, channels: int) -> Norm:
-    return Norm(name=name, channels=channels, eps=spec.bn_eps, momentum=spec.bn_momentum)
+def _norm(spec: ResNetSpec, name: str, channels: int, zero_init: bool = False) -> Norm:
+    """The spec's norm; grouped kinds split the channels into ``norm_groups`` groups."""
+    groups = spec.norm_groups if spec.norm in GROUPED_NORMS else 1  # the spec checked that it divides channels
+    return Norm(name=name, channels=channels, eps=spec.bn_eps, momentum=spec.bn_momentum, zero_init=zero_init,
+                kind=spec.norm, groups=groups)
 
 
 def _main(spec: ResNetSpec, prefix: str, cin: int, planes: int, stride: int, first_dilation: int,
@@ -408,7 +417,7 @@ def _block(spec: ResNetSpec, stage: int, index: int, cin: int, planes: int, stri
     main = _main(spec, prefix, cin, planes, stride, first_dilation, dilation)
     attention = None
     if spec.attention == "se":
-        reduced = make_divisible(cout * spec.se_ratio)
+        reduced = se_width(cout, spec.se_ratio)
         attention = SqueezeExcite(
             f"{prefix}se",
             Conv(f"{prefix}se.fc1", cout, reduced, 1, bias=True),
@@ -439,16 +448,16 @@ def _block(spec: ResNetSpec, stage: int, index: int, cin: int, planes: int, stri
 def _stem(spec: ResNetSpec) -> Stem:
     last_norm = None if spec.preact else "bn1"  # pre-activation: the first block's norm1 follows
     relu = not spec.preact
+    widths = stem_widths(spec.stem, spec.stem_width)
+    out = widths[-1]
     if spec.stem == "7x7":
-        units = (_unit(spec, "", "conv1", last_norm, spec.in_channels, spec.stem_width, 7, stride=2, relu=relu),)
-        out = spec.stem_width
+        units = (_unit(spec, "", "conv1", last_norm, spec.in_channels, out, 7, stride=2, relu=relu),)
     else:  # timm's deep stems: three 3x3 convs in a Sequential named conv1, the last norm is bn1
-        out = 2 * spec.stem_width
-        first = tiered_stem_width(spec.stem_width) if spec.stem == "deep_tiered" else spec.stem_width
+        first, middle, _ = widths
         units = (
             _unit(spec, "", "conv1.0", "conv1.1", spec.in_channels, first, 3, stride=2),
-            _unit(spec, "", "conv1.3", "conv1.4", first, spec.stem_width, 3),
-            _unit(spec, "", "conv1.6", last_norm, spec.stem_width, out, 3, relu=relu),
+            _unit(spec, "", "conv1.3", "conv1.4", first, middle, 3),
+            _unit(spec, "", "conv1.6", last_norm, middle, out, 3, relu=relu),
         )
     pool = None
     if spec.stem_pool:

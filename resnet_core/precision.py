@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .backends import load_adapter
+from .errors import InputError
 from .plan import Plan
 
 BUILD_DTYPES = ("float32", "bfloat16", "float16")
@@ -12,7 +13,7 @@ BUILD_DTYPES = ("float32", "bfloat16", "float16")
 
 def check_dtype(dtype: str) -> str:
     if dtype not in BUILD_DTYPES:
-        raise ValueError(f"Unknown dtype {dtype!r}. Expected one of {', '.join(BUILD_DTYPES)}")
+        raise InputError(f"Unknown dtype {dtype!r}. Expected one of {', '.join(BUILD_DTYPES)}")
     return dtype
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from .errors import InputError, InputTypeError
 from .presets import get_spec
 from .spec import ResNetSpec
 
@@ -62,7 +63,7 @@ def _resolve(source: ResNetSpec | str | os.PathLike) -> ResNetSpec:
 
     with format_for(path).open(path) as reader:
         if reader.stored_spec is None:
-            raise ValueError(f"{path} stores no spec, so its preprocessing is unknown; pass the spec or its name")
+            raise InputError(f"{path} stores no spec, so its preprocessing is unknown; pass the spec or its name")
         return reader.stored_spec
 
 
@@ -73,22 +74,22 @@ def preprocess(images: Any, spec: ResNetSpec | str | os.PathLike, data_format: s
     Returns float32 in the same layout; the input is never modified.
     """
     if data_format not in DATA_FORMATS:
-        raise ValueError(f"data_format must be one of {DATA_FORMATS}. Received: {data_format!r}")
+        raise InputError(f"data_format must be one of {DATA_FORMATS}. Received: {data_format!r}")
     name = _resolve(spec).preprocessing
     mode = NORMALISATIONS[name]
     x = np.asarray(images)
     if x.dtype != np.uint8 and x.dtype.kind != "f":
-        raise TypeError(f"Expected uint8 or floating-point images in [0, 255]. Received dtype {x.dtype}")
+        raise InputTypeError(f"Expected uint8 or floating-point images in [0, 255]. Received dtype {x.dtype}")
     if x.ndim not in (3, 4):
-        raise ValueError(f"Expected an image (H, W, C) or a batch (N, H, W, C) in {data_format}. Received shape "
+        raise InputError(f"Expected an image (H, W, C) or a batch (N, H, W, C) in {data_format}. Received shape "
                          f"{x.shape}")
     if x.dtype.kind == "f" and x.size and not (np.isfinite(x).all() and x.min() >= 0 and x.max() <= 255):
-        raise ValueError(f"Float images must be finite and in [0, 255]; received values in [{x.min()}, "
+        raise InputError(f"Float images must be finite and in [0, 255]; received values in [{x.min()}, "
                          f"{x.max()}]")
     axis = x.ndim - 1 if data_format == "channels_last" else x.ndim - 3
     channels = x.shape[axis]
     if len(mode.mean) > 1 and channels != len(mode.mean):
-        raise ValueError(f"{name!r} preprocessing normalises {len(mode.mean)} channels; the "
+        raise InputError(f"{name!r} preprocessing normalises {len(mode.mean)} channels; the "
                          f"images have {channels} on axis {axis} ({data_format})")
     x = x.astype(np.float32)  # always a copy: the caller's array is left alone
     if mode.bgr:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .errors import InputError, UnknownNameError
 from .spec import ResNetSpec
 
 _REGISTRY: dict[str, ResNetSpec] = {}
@@ -10,9 +11,9 @@ _REGISTRY: dict[str, ResNetSpec] = {}
 def register_spec(name: str, spec: ResNetSpec, *, overwrite: bool = False) -> ResNetSpec:
     """Register ``spec`` under ``name``; the stored spec carries that name."""
     if not isinstance(name, str) or not name:
-        raise ValueError(f"Preset names are non-empty strings. Received: {name!r}")
+        raise InputError(f"Preset names are non-empty strings. Received: {name!r}")
     if name in _REGISTRY and not overwrite:
-        raise ValueError(f"A spec named {name!r} is already registered; pass overwrite=True to replace it")
+        raise InputError(f"A spec named {name!r} is already registered; pass overwrite=True to replace it")
     spec = spec.replace(name=name)
     _REGISTRY[name] = spec
     return spec
@@ -30,7 +31,7 @@ def get_spec(name: str | ResNetSpec) -> ResNetSpec:
     try:
         return _REGISTRY[name]
     except (KeyError, TypeError):
-        raise KeyError(f"Unknown ResNet spec {name!r}. Known specs: {', '.join(list_specs())}") from None
+        raise UnknownNameError(f"Unknown ResNet spec {name!r}. Known specs: {', '.join(list_specs())}") from None
 
 
 _basic = ResNetSpec(block="basic", layers=(2, 2, 2, 2))
@@ -38,6 +39,8 @@ _bottleneck = ResNetSpec(block="bottleneck", layers=(3, 4, 6, 3))
 _keras_v1 = _bottleneck.replace(stride_in_1x1=True, conv_bias=True, bn_eps=1.001e-5, bn_momentum=0.01,
                                 preprocessing="caffe")
 _preact = _bottleneck.replace(preact=True)
+_preact_d = _preact.replace(stem="deep", stem_width=32, downsample="avg", preprocessing="tf")
+_bit = _preact.replace(norm="group", std_conv=True, std_conv_eps=1e-8, stem_pool_padding="zero", preprocessing="tf")
 _keras_v2 = _preact.replace(stride_block="last", conv_bias=True, stem_pool_padding="zero", bn_eps=1.001e-5,
                             bn_momentum=0.01, preprocessing="tf")
 
@@ -82,6 +85,17 @@ for _name, _spec in {
     "seresnext26d_32x4d": _bottleneck.replace(layers=(2, 2, 2, 2), groups=32, width_per_group=4, stem="deep",
                                               stem_width=32, downsample="avg", attention="se"),
     "seresnext50_32x4d": _bottleneck.replace(groups=32, width_per_group=4, attention="se"),
+    # timm's other norms: GroupNorm in a post-activation ResNet, and pre-activation "d" networks with
+    # GroupNorm, EvoNorm-S0 and FilterResponseNorm (each with its activation fused, 32 groups, eps 1e-5).
+    "resnet50_gn": _bottleneck.replace(norm="group"),
+    "resnetv2_50d_gn": _preact_d.replace(norm="group"),
+    "resnetv2_50d_evos": _preact_d.replace(norm="evo_s0"),
+    "resnetv2_50d_frn": _preact_d.replace(norm="frn"),
+    # Big Transfer (BiT): weight-standardised convs (eps 1e-8), GroupNorm, the 'fixed' stem (zero-padded
+    # max-pool), every width times the width factor.
+    **{f"resnetv2_{depth}x{factor}_bit": _bit.replace(layers=layers, stem_width=64 * factor, base_planes=64 * factor)
+       for depth, layers in ((50, (3, 4, 6, 3)), (101, (3, 4, 23, 3)), (152, (3, 8, 36, 3)))
+       for factor in ((1, 3) if depth < 152 else (2, 4))},
     # Small enough for fast tests and a quick first look, yet every structural rule shows up:
     # projection and identity shortcuts, strides in three stages, a grouped 3x3.
     "tiny_resnext": _bottleneck.replace(
@@ -92,7 +106,9 @@ for _name, _spec in {
 
 TIMM_PRESETS = (
     "resnet18d", "resnet26d", "resnet26t", "resnet34d", "resnet50d", "resnet101d", "resnext50d_32x4d",
-    "seresnet50", "seresnext26d_32x4d", "seresnext50_32x4d",
+    "seresnet50", "seresnext26d_32x4d", "seresnext50_32x4d", "resnet50_gn", "resnetv2_50d_gn", "resnetv2_50d_evos",
+    "resnetv2_50d_frn", "resnetv2_50x1_bit", "resnetv2_50x3_bit", "resnetv2_101x1_bit", "resnetv2_101x3_bit",
+    "resnetv2_152x2_bit", "resnetv2_152x4_bit",
 )
 
 KERAS_APPLICATIONS_PRESETS = (

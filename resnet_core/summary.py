@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import InputError
 from .plan import Block, Conv, ConvNorm, Dense, Plan, make_plan
 from .presets import get_spec
 from .spec import ResNetSpec
@@ -85,13 +86,13 @@ def parse_size(value: int | str | tuple[int, int]) -> tuple[int, int]:
     elif isinstance(value, str):
         parts = value.lower().split("x")
         if len(parts) not in (1, 2) or not all(p.strip().isdigit() for p in parts):
-            raise ValueError(f"Invalid input size {value!r}: expected N or HxW with positive integers, e.g. 224 or "
+            raise InputError(f"Invalid input size {value!r}: expected N or HxW with positive integers, e.g. 224 or "
                              "65x77")
         h, w = (int(parts[0]), int(parts[-1]))
     else:
-        raise ValueError(f"Invalid input size {value!r}: expected N or HxW with positive integers, e.g. 224 or 65x77")
+        raise InputError(f"Invalid input size {value!r}: expected N or HxW with positive integers, e.g. 224 or 65x77")
     if not all(isinstance(v, int) and v > 0 for v in (h, w)):
-        raise ValueError(f"Invalid input size {value!r}: expected positive integers")
+        raise InputError(f"Invalid input size {value!r}: expected positive integers")
     return h, w
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from .errors import InputError
 from .plan import Plan, make_plan
 from .presets import get_spec
 from .spec import ResNetSpec
@@ -37,8 +38,12 @@ def random_weights(spec: str | ResNetSpec | Plan, seed: int = 0, dtype: str = "f
             value = rng.normal(0.0, 0.5, p.shape)
         elif p.role == "moving_variance":
             value = rng.uniform(0.5, 2.0, p.shape)
+        elif p.role == "v":  # EvoNorm's gate slope: away from 1, some negative
+            value = rng.uniform(-0.5, 1.5, p.shape)
+        elif p.role == "tau":  # FRN's threshold: either side of 0, so the TLU clips both ways
+            value = rng.normal(0.0, 0.3, p.shape)
         else:  # pragma: no cover - the plan's roles are listed above
-            raise ValueError(f"Unknown role {p.role!r} for {p.name}")
+            raise RuntimeError(f"Unknown role {p.role!r} for {p.name}")
         out[p.name] = value.astype(dtype)
     return out
 
@@ -52,7 +57,7 @@ def relative_error(output: np.ndarray, reference: np.ndarray) -> float:
     """max |output - reference| / max |reference|: the figure every parity claim here uses."""
     output, reference = np.asarray(output, np.float64), np.asarray(reference, np.float64)
     if output.shape != reference.shape:
-        raise ValueError(f"Shapes differ: output {output.shape} vs reference {reference.shape}")
+        raise InputError(f"Shapes differ: output {output.shape} vs reference {reference.shape}")
     scale = np.abs(reference).max()
     return float(np.abs(output - reference).max() / (scale if scale > 0 else 1.0))
 

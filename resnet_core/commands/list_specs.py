@@ -10,7 +10,8 @@ from ..spec import ResNetSpec
 
 # Structural options shown when a preset departs from torchvision's defaults.
 _VARIANT_FIELDS = ("preact", "stride_block", "stride_in_1x1", "conv_bias", "stem", "downsample", "attention",
-                   "output_stride", "stem_pool_padding", "preprocessing")
+                   "output_stride", "stem_pool_padding", "norm", "norm_groups", "std_conv", "std_conv_eps",
+                   "preprocessing")
 
 
 def variant(spec: ResNetSpec) -> str:

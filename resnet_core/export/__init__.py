@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import MissingDependencyError
 from .formats import (
     FORMATS,
     KERAS_ENGINE,
@@ -69,7 +70,7 @@ def _check_installed(fmt: ExportFormat, origin: str, quantize: str | None) -> No
     needs = REQUIREMENTS[(fmt.name, origin)] + (QUANTIZE_REQUIREMENTS if quantize else ())
     missing = missing_requirements(needs)
     if missing is not None:
-        raise ImportError(f"Exporting {fmt.name} from the {origin} model {missing}")
+        raise MissingDependencyError(f"Exporting {fmt.name} from the {origin} model {missing}")
 
 
 def _size(size: Any, images: Any) -> tuple[int, int]:

@@ -6,8 +6,10 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import InputError
 
-class ExportError(ValueError):
+
+class ExportError(InputError):
     """A request an exporter cannot carry out (unknown format, a combination the format cannot express)."""
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import MissingFileError
 from .formats import ExportError
 from .metadata import INPUT_NAME
 from .to_onnx import set_metadata
@@ -20,7 +21,7 @@ def load_calibration(path: str | Path, channels: int) -> np.ndarray:
     """Calibration images from an ``.npy``: float32, NCHW, preprocessed as the model expects."""
     path = Path(path)
     if path.suffix.lower() != ".npy" or not path.is_file():
-        raise FileNotFoundError(f"--calibration expects an existing .npy file of images. Received: {str(path)!r}")
+        raise MissingFileError(f"--calibration expects an existing .npy file of images. Received: {str(path)!r}")
     images = np.load(path, allow_pickle=False)
     if images.ndim != 4 or images.shape[1] != channels or images.shape[0] < 1:
         raise ExportError(f"{path}: calibration images must be (N, {channels}, H, W), NCHW and preprocessed; "

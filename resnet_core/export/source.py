@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ..errors import InputTypeError
 from ..presets import get_spec
 from ..spec import ResNetSpec
 
@@ -58,5 +59,5 @@ def resolve_source(source: Any, spec: str | ResNetSpec | None = None, seed: int 
         path = Path(source)
         resolved, weights, note = read_weights_file(path, resolve_spec(spec) if spec is not None else None)
         return Source(resolved, weights, note)
-    raise TypeError(f"Cannot export {type(source).__name__}: expected a resnet_core model, a (spec, weights) pair, "
-                    "a weights file or a preset name")
+    raise InputTypeError(f"Cannot export {type(source).__name__}: expected a resnet_core model, a (spec, weights) "
+                         "pair, a weights file or a preset name")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import MissingDependencyError
 from .results import ReportData
 from .text import group_rows
 
@@ -13,7 +14,7 @@ def plot(report: ReportData, path: str | Path) -> None:
     try:
         import matplotlib
     except ImportError:
-        raise ImportError("--plot needs matplotlib: pip install 'resnet-core[plot]'") from None
+        raise MissingDependencyError("--plot needs matplotlib: pip install 'resnet-core[plot]'") from None
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 

@@ -83,7 +83,7 @@ class TorchRunner:
         import resnet_core as rc
 
         if weights["format"] != "npz":
-            raise ValueError(f"The torch engine reads canonical npz weights, not {weights['format']!r}")
+            raise RuntimeError(f"The torch engine reads canonical npz weights, not {weights['format']!r}")
         with np.load(weights["path"]) as data:
             rc.set_weights(self.model, {k: data[k] for k in data.files})
 
@@ -205,7 +205,7 @@ class KerasRunner:
             with np.load(weights["path"]) as data:
                 rc.set_weights(self.model, {k: data[k] for k in data.files})
         else:
-            raise ValueError(f"Unknown weights format {weights['format']!r}")
+            raise RuntimeError(f"Unknown weights format {weights['format']!r}")
 
     def weights(self) -> dict[str, np.ndarray]:
         import resnet_core as rc
@@ -309,9 +309,9 @@ def run(job: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
 
     engine, dtype, mode = job["engine"], job.get("dtype", "float32"), job.get("mode", "eval")
     if dtype not in DTYPES:
-        raise ValueError(f"Unknown dtype {dtype!r}. Expected one of {DTYPES}")
+        raise RuntimeError(f"Unknown dtype {dtype!r}. Expected one of {DTYPES}")
     if mode not in ("eval", "train"):
-        raise ValueError(f"Unknown mode {mode!r}. Expected 'eval' or 'train'")
+        raise RuntimeError(f"Unknown mode {mode!r}. Expected 'eval' or 'train'")
     spec = ResNetSpec.from_dict(job["spec"])
     timings: dict[str, float] = {}
     start = time.perf_counter()
@@ -323,7 +323,7 @@ def run(job: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     timings["build_and_load"] = time.perf_counter() - start
     if job.get("save_keras_weights"):
         if engine == "torch":
-            raise ValueError("save_keras_weights needs a Keras engine")
+            raise RuntimeError("save_keras_weights needs a Keras engine")
         runner.save_weights(job["save_keras_weights"])
     initial = runner.weights()
     arrays: dict[str, np.ndarray] = {}

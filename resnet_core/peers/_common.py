@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..name_tables import PeerError, Table
-from ..plan import Conv, Norm, Plan, make_divisible, make_plan
+from ..plan import Conv, Norm, Plan, make_plan, se_ratio_of
 from ..presets import get_spec, list_specs
 from ..spec import OUTPUT_STRIDES, ResNetSpec
 
@@ -52,11 +52,9 @@ def stem_counted_output_stride(spec: ResNetSpec) -> int:
 def se_ratio_for(widths: Iterable[tuple[int, int]], peer: str) -> float:
     """A reduction ratio reproducing every (channels, reduced) pair under timm's rounding."""
     pairs = list(widths)
-    candidates = [1.0 / 16] + [1.0 / k for k in range(1, 65)]
-    candidates += [reduced / channels for channels, reduced in pairs[:1]]
-    for ratio in candidates:
-        if all(make_divisible(c * ratio) == r for c, r in pairs):
-            return ratio
+    ratio = se_ratio_of(pairs)
+    if ratio is not None:
+        return ratio
     raise PeerError(
         f"The {peer} model's squeeze-excitation widths {pairs[:4]} follow no single ratio rounded to a "
         "multiple of 8: ResNetSpec.se_ratio cannot express them (per-block rd_channels or another rd_divisor)"
@@ -72,7 +70,15 @@ def unsupported(peer: str, problems: list[str]) -> PeerError:
     return PeerError(f"Cannot express this {peer} model as a ResNetSpec: " + "; ".join(problems))
 
 
-def refuse_export(spec: ResNetSpec, peer: str, problems: list[str]) -> None:
+def refuse_export(spec: ResNetSpec, peer: str, problems: list[str], norms: tuple[str, ...] = ("batch",),
+                  std_conv: bool = False) -> None:
+    """Raise naming every problem; ``norms`` / ``std_conv``: the norm kinds and weight standardisation the
+    peer can build (most peers know batch norm only, so a spec with another norm is refused here, once)."""
+    problems = list(problems)
+    if spec.norm not in norms:
+        problems.append(f"norm={spec.norm!r} ({peer} builds {' / '.join(norms)} norms only)")
+    if spec.std_conv and not std_conv:
+        problems.append(f"std_conv=True ({peer} has no weight-standardised convolution)")
     if problems:
         raise PeerError(f"{peer} cannot build spec {spec.name!r}: " + "; ".join(problems))
 

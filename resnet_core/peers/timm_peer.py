@@ -18,7 +18,7 @@ import numpy as np
 from ..name_tables import TORCH_IGNORED, TORCH_KINDS, ModuleRow, Table
 from ..plan import Plan, make_plan, planes_of, stage_planes, width_per_group_of
 from ..spec import ResNetSpec, SpecError
-from . import timm_resnetv2
+from . import _timm, timm_resnetv2
 from ._common import (
     check_round_trip,
     match_output_stride,
@@ -36,8 +36,8 @@ TABLE = Table(MODULES, TORCH_KINDS, ignored=TORCH_IGNORED)
 STEM_TYPES = {"7x7": "", "deep": "deep", "deep_tiered": "deep_tiered"}
 
 # Leaf modules a timm ResNet may hold for a spec to describe it; anything else is refused.
-_ALLOWED = ("Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d", "AvgPool2d", "AvgPool2dSame", "Identity", "Linear",
-            "Flatten", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "Sigmoid",
+_ALLOWED = ("Conv2d", "BatchNorm2d", "GroupNorm", "ReLU", "MaxPool2d", "AvgPool2d", "AvgPool2dSame", "Identity",
+            "Linear", "Flatten", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "Sigmoid",
             "DropBlock2d", "DropPath", "Dropout")  # the last three act only in training
 # Where an unexpected module sits -> the timm option that put it there.
 _HINTS = ((".aa", "aa_layer (anti-aliasing)"), (".se", "attn_layer"), ("maxpool", "replace_stem_pool or aa_layer"),
@@ -162,13 +162,15 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
     ses = [(b.se.fc1.in_channels, b.se.fc1.out_channels) for b in blocks if b.se is not None]
     if ses and len(ses) != len(blocks):
         raise unsupported(PEER, ["squeeze-excitation in some blocks only (ResNetSpec.attention applies to all)"])
-    bn = model.bn1
+    found = _timm.norm_kind(model.bn1)
+    if found is None:  # pragma: no cover - _refusals names any other norm class first
+        raise unsupported(PEER, [f"bn1 is {type(model.bn1).__name__}: norm_layer has no ResNetSpec option"])
     try:
         spec = ResNetSpec(
             block="bottleneck" if bottleneck else "basic", layers=tuple(len(s) for s in stages), groups=groups,
             width_per_group=width_per_group, num_classes=model.fc.out_features if top else 0, include_top=top,
             pooling=None if top else pools[pool_type], in_channels=stem_conv.in_channels, stem_width=stem_width,
-            base_planes=planes, bn_eps=bn.eps, bn_momentum=bn.momentum,
+            base_planes=planes, **found[1],
             stride_in_1x1=bottleneck and tuple(stages[1][0].conv1.stride) != (1, 1),
             conv_bias=stem_conv.bias is not None, stem=stem, stem_pool=not isinstance(model.maxpool, nn.Identity),
             downsample="avg" if downs == {3} else "conv", attention="se" if ses else None,
@@ -177,7 +179,8 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
     except SpecError as exc:
         raise unsupported(PEER, [str(exc)]) from None
     spec = match_output_stride(
-        spec, lambda plan: _torch.check_plan(plan, TABLE, model) + _check_pools(plan, model), PEER)
+        spec, lambda plan: _torch.check_plan(plan, TABLE, model, norm=_timm.check_norm) +
+        _check_pools(plan, model), PEER)
     cfg = getattr(model, "pretrained_cfg", None) or {}
     spec = named(spec, cfg.get("architecture") or "resnet")
     return spec, TABLE.to_canonical(make_plan(spec), _torch.state_numpy(model), PEER)
@@ -204,7 +207,9 @@ def to_model(spec: ResNetSpec, weights: Mapping[str, Any]) -> Any:
         problems.append("conv_bias=True (timm's convolutions have no bias)")
     if spec.preprocessing not in NORMALISATION:
         problems.append(f"preprocessing={spec.preprocessing!r} (timm normalises RGB on [0, 1] by mean/std)")
-    refuse_export(spec, PEER, problems)
+    if spec.std_conv:
+        problems.append("std_conv=True (timm's ResNet takes no conv_layer; its ResNetV2 does, with preact=True)")
+    refuse_export(spec, PEER, problems, norms=("batch", "group"), std_conv=True)  # std_conv said above
     block_args = {}
     if spec.attention == "se":
         block_args["attn_layer"] = functools.partial(SEModule, rd_ratio=spec.se_ratio)
@@ -216,7 +221,7 @@ def to_model(spec: ResNetSpec, weights: Mapping[str, Any]) -> Any:
         cardinality=spec.groups, base_width=spec.width_per_group, stem_width=spec.stem_width,
         stem_type=STEM_TYPES[spec.stem], avg_down=spec.downsample == "avg",
         channels=stage_planes(spec.base_planes, 4),
-        norm_layer=functools.partial(nn.BatchNorm2d, eps=spec.bn_eps, momentum=spec.bn_momentum),
+        norm_layer=_timm.norm_layer(spec, act=False),
         zero_init_last=spec.zero_init_residual, block_args=block_args,
     )
     if not spec.stem_pool:
