@@ -202,13 +202,13 @@ class ResNetSpec:
                             "first (timm's downsample_conv)", self.down_kernel_size)
         if self.reduce_first != 1 and self.preact:
             raise _expected("reduce_first", "1 with preact", self.reduce_first)
-        planes = self.base_planes if self.block == "basic" else \
-            bottleneck_width(self.base_planes, self.width_per_group, self.groups)
-        first = planes // self.reduce_first
-        if planes % self.reduce_first or first % self.groups or \
-                (self.norm in GROUPED_NORMS and first % self.norm_groups):
-            raise _expected("reduce_first", f"a divisor of the first stage's width {planes} leaving a multiple of "
-                            f"groups={self.groups} (and of norm_groups with a grouped norm)", self.reduce_first)
+        for s, base in enumerate(stage_planes(self.base_planes, len(self.layers))):  # every stage's blocks reduce
+            planes = base if self.block == "basic" else bottleneck_width(base, self.width_per_group, self.groups)
+            first = planes // self.reduce_first
+            if planes % self.reduce_first or first % self.groups or \
+                    (self.norm in GROUPED_NORMS and first % self.norm_groups):
+                raise _expected("reduce_first", f"a divisor of stage {s + 1}'s width {planes} leaving a multiple of "
+                                f"groups={self.groups} (and of norm_groups with a grouped norm)", self.reduce_first)
 
     def _validate_widths(self) -> None:
         """Widths the plan computes must be at least 1, or the spec would validate and then fail in a framework."""
