@@ -17,6 +17,8 @@ class Layout(enum.Enum):
     CONV1D = (2, 1, 0)
     # canonical dense weight (out, in) -> Keras (in, out)
     DENSE = (1, 0)
+    # canonical images and activations (N, C, H, W) -> channels last (N, H, W, C)
+    IMAGES = (0, 2, 3, 1)
 
     @property
     def axes(self) -> tuple[int, ...]:
