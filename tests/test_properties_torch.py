@@ -47,12 +47,12 @@ def test_plan_sizes_are_the_sizes_torch_computes(torch, spec, size):
     """plan.norm_sizes (every norm's input) and plan.output_size equal the shapes torch sees."""
     model = loaded(spec, random_weights(make_plan(spec)))
     seen: dict[str, tuple[int, ...]] = {}
-    for name, module in model.named_modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.register_forward_hook(lambda m, args, out, name=name: seen.__setitem__(name, tuple(args[0].shape)))
+    plan = make_plan(spec)
+    modules = dict(model.named_modules())
+    for name in (n.name for n in plan.norms()):  # every norm kind: batch, group, EvoNorm, FRN
+        modules[name].register_forward_hook(lambda m, args, out, n=name: seen.__setitem__(n, tuple(args[0].shape)))
     with torch.no_grad():
         taps = model.forward_taps(torch.from_numpy(random_images(1, *size, spec.in_channels)))
-    plan = make_plan(spec)
     features = taps[plan.blocks[-1].name]
     assert {k: v[2:] for k, v in seen.items()} == plan.norm_sizes(*size)
     assert all(v[1] == plan.param_index[f"{k}.weight"].shape[0] for k, v in seen.items())
