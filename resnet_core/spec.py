@@ -222,6 +222,11 @@ class ResNetSpec:
                 if width % self.norm_groups:
                     raise _expected("norm_groups", f"a divisor of every normalised width ({where} has {width} "
                                     f"channels with norm={self.norm!r})", self.norm_groups)
+        if self.std_conv:  # a 1x1 conv over one channel has one weight per filter: standardised, it is 0
+            for where, width in self._normalised_widths():
+                if width < 2:
+                    raise _expected("std_conv", f"False when a width is 1 ({where}: a 1x1 conv over it would have "
+                                    "a single weight per filter, which standardises to 0)", self.std_conv)
 
         if self.std_conv:  # every width but the stem's inner convs' feeds some 1x1 conv
             stem_convs = len(stem_widths(self.stem, self.stem_width))
