@@ -358,6 +358,10 @@ class Plan:
             hw = out
         if self.head.norm is not None:
             sizes[self.head.norm.name] = hw
+        empty = next((name for name, (h, w) in sizes.items() if h < 1 or w < 1), None)
+        if empty is not None:  # e.g. an anti-aliasing 2x2 pool on a 1-pixel map
+            raise InputError(f"Input size {height}x{width} is too small for {self.spec.name}: {empty} would get an "
+                             "empty feature map; choose a larger input size")
         return sizes, hw
 
     @property

@@ -74,6 +74,8 @@ def test_bad_sizes_are_refused(value):
 def test_sizes_the_network_cannot_run_are_refused_by_name():
     with pytest.raises(rc.errors.InputError, match="65x77 cannot run through resnetaa50d: at layer2.0"):
         summary("resnetaa50d", "65x77")
+    with pytest.raises(rc.errors.InputError, match="1x1 is too small for resnetaa50d: maxpool would get an empty"):
+        summary("resnetaa50d", 1)
 
 
 def test_tiny_inputs_keep_one_pixel_per_stage():
