@@ -25,6 +25,8 @@ def random_weights(spec: str | ResNetSpec | Plan, seed: int = 0, dtype: str = "f
     rng = np.random.default_rng(seed)
     # (a pre-activation branch ends in a bare conv: its kernel is damped instead)
     damped = {(block.main[-1].norm or block.main[-1].conv).name for block in plan.blocks}
+    if plan.spec.std_conv:  # a standardised kernel cannot be damped: damp the norm feeding the bare last conv
+        damped |= {block.main[-2].norm.name for block in plan.blocks if block.main[-1].norm is None}
     out: dict[str, np.ndarray] = {}
     for p in plan.params:
         if p.role == "kernel":
