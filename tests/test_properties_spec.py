@@ -73,7 +73,7 @@ def test_bottleneck_width_error_names_the_fields_and_the_computed_width():
 def test_computed_widths_the_frameworks_refuse_are_spec_errors_naming_the_width():
     with pytest.raises(SpecError, match=r"norm_groups: expected a divisor .*stage 1's width has 6 channels"):
         ResNetSpec(block="basic", base_planes=6, stem_width=8, norm="group", norm_groups=4)
-    with pytest.raises(SpecError, match=r"std_conv: expected False .*stage 1's width has 1\)"):
+    with pytest.raises(SpecError, match=r"std_conv: expected False when a width is 1 \(stage 1's width"):
         ResNetSpec(block="basic", layers=(1, 1), stem_width=2, base_planes=1, std_conv=True)
 
 
