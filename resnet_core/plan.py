@@ -66,12 +66,58 @@ class Norm:
 
 
 @dataclass(frozen=True)
+class AvgPool:
+    """Average pooling with PyTorch's exact edges: on projection shortcuts (timm's "d" variants) and
+    as anti-aliasing (timm's ``aa_layer=nn.AvgPool2d``).
+
+    ``ceil``: ceil_mode=True, count_include_pad=False (stride 2; odd sizes average the valid pixels).
+    ``same``: zero padding after each spatial edge, counted in the mean (timm's AvgPool2dSame, used
+    at stride 1 when the stage is dilated).
+    ``floor``: no padding, a last partial window dropped (``nn.AvgPool2d(2)``).
+    """
+
+    name: str
+    kernel_size: int
+    stride: int
+    mode: str  # "ceil" | "same" | "floor"
+
+
+@dataclass(frozen=True)
+class BlurPool:
+    """timm's BlurPool2d: pad (reflect or zeros), then a depthwise binomial filter at ``stride``.
+
+    The filter is :func:`binomial_filter` of ``filter_size`` in each direction; it holds no weights.
+    """
+
+    name: str
+    channels: int
+    filter_size: int
+    stride: int
+    padding: int
+    pad_mode: str  # "reflect" | "zeros"
+
+
+def binomial_filter(size: int) -> tuple[float, ...]:
+    """The 1D blur taps, C(n-1, k) / 2^(n-1) (timm's BlurPool2d; the 2D filter is their outer product)."""
+    return tuple(math.comb(size - 1, k) / 2 ** (size - 1) for k in range(size))
+
+
+def timm_padding(kernel_size: int, stride: int, dilation: int = 1) -> int:
+    """timm's get_padding: symmetric padding of a (possibly strided) window."""
+    return ((stride - 1) + dilation * (kernel_size - 1)) // 2
+
+
+@dataclass(frozen=True)
 class ConvNorm:
-    """conv -> batch norm -> optional ReLU; pre-activation networks also have bare convs (norm None)."""
+    """conv -> batch norm -> optional ReLU -> optional anti-aliasing pool (timm's ``aa``).
+
+    Pre-activation networks also have bare convs (norm None).
+    """
 
     conv: Conv
     norm: Norm | None
     relu: bool
+    pool: AvgPool | BlurPool | None = None
 
 
 @dataclass(frozen=True)
@@ -84,27 +130,39 @@ class MaxPool:
 
 
 @dataclass(frozen=True)
-class AvgPool:
-    """Average pooling on a projection shortcut (timm's "d" variants), with PyTorch's exact edges.
-
-    ``ceil``: ceil_mode=True, count_include_pad=False (stride 2; odd sizes average the valid pixels).
-    ``same``: zero padding after each spatial edge, counted in the mean (timm's AvgPool2dSame, used
-    at stride 1 when the stage is dilated).
-    """
-
-    name: str
-    kernel_size: int
-    stride: int
-    mode: str  # "ceil" | "same"
-
-
-@dataclass(frozen=True)
 class SqueezeExcite:
     """x * sigmoid(fc2(relu(fc1(mean(x))))), fc1/fc2 being biased 1x1 convs (timm's SEModule)."""
 
     name: str
     fc1: Conv
     fc2: Conv
+
+
+@dataclass(frozen=True)
+class ChannelConv:
+    """A bias-free 1D conv sliding across channels (ECA); canonical kernel shape (1, 1, kernel_size)."""
+
+    name: str
+    kernel_size: int
+
+    @property
+    def padding(self) -> int:
+        return (self.kernel_size - 1) // 2
+
+
+@dataclass(frozen=True)
+class EfficientChannelAttention:
+    """x * sigmoid(conv1d(mean(x))) across the channel axis (timm's EcaModule)."""
+
+    name: str
+    channels: int
+    conv: ChannelConv
+
+
+def eca_kernel_size(channels: int, gamma: float = 2, beta: float = 1) -> int:
+    """ECA's kernel size for ``channels``: the odd number nearest |log2(C) + beta| / gamma, at least 3 (timm)."""
+    t = int(abs(math.log(channels, 2) + beta) / gamma)
+    return max(t if t % 2 else t + 1, 3)
 
 
 @dataclass(frozen=True)
@@ -124,7 +182,7 @@ class Block:
     main: tuple[ConvNorm, ...]
     shortcut: ConvNorm | None  # None: identity (or only shortcut_pool)
     shortcut_pool: AvgPool | MaxPool | None = None  # before the shortcut conv; a 1x1 MaxPool subsamples
-    attention: SqueezeExcite | None = None  # after the last main unit
+    attention: SqueezeExcite | EfficientChannelAttention | None = None  # after the last main unit
     pre_norm: Norm | None = None
     shortcut_preact: bool = False
     relu_out: bool = True
@@ -132,9 +190,16 @@ class Block:
 
 @dataclass(frozen=True)
 class Stem:
+    """Conv units, then the pool (a max-pool, or its anti-aliased replacement) and a blur after it.
+
+    ``stride`` is the stem's total stride (4 with a pool or ResNet-RS's strided conv in its place).
+    """
+
     units: tuple[ConvNorm, ...]
-    pool: MaxPool | None
+    pool: MaxPool | AvgPool | None
     out_channels: int
+    blur: BlurPool | None = None
+    stride: int = 4
 
 
 @dataclass(frozen=True)
@@ -206,7 +271,7 @@ class Plan:
         """Every canonical tensor in state_dict order."""
         out: list[Param] = []
         for item in self.modules():
-            out.extend(_conv_params(item) if isinstance(item, Conv) else _norm_params(item))
+            out.extend(_conv_params(item) if isinstance(item, (Conv, ChannelConv)) else _norm_params(item))
         if self.head.fc is not None:
             fc = self.head.fc
             out.append(_param(fc.name, "kernel", (fc.out_features, fc.in_features), Layout.DENSE, "linear_uniform"))
@@ -222,15 +287,17 @@ class Plan:
         """Trainable parameters (torchvision counts these; BN running statistics are buffers)."""
         return sum(p.size for p in self.params if p.trainable)
 
-    def modules(self) -> list[Conv | Norm]:
+    def modules(self) -> list[Conv | ChannelConv | Norm]:
         """Every conv and norm, in state_dict order (per block: pre-norm, main, attention, shortcut)."""
-        items: list[Conv | Norm] = _flat(self.stem.units)
+        items: list[Conv | ChannelConv | Norm] = _flat(self.stem.units)
         for block in self.blocks:
             if block.pre_norm is not None:
                 items.append(block.pre_norm)
             items += _flat(block.main)
-            if block.attention is not None:
+            if isinstance(block.attention, SqueezeExcite):
                 items += [block.attention.fc1, block.attention.fc2]
+            elif block.attention is not None:
+                items.append(block.attention.conv)
             if block.shortcut is not None:
                 items += _flat((block.shortcut,))
         if self.head.norm is not None:
@@ -261,17 +328,22 @@ class Plan:
                 hw = sizes[unit.conv.name] = _conv_size(hw, unit.conv)
                 if unit.norm is not None:
                     sizes[unit.norm.name] = hw
+                if unit.pool is not None:
+                    hw = _pool_size(hw, unit.pool)
             return hw
 
         hw = units((height, width), self.stem.units)
-        if self.stem.pool is not None:
-            hw = _pool_size(hw, self.stem.pool)
+        for pool in (self.stem.pool, self.stem.blur):
+            if pool is not None:
+                hw = _pool_size(hw, pool)
         for block in self.blocks:
             if block.pre_norm is not None:
                 sizes[block.pre_norm.name] = hw
             out = units(hw, block.main)
-            if block.attention is not None:  # squeeze-and-excitation runs on the pooled 1x1 map
+            if isinstance(block.attention, SqueezeExcite):  # squeeze-and-excitation runs on the pooled 1x1 map
                 sizes[block.attention.fc1.name] = sizes[block.attention.fc2.name] = (1, 1)
+            elif block.attention is not None:  # ECA: a sequence of channels, one position each
+                sizes[block.attention.conv.name] = (1, 1)
             if block.shortcut is not None:
                 pool = block.shortcut_pool
                 units(hw if pool is None else _pool_size(hw, pool), (block.shortcut,))
@@ -328,10 +400,15 @@ def _conv_size(hw: tuple[int, int], c: Conv) -> tuple[int, int]:
         _out(hw[1], c.kernel_size, c.stride, c.padding, c.dilation)
 
 
-def _pool_size(hw: tuple[int, int], pool: MaxPool | AvgPool) -> tuple[int, int]:
+def _pool_size(hw: tuple[int, int], pool: MaxPool | AvgPool | BlurPool) -> tuple[int, int]:
+    if isinstance(pool, BlurPool):
+        k, s = pool.filter_size, pool.stride
+        return _out(hw[0], k, s, pool.padding), _out(hw[1], k, s, pool.padding)
     k, s = pool.kernel_size, pool.stride
     if isinstance(pool, MaxPool):
         return _out(hw[0], k, s, pool.padding), _out(hw[1], k, s, pool.padding)
+    if pool.mode == "floor":
+        return _out(hw[0], k, s, 0), _out(hw[1], k, s, 0)
     if pool.mode == "same":  # padded by k-1 after each edge
         return (hw[0] - 1) // s + 1, (hw[1] - 1) // s + 1
     # ceil_mode: a last, partial window counts if it starts inside the input (PyTorch's rule)
@@ -344,7 +421,9 @@ def _param(module: str, role: str, shape: tuple[int, ...], layout: Layout, init:
     return Param(f"{module}.{CANONICAL_SUFFIX[role]}", module, role, tuple(shape), layout, init)
 
 
-def _conv_params(conv: Conv) -> list[Param]:
+def _conv_params(conv: Conv | ChannelConv) -> list[Param]:
+    if isinstance(conv, ChannelConv):  # nn.Conv1d's default init: uniform, bound 1/sqrt(fan_in)
+        return [_param(conv.name, "kernel", (1, 1, conv.kernel_size), Layout.CONV1D, "fan_in_uniform")]
     shape = (conv.out_channels, conv.in_channels // conv.groups, conv.kernel_size, conv.kernel_size)
     params = [_param(conv.name, "kernel", shape, Layout.CONV, "zeros" if conv.zero_init else "kaiming_normal_fan_out")]
     if conv.bias:
@@ -359,11 +438,25 @@ def _norm_params(norm: Norm) -> list[Param]:
             for role in NORM_ROLES[norm.kind]]
 
 
+def _anti_alias(spec: ResNetSpec, name: str, channels: int, stride: int) -> AvgPool | BlurPool | None:
+    """timm's create_aa: the pool that subsamples after a stride-1 conv (None: nothing to do)."""
+    if spec.anti_alias == "avg":  # nn.AvgPool2d(stride): at stride 1 a 1x1 window, the identity
+        return AvgPool(name, stride, stride, "floor") if stride > 1 else None
+    pad_mode = "reflect" if spec.anti_alias == "blur" else "zeros"
+    return BlurPool(name, channels, 3, stride, timm_padding(3, stride), pad_mode)
+
+
 def _unit(spec: ResNetSpec, prefix: str, conv_name: str, norm_name: str | None, cin: int, cout: int, k: int,
           stride: int = 1, groups: int = 1, relu: bool = True, zero_init: bool = False,
-          dilation: int = 1) -> ConvNorm:
-    """A conv and the norm after it (none when ``norm_name`` is None); ``zero_init`` zeroes the last of the two."""
+          dilation: int = 1, anti_alias: bool = False) -> ConvNorm:
+    """A conv and the norm after it (none when ``norm_name`` is None); ``zero_init`` zeroes the last of the two.
+
+    ``anti_alias``: the conv runs at stride 1 and the spec's anti-aliasing pool (named ``aa``, as timm's)
+    subsamples after the activation.
+    """
     dilation = dilation if k > 1 else 1
+    pool = _anti_alias(spec, f"{prefix}aa", cout, stride) if anti_alias else None
+    stride = 1 if anti_alias else stride
     # Pre-activation networks bias only the convs no norm follows (keras.applications V2).
     bias = spec.conv_bias and (norm_name is None or not spec.preact)
     conv = Conv(
@@ -374,7 +467,7 @@ def _unit(spec: ResNetSpec, prefix: str, conv_name: str, norm_name: str | None, 
     norm = None if norm_name is None else _norm(spec, f"{prefix}{norm_name}", cout, zero_init)
     if norm is not None and norm.fused_act and not relu:  # pragma: no cover - the spec refuses such networks
         raise SpecError(f"norm={spec.norm!r} fuses its activation, but {norm.name} has none")
-    return ConvNorm(conv, norm, relu)
+    return ConvNorm(conv, norm, relu, pool)
 
 
 def _norm(spec: ResNetSpec, name: str, channels: int, zero_init: bool = False) -> Norm:
@@ -392,18 +485,23 @@ def _main(spec: ResNetSpec, prefix: str, cin: int, planes: int, stride: int, fir
     zero = spec.zero_init_residual
     pre = spec.preact
     norm = (lambda i: f"norm{i + 1}") if pre else (lambda i: f"bn{i}")  # noqa: E731
+    # timm anti-aliases the 3x3 conv that strides, or that changes dilation (there a stride-1 blur).
+    aa = spec.anti_alias is not None and (stride == 2 or first_dilation != dilation)
     if spec.block == "basic":
+        first = planes // spec.reduce_first
         return (
-            _unit(spec, prefix, "conv1", norm(1), cin, planes, 3, stride=stride, dilation=first_dilation),
-            _unit(spec, prefix, "conv2", None if pre else norm(2), planes, planes, 3, relu=False, zero_init=zero,
+            _unit(spec, prefix, "conv1", norm(1), cin, first, 3, stride=stride, dilation=first_dilation,
+                  anti_alias=aa),
+            _unit(spec, prefix, "conv2", None if pre else norm(2), first, planes, 3, relu=False, zero_init=zero,
                   dilation=dilation),
         )
     width = bottleneck_width(planes, spec.width_per_group, spec.groups)
+    first = width // spec.reduce_first
     s1, s3 = (stride, 1) if spec.stride_in_1x1 else (1, stride)
     return (
-        _unit(spec, prefix, "conv1", norm(1), cin, width, 1, stride=s1),
-        _unit(spec, prefix, "conv2", norm(2), width, width, 3, stride=s3, groups=spec.groups,
-              dilation=first_dilation),
+        _unit(spec, prefix, "conv1", norm(1), cin, first, 1, stride=s1),
+        _unit(spec, prefix, "conv2", norm(2), first, width, 3, stride=s3, groups=spec.groups,
+              dilation=first_dilation, anti_alias=aa),
         _unit(spec, prefix, "conv3", None if pre else norm(3), width, cout, 1, relu=False, zero_init=zero),
     )
 
@@ -415,7 +513,7 @@ def _block(spec: ResNetSpec, stage: int, index: int, cin: int, planes: int, stri
     cout = planes * spec.expansion
     block_stride = stride
     main = _main(spec, prefix, cin, planes, stride, first_dilation, dilation)
-    attention = None
+    attention: SqueezeExcite | EfficientChannelAttention | None = None
     if spec.attention == "se":
         reduced = se_width(cout, spec.se_ratio)
         attention = SqueezeExcite(
@@ -423,12 +521,16 @@ def _block(spec: ResNetSpec, stage: int, index: int, cin: int, planes: int, stri
             Conv(f"{prefix}se.fc1", cout, reduced, 1, bias=True),
             Conv(f"{prefix}se.fc2", reduced, cout, 1, bias=True),
         )
+    elif spec.attention == "eca":
+        attention = EfficientChannelAttention(f"{prefix}se", cout,
+                                              ChannelConv(f"{prefix}se.conv", eca_kernel_size(cout)))
     shortcut = pool = None
     # The shortcut rule, the only place it is written. A change of width projects; a stride alone
-    # projects too, except with stride_block="last", whose shortcut only subsamples (keras.applications V2).
+    # projects too, except with stride_block="last", whose shortcut only subsamples (keras.applications V2);
+    # with project_first every stage's first block projects (keras-hub's basic_block_vd).
     if stride != 1 and cin == cout and spec.stride_block == "last":
         pool = MaxPool(f"{prefix}downsample.pool", kernel_size=1, stride=stride, padding=0)
-    elif stride != 1 or cin != cout:
+    elif stride != 1 or cin != cout or (spec.project_first and index == 0):
         # Pre-activation projections are a bare conv (timm's DownsampleConv/DownsampleAvg with preact).
         names = ("downsample.pool", "downsample.conv", None) if spec.preact else \
             ("downsample.0", "downsample.1", "downsample.2") if spec.downsample == "avg" else \
@@ -439,7 +541,10 @@ def _block(spec: ResNetSpec, stage: int, index: int, cin: int, planes: int, stri
             elif dilation != 1:
                 pool = AvgPool(f"{prefix}{names[0]}", 2, 1, "same")
             stride = 1
-        shortcut = _unit(spec, prefix, names[1], names[2], cin, cout, 1, stride=stride, relu=False)
+        # timm's downsample_conv widens the kernel (down_kernel_size) only where it strides or dilates.
+        k = spec.down_kernel_size if stride != 1 or dilation != 1 else 1
+        shortcut = _unit(spec, prefix, names[1], names[2], cin, cout, k, stride=stride, relu=False,
+                         dilation=first_dilation)
     pre_norm = _norm(spec, f"{prefix}norm1", cin) if spec.preact else None
     return Block(prefix[:-1], stage, index, cin, cout, block_stride, main, shortcut, pool, attention, pre_norm,
                  shortcut_preact=spec.preact and shortcut is not None, relu_out=not spec.preact)
@@ -459,10 +564,19 @@ def _stem(spec: ResNetSpec) -> Stem:
             _unit(spec, "", "conv1.3", "conv1.4", first, middle, 3),
             _unit(spec, "", "conv1.6", last_norm, middle, out, 3, relu=relu),
         )
-    pool = None
-    if spec.stem_pool:
-        pool = MaxPool("maxpool", pad_value=-math.inf if spec.stem_pool_padding == "-inf" else 0.0)
-    return Stem(units, pool, out)
+    if spec.replace_stem_pool:  # ResNet-RS: a strided conv, norm and ReLU where the max-pool was
+        return Stem((*units, _unit(spec, "", "maxpool.0", "maxpool.1", out, out, 3, stride=2)), None, out)
+    pool: MaxPool | AvgPool | None = None
+    blur = None
+    pad_value = -math.inf if spec.stem_pool_padding == "-inf" else 0.0
+    if spec.stem_pool and spec.anti_alias == "avg":  # timm: nn.AvgPool2d(2) instead of the max-pool
+        pool = AvgPool("maxpool", 2, 2, "floor")
+    elif spec.stem_pool and spec.anti_alias is not None:  # timm: a stride-1 max-pool, then the blur
+        pool = MaxPool("maxpool.0", stride=1, pad_value=pad_value)
+        blur = _anti_alias(spec, "maxpool.1", out, 2)
+    elif spec.stem_pool:
+        pool = MaxPool("maxpool", pad_value=pad_value)
+    return Stem(units, pool, out, blur, stride=4 if spec.stem_pool else 2)
 
 
 def _strides(spec: ResNetSpec, stem_stride: int) -> list[tuple[list[int], int]]:
@@ -496,7 +610,7 @@ def _make_plan(spec: ResNetSpec, name: str) -> Plan:
     cin = stem.out_channels
     prev_dilation = 1
     planes_per_stage = stage_planes(spec.base_planes, len(spec.layers))
-    for s, (strides, dilation) in enumerate(_strides(spec, 4 if stem.pool is not None else 2)):
+    for s, (strides, dilation) in enumerate(_strides(spec, stem.stride)):
         planes = planes_per_stage[s]
         for i, stride in enumerate(strides):
             block = _block(spec, s + 1, i, cin, planes, stride, prev_dilation, dilation)

@@ -15,7 +15,8 @@ BLOCKS = ("basic", "bottleneck")
 POOLINGS = (None, "avg", "max")
 STEMS = ("7x7", "deep", "deep_tiered")
 DOWNSAMPLES = ("conv", "avg")
-ATTENTIONS = (None, "se")
+ATTENTIONS = (None, "se", "eca")
+ANTI_ALIASES = (None, "avg", "blur", "blur_zero")
 OUTPUT_STRIDES = (8, 16, 32)
 STRIDE_BLOCKS = ("first", "last")
 POOL_PADDINGS = ("-inf", "zero")
@@ -61,6 +62,15 @@ class ResNetSpec:
     ``stem_pool_padding`` is what the stem max-pool pads with: PyTorch's "-inf", or "zero" as
     keras.applications V2 does (the two differ only when no ReLU precedes the pool, i.e. with ``preact``).
 
+    timm's further options: ``attention="eca"`` is efficient channel attention (a 1D conv across the
+    pooled channels, its kernel size computed from the width); ``anti_alias`` blurs before subsampling
+    (timm's ``aa_layer``): each strided 3x3 conv runs at stride 1 and is followed by a 2x2 average pool
+    ("avg") or a binomial blur pool padded by reflection ("blur") or zeros ("blur_zero"), and the stem
+    pool changes likewise; ``replace_stem_pool`` replaces the stem max-pool by a stride-2 3x3 conv, norm
+    and ReLU (ResNet-RS); ``reduce_first`` divides the width of each block's first conv (SENet-154: 2);
+    ``down_kernel_size`` is the kernel of strided or dilated projection shortcuts (SENet-154: 3).
+    ``project_first`` projects the shortcut of every stage's first block, even where width and stride
+    stay (keras-hub's ``basic_block_vd``, whose first block has a 64 -> 64 projection).
     ``norm`` is the normalisation after each conv (timm's layers, each with its activation fused as
     timm fuses it): "batch" (BatchNorm then ReLU), "group" (GroupNorm over ``norm_groups`` groups,
     then ReLU), "evo_s0" (EvoNorm-S0: ``x * sigmoid(v * x) / group_std(x)`` then affine, over
@@ -95,6 +105,11 @@ class ResNetSpec:
     preact: bool = False
     stride_block: str = "first"
     stem_pool_padding: str = "-inf"
+    anti_alias: str | None = None
+    replace_stem_pool: bool = False
+    reduce_first: int = 1
+    down_kernel_size: int = 1
+    project_first: bool = False
     norm: str = "batch"
     norm_groups: int = 32
     std_conv: bool = False
@@ -117,7 +132,7 @@ class ResNetSpec:
             raise _expected("layers", "a non-empty sequence of stage depths", self.layers)
         if not all(_is_int(d) and d > 0 for d in self.layers):
             raise _expected("layers", "positive integers (blocks per stage)", self.layers)
-        for name in ("groups", "width_per_group", "in_channels", "stem_width", "base_planes"):
+        for name in ("groups", "width_per_group", "in_channels", "stem_width", "base_planes", "reduce_first"):
             value = getattr(self, name)
             if not _is_int(value) or value <= 0:
                 raise _expected(name, "a positive integer", value)
@@ -128,7 +143,8 @@ class ResNetSpec:
                 "Invalid ResNetSpec: the basic block allows only groups=1 and width_per_group=64. "
                 f"Received: groups={self.groups!r}, width_per_group={self.width_per_group!r}"
             )
-        for name in ("include_top", "zero_init_residual", "stride_in_1x1", "conv_bias", "preact"):
+        for name in ("include_top", "zero_init_residual", "stride_in_1x1", "conv_bias", "preact", "replace_stem_pool",
+                     "project_first"):
             if not isinstance(getattr(self, name), bool):
                 raise _expected(name, "a bool", getattr(self, name))
         if self.include_top and self.num_classes == 0:
@@ -166,8 +182,33 @@ class ResNetSpec:
         if self.preprocessing not in ("torch", "caffe", "tf"):
             raise _expected("preprocessing", "one of ('torch', 'caffe', 'tf')", self.preprocessing)
         self._validate_widths()
+        self._validate_timm_options()
         if not isinstance(self.name, str) or not self.name:
             raise _expected("name", "a non-empty string", self.name)
+
+    def _validate_timm_options(self) -> None:
+        if self.anti_alias not in ANTI_ALIASES:
+            raise _expected("anti_alias", f"one of {ANTI_ALIASES}", self.anti_alias)
+        if self.anti_alias is not None and (self.preact or self.stride_in_1x1):
+            raise _expected("anti_alias", "None with preact or stride_in_1x1 (timm anti-aliases only the strided "
+                            "3x3 conv of post-activation blocks)", self.anti_alias)
+        if self.replace_stem_pool and (not self.stem_pool or self.preact or self.anti_alias is not None):
+            raise _expected("replace_stem_pool", "False without stem_pool, with preact or with anti_alias",
+                            self.replace_stem_pool)
+        if not _is_int(self.down_kernel_size) or self.down_kernel_size < 1 or self.down_kernel_size % 2 == 0:
+            raise _expected("down_kernel_size", "a positive odd integer", self.down_kernel_size)
+        if self.down_kernel_size != 1 and (self.downsample != "conv" or self.preact or self.stride_block != "first"):
+            raise _expected("down_kernel_size", "1 unless downsample='conv' with post-activation blocks striding "
+                            "first (timm's downsample_conv)", self.down_kernel_size)
+        if self.reduce_first != 1 and self.preact:
+            raise _expected("reduce_first", "1 with preact", self.reduce_first)
+        planes = self.base_planes if self.block == "basic" else \
+            bottleneck_width(self.base_planes, self.width_per_group, self.groups)
+        first = planes // self.reduce_first
+        if planes % self.reduce_first or first % self.groups or \
+                (self.norm in GROUPED_NORMS and first % self.norm_groups):
+            raise _expected("reduce_first", f"a divisor of the first stage's width {planes} leaving a multiple of "
+                            f"groups={self.groups} (and of norm_groups with a grouped norm)", self.reduce_first)
 
     def _validate_widths(self) -> None:
         """Widths the plan computes must be at least 1, or the spec would validate and then fail in a framework."""

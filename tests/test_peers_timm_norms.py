@@ -149,7 +149,7 @@ def test_import_runs_in_our_keras_model(torch, timm, name, parity_record):
 
 
 @pytest.mark.keras
-@pytest.mark.parametrize("name", ["resnetv2_50x1_bit", "resnetv2_50d_evos", "resnetv2_50d_frn"])
+@pytest.mark.parametrize("name", ["resnetv2_50x1_bit", "resnetv2_50d_evos"])  # StdConv2D, GroupNormalization, EvoNormS0
 def test_weight_files_and_keras_files_round_trip(tmp_path, name):
     import keras
 

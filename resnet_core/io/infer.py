@@ -25,6 +25,18 @@ class InferenceError(ResNetCoreError, ValueError):
     """The tensors do not determine one spec."""
 
 
+# Fields no tensor shows, with the value a file is assumed to have when presets differ only there
+# (resnetaa50 and resnetblur50 hold exactly resnet50's tensors).
+UNSEEN_DEFAULTS = {"anti_alias": None}
+
+
+def _plainest(fits: list[ResNetSpec]) -> list[ResNetSpec]:
+    """Fits that differ from another fit only in unseen fields are dropped in favour of the default
+    (a resnet50 file stays resnet50; ``--arch resnetaa50`` reads it as the anti-aliased network)."""
+    plain = [s for s in fits if all(getattr(s, f) == v for f, v in UNSEEN_DEFAULTS.items())]
+    return [s for s in fits if s in plain or not any(s.replace(**UNSEEN_DEFAULTS) == p for p in plain)]
+
+
 def _signature(spec: ResNetSpec) -> Shapes:
     return {p.name: p.shape for p in make_plan(spec).params}
 
@@ -65,17 +77,20 @@ def infer_spec(tensors: Mapping[str, Any]) -> tuple[ResNetSpec, str]:
         candidate = _fit_head(get_spec(name), shapes)
         if candidate is not None and _signature(candidate) == shapes and candidate not in fits:
             fits.append(candidate)
+    fits = _plainest(fits)
     if len(fits) > 1:
         raise InferenceError("the tensors fit several presets (" + ", ".join(s.name for s in fits) +
                              "), which differ in ways weights do not show; choose one with --arch")
     if fits:
         spec = fits[0]
         changed = _differences(spec, get_spec(spec.name))
+        unseen = [f"{f}={getattr(spec, f)!r}" for f, v in UNSEEN_DEFAULTS.items() if getattr(spec, f) != v]
+        also = f" ({', '.join(unseen)} is the preset's: weights do not show it)" if unseen else ""
         return spec, f"inferred from tensor names and shapes: preset {spec.name}" + (
-            f" with {changed}" if changed else "")
+            f" with {changed}" if changed else "") + also
     spec = _structure(shapes)
     found = _differences(spec, ResNetSpec()) or "the defaults"
-    invisible = ("stride_in_1x1", "bn_eps", "bn_momentum", "pooling", "std_conv")
+    invisible = ("stride_in_1x1", "bn_eps", "bn_momentum", "pooling", "std_conv", *UNSEEN_DEFAULTS)
     if spec.norm in ("group", "evo_s0"):  # a group count leaves every tensor's shape as it is
         invisible += ("norm_groups",)
     if spec.preact:  # a bare projection conv has the same shape after an average pool, or with a moved stride
@@ -129,18 +144,31 @@ def _structure(shapes: Shapes) -> ResNetSpec:
     if "layer1.0.conv3.weight" in shapes:
         conv2 = shape("layer1.0.conv2.weight")
         base = planes_of(shape("layer1.0.conv3.weight")[0], "bottleneck")
-        groups = max(1, conv2[0] // max(1, conv2[1]))
+        groups = max(1, shape("layer1.0.conv1.weight")[0] // max(1, conv2[1]))  # conv2's input / per group
         widths = [(base * 2**s, shapes[f"layer{s + 1}.0.conv2.weight"][0]) for s in range(len(layers))
                   if f"layer{s + 1}.0.conv2.weight" in shapes]
         fitting = width_per_group_fitting(widths, groups)
         fields.update(block="bottleneck", base_planes=base, groups=groups,
                       width_per_group=width_per_group_of(conv2[0], groups, base) if fitting is None else fitting)
     else:
-        fields.update(block="basic", base_planes=shape("layer1.0.conv1.weight")[0])
+        fields.update(block="basic", base_planes=shape("layer1.0.conv2.weight")[0])
     # Pre-activation networks bias only the convs no norm follows, so look at any conv's bias.
     fields["conv_bias"] = any(k.endswith(".bias") and len(shapes.get(k[:-4] + "weight", ())) == 4
                               and ".se." not in k for k in shapes)
     fields["preact"] = "layer1.0.norm1.weight" in shapes
+    fields["replace_stem_pool"] = "maxpool.0.weight" in shapes
+    if "layer1.0.conv1.weight" in shapes and not fields["preact"]:  # first conv narrower than the second
+        first, second = shape("layer1.0.conv1.weight")[0], shape("layer1.0.conv2.weight")[0]
+        fields["reduce_first"] = max(1, second // first)
+    if fields.get("block") == "basic" and not fields["preact"]:  # a projection where nothing changes
+        stem_out = fields["stem_width"] * (1 if fields.get("stem", "7x7") == "7x7" else 2)
+        fields["project_first"] = stem_out == fields["base_planes"] and any(
+            k.startswith("layer1.0.downsample.") for k in shapes)
+    downs = [v for k, v in shapes.items() if k.endswith(".downsample.0.weight") and len(v) == 4]
+    if downs and not fields["preact"]:
+        fields["down_kernel_size"] = max(v[-1] for v in downs)
+    if "layer1.0.se.conv.weight" in shapes:
+        fields["attention"] = "eca"
     fields.update(_norm_fields(shapes))
     if any(k.endswith(".downsample.2.weight") for k in shapes):
         fields["downsample"] = "avg"

@@ -187,7 +187,7 @@ def _peer_table(layers: list[str]) -> Any:
 
 def _layout_guess(cls: str, variable: str) -> Layout:
     if variable == "kernel":
-        return Layout.CONV if cls in ("Conv2D", "StdConv2D") else Layout.DENSE
+        return {"Conv2D": Layout.CONV, "StdConv2D": Layout.CONV, "Conv1D": Layout.CONV1D}.get(cls, Layout.DENSE)
     return Layout.SAME
 
 

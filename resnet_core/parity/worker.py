@@ -296,11 +296,15 @@ class KerasRunner:
 
 
 def _nhwc(a: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(np.transpose(a, (0, 2, 3, 1))) if a.ndim == 4 else a
+    from ..testing import to_channels_last
+
+    return to_channels_last(a)
 
 
 def _nchw(a: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(np.transpose(a, (0, 3, 1, 2))) if a.ndim == 4 else a
+    from ..testing import to_channels_first
+
+    return to_channels_first(a)
 
 
 def run(job: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
