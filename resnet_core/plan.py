@@ -54,6 +54,14 @@ class MaxPool:
     stride: int = 2
     padding: int = 1
     pad_value: float = -math.inf  # PyTorch pads with -inf; keras.applications V2's stem pads with zeros
+    # The input is a ReLU's output (>= 0), so zero padding gives exactly what -inf padding gives: every
+    # window holds at least one real value, and the max of non-negative values is never below 0.
+    nonnegative_input: bool = False
+
+    @property
+    def zero_padding_exact(self) -> bool:
+        """Whether padding with zeros computes this pool exactly (Keras's built-in ZeroPadding2D suffices)."""
+        return self.padding == 0 or self.pad_value == 0.0 or self.nonnegative_input
 
 
 @dataclass(frozen=True)
@@ -425,7 +433,8 @@ def _stem(spec: ResNetSpec) -> Stem:
         )
     pool = None
     if spec.stem_pool:
-        pool = MaxPool("maxpool", pad_value=-math.inf if spec.stem_pool_padding == "-inf" else 0.0)
+        pool = MaxPool("maxpool", pad_value=-math.inf if spec.stem_pool_padding == "-inf" else 0.0,
+                       nonnegative_input=units[-1].relu)
     return Stem(units, pool, out)
 
 

@@ -16,7 +16,8 @@ import pytest
 import resnet_core as rc
 from resnet_core.io import WeightsFileError, read_weights, write_weights
 from resnet_core.io.formats import dtype_by_name
-from resnet_core.io.keras_io import _without_tensorflow_probe, keras_layout
+from resnet_core.io.keras_file import _without_tensorflow_probe
+from resnet_core.io.keras_layout import keras_layout
 from resnet_core.testing import random_weights
 
 pytestmark = pytest.mark.keras
