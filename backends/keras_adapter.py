@@ -23,6 +23,7 @@ import keras
 import numpy as np
 
 from resnet_core.io.infer import InferenceError
+from resnet_core.io.keras_file import _without_tensorflow_probe
 from resnet_core.keras_graph import VARIABLES, KerasLayer, keras_graph
 from resnet_core.keras_spec import canonical_shapes, recover_spec
 from resnet_core.mapping import check_weights, keras_table
@@ -122,8 +123,10 @@ def spec_of(model: keras.Model) -> ResNetSpec:
         return spec
     shapes = canonical_shapes((layer.name, type(layer).__name__, [tuple(w.shape) for w in layer.weights])
                               for layer in model.layers if type(layer).__name__ in VARIABLES)
+    with _without_tensorflow_probe():  # get_config would import TensorFlow (seconds) on the other engines
+        config = model.get_config()
     try:
-        recovered = recover_spec(model.get_config(), shapes, name=model.name)
+        recovered = recover_spec(config, shapes, name=model.name)
     except InferenceError as exc:
         raise TypeError(f"Keras model {model.name!r} is not a resnet-core model: {exc}") from None
     _adopt(model, recovered)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -16,17 +17,21 @@ from .spec import ResNetSpec
 
 
 def build(spec: str | ResNetSpec = "resnet50", backend: str | None = None,
-          weights: Mapping[str, Any] | None = None, **overrides: Any) -> Any:
+          weights: Mapping[str, Any] | str | os.PathLike | None = None, **overrides: Any) -> Any:
     """A model of ``spec`` (a preset name or a spec) for ``backend``.
 
     ``overrides`` replace spec fields, e.g. ``build("resnet50", num_classes=10)``. The torch backend
     returns a ``torch.nn.Module`` taking NCHW input; keras returns a ``keras.Model`` taking NHWC.
-    ``weights`` (canonical, e.g. from :func:`resnet_core.read_weights`) are loaded strictly, and the
+    ``weights`` (canonical tensors, or a weights file read for this spec) are loaded strictly, and the
     random initialisation they would overwrite is skipped.
     """
     resolved = get_spec(spec)
     if overrides:
         resolved = resolved.replace(**overrides)
+    if isinstance(weights, (str, os.PathLike)):
+        from .io import read_weights
+
+        weights = read_weights(weights, spec=resolved).weights
     return load_adapter(get_backend(backend)).build(make_plan(resolved), weights=weights)
 
 

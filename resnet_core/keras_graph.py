@@ -138,7 +138,7 @@ def keras_graph(plan: Plan, compute_dtype: str = "float32") -> tuple[list[KerasL
     Only built-in Keras layers are used. ``compute_dtype`` (the layers' compute dtype) sets the finite
     stand-in for -inf where a max-pool's padding needs one.
     """
-    g = _Builder(float(np.finfo(dtype_by_name(compute_dtype)).max))
+    g = _Builder(_largest(compute_dtype))
     x = g.add("InputLayer", "images", shape=(None, None, plan.spec.in_channels))
     for unit in plan.stem.units:
         x = g.unit(x, unit)
@@ -158,6 +158,16 @@ def keras_graph(plan: Plan, compute_dtype: str = "float32") -> tuple[list[KerasL
         x = g.add("Dense", keras_layer_name(plan.head.fc.name), x, variables=VARIABLES["Dense"], tap="logits",
                   units=plan.head.fc.out_features)
     return list(g.layers.values()), x
+
+
+def _largest(dtype: str) -> float:
+    """The largest finite value of a float dtype (bfloat16 through ml_dtypes, whose finfo numpy lacks)."""
+    resolved = dtype_by_name(dtype)
+    if resolved.name == "bfloat16":
+        import ml_dtypes
+
+        return float(ml_dtypes.finfo(resolved).max)
+    return float(np.finfo(resolved).max)
 
 
 def _with_tap(layer: KerasLayer, tap: str) -> KerasLayer:
