@@ -121,6 +121,8 @@ def spec_of(model: keras.Model) -> ResNetSpec:
     spec = getattr(model, "spec", None)
     if isinstance(spec, ResNetSpec):
         return spec
+    if type(model).__name__ != "Functional":  # ours are plain functional models; subclasses are someone else's
+        raise TypeError(f"Keras model {model.name!r} ({type(model).__name__}) is not a resnet-core model")
     shapes = canonical_shapes((layer.name, type(layer).__name__, [tuple(w.shape) for w in layer.weights])
                               for layer in model.layers if type(layer).__name__ in VARIABLES)
     with _without_tensorflow_probe():  # get_config would import TensorFlow (seconds) on the other engines

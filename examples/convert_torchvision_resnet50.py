@@ -1,9 +1,9 @@
 """Convert a torchvision ResNet-50 to Keras 3 and prove it on every Keras engine.
 
 1. A torchvision ``resnet50`` with non-trivial weights is saved as ``OUT/resnet50.pth``.
-2. That checkpoint becomes ``OUT/resnet50.weights.h5``: our KerasResNet, weights set from the
+2. That checkpoint becomes ``OUT/resnet50.weights.h5``: our Keras model, weights set from the
    state_dict (torchvision's names are the canonical ones), saved by Keras itself.
-3. On each Keras engine (JAX, TensorFlow, torch), in its own process, a fresh KerasResNet loads
+3. On each Keras engine (JAX, TensorFlow, torch), in its own process, a fresh Keras model loads
    ``resnet50.weights.h5`` and runs the images; its logits are compared with torchvision's own,
    computed here. Exit status 1 if any engine is off by more than 1e-5 relative, or did not run.
 

@@ -1,7 +1,7 @@
 """Keras files against real Keras on the engine KERAS_BACKEND names (tox runs jax, tensorflow and torch).
 
 ``.weights.h5`` is written with h5py alone; these tests prove that ``model.load_weights`` of a real
-KerasResNet reads it and that what ``model.save_weights`` writes is read back, bit for bit, in every
+our Keras model reads it and that what ``model.save_weights`` writes is read back, bit for bit, in every
 dtype, and that both files have the same groups, names, shapes and dtypes. ``.keras`` both ways too.
 """
 
@@ -201,7 +201,7 @@ def test_we_read_keras_model_save(keras, tmp_path):
     weights = random_weights(spec)
     model = build(keras, spec)
     assign(model, weights)
-    with _without_tensorflow_probe():  # TF loaded beside triton crashes later tests (see keras_io)
+    with _without_tensorflow_probe():  # TF loaded beside triton crashes later tests (see keras_file)
         model.save(tmp_path / "k.keras")
     back_spec, back = read_weights(tmp_path / "k.keras")
     assert back_spec.to_dict() == spec.to_dict()
