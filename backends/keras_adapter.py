@@ -8,7 +8,7 @@ The model is a plain functional ``keras.Model`` of built-in layers, so ``model.s
 any Keras 3 with ``keras.saving.load_model``, resnet-core installed or not, safe mode on. Its spec rides
 along as ``model.spec`` while the model lives; a loaded model's spec is recovered from its layers
 (:mod:`resnet_core.keras_spec`). A layer Keras lacks belongs in this module, registered with
-``@keras.saving.register_keras_serializable(package="resnet_core")``: importing ``resnet_core`` (with
+``@keras.saving.register_keras_serializable(package=PACKAGE)``: importing ``resnet_core`` (with
 Keras already imported) or this adapter registers it, and :func:`resnet_core.register_keras_objects`
 does so explicitly.
 """
@@ -29,6 +29,8 @@ from resnet_core.keras_spec import canonical_shapes, recover_spec
 from resnet_core.mapping import check_weights, keras_table
 from resnet_core.plan import Plan, make_plan
 from resnet_core.spec import ResNetSpec
+
+PACKAGE = "resnet_core"  # the package our own Keras layers register under: "resnet_core>ClassName"
 
 
 def _initializers(layer: KerasLayer, plan: Plan) -> dict[str, Any]:
@@ -83,6 +85,14 @@ def _call(layer: Any, args: list[Any], given: dict[str, np.ndarray] | None) -> A
             setattr(layer, f"{variable}_initializer", initializer)
 
 
+def _layer_class(name: str) -> type:
+    """A built-in Keras layer, else one of ours registered under the ``resnet_core`` package."""
+    found = getattr(keras.layers, name, None) or keras.saving.get_registered_object(f"{PACKAGE}>{name}")
+    if found is None:  # pragma: no cover - keras_graph names only layers that exist
+        raise ValueError(f"No Keras layer class {name!r} (built-in or registered as {PACKAGE}>{name})")
+    return found
+
+
 def _policy(dtype: Any) -> Any:
     return keras.config.dtype_policy() if dtype is None else keras.dtype_policies.get(dtype)
 
@@ -102,8 +112,7 @@ def build(plan: Plan, weights: Mapping[str, Any] | None = None, dtype: Any = Non
         if layer.cls == "InputLayer":
             inputs = tensors[layer.name] = keras.Input(name=layer.name, **layer.config)
             continue
-        made = getattr(keras.layers, layer.cls)(name=layer.name, dtype=policy,
-                                                **{**layer.config, **_initializers(layer, plan)})
+        made = _layer_class(layer.cls)(name=layer.name, dtype=policy, **{**layer.config, **_initializers(layer, plan)})
         tensors[layer.name] = _call(made, [tensors[i] for i in layer.inputs], given.get(layer.name))
     model = keras.Model(inputs, tensors[output], name=plan.spec.name)
     return _adopt(model, plan.spec)
@@ -144,7 +153,7 @@ def _tap_layers(model: keras.Model) -> dict[str, str]:
 def tap_model(model: keras.Model, taps: tuple[str, ...] | None = None) -> keras.Model:
     """A model sharing ``model``'s layers that returns a dict of tap outputs (all taps by default)."""
     layers = _tap_layers(model)
-    wanted = tuple(layers) if taps is None else taps
+    wanted = make_plan(spec_of(model)).taps if taps is None else taps
     unknown = [t for t in wanted if t not in layers]
     if unknown:
         raise KeyError(f"Unknown tap(s) {unknown}. Known taps: {list(layers)}")

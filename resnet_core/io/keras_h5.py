@@ -9,6 +9,7 @@ the layout for files without names.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -49,18 +50,28 @@ def _h5py():
 def write(path: Path, spec: ResNetSpec, tensors: dict[str, TensorInfo], get: Callable[[str], np.ndarray],
           progress: Callable[[int], None]) -> None:
     """A ``.weights.h5`` exactly as ``model.save_weights`` of the Keras model writes it, plus the spec as
-    root attributes (which Keras ignores); then read back and compared, tensor by tensor."""
-    version = installed_keras()
-    if layout_verified(version):
-        _write_h5(path, spec, tensors, get, progress)
+    root attributes (which Keras ignores); then read back and compared with what was written."""
+    digests: dict[str, bytes] = {}
+
+    def recorded(name: str) -> np.ndarray:
+        value = get(name)
+        digests[name] = _digest(value)
+        return value
+
+    if layout_verified(installed_keras()):
+        _write_h5(path, spec, tensors, recorded, progress)
     else:  # a Keras whose private layout was never checked: let it write its own file
         from .keras_file import save_weights_through_keras
 
-        save_weights_through_keras(path, spec, tensors, get, progress)
+        save_weights_through_keras(path, spec, tensors, recorded, progress)
         with _h5py().File(path, "a") as f:
             for key, value in spec_metadata(spec).items():
                 f.attrs[key] = value
-    _verify(path, spec, tensors, get)
+    _verify(path, spec, tensors, digests)
+
+
+def _digest(array: np.ndarray) -> bytes:
+    return hashlib.blake2b(np.ascontiguousarray(array).reshape(-1).view(np.uint8).data).digest()
 
 
 def _write_h5(path: Path, spec: ResNetSpec, tensors: dict[str, TensorInfo], get: Callable[[str], np.ndarray],
@@ -90,8 +101,8 @@ def _write_h5(path: Path, spec: ResNetSpec, tensors: dict[str, TensorInfo], get:
             progress(value.nbytes)
 
 
-def _verify(path: Path, spec: ResNetSpec, tensors: dict[str, TensorInfo], get: Callable[[str], np.ndarray]) -> None:
-    """Read the written file back as any reader would: same spec, names, shapes, dtypes and bits."""
+def _verify(path: Path, spec: ResNetSpec, tensors: dict[str, TensorInfo], digests: dict[str, bytes]) -> None:
+    """Read the written file back as any reader would: the same spec, names, shapes, dtypes and bits."""
     with KerasH5Reader(path) as reader:
         found = reader.tensors(None)
         wrong = sorted(set(found) ^ set(tensors)) or [n for n, info in tensors.items() if found[n] != info]
@@ -99,9 +110,7 @@ def _verify(path: Path, spec: ResNetSpec, tensors: dict[str, TensorInfo], get: C
             raise WeightsFileError(f"{path}: the written file does not read back as written (spec "
                                    f"{reader.stored_spec and reader.stored_spec.name}, tensors {wrong[:5]})")
         for name in tensors:
-            expected, stored = get(name), reader.read(name)
-            if expected.shape != stored.shape or expected.view(np.uint8).tobytes() != \
-                    np.ascontiguousarray(stored).view(np.uint8).tobytes():
+            if _digest(reader.read(name)) != digests[name]:
                 raise WeightsFileError(f"{path}: {name} does not read back bit for bit")
 
 
