@@ -212,18 +212,23 @@ class Plan:
 
     def norm_sizes(self, height: int, width: int) -> dict[str, tuple[int, int]]:
         """Spatial size (H, W) of every batch norm's input, by norm name, for a ``height`` x ``width`` image."""
-        return self._sizes(height, width)[0]
+        sizes = self.module_sizes(height, width)
+        return {n.name: sizes[n.name] for n in self.norms()}
 
     def output_size(self, height: int, width: int) -> tuple[int, int]:
         """Spatial size (H, W) of the last feature map (before any pooling)."""
         return self._sizes(height, width)[1]
+
+    def module_sizes(self, height: int, width: int) -> dict[str, tuple[int, int]]:
+        """Spatial size (H, W) of the output of every conv and norm in :meth:`modules`, by name."""
+        return self._sizes(height, width)[0]
 
     def _sizes(self, height: int, width: int) -> tuple[dict[str, tuple[int, int]], tuple[int, int]]:
         sizes: dict[str, tuple[int, int]] = {}
 
         def units(hw: tuple[int, int], items: tuple[ConvNorm, ...]) -> tuple[int, int]:
             for unit in items:
-                hw = _conv_size(hw, unit.conv)
+                hw = sizes[unit.conv.name] = _conv_size(hw, unit.conv)
                 if unit.norm is not None:
                     sizes[unit.norm.name] = hw
             return hw
@@ -235,6 +240,8 @@ class Plan:
             if block.pre_norm is not None:
                 sizes[block.pre_norm.name] = hw
             out = units(hw, block.main)
+            if block.attention is not None:  # squeeze-and-excitation runs on the pooled 1x1 map
+                sizes[block.attention.fc1.name] = sizes[block.attention.fc2.name] = (1, 1)
             if block.shortcut is not None:
                 pool = block.shortcut_pool
                 units(hw if pool is None else _pool_size(hw, pool), (block.shortcut,))
