@@ -20,7 +20,8 @@ from .mapping import canonical_name
 from .plan import make_plan
 from .spec import DOWNSAMPLES, OUTPUT_STRIDES, POOL_PADDINGS, POOLINGS, STRIDE_BLOCKS, ResNetSpec
 
-Record = tuple[str, tuple[str, ...], tuple[tuple[str, Any], ...]]  # class, input layers, config items
+Record = tuple[str, tuple[str, ...], tuple[tuple[str, Any], ...]]  # class, input layers, configured items
+Seen = dict[str, tuple[str, tuple[str, ...], dict[str, Any]]]  # a model's layers: class, input layers, config
 _PAIRS = ("kernel_size", "strides", "pool_size", "dilation_rate")  # an int n means (n, n)
 # Fields weights do not show but layer configs do, with the values to try (None: read off the layers).
 GRAPH_FIELDS: dict[str, tuple[Any, ...] | None] = {
@@ -92,15 +93,15 @@ def _inputs(nodes: Any) -> tuple[str, ...]:
     return tuple(found)
 
 
-def model_records(config: Mapping[str, Any]) -> dict[str, Record]:
+def model_records(config: Mapping[str, Any]) -> Seen:
     """Each layer of a functional model's config (``model.get_config()`` or a ``.keras`` file's), by name."""
-    out = {}
+    out: Seen = {}
     for layer in config.get("layers", ()):
         settings = dict(layer.get("config") or {})
         if layer.get("class_name") == "InputLayer" and "batch_shape" in settings:
             settings["shape"] = list(settings["batch_shape"])[1:]
         out[layer["name"]] = (layer["class_name"], _inputs(layer.get("inbound_nodes", ())), settings)
-    return out  # type: ignore[return-value] - settings are filtered against the expected keys in _distance
+    return out
 
 
 def _ours(key: str, value: Any, cls: str) -> Any:
@@ -119,7 +120,7 @@ def graph_records(spec: ResNetSpec, dtype: str = "float32") -> dict[str, Record]
             for x in layers}
 
 
-def _differences(expected: dict[str, Record], seen: dict[str, Any]) -> list[str]:
+def _differences(expected: dict[str, Record], seen: Seen) -> list[str]:
     """What differs, one entry per layer present on one side only and per differing class, inputs or
     configured value (so a search can tell a change that fixes one setting in every layer)."""
     out = [name for name in seen if name not in expected]
@@ -134,7 +135,7 @@ def _differences(expected: dict[str, Record], seen: dict[str, Any]) -> list[str]
     return out
 
 
-def _values(name: str, spec: ResNetSpec, seen: dict[str, Any]) -> tuple[Any, ...]:
+def _values(name: str, spec: ResNetSpec, seen: Seen) -> tuple[Any, ...]:
     choices = GRAPH_FIELDS[name]
     if choices is not None:
         return choices
@@ -148,7 +149,7 @@ def _values(name: str, spec: ResNetSpec, seen: dict[str, Any]) -> tuple[Any, ...
     return (short if 1.0 - short == keras_momentum else 1.0 - keras_momentum,)
 
 
-def _settle(spec: ResNetSpec, seen: dict[str, Any], dtype: str) -> tuple[ResNetSpec, list[str]]:
+def _settle(spec: ResNetSpec, seen: Seen, dtype: str) -> tuple[ResNetSpec, list[str]]:
     """Change one graph field at a time, keeping the change that leaves fewest layers differing."""
     best, wrong = spec, _differences(graph_records(spec, dtype), seen)
     while wrong:

@@ -99,10 +99,10 @@ def keras_layout(plan: Plan) -> list[StoredLayer]:
     table: dict[str, list[str]] = {}
     for row in keras_table(plan):
         table.setdefault(row.layer, []).append(row.variable)
-    graph = {layer.name: list(layer.variables) for layer in out if layer.variables}
-    if graph != table:  # pragma: no cover - guards the graph and the conversion table against drifting apart
+    weighted = {layer.name: list(layer.variables) for layer in out if layer.variables}
+    if weighted != table:  # pragma: no cover - guards the graph and the conversion table against drifting apart
         raise NotImplementedError(
             "The Keras weights layout and the conversion table disagree for this plan: "
-            f"only in the layout {sorted(set(graph) - set(table))}, "
-            f"only in the table {sorted(set(table) - set(graph))}")
+            f"only in the layout {sorted(set(weighted) - set(table))}, "
+            f"only in the table {sorted(set(table) - set(weighted))}")
     return out
