@@ -15,8 +15,10 @@ does so explicitly.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import keras
@@ -66,7 +68,7 @@ def _given(plan: Plan, weights: Mapping[str, Any] | None) -> dict[str, dict[str,
     out: dict[str, dict[str, np.ndarray]] = {}
     for row in keras_table(plan):
         value = np.asarray(weights[row.canonical])
-        out.setdefault(row.layer, {})[row.variable] = np.ascontiguousarray(row.layout.to_framework(value))
+        out.setdefault(row.layer, {})[row.variable] = row.layout.to_framework(value)  # a view: the engine copies
     return out
 
 
@@ -108,14 +110,32 @@ def build(plan: Plan, weights: Mapping[str, Any] | None = None, dtype: Any = Non
     given = _given(plan, weights)
     layers, output = keras_graph(plan, policy.compute_dtype)
     tensors: dict[str, Any] = {}
-    for layer in layers:
-        if layer.cls == "InputLayer":
-            inputs = tensors[layer.name] = keras.Input(name=layer.name, **layer.config)
-            continue
-        made = _layer_class(layer.cls)(name=layer.name, dtype=policy, **{**layer.config, **_initializers(layer, plan)})
-        tensors[layer.name] = _call(made, [tensors[i] for i in layer.inputs], given.get(layer.name))
-    model = keras.Model(inputs, tensors[output], name=plan.spec.name)
+    with _without_cyclic_gc():
+        for layer in layers:
+            if layer.cls == "InputLayer":
+                inputs = tensors[layer.name] = keras.Input(name=layer.name, **layer.config)
+                continue
+            made = _layer_class(layer.cls)(name=layer.name, dtype=policy,
+                                           **{**layer.config, **_initializers(layer, plan)})
+            tensors[layer.name] = _call(made, [tensors[i] for i in layer.inputs], given.get(layer.name))
+        model = keras.Model(inputs, tensors[output], name=plan.spec.name)
     return _adopt(model, plan.spec)
+
+
+@contextlib.contextmanager
+def _without_cyclic_gc() -> Iterator[None]:
+    """Keep Python's cyclic garbage collector to the objects made while a model is built.
+
+    Building allocates some 10^5 container objects, which sets the collector off over and over, each
+    full pass walking every live object of the process (TensorFlow's and Keras's included): measured
+    on TensorFlow, half of a resnet50 build. Frozen, the objects that existed before are skipped until
+    they are unfrozen afterwards; nothing is lost, collection of old cycles is merely postponed.
+    """
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _adopt(model: keras.Model, spec: ResNetSpec) -> keras.Model:
