@@ -68,7 +68,8 @@ def _given(plan: Plan, weights: Mapping[str, Any] | None) -> dict[str, dict[str,
     out: dict[str, dict[str, np.ndarray]] = {}
     for row in keras_table(plan):
         value = np.asarray(weights[row.canonical])
-        out.setdefault(row.layer, {})[row.variable] = row.layout.to_framework(value)  # a view: the engine copies
+        # Contiguous: the torch engine would keep a transposed view's strides, and compute differently with them.
+        out.setdefault(row.layer, {})[row.variable] = np.ascontiguousarray(row.layout.to_framework(value))
     return out
 
 
