@@ -4,7 +4,7 @@ Importing this package imports no framework; adapters load on first use.
 """
 
 from . import _source_tree  # noqa: F401 - first: lets a source checkout find resnet_core.backends
-from .api import build, get_weights, set_weights, spec_of
+from .api import build, get_weights, register_keras_objects, set_weights, spec_of
 from .errors import ResNetCoreError
 from .export import export
 from .io import read_weights, write_weights
@@ -19,10 +19,12 @@ from .spec import ResNetSpec, SpecError
 
 __version__ = "0.1.0"
 
+register_keras_objects(only_if_imported=True)  # Keras already loaded: its custom layers load from .keras files
+
 __all__ = [
     "BACKENDS", "DEFAULT_BACKEND", "ENV_VAR", "ParityReport", "PeerError", "Plan", "ResNetCoreError", "ResNetSpec",
     "SpecError", "WeightsMismatchError", "build", "export", "from_peer", "get_backend", "get_spec", "get_weights",
-    "keras_table",
-    "list_specs", "make_plan", "parity", "preprocess", "read_weights", "register_spec", "set_weights", "spec_of",
+    "keras_table", "list_specs", "make_plan", "parity", "preprocess", "read_weights", "register_keras_objects",
+    "register_spec", "set_weights", "spec_of",
     "to_peer", "use_backend", "write_weights",
 ]

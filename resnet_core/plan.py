@@ -128,6 +128,14 @@ class MaxPool:
     stride: int = 2
     padding: int = 1
     pad_value: float = -math.inf  # PyTorch pads with -inf; keras.applications V2's stem pads with zeros
+    # The input is a ReLU's output (>= 0), so zero padding gives exactly what -inf padding gives: every
+    # window holds at least one real value, and the max of non-negative values is never below 0.
+    nonnegative_input: bool = False
+
+    @property
+    def zero_padding_exact(self) -> bool:
+        """Whether padding with zeros computes this pool exactly (Keras's built-in ZeroPadding2D suffices)."""
+        return self.padding == 0 or self.pad_value == 0.0 or self.nonnegative_input
 
 
 @dataclass(frozen=True)
@@ -581,13 +589,14 @@ def _stem(spec: ResNetSpec) -> Stem:
     pool: MaxPool | AvgPool | None = None
     blur = None
     pad_value = -math.inf if spec.stem_pool_padding == "-inf" else 0.0
+    nonnegative = units[-1].relu  # after a ReLU, zero padding is exactly -inf padding for a max-pool
     if spec.stem_pool and spec.anti_alias == "avg":  # timm: nn.AvgPool2d(2) instead of the max-pool
         pool = AvgPool("maxpool", 2, 2, "floor")
     elif spec.stem_pool and spec.anti_alias is not None:  # timm: a stride-1 max-pool, then the blur
-        pool = MaxPool("maxpool.0", stride=1, pad_value=pad_value)
+        pool = MaxPool("maxpool.0", stride=1, pad_value=pad_value, nonnegative_input=nonnegative)
         blur = _anti_alias(spec, "maxpool.1", out, 2)
     elif spec.stem_pool:
-        pool = MaxPool("maxpool", pad_value=pad_value)
+        pool = MaxPool("maxpool", pad_value=pad_value, nonnegative_input=nonnegative)
     return Stem(units, pool, out, blur, stride=4 if spec.stem_pool else 2)
 
 

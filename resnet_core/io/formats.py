@@ -122,9 +122,9 @@ FORMATS = (
     Format("safetensors", (".safetensors",), "resnet_core.io.safetensors_io",
            "canonical tensors, spec in the metadata"),
     Format("pytorch", (".pth", ".pt"), "resnet_core.io.torch_io", "a PyTorch state_dict (torch.save)"),
-    Format("keras-weights", (".weights.h5",), "resnet_core.io.keras_io",
+    Format("keras-weights", (".weights.h5",), "resnet_core.io.keras_h5",
            "Keras 3 model.save_weights / load_weights of the Keras model"),
-    Format("keras", (".keras",), "resnet_core.io.keras_io", "a whole Keras 3 model (model.save); writing needs Keras",
+    Format("keras", (".keras",), "resnet_core.io.keras_file", "a whole Keras 3 model (model.save); writing needs Keras",
            reader="open_keras_reader", writer="write_keras"),
 )
 
