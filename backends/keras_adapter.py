@@ -14,10 +14,12 @@ from typing import Any
 import keras
 import numpy as np
 
+from resnet_core.io.formats import legacy_info
 from resnet_core.keras_graph import KerasLayer, keras_graph
 from resnet_core.mapping import check_weights, keras_table
 from resnet_core.plan import Plan, make_plan
 from resnet_core.spec import ResNetSpec
+from resnet_core.weights_info import WeightsInfo
 
 _PACKAGE = "resnet_core"
 
@@ -79,13 +81,19 @@ def _graph(plan: Plan, dtype: Any = None) -> tuple[Any, Any, dict[str, str]]:
 class KerasResNet(keras.Model):
     """A functional Keras model compiled from a spec; input is channels-last ``(N, H, W, C)``."""
 
-    def __init__(self, spec: ResNetSpec | Mapping[str, Any], dtype: Any = None, **kwargs: Any):
-        spec = spec if isinstance(spec, ResNetSpec) else ResNetSpec.from_dict(spec)
+    def __init__(self, spec: ResNetSpec | Mapping[str, Any], dtype: Any = None,
+                 weights_info: WeightsInfo | Mapping[str, Any] | None = None, **kwargs: Any):
+        if not isinstance(spec, ResNetSpec):  # a spec saved before preprocessing moved out keeps its record
+            weights_info = weights_info or legacy_info(spec)
+            spec = ResNetSpec.from_dict(spec)
+        if weights_info is not None and not isinstance(weights_info, WeightsInfo):
+            weights_info = WeightsInfo.from_dict(weights_info)
         plan = make_plan(spec)
         inputs, outputs, taps = _graph(plan, dtype)
         kwargs.setdefault("name", spec.name)
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
         self.spec = spec
+        self.weights_info = weights_info  # what the weights were trained with (resnet_core.weights_info)
         self.tap_layers = tuple(taps.items())  # (tap, Keras layer name) in network order
 
     @property
@@ -95,7 +103,10 @@ class KerasResNet(keras.Model):
     def get_config(self) -> dict[str, Any]:
         # The layers' dtype policy, so a bfloat16 or mixed model loads back as one (whatever the global policy).
         policy = self.get_layer(self.tap_layers[0][1]).dtype_policy.name
-        return {"spec": self.spec.to_dict(), "name": self.name, "trainable": self.trainable, "dtype": policy}
+        config = {"spec": self.spec.to_dict(), "name": self.name, "trainable": self.trainable, "dtype": policy}
+        if self.weights_info is not None:
+            config["weights_info"] = self.weights_info.to_dict()
+        return config
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> KerasResNet:

@@ -79,9 +79,6 @@ class ResNetSpec:
     preact: bool = False
     stride_block: str = "first"
     stem_pool_padding: str = "-inf"
-    # Input normalisation the weights were trained with (ignored by the adapters; see resnet_core.preprocess):
-    # "torch" RGB mean/std on [0, 1], "caffe" BGR mean subtraction on [0, 255], "tf" [-1, 1].
-    preprocessing: str = "torch"
     name: str = field(default="resnet", compare=False)
 
     def __post_init__(self) -> None:
@@ -142,8 +139,6 @@ class ResNetSpec:
                             self.output_stride)
         if self.stem_pool_padding not in POOL_PADDINGS:
             raise _expected("stem_pool_padding", f"one of {POOL_PADDINGS}", self.stem_pool_padding)
-        if self.preprocessing not in ("torch", "caffe", "tf"):
-            raise _expected("preprocessing", "one of ('torch', 'caffe', 'tf')", self.preprocessing)
         if self.stem == "deep_tiered" and self.stem_width < 4:
             raise _expected("stem_width", "at least 4 for the deep_tiered stem", self.stem_width)
         if not isinstance(self.name, str) or not self.name:
@@ -174,6 +169,9 @@ class ResNetSpec:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ResNetSpec:
+        """The spec in ``data``. ``preprocessing`` (a field before it moved to
+        :class:`~resnet_core.weights_info.WeightsInfo`) is dropped, so older files keep loading."""
+        data = {k: v for k, v in data.items() if k != "preprocessing"}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

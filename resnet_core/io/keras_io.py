@@ -30,7 +30,9 @@ from ..layouts import Layout
 from ..mapping import KERAS_VARIABLE, keras_table
 from ..plan import CANONICAL_SUFFIX, Plan, make_plan
 from ..spec import ResNetSpec
+from ..weights_info import WeightsInfo
 from .formats import (
+    INFO_KEY,
     LIBRARY_KEY,
     SPEC_KEY,
     VERSION_KEY,
@@ -38,6 +40,8 @@ from .formats import (
     TensorInfo,
     WeightsFileError,
     dtype_by_name,
+    info_from_metadata,
+    legacy_info,
     spec_from_json,
     spec_from_metadata,
     spec_metadata,
@@ -134,7 +138,7 @@ def _h5py():
 
 
 def write(path: Path, spec: ResNetSpec, tensors: dict[str, TensorInfo], get: Callable[[str], np.ndarray],
-          progress: Callable[[int], None]) -> None:
+          progress: Callable[[int], None], info: WeightsInfo | None = None) -> None:
     """A ``.weights.h5`` exactly as ``model.save_weights`` of the Keras model writes it, plus the spec as
     root attributes (which Keras ignores)."""
     h5py = _h5py()
@@ -148,7 +152,7 @@ def write(path: Path, spec: ResNetSpec, tensors: dict[str, TensorInfo], get: Cal
         return to_framework(row.layout, get(row.canonical))
 
     with h5py.File(path, "w") as f:
-        for key, value in spec_metadata(spec).items():
+        for key, value in spec_metadata(spec, info).items():
             f.attrs[key] = value
         f.create_group("vars").attrs["name"] = spec.name  # the model's own (empty) entry, as Keras writes it
         groups = {}
@@ -214,6 +218,7 @@ class KerasH5Reader(Reader):
             raise WeightsFileError(f"{path} is not a valid Keras weights file (truncated or corrupt?): {exc}") \
                 from None
         self.stored_spec = spec_from_metadata(attrs, path)
+        self.stored_info = info_from_metadata(attrs, path)
         self.producer = (f"resnet-core {attrs[LIBRARY_KEY]} (weights format {attrs.get(VERSION_KEY)})"
                          if LIBRARY_KEY in attrs else "Keras save_weights")
         # keras.applications' name table when the layers keep its names; tensors() reads through it.
@@ -366,6 +371,9 @@ class KerasFileReader(KerasH5Reader):
             raise WeightsFileError(f"{path}: the model config has no spec")
         super().__init__(path, fileobj)
         self.stored_spec = spec_from_json(json.dumps(spec_data), path)
+        stored = (config.get("config") or {}).get("weights_info")
+        self.stored_info = info_from_metadata({INFO_KEY: json.dumps(stored)}, path) if stored else \
+            legacy_info(spec_data)
         self.producer = f"Keras {meta.get('keras_version', '?')} model.save"
 
 
@@ -388,7 +396,7 @@ def open_keras_reader(path: Path) -> KerasFileReader:
 
 
 def write_keras(path: Path, spec: ResNetSpec, tensors: dict[str, TensorInfo], get: Callable[[str], np.ndarray],
-                 progress: Callable[[int], None]) -> None:
+                progress: Callable[[int], None], info: WeightsInfo | None = None) -> None:
     """A whole model through Keras (needs Keras in the process), built in the weights' dtype."""
     from ..backends import load_adapter
 
@@ -402,7 +410,7 @@ def write_keras(path: Path, spec: ResNetSpec, tensors: dict[str, TensorInfo], ge
     before = keras.config.dtype_policy()
     keras.config.set_dtype_policy(dtypes[0] if dtypes else "float32")
     try:
-        model = adapter.KerasResNet(spec)
+        model = adapter.KerasResNet(spec, weights_info=info)
     finally:
         keras.config.set_dtype_policy(before)
     for row in keras_table(make_plan(spec)):

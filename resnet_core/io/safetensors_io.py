@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..spec import ResNetSpec
+from ..weights_info import WeightsInfo
 from .formats import (
     LIBRARY_KEY,
     VERSION_KEY,
@@ -26,6 +27,7 @@ from .formats import (
     WeightsFileError,
     canonical_names,
     dtype_name,
+    info_from_metadata,
     spec_from_metadata,
     spec_metadata,
 )
@@ -59,6 +61,7 @@ class SafetensorsReader(Reader):
         self._entries, meta, self._data_start = _parse_header(path)
         self.metadata = meta
         self.stored_spec = spec_from_metadata(meta, path)
+        self.stored_info = info_from_metadata(meta, path)
         if LIBRARY_KEY in meta:
             self.producer = f"resnet-core {meta[LIBRARY_KEY]} (weights format {meta.get(VERSION_KEY)})"
         else:
@@ -151,8 +154,8 @@ def _entry(path: Path, name: str, entry: Any) -> tuple[TensorInfo, int, int]:
 
 
 def write(path: Path, spec: ResNetSpec, tensors: dict[str, TensorInfo], get: Callable[[str], np.ndarray],
-          progress: Callable[[int], None]) -> None:
-    header: dict[str, Any] = {"__metadata__": {"format": "pt", **spec_metadata(spec)}}
+          progress: Callable[[int], None], info: WeightsInfo | None = None) -> None:
+    header: dict[str, Any] = {"__metadata__": {"format": "pt", **spec_metadata(spec, info)}}
     offset = 0
     for name, info in tensors.items():
         header[name] = {"dtype": NAMES[dtype_name(info.dtype)], "shape": list(info.shape),

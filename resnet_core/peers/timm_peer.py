@@ -17,6 +17,7 @@ import numpy as np
 
 from ..plan import AvgPool, Plan, make_plan, width_per_group_of
 from ..spec import ResNetSpec, SpecError
+from ..weights_info import WeightsInfo, WeightsInfoError, from_timm_cfg, to_timm_cfg
 from ._common import (
     check_round_trip,
     match_output_stride,
@@ -33,11 +34,6 @@ PEER = "timm"
 MODULES = (ModuleRow("{m:path}", "{m:path}", "module"),)
 TABLE = Table(MODULES, TORCH_KINDS, ignored=TORCH_IGNORED)
 
-# pretrained_cfg mean/std <-> ResNetSpec.preprocessing ("caffe" is BGR on [0, 255]: timm cannot say it).
-NORMALISATION = {
-    "torch": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-    "tf": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
-}
 STEM_TYPES = {"7x7": "", "deep": "deep", "deep_tiered": "deep_tiered"}
 
 # Leaf modules a timm ResNet may hold for a spec to describe it; anything else is refused.
@@ -147,16 +143,19 @@ def _pool_matches(module: Any, pool: AvgPool | None, nn: Any) -> bool:
     return type(module) is nn.AvgPool2d and module.ceil_mode and not module.count_include_pad
 
 
-def _preprocessing(model: Any) -> str:
-    cfg = getattr(model, "pretrained_cfg", None) or {}
-    if "mean" not in cfg:
-        return "torch"
-    mean, std = tuple(float(v) for v in cfg["mean"]), tuple(float(v) for v in cfg.get("std", ()))
-    for mode, (m, s) in NORMALISATION.items():
-        if np.allclose(mean, m) and np.allclose(std, s):
-            return mode
-    raise unsupported(PEER, [f"pretrained_cfg mean={mean}, std={std} is none of ResNetSpec.preprocessing's "
-                             f"normalisations {dict(NORMALISATION)}"])
+def info_of(model: Any) -> WeightsInfo:
+    """The trained-with record in the model's ``pretrained_cfg`` (ResNet and ResNetV2 alike)."""
+    return from_timm_cfg(getattr(model, "pretrained_cfg", None) or {})
+
+
+def pretrained_cfg(spec: ResNetSpec, info: WeightsInfo | None) -> dict[str, Any]:
+    """The ``pretrained_cfg`` a timm model built by to_model carries for ``info``."""
+    try:
+        return {"architecture": spec.name, "num_classes": spec.num_classes if spec.include_top else 0,
+                **to_timm_cfg(info or WeightsInfo())}
+    except WeightsInfoError as exc:
+        refuse_export(spec, PEER, [str(exc)])
+        raise  # pragma: no cover - refuse_export raised
 
 
 def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
@@ -212,7 +211,7 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
             stride_in_1x1=bottleneck and tuple(stages[1][0].conv1.stride) != (1, 1),
             conv_bias=stem_conv.bias is not None, stem=stem, stem_pool=not isinstance(model.maxpool, nn.Identity),
             downsample="avg" if downs == {3} else "conv", attention="se" if ses else None,
-            se_ratio=se_ratio_for(ses, PEER) if ses else 1.0 / 16, preprocessing=_preprocessing(model),
+            se_ratio=se_ratio_for(ses, PEER) if ses else 1.0 / 16,
         )
     except SpecError as exc:
         raise unsupported(PEER, [str(exc)]) from None
@@ -223,12 +222,12 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
     return spec, TABLE.to_canonical(make_plan(spec), _torch.state_numpy(model), PEER)
 
 
-def to_model(spec: ResNetSpec, weights: Mapping[str, Any]) -> Any:
-    """A timm ResNet in eval mode; ``pretrained_cfg`` mean/std carry the spec's preprocessing."""
+def to_model(spec: ResNetSpec, weights: Mapping[str, Any], info: WeightsInfo | None = None) -> Any:
+    """A timm ResNet in eval mode; its ``pretrained_cfg`` carries ``info`` (mean/std, input size...)."""
     from . import timm_resnetv2
 
     if spec.preact:
-        return timm_resnetv2.to_model(spec, weights)
+        return timm_resnetv2.to_model(spec, weights, info)
     from timm.layers import SEModule
     from timm.models.resnet import BasicBlock, Bottleneck, ResNet
     from torch import nn
@@ -244,9 +243,8 @@ def to_model(spec: ResNetSpec, weights: Mapping[str, Any]) -> Any:
         problems.append("stride_in_1x1=True (timm strides the 3x3 conv)")
     if spec.conv_bias:
         problems.append("conv_bias=True (timm's convolutions have no bias)")
-    if spec.preprocessing not in NORMALISATION:
-        problems.append(f"preprocessing={spec.preprocessing!r} (timm normalises RGB on [0, 1] by mean/std)")
     refuse_export(spec, PEER, problems)
+    cfg = pretrained_cfg(spec, info)
     block_args = {}
     if spec.attention == "se":
         block_args["attn_layer"] = functools.partial(SEModule, rd_ratio=spec.se_ratio)
@@ -263,8 +261,7 @@ def to_model(spec: ResNetSpec, weights: Mapping[str, Any]) -> Any:
     )
     if not spec.stem_pool:
         model.maxpool = nn.Identity()
-    mean, std = NORMALISATION[spec.preprocessing]
-    model.pretrained_cfg = {"architecture": spec.name, "mean": mean, "std": std}
+    model.pretrained_cfg = cfg
     _torch.load_state(model, TABLE.to_peer(make_plan(spec), weights), TABLE)
     model.eval()
     check_round_trip(spec, from_model(model)[0], PEER)

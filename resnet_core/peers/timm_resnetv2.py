@@ -29,6 +29,7 @@ import numpy as np
 
 from ..plan import Conv, Norm, Plan, make_divisible, make_plan, width_per_group_of
 from ..spec import ResNetSpec, SpecError
+from ..weights_info import WeightsInfo
 from ._common import (
     check_round_trip,
     check_units,
@@ -39,7 +40,7 @@ from ._common import (
     unsupported,
 )
 from ._table import TORCH_IGNORED, TORCH_KINDS, ModuleRow, Table
-from .timm_peer import NORMALISATION, PEER, _pool_matches, _pool_text, _preprocessing
+from .timm_peer import PEER, _pool_matches, _pool_text, pretrained_cfg
 
 MODULES = (
     ModuleRow("stem.conv", "conv1", "module"),  # the 7x7 stem (no norm after it: the first block's norm1 follows)
@@ -258,7 +259,7 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
             bn_eps=model.norm.eps, bn_momentum=model.norm.momentum, conv_bias=last.bias is not None,
             stem=stem_type, stem_pool=type(stem.pool) is not nn.Identity,
             downsample="avg" if downs == {"DownsampleAvg"} else "conv", preact=True,
-            stem_pool_padding="zero" if hasattr(stem, "pad") else "-inf", preprocessing=_preprocessing(model),
+            stem_pool_padding="zero" if hasattr(stem, "pad") else "-inf",
         )
     except SpecError as exc:
         raise unsupported(PEER, [str(exc)]) from None
@@ -287,8 +288,6 @@ def _export_problems(spec: ResNetSpec) -> list[str]:
     if spec.stem_pool and (spec.stem, spec.stem_pool_padding) not in STEM_TYPES:
         problems.append(f"stem_pool_padding={spec.stem_pool_padding!r} with stem={spec.stem!r} (timm has no "
                         "zero-padded 'tiered' stem_type)")
-    if spec.preprocessing not in NORMALISATION:
-        problems.append(f"preprocessing={spec.preprocessing!r} (timm normalises RGB on [0, 1] by mean/std)")
     stem_out = spec.stem_width if spec.stem == "7x7" else 2 * spec.stem_width
     if make_divisible(stem_out) != stem_out:
         problems.append(f"stem_width={spec.stem_width} (ResNetV2 rounds its stem_chs, {stem_out}, to a multiple of 8)")
@@ -312,8 +311,8 @@ def _bottle_ratio(spec: ResNetSpec) -> float:
     return int(spec.base_planes * (spec.width_per_group / 64.0)) / (spec.base_planes * spec.expansion)
 
 
-def to_model(spec: ResNetSpec, weights: Mapping[str, Any]) -> Any:
-    """A timm ResNetV2 in eval mode; ``pretrained_cfg`` mean/std carry the spec's preprocessing."""
+def to_model(spec: ResNetSpec, weights: Mapping[str, Any], info: WeightsInfo | None = None) -> Any:
+    """A timm ResNetV2 in eval mode; its ``pretrained_cfg`` carries ``info``."""
     from timm.layers import BatchNormAct2d, create_conv2d
     from timm.models.resnetv2 import ResNetV2
     from torch import nn
@@ -321,6 +320,7 @@ def to_model(spec: ResNetSpec, weights: Mapping[str, Any]) -> Any:
     from . import _torch
 
     refuse_export(spec, PEER, _export_problems(spec))
+    cfg = pretrained_cfg(spec, info)
     output_stride = stem_counted_output_stride(spec)
     padding = spec.stem_pool_padding if spec.stem_pool else "-inf"
     model = ResNetV2(
@@ -335,8 +335,7 @@ def to_model(spec: ResNetSpec, weights: Mapping[str, Any]) -> Any:
     )
     if not spec.stem_pool:
         model.stem.pool = nn.Identity()
-    mean, std = NORMALISATION[spec.preprocessing]
-    model.pretrained_cfg = {"architecture": spec.name, "mean": mean, "std": std}
+    model.pretrained_cfg = cfg
     _torch.load_state(model, _unsqueeze_fc(TABLE.to_peer(make_plan(spec), weights)), TABLE)
     model.eval()
     check_round_trip(spec, from_model(model)[0], PEER)
