@@ -151,8 +151,9 @@ def info_of(model: Any) -> WeightsInfo:
 def pretrained_cfg(spec: ResNetSpec, info: WeightsInfo | None) -> dict[str, Any]:
     """The ``pretrained_cfg`` a timm model built by to_model carries for ``info``."""
     try:
+        # input_size: timm's default for its ResNets when the record has none (timm's savers need one)
         return {"architecture": spec.name, "num_classes": spec.num_classes if spec.include_top else 0,
-                **to_timm_cfg(info or WeightsInfo())}
+                "input_size": (spec.in_channels, 224, 224), **to_timm_cfg(info or WeightsInfo())}
     except WeightsInfoError as exc:
         refuse_export(spec, PEER, [str(exc)])
         raise  # pragma: no cover - refuse_export raised
