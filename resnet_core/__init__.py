@@ -13,6 +13,7 @@ from .plan import Plan, make_plan
 from .preprocess import preprocess
 from .presets import get_spec, list_specs, register_spec
 from .selection import BACKENDS, DEFAULT_BACKEND, ENV_VAR, get_backend, use_backend
+from .sources.save import save_pretrained
 from .spec import ResNetSpec, SpecError
 from .trained_with import decode_predictions, info_of
 from .weights_info import WeightsInfo
@@ -23,5 +24,6 @@ __all__ = [
     "BACKENDS", "DEFAULT_BACKEND", "ENV_VAR", "ParityReport", "PeerError", "Plan", "ResNetSpec", "SpecError",
     "WeightsInfo", "WeightsMismatchError", "build", "decode_predictions", "from_peer", "get_backend", "get_spec",
     "get_weights", "info_of", "keras_table", "list_specs", "make_plan", "parity", "peer_info", "preprocess",
-    "read_weights", "register_spec", "set_weights", "spec_of", "to_peer", "use_backend", "write_weights",
+    "read_weights", "register_spec", "save_pretrained", "set_weights", "spec_of", "to_peer", "use_backend",
+    "write_weights",
 ]

@@ -100,3 +100,8 @@ def test_keras_hub_preset_from_the_hub(keras, need, hub, parity_record):
     parity_record("sources:hf-hub:keras-hub", f"keras[{keras.backend.backend()}] logits", error)
     assert error <= 1e-6
     assert rc.info_of(model).preprocessing == "tf"
+    # save_pretrained writes a preset keras-hub reads back, image converter ('tf') included.
+    folder = rc.save_pretrained(model, root / "resaved", layout="keras-hub")
+    again = keras_hub.models.ImageClassifier.from_preset(str(folder))
+    assert relative_error(keras_hub_peer.logits(again, images), want) <= 1e-6
+    assert rc.peer_info(again).preprocessing == "tf" and "maximum relative error" in (folder / "README.md").read_text()

@@ -247,3 +247,26 @@ def test_parity_takes_a_hub_source(torch, timm_repo):
     plan, loaded, note = _resolve(f"hf-hub:{repo}", None, seed=0)
     assert plan.spec == SPEC and note == f"hf-hub:{repo}"
     assert_same_weights(loaded, weights)
+
+
+@pytest.mark.parametrize("layout", ["timm", "transformers"])
+def test_save_pretrained_writes_what_the_peer_reads(torch, need, timm_repo, tmp_path, layout):
+    repo, _, weights = timm_repo
+    model = rc.build(f"hf-hub:{repo}", backend="torch").eval()
+    folder = rc.save_pretrained(model, tmp_path / layout, layout=layout)
+    if layout == "timm":
+        peer = need("torch", "timm").create_model(f"local-dir:{folder}", pretrained=True).eval()
+    else:
+        peer = need("torch", "transformers").ResNetForImageClassification.from_pretrained(folder).eval()
+    images = random_images(BATCH, HEIGHT, WIDTH, seed=10)
+    with torch.no_grad():
+        out = peer(torch.from_numpy(images))
+    theirs = out.logits.numpy() if layout == "transformers" else out.numpy()
+    assert relative_error(theirs, _logits(torch, model, images)) <= 1e-6
+    card = (folder / "README.md").read_text()
+    assert f"Source: hf-hub:{repo}" in card and "Licence: apache-2.0" in card and "maximum relative error" in card
+    back = rc.read_weights(folder)  # and resnet-core reads the folder back, record included
+    assert_same_weights(back.weights, weights)
+    assert back.info.class_names == LABELS
+    with pytest.raises(FileExistsError, match="exists"):
+        rc.save_pretrained(model, folder, layout=layout)
