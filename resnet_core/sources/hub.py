@@ -17,7 +17,7 @@ NEEDS = {
     "timm": ((TIMM_WEIGHTS, True),),
     "transformers": ((("model.safetensors", "pytorch_model.bin"), True), (("preprocessor_config.json",), False)),
     "keras-hub": ((("metadata.json",), True), (("model.weights.h5",), True), (("task.json",), False),
-                  (("preprocessor.json",), False), (("task.weights.h5",), False)),
+                  (("preprocessor.json",), False), (("image_converter.json",), False), (("task.weights.h5",), False)),
 }
 
 
