@@ -28,8 +28,8 @@ TIMM_MODULES = ("timm.models.resnet", "timm.models.resnetv2")
 def _config(folder: Path, label: str) -> dict[str, Any]:
     path = folder / "config.json"
     if not path.is_file():
-        raise SourceError(label, f"no config.json in {folder}", "A model folder holds a timm, transformers or "
-                          "keras-hub config.json beside its weights")
+        raise IsADirectoryError(f"{label!r} is a directory, not a weights file, and no model folder (it has no "
+                                "config.json: a timm, transformers or keras-hub folder holds one beside its weights)")
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
