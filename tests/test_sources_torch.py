@@ -202,10 +202,20 @@ def test_gray_image_gives_the_rgb_features_of_that_image_repeated(torch, timm_re
     assert error <= 1e-6, error
 
 
-def test_local_folder_and_bad_sources(torch, timm_repo, offline, tmp_path, run_cli):
-    repo, _, weights = timm_repo
+def test_local_folder_and_bad_sources(torch, need, timm_repo, offline, tmp_path, run_cli):
+    repo, original, weights = timm_repo
     loaded = rc.read_weights(tmp_path / "saved")  # the folder timm wrote, read directly
     assert_same_weights(loaded.weights, weights)
+    # Without timm, a timm folder whose architecture is a preset is read directly (safetensors or .bin).
+    need("torch", "timm").models.save_for_hf(original, tmp_path / "bin", safe_serialization=False)
+    from resnet_core.sources import folder as folder_module
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(folder_module, "has_timm", lambda: False)
+        for name in ("saved", "bin"):
+            without = rc.read_weights(tmp_path / name)
+            assert without.spec == SPEC and without.info.class_names == LABELS
+            assert_same_weights(without.weights, weights)
     out = tmp_path / "never.safetensors"
     for source, text in [
         ("hf-hub:tester/not-cached", "is not in the Hugging Face cache .* and HF_HUB_OFFLINE is set"),

@@ -157,10 +157,10 @@ def write(path: Path, spec: ResNetSpec, tensors: dict[str, TensorInfo], get: Cal
           progress: Callable[[int], None], info: WeightsInfo | None = None) -> None:
     header: dict[str, Any] = {"__metadata__": {"format": "pt", **spec_metadata(spec, info)}}
     offset = 0
-    for name, info in tensors.items():
-        header[name] = {"dtype": NAMES[dtype_name(info.dtype)], "shape": list(info.shape),
-                        "data_offsets": [offset, offset + info.nbytes]}
-        offset += info.nbytes
+    for name, tensor in tensors.items():
+        header[name] = {"dtype": NAMES[dtype_name(tensor.dtype)], "shape": list(tensor.shape),
+                        "data_offsets": [offset, offset + tensor.nbytes]}
+        offset += tensor.nbytes
     blob = json.dumps(header, separators=(",", ":")).encode("utf-8")
     blob += b" " * (-len(blob) % 8)  # 8-byte aligned data, as the reference writer does
     with open(path, "wb") as f:
@@ -168,9 +168,10 @@ def write(path: Path, spec: ResNetSpec, tensors: dict[str, TensorInfo], get: Cal
         f.write(blob)
         for name, array in prefetch(tensors, lambda name: np.ascontiguousarray(get(name)),
                                     lambda name: tensors[name].nbytes):
-            info = tensors[name]
-            if array.shape != info.shape or array.dtype != info.dtype:  # pragma: no cover - a reader bug
-                raise RuntimeError(f"{name}: got {array.dtype}{array.shape}, announced {info.dtype}{info.shape}")
+            announced = tensors[name]
+            if array.shape != announced.shape or array.dtype != announced.dtype:  # pragma: no cover - a reader bug
+                raise RuntimeError(f"{name}: got {array.dtype}{array.shape}, announced {announced.dtype}"
+                                   f"{announced.shape}")
             if array.dtype.byteorder == ">":  # pragma: no cover - big-endian hosts
                 array = array.byteswap()
             f.write(array.reshape(-1).view(np.uint8).data)

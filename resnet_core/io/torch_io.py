@@ -163,9 +163,9 @@ def write(path: Path, spec: ResNetSpec, tensors: dict[str, Any], get: Callable[[
           progress: Callable[[int], None], info: WeightsInfo | None = None) -> None:
     torch = _torch()
     state: collections.OrderedDict[str, Any] = collections.OrderedDict()
-    for name, info in tensors.items():
+    for name, tensor in tensors.items():
         state[name] = to_torch(get(name))
-        progress(info.nbytes)
+        progress(tensor.nbytes)
     # torch.load_state_dict hands _metadata[""] to the root module only, which ignores keys it does not know.
     state._metadata = collections.OrderedDict({"": spec_metadata(spec, info)})  # type: ignore[attr-defined]
     torch.save(state, path)

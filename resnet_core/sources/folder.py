@@ -25,6 +25,10 @@ TIMM_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 TIMM_MODULES = ("timm.models.resnet", "timm.models.resnetv2")
 
 
+def has_timm() -> bool:
+    return importlib.util.find_spec("timm") is not None
+
+
 def _config(folder: Path, label: str) -> dict[str, Any]:
     path = folder / "config.json"
     if not path.is_file():
@@ -81,7 +85,7 @@ def _timm(folder: Path, config: dict[str, Any], label: str) -> LoadedWeights:
             cfg[key] = config[key]
     source = label if label.startswith("hf-hub:") else f"timm:{arch} from {folder}"
     info = from_timm_cfg(cfg, source=source)
-    if importlib.util.find_spec("timm") is None:
+    if not has_timm():
         return _timm_without_timm(folder, config, arch, info, label)
     import timm
 
@@ -97,7 +101,7 @@ def _timm(folder: Path, config: dict[str, Any], label: str) -> LoadedWeights:
 
 def check_timm_architecture(arch: str, label: str) -> None:
     """Refuse, by name, a timm architecture that is no ResNet (asks timm when installed, else our presets)."""
-    if importlib.util.find_spec("timm") is None:
+    if not has_timm():
         if arch not in list_specs():
             raise SourceError(label, f"architecture {arch!r} is no resnet-core preset", "Install timm (pip "
                               "install timm) so resnet-core can ask timm what it builds")
@@ -116,24 +120,27 @@ def _timm_without_timm(folder: Path, config: dict[str, Any], arch: str, info: We
                        label: str) -> LoadedWeights:
     """timm names ResNet tensors as torchvision does: a preset of the same name reads them directly."""
     check_timm_architecture(arch, label)
-    if config.get("model_args"):
-        raise SourceError(label, f"model_args {sorted(config['model_args'])} change timm's {arch}",
-                          "Install timm (pip install timm) to read them")
-    classes = int(config.get("num_classes", get_spec(arch).num_classes))
-    spec = get_spec(arch).replace(num_classes=classes, include_top=classes > 0, pooling=None if classes else "avg")
+    args = dict(config.get("model_args") or {})
+    odd = sorted(set(args) - {"num_classes", "in_chans", "global_pool"})
+    if odd:
+        raise SourceError(label, f"model_args {odd} change timm's {arch}", "Install timm (pip install timm) "
+                          "to read them")
+    classes = int(args.get("num_classes", config.get("num_classes", get_spec(arch).num_classes)))
+    pool = {"avg": "avg", "max": "max", "": None}.get(args.get("global_pool", "avg"), "avg")
+    spec = get_spec(arch).replace(num_classes=classes, include_top=classes > 0, pooling=None if classes else pool,
+                                  in_channels=int(args.get("in_chans", 3)))
     weights = next((folder / n for n in TIMM_WEIGHTS if (folder / n).is_file()), None)
     if weights is None:
         raise SourceError(label, f"no {' or '.join(TIMM_WEIGHTS)} in {folder}")
-    loaded = read_weights(weights if weights.suffix == ".safetensors" else _as_pth(weights), spec)
-    return LoadedWeights(loaded.spec, loaded.weights, info)
+    if weights.suffix == ".safetensors":
+        return LoadedWeights(spec, read_weights(weights, spec).weights, info)
+    from ..io.torch_io import open_reader  # pytorch_model.bin is a torch.save'd state_dict, as a .pth is
+    from ..mapping import check_weights
+    from ..plan import make_plan
 
-
-def _as_pth(path: Path) -> Path:
-    """pytorch_model.bin is a torch.save'd state_dict: our .pth reader, through a link with that extension."""
-    link = path.with_name(path.stem + ".resnet_core.pth")
-    if not link.exists():
-        link.symlink_to(path.name)
-    return link
+    with open_reader(weights) as reader:
+        names = check_weights(make_plan(spec), reader.tensors(spec), strict=True)
+        return LoadedWeights(spec, {n: reader.read(n) for n in names}, info)
 
 
 def _transformers(folder: Path, config: dict[str, Any], label: str) -> LoadedWeights:
