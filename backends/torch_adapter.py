@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from resnet_core.arrays import to_numpy, to_torch
 from resnet_core.mapping import check_weights
 from resnet_core.plan import AvgPool, Block, Conv, ConvNorm, MaxPool, Norm, Plan, SqueezeExcite, make_plan
 from resnet_core.spec import ResNetSpec
@@ -235,7 +236,7 @@ def owns(model: object) -> bool:
 
 def get_weights(model: TorchResNet) -> dict[str, np.ndarray]:
     state = model.state_dict()
-    return {p.name: state[p.name].detach().cpu().numpy().copy() for p in model.plan.params}
+    return {p.name: np.array(to_numpy(state[p.name])) for p in model.plan.params}
 
 
 @torch.no_grad()
@@ -244,7 +245,5 @@ def set_weights(model: TorchResNet, weights: Mapping[str, object], strict: bool 
     state = model.state_dict(keep_vars=True)
     for name in names:
         target = state[name]
-        value = weights[name]
-        source = value if isinstance(value, torch.Tensor) else torch.from_numpy(np.asarray(value))
-        target.copy_(source.to(dtype=target.dtype))
+        target.copy_(to_torch(weights[name]).to(dtype=target.dtype))
     return names

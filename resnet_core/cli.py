@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "resnet_core.commands.parity",
     "resnet_core.commands.convert",
     "resnet_core.commands.info",
+    "resnet_core.commands.summary",
 )
 
 

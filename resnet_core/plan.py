@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 
 from .layouts import Layout
-from .spec import ResNetSpec
+from .spec import EXPANSION, ResNetSpec
 
 
 @dataclass(frozen=True)
@@ -204,18 +204,23 @@ class Plan:
 
     def norm_sizes(self, height: int, width: int) -> dict[str, tuple[int, int]]:
         """Spatial size (H, W) of every batch norm's input, by norm name, for a ``height`` x ``width`` image."""
-        return self._sizes(height, width)[0]
+        sizes = self.module_sizes(height, width)
+        return {n.name: sizes[n.name] for n in self.norms()}
 
     def output_size(self, height: int, width: int) -> tuple[int, int]:
         """Spatial size (H, W) of the last feature map (before any pooling)."""
         return self._sizes(height, width)[1]
+
+    def module_sizes(self, height: int, width: int) -> dict[str, tuple[int, int]]:
+        """Spatial size (H, W) of the output of every conv and norm in :meth:`modules`, by name."""
+        return self._sizes(height, width)[0]
 
     def _sizes(self, height: int, width: int) -> tuple[dict[str, tuple[int, int]], tuple[int, int]]:
         sizes: dict[str, tuple[int, int]] = {}
 
         def units(hw: tuple[int, int], items: tuple[ConvNorm, ...]) -> tuple[int, int]:
             for unit in items:
-                hw = _conv_size(hw, unit.conv)
+                hw = sizes[unit.conv.name] = _conv_size(hw, unit.conv)
                 if unit.norm is not None:
                     sizes[unit.norm.name] = hw
             return hw
@@ -227,6 +232,8 @@ class Plan:
             if block.pre_norm is not None:
                 sizes[block.pre_norm.name] = hw
             out = units(hw, block.main)
+            if block.attention is not None:  # squeeze-and-excitation runs on the pooled 1x1 map
+                sizes[block.attention.fc1.name] = sizes[block.attention.fc2.name] = (1, 1)
             if block.shortcut is not None:
                 pool = block.shortcut_pool
                 units(hw if pool is None else _pool_size(hw, pool), (block.shortcut,))
@@ -234,6 +241,11 @@ class Plan:
         if self.head.norm is not None:
             sizes[self.head.norm.name] = hw
         return sizes, hw
+
+    @property
+    def stage_widths(self) -> tuple[int, ...]:
+        """Each stage's output channels, in order (exporters' hidden_sizes / channels)."""
+        return tuple(self.stage_blocks(s)[-1].out_channels for s in range(1, self.num_stages + 1))
 
     def stage_blocks(self, stage: int) -> tuple[Block, ...]:
         return tuple(b for b in self.blocks if b.stage == stage)
@@ -305,6 +317,21 @@ def _conv_params(conv: Conv) -> list[Param]:
 def bottleneck_width(planes: int, width_per_group: int, groups: int) -> int:
     """Channels of a bottleneck's 3x3 conv (torchvision's rule)."""
     return int(planes * (width_per_group / 64.0)) * groups
+
+
+def stage_planes(base_planes: int, num_stages: int) -> tuple[int, ...]:
+    """Each stage's base width (planes), doubled per stage; a block's output is ``EXPANSION[block]`` times it."""
+    return tuple(base_planes * 2**s for s in range(num_stages))
+
+
+def planes_of(out_channels: int, block: str) -> int:
+    """The inverse of ``planes * EXPANSION[block]``, for importers reading a block's output width."""
+    return out_channels // EXPANSION[block]
+
+
+def tiered_stem_width(stem_width: int) -> int:
+    """The first conv's width in timm's 'deep_tiered' stem (3/4 of the stem width, rounded down to 3 * k)."""
+    return 3 * (stem_width // 4)
 
 
 def width_per_group_of(width: int, groups: int, planes: int) -> int:
@@ -417,7 +444,7 @@ def _stem(spec: ResNetSpec) -> Stem:
         out = spec.stem_width
     else:  # timm's deep stems: three 3x3 convs in a Sequential named conv1, the last norm is bn1
         out = 2 * spec.stem_width
-        first = 3 * (spec.stem_width // 4) if spec.stem == "deep_tiered" else spec.stem_width
+        first = tiered_stem_width(spec.stem_width) if spec.stem == "deep_tiered" else spec.stem_width
         units = (
             _unit(spec, "", "conv1.0", "conv1.1", spec.in_channels, first, 3, stride=2),
             _unit(spec, "", "conv1.3", "conv1.4", first, spec.stem_width, 3),
@@ -459,8 +486,9 @@ def _make_plan(spec: ResNetSpec, name: str) -> Plan:
     blocks: list[Block] = []
     cin = stem.out_channels
     prev_dilation = 1
+    planes_per_stage = stage_planes(spec.base_planes, len(spec.layers))
     for s, (strides, dilation) in enumerate(_strides(spec, 4 if stem.pool is not None else 2)):
-        planes = spec.base_planes * 2**s
+        planes = planes_per_stage[s]
         for i, stride in enumerate(strides):
             block = _block(spec, s + 1, i, cin, planes, stride, prev_dilation, dilation)
             blocks.append(block)

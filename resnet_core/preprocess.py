@@ -27,6 +27,17 @@ class Normalisation:
     std: tuple[float, ...] | None
     bgr: bool
 
+    def on_unit_range(self, channels: int = 3) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+        """The same map as ``(x - mean) / std`` on RGB in [0, 1] (timm's pretrained_cfg); None when BGR."""
+        if self.bgr:
+            return None
+        scale = self.divisor / 255.0  # exact for the divisors used: 1.0 and 0.5
+
+        def per_channel(values: tuple[float, ...]) -> tuple[float, ...]:
+            return tuple(v * scale for v in (values * channels if len(values) == 1 else values))
+
+        return per_channel(self.mean), per_channel(self.std or (1.0,))
+
 
 NORMALISATIONS = {
     "torch": Normalisation(255.0, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), bgr=False),

@@ -34,6 +34,9 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+# A block's output channels over its base width (planes), by block type: torchvision's ``expansion``.
+EXPANSION = {"basic": 1, "bottleneck": 4}
+
 @dataclass(frozen=True)
 class ResNetSpec:
     """One member of the ResNet family, independent of any framework.
@@ -147,7 +150,7 @@ class ResNetSpec:
     @property
     def expansion(self) -> int:
         """Output channels of a block relative to its base width (torchvision's ``expansion``)."""
-        return 4 if self.block == "bottleneck" else 1
+        return EXPANSION[self.block]
 
     @property
     def depth(self) -> int:

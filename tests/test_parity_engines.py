@@ -15,6 +15,7 @@ import pytest
 import resnet_core as rc
 from resnet_core.cli import main
 from resnet_core.parity import ENGINES
+from resnet_core.parity.metrics import GRAD_BASIS_FLOOR, GRAD_MULTIPLE
 from resnet_core.testing import random_weights
 
 # Needs every framework installed: runs once, in tox's torch env (the workers start the Keras engines).
@@ -138,6 +139,37 @@ def test_gradients_of_every_weight_match(train_grad_report):
             assert m["scale"] > 1e-6  # the reference gradient is not zero, so the comparison means something
         # torch's own fp32 gradient against float64: this small input is well conditioned.
         assert 0 < entry.reference_vs_float64 < 2e-5, entry.name
+    # Each gradient is judged against torch's own fp32-vs-float64 error for that tensor, and the multiple reported.
+    assert report.grad_rule == {"multiple": GRAD_MULTIPLE, "basis_floor": GRAD_BASIS_FLOOR}
+    assert "grad" not in report.tolerances and set(report.grad_multiples) == set(KERAS)
+    assert all(0 < m < GRAD_MULTIPLE / 2 for m in report.grad_multiples.values()), report.grad_multiples
+    assert "worst gradient error / torch's own fp32 error: keras-jax" in report.verdict()
+
+
+def test_a_gradient_off_by_a_thousandth_fails_where_the_old_bound_passed(monkeypatch, tmp_path):
+    """One Keras gradient mis-scaled by 1 + 3e-4, injected between the worker and the comparison: 0.1 hid it."""
+    from resnet_core.parity.engines import EngineRun
+
+    wrong = "layer2.0.conv2.weight"
+    load = EngineRun.load
+
+    def mis_scaled(run):
+        out = load(run)
+        if run.engine == "keras-torch":
+            out[f"x/grad/{wrong}"] = out[f"x/grad/{wrong}"] * np.float32(1 + 3e-4)
+        return out
+
+    monkeypatch.setattr(EngineRun, "load", mis_scaled)
+    report = rc.parity(SPEC, backends="torch,keras-torch", size=(65, 77), grad=True)
+    assert [e.name for e in report.layers if not e.ok] == []  # the outputs are untouched
+    assert [e.name for e in report.gradients if not e.ok] == [wrong]
+    bad = next(e for e in report.gradients if e.name == wrong).engines["keras-torch"]
+    assert 1e-4 < bad["max_rel"] < 0.1 and bad["multiple"] > GRAD_MULTIPLE and bad["tolerance"] < 1e-4
+    assert all(e.engines["keras-torch"]["multiple"] < GRAD_MULTIPLE / 2 for e in report.gradients if e.name != wrong)
+    assert not report.ok and report.first_failure["name"] == wrong
+    data = json.loads(report.to_json(tmp_path / "r.json"))
+    assert data["grad_multiples"]["keras-torch"] == bad["multiple"] and data["ok"] is False
+    assert f"FAIL: first over tolerance: grad {wrong} on keras-torch" in report.table()
 
 
 def test_a_weights_file_is_read_and_its_spec_found(tmp_path, capsys):

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 import resnet_core as rc
+from resnet_core import name_tables as _table
 from resnet_core.layouts import Layout
-from resnet_core.peers import _table, hf_peer, keras_applications_peer, timm_peer, torchvision_peer
+from resnet_core.peers import hf_peer, keras_applications_peer, torchvision_peer
 from resnet_core.testing import random_weights
 
 
@@ -36,7 +37,6 @@ def test_pattern_refuses_a_repeated_field():
 
 TABLES = {
     "torchvision": (torchvision_peer.TABLE, "resnext50_32x4d"),
-    "timm": (timm_peer.TABLE, "seresnext26d_32x4d"),
     "transformers-classifier": (hf_peer.TABLES["ResNetForImageClassification"], "resnet50"),
     "transformers-backbone": (hf_peer.TABLES["ResNetModel"], "resnet18"),
     "keras.applications": (keras_applications_peer.TABLE, "keras_resnet50"),

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ..arrays import to_numpy
 from ..mapping import WeightsMismatchError, check_weights
 from ..plan import make_plan
 from ..presets import get_spec
@@ -249,13 +250,7 @@ def read_weights(path: str | os.PathLike, spec: SpecArg = None, dtype: str | Non
 
 
 def _as_array(name: str, value: Any) -> np.ndarray:
-    if hasattr(value, "detach"):  # a torch tensor (bfloat16 included)
-        from .torch_io import to_numpy
-
-        return to_numpy(value.cpu())
-    if hasattr(value, "numpy") and not isinstance(value, np.ndarray):  # tf/jax arrays
-        value = value.numpy()
-    return np.asarray(value)
+    return to_numpy(value)
 
 
 def write_weights(path: str | os.PathLike, weights: Mapping[str, Any], spec: str | ResNetSpec,

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..arrays import bfloat16
 from ..spec import ResNetSpec, SpecError
 from ..weights_info import WeightsInfo, WeightsInfoError, legacy_preprocessing
 
@@ -42,7 +43,7 @@ class FormatVersionError(WeightsFileError):
 def dtype_by_name(name: str) -> np.dtype:
     """numpy dtype for ``name``; bfloat16 comes from ml_dtypes (installed with the ``io`` extra)."""
     if name == "bfloat16":
-        return np.dtype(_ml_dtypes().bfloat16)
+        return bfloat16()
     if name not in FLOAT_DTYPES:
         raise ValueError(f"Unknown dtype {name!r}: expected one of {FLOAT_DTYPES}")
     return np.dtype(name)
@@ -51,13 +52,6 @@ def dtype_by_name(name: str) -> np.dtype:
 def dtype_name(dtype: Any) -> str:
     """'float32', 'bfloat16', ... for numpy dtypes, including ml_dtypes's."""
     return np.dtype(dtype).name
-
-
-def _ml_dtypes():
-    try:
-        return importlib.import_module("ml_dtypes")
-    except ImportError as exc:  # pragma: no cover - installed with the io extra
-        raise ImportError("bfloat16 tensors need the 'ml_dtypes' package: pip install 'resnet-core[io]'") from exc
 
 
 @dataclass(frozen=True)
@@ -239,7 +233,7 @@ def canonical_names(names: Iterable[str]) -> tuple[dict[str, str], str | None]:
     stored = {(n[len(prefix):] if strip else n): n for n in kept}
     if not any(n.startswith(("embedder.", "resnet.embedder.")) for n in stored):
         return stored, None
-    from ..peers.hf_peer import TABLES  # framework-free: the tables are data
+    from ..name_tables import TRANSFORMERS_TABLES as TABLES
 
     classifier = any(n.startswith("resnet.") for n in stored)
     table = TABLES["ResNetForImageClassification" if classifier else "ResNetModel"]

@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from ..plan import make_plan, width_per_group_of
+from ..plan import make_plan, planes_of, width_per_group_of
 from ..presets import get_spec, list_specs
 from ..spec import ResNetSpec
 
@@ -106,7 +106,7 @@ def _structure(shapes: Shapes) -> ResNetSpec:
     fields["layers"] = tuple(layers)
     if "layer1.0.conv3.weight" in shapes:
         conv2 = shape("layer1.0.conv2.weight")
-        base = shape("layer1.0.conv3.weight")[0] // 4
+        base = planes_of(shape("layer1.0.conv3.weight")[0], "bottleneck")
         groups = max(1, conv2[0] // max(1, conv2[1]))
         fields.update(block="bottleneck", base_planes=base, groups=groups,
                       width_per_group=width_per_group_of(conv2[0], groups, base))

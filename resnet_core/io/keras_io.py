@@ -182,10 +182,10 @@ def _peer_table(layers: list[str]) -> Any:
     """
     if "conv1_conv" not in layers or not any(n.startswith("conv2_block1_") for n in layers):
         return None
-    from ..peers import keras_applications_peer as kap  # framework-free: the tables are data
+    from ..name_tables import KERAS_APPLICATIONS, KERAS_APPLICATIONS_V2
 
     v2 = "post_bn" in layers or any(n.endswith("_preact_bn") for n in layers)
-    return kap.TABLE_V2 if v2 else kap.TABLE
+    return KERAS_APPLICATIONS_V2 if v2 else KERAS_APPLICATIONS
 
 
 def _layout_guess(cls: str, variable: str) -> Layout:

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import collections
 import pickle
-import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..arrays import to_numpy, to_torch
 from ..spec import ResNetSpec
 from ..weights_info import WeightsInfo
 from .formats import (
@@ -51,26 +51,6 @@ def _numpy_dtype(tensor: Any) -> np.dtype:
     if tensor.dtype == torch.bfloat16:
         return dtype_by_name("bfloat16")
     return np.dtype(str(tensor.dtype).replace("torch.", ""))
-
-
-def to_numpy(tensor: Any) -> np.ndarray:
-    """A numpy view of a CPU tensor; bfloat16 through its bits (numpy cannot convert it directly)."""
-    torch = _torch()
-    tensor = tensor.detach()
-    if tensor.dtype == torch.bfloat16:
-        return tensor.view(torch.int16).numpy().view(dtype_by_name("bfloat16"))
-    return tensor.numpy()
-
-
-def to_torch(array: np.ndarray) -> Any:
-    """A tensor sharing ``array``'s memory when possible; bfloat16 through its bits."""
-    torch = _torch()
-    array = np.ascontiguousarray(array)
-    with warnings.catch_warnings():  # read-only memory maps: the tensor is never written
-        warnings.simplefilter("ignore", UserWarning)
-        if array.dtype.name == "bfloat16":
-            return torch.from_numpy(array.view(np.int16)).view(torch.bfloat16)
-        return torch.from_numpy(array)
 
 
 def _load(path: Path) -> Any:

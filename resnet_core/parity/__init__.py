@@ -5,7 +5,8 @@
 
 from .core import MODES, parity, read_weights_file
 from .engines import ENGINES, available_engines, parse_engines, run_engines
-from .report import TOLERANCES, Entry, ParityReport, compare, topk_agreement
+from .metrics import TOLERANCES, compare, topk_agreement
+from .report import Entry, ParityReport
 from .worker import DTYPES
 
 __all__ = [

@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 
 from ..mapping import check_weights
+from ..name_tables import PeerError
 from ..plan import make_plan
 from ..presets import get_spec
 from ..spec import ResNetSpec
 from ..weights_info import WeightsInfo
-from ._table import PeerError
 
 # peer name -> module; from_peer asks them in this order (keras-hub before keras.applications, which
 # takes any keras.Model and refuses what is not its own).

@@ -6,10 +6,10 @@ import dataclasses
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ..name_tables import PeerError, Table
 from ..plan import Conv, Norm, Plan, make_divisible, make_plan
 from ..presets import get_spec, list_specs
 from ..spec import OUTPUT_STRIDES, ResNetSpec
-from ._table import PeerError, Table
 
 
 def named(spec: ResNetSpec, fallback: str) -> ResNetSpec:

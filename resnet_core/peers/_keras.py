@@ -1,20 +1,11 @@
-"""What the Keras peers share: the tensors of each Keras layer kind and checks of Keras layers against plan entries."""
+"""What the Keras peers share: checks of Keras layers against plan entries (their tensors: name_tables.KERAS_KINDS)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..layouts import Layout
 from ..plan import Conv, Norm
 from ._common import keras_to_torch_momentum
-
-# Variables of each weighted Keras layer kind: (Keras variable, canonical suffix, layout).
-KINDS = {
-    "conv": (("kernel", "weight", Layout.CONV), ("bias", "bias", Layout.SAME)),
-    "bn": (("gamma", "weight", Layout.SAME), ("beta", "bias", Layout.SAME),
-           ("moving_mean", "running_mean", Layout.SAME), ("moving_variance", "running_var", Layout.SAME)),
-    "dense": (("kernel", "weight", Layout.DENSE), ("bias", "bias", Layout.SAME)),
-}
 
 
 def producer(tensor: Any) -> Any:

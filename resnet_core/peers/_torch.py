@@ -8,20 +8,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..arrays import to_numpy, to_torch
+from ..name_tables import PeerError, Table
 from ..plan import Conv, Norm, Plan
 from ._common import check_units
-from ._table import PeerError, Table
 
 
 def state_numpy(model: nn.Module) -> dict[str, np.ndarray]:
-    """The model's state_dict as numpy (bfloat16, which numpy lacks, widened exactly to float32)."""
-    out = {}
-    for name, tensor in model.state_dict().items():
-        tensor = tensor.detach().cpu()
-        if tensor.dtype == torch.bfloat16:
-            tensor = tensor.float()
-        out[name] = tensor.numpy().copy()
-    return out
+    """The model's state_dict as numpy arrays the caller owns, in the model's dtypes."""
+    return {name: np.array(to_numpy(tensor)) for name, tensor in model.state_dict().items()}
 
 
 @torch.no_grad()
@@ -34,7 +29,7 @@ def load_state(model: nn.Module, tensors: Mapping[str, np.ndarray], table: Table
         raise PeerError(f"Exported tensors do not fit the peer model: not set {skipped[:10]}, unknown {unknown[:10]}")
     for name, value in tensors.items():
         target = state[name]
-        target.copy_(torch.from_numpy(np.ascontiguousarray(value)).to(target.dtype))
+        target.copy_(to_torch(value).to(target.dtype))
 
 
 def _pair(value: object) -> tuple[int, int]:

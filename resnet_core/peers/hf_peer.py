@@ -13,30 +13,15 @@ from typing import Any
 
 import numpy as np
 
-from ..plan import Plan, make_plan
-from ..spec import ResNetSpec, SpecError
+from ..name_tables import TRANSFORMERS_TABLES, Table
+from ..plan import Plan, make_plan, stage_planes
+from ..spec import EXPANSION, ResNetSpec, SpecError
 from ..weights_info import WeightsInfo, from_id2label
 from ._common import check_round_trip, match_output_stride, named, refuse_export, unsupported
-from ._table import TORCH_IGNORED, TORCH_KINDS, ModuleRow, Table
 
 PEER = "transformers"
 
-# The backbone, as ResNetModel names it; stage and layer indices count from 0 there, from 1 here.
-BACKBONE = (
-    ModuleRow("embedder.embedder.convolution", "conv1", "module"),
-    ModuleRow("embedder.embedder.normalization", "bn1", "module"),
-    ModuleRow("encoder.stages.{s-1}.layers.{b}.shortcut.convolution", "layer{s}.{b}.downsample.0", "module"),
-    ModuleRow("encoder.stages.{s-1}.layers.{b}.shortcut.normalization", "layer{s}.{b}.downsample.1", "module"),
-    ModuleRow("encoder.stages.{s-1}.layers.{b}.layer.{i-1}.convolution", "layer{s}.{b}.conv{i}", "module"),
-    ModuleRow("encoder.stages.{s-1}.layers.{b}.layer.{i-1}.normalization", "layer{s}.{b}.bn{i}", "module"),
-)
-# ResNetForImageClassification nests the backbone under "resnet." and adds the classifier.
-CLASSIFIER = (*(ModuleRow(f"resnet.{r.peer}", r.canonical, r.kind) for r in BACKBONE),
-              ModuleRow("classifier.1", "fc", "module"))
-TABLES = {
-    "ResNetModel": Table(BACKBONE, TORCH_KINDS, ignored=TORCH_IGNORED),
-    "ResNetForImageClassification": Table(CLASSIFIER, TORCH_KINDS, ignored=TORCH_IGNORED),
-}
+TABLES = TRANSFORMERS_TABLES
 HF_BN_EPS, HF_BN_MOMENTUM = 1e-5, 0.1  # nn.BatchNorm2d's defaults, which transformers never changes
 
 
@@ -47,10 +32,6 @@ def _table(classifier: bool) -> Table:
 def accepts(model: object) -> bool:
     module = sys.modules.get("transformers.models.resnet.modeling_resnet")  # loaded if such a model exists
     return module is not None and isinstance(model, module.ResNetPreTrainedModel)
-
-
-def _expansion(layer_type: str) -> int:
-    return 4 if layer_type == "bottleneck" else 1
 
 
 def _check_structure(plan: Plan, table: Table, model: Any, backbone: Any) -> list[str]:
@@ -78,9 +59,9 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
         problems.append("downsample_in_first_stage=True (ResNetSpec's first stage never strides)")
     if config.layer_type not in ("basic", "bottleneck"):
         problems.append(f"layer_type={config.layer_type!r}")
-    expansion = _expansion(config.layer_type)
+    expansion = EXPANSION.get(config.layer_type, 1)
     base = config.hidden_sizes[0] // expansion
-    doubling = [base * expansion * 2**s for s in range(len(config.depths))]
+    doubling = [p * expansion for p in stage_planes(base, len(config.depths))]
     if list(config.hidden_sizes) != doubling:
         problems.append(f"hidden_sizes={list(config.hidden_sizes)} (ResNetSpec doubles base_planes per stage: "
                         f"{doubling})")
@@ -128,7 +109,7 @@ def to_model(spec: ResNetSpec, weights: Mapping[str, Any], info: WeightsInfo | N
     refuse_export(spec, PEER, problems)
     config = transformers.ResNetConfig(
         num_channels=spec.in_channels, embedding_size=spec.stem_width, depths=list(spec.layers),
-        hidden_sizes=[spec.base_planes * spec.expansion * 2**s for s in range(len(spec.layers))],
+        hidden_sizes=list(make_plan(spec).stage_widths),
         layer_type=spec.block, hidden_act="relu", downsample_in_first_stage=False,
         downsample_in_bottleneck=spec.stride_in_1x1, num_labels=spec.num_classes if spec.include_top else 2,
     )

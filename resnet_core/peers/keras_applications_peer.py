@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from ..plan import Plan, make_plan, width_per_group_of
+from ..name_tables import KERAS_APPLICATIONS, KERAS_APPLICATIONS_V2, Table
+from ..plan import Plan, make_plan, planes_of, width_per_group_of
 from ..spec import ResNetSpec, SpecError
 from ..weights_info import WeightsInfo
 from ._common import (
@@ -27,31 +28,11 @@ from ._common import (
     refuse_export,
     unsupported,
 )
-from ._keras import KINDS, check_conv, check_norm, padding, producer
-from ._table import ModuleRow, Table
+from ._keras import check_conv, check_norm, padding, producer
 
 PEER = "keras.applications"
 
-MODULES = (
-    ModuleRow("conv1_conv", "conv1", "conv"),
-    ModuleRow("conv1_bn", "bn1", "bn"),
-    ModuleRow("conv{s+1}_block{b+1}_0_conv", "layer{s}.{b}.downsample.0", "conv"),  # before the {i} rows
-    ModuleRow("conv{s+1}_block{b+1}_0_bn", "layer{s}.{b}.downsample.1", "bn"),
-    ModuleRow("conv{s+1}_block{b+1}_{i}_conv", "layer{s}.{b}.conv{i}", "conv"),
-    ModuleRow("conv{s+1}_block{b+1}_{i}_bn", "layer{s}.{b}.bn{i}", "bn"),
-    ModuleRow("predictions", "fc", "dense"),
-)
-TABLE = Table(MODULES, KINDS, separator="/")
-MODULES_V2 = (
-    ModuleRow("conv1_conv", "conv1", "conv"),
-    ModuleRow("conv{s+1}_block{b+1}_preact_bn", "layer{s}.{b}.norm1", "bn"),
-    ModuleRow("conv{s+1}_block{b+1}_0_conv", "layer{s}.{b}.downsample.conv", "conv"),
-    ModuleRow("conv{s+1}_block{b+1}_{i}_conv", "layer{s}.{b}.conv{i}", "conv"),
-    ModuleRow("conv{s+1}_block{b+1}_{i}_bn", "layer{s}.{b}.norm{i+1}", "bn"),
-    ModuleRow("post_bn", "norm", "bn"),
-    ModuleRow("predictions", "fc", "dense"),
-)
-TABLE_V2 = Table(MODULES_V2, KINDS, separator="/")
+TABLE, TABLE_V2 = KERAS_APPLICATIONS, KERAS_APPLICATIONS_V2
 
 CONSTRUCTORS = {(3, 4, 6, 3): "ResNet50", (3, 4, 23, 3): "ResNet101", (3, 8, 36, 3): "ResNet152"}
 # What each version fixes; anything else is refused on export.
@@ -146,7 +127,7 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
     pooling = None if top else {"GlobalAveragePooling2D": "avg", "GlobalMaxPooling2D": "max"}.get(kind)
     stem, bn = layers["conv1_conv"], layers["post_bn" if v2 else "conv1_bn"]
     c1, c2, c3 = (layers[f"conv2_block1_{i}_conv"] for i in (1, 2, 3))
-    planes, groups = c3.filters // 4, c2.groups
+    planes, groups = planes_of(c3.filters, "bottleneck"), c2.groups
     try:
         spec = ResNetSpec(
             block="bottleneck", layers=tuple(depths), groups=groups,

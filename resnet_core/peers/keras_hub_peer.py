@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from ..plan import Plan, make_plan
+from ..name_tables import KERAS_KINDS, ModuleRow, Table
+from ..plan import Plan, make_plan, planes_of, stage_planes, tiered_stem_width
 from ..spec import ResNetSpec, SpecError
 from ..weights_info import WeightsInfo
 from ._common import (
@@ -38,8 +39,7 @@ from ._common import (
     refuse_export,
     unsupported,
 )
-from ._keras import KINDS, check_conv, check_norm, producer
-from ._table import ModuleRow, Table
+from ._keras import check_conv, check_norm, producer
 
 PEER = "keras-hub"
 
@@ -78,7 +78,7 @@ _ALLOWED = ("InputLayer", "ZeroPadding2D", "Conv2D", "BatchNormalization", "Acti
 
 @functools.cache
 def _table(deep_stem: bool, preact: bool, downsample: str) -> Table:
-    return Table(STEM[deep_stem] + SHORTCUT[preact, downsample] + MAIN[preact] + HEAD, KINDS, separator="/")
+    return Table(STEM[deep_stem] + SHORTCUT[preact, downsample] + MAIN[preact] + HEAD, KERAS_KINDS, separator="/")
 
 
 def table_for(spec: ResNetSpec) -> Table:
@@ -172,7 +172,7 @@ def _stem(filters: list[int], kernels: list[int]) -> tuple[str, int] | None:
         return "7x7", filters[0]
     if list(kernels) == [3, 3, 3] and len(filters) == 3 and filters[2] == 2 * filters[1]:
         width = filters[1]
-        kinds = {width: "deep", 3 * (width // 4): "deep_tiered"}
+        kinds = {width: "deep", tiered_stem_width(width): "deep_tiered"}
         return (kinds[filters[0]], width) if filters[0] in kinds else None
     return None
 
@@ -196,7 +196,7 @@ def _config_refusals(backbone: Any, classifier: Any) -> list[str]:
     if list(backbone.stackwise_num_strides) != _stage_strides(stages):
         problems.append(f"stackwise_num_strides={list(backbone.stackwise_num_strides)} (ResNetSpec strides its "
                         f"stages {_stage_strides(stages)})")
-    widths = [backbone.stackwise_num_filters[0] * 2**s for s in range(stages)]
+    widths = list(stage_planes(backbone.stackwise_num_filters[0], stages))
     if list(backbone.stackwise_num_filters) != widths:
         problems.append(f"stackwise_num_filters={list(backbone.stackwise_num_filters)} (ResNetSpec doubles the "
                         f"width at each stage: {widths})")
@@ -362,7 +362,7 @@ def to_model(spec: ResNetSpec, weights: Mapping[str, Any], image_shape: tuple | 
     model = backbone = keras_hub.models.ResNetBackbone(
         input_conv_filters=[u.conv.out_channels for u in plan.stem.units],
         input_conv_kernel_sizes=[u.conv.kernel_size for u in plan.stem.units],
-        stackwise_num_filters=[plan.stage_blocks(s)[0].out_channels // spec.expansion for s in stages],
+        stackwise_num_filters=[planes_of(w, spec.block) for w in plan.stage_widths],
         stackwise_num_blocks=list(spec.layers),
         stackwise_num_strides=[plan.stage_blocks(s)[0].stride for s in stages],
         block_type=_block_type(spec), use_pre_activation=spec.preact,

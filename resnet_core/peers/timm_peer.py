@@ -15,9 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from ..plan import AvgPool, Plan, make_plan, width_per_group_of
+from ..name_tables import TORCH_IGNORED, TORCH_KINDS, ModuleRow, Table
+from ..plan import Plan, make_plan, planes_of, stage_planes, width_per_group_of
 from ..spec import ResNetSpec, SpecError
-from ..weights_info import WeightsInfo, WeightsInfoError, from_timm_cfg, to_timm_cfg
+from ..weights_info import WeightsInfo
+from . import timm_resnetv2
 from ._common import (
     check_round_trip,
     match_output_stride,
@@ -27,9 +29,8 @@ from ._common import (
     stem_counted_output_stride,
     unsupported,
 )
-from ._table import TORCH_IGNORED, TORCH_KINDS, ModuleRow, Table
-
-PEER = "timm"
+from ._timm import PEER, pool_matches, pool_text, pretrained_cfg
+from ._timm import info_of as info_of  # noqa: F401 - the peer's record reader, for peers.peer_info
 
 MODULES = (ModuleRow("{m:path}", "{m:path}", "module"),)
 TABLE = Table(MODULES, TORCH_KINDS, ignored=TORCH_IGNORED)
@@ -46,11 +47,7 @@ _HINTS = ((".aa", "aa_layer (anti-aliasing)"), (".se", "attn_layer"), ("maxpool"
           ("global_pool", "global_pool"))
 
 
-
-
 def accepts(model: object) -> bool:
-    from . import timm_resnetv2  # imported here: it imports this module's shared pieces
-
     module = sys.modules.get("timm.models.resnet")  # loaded if such a model exists: nothing is imported
     return (module is not None and isinstance(model, module.ResNet)) or timm_resnetv2.accepts(model)
 
@@ -122,46 +119,11 @@ def _check_pools(plan: Plan, model: Any) -> list[str]:
             continue
         where = f"{block.name}.downsample.0"
         m, want = modules.get(where), block.shortcut_pool
-        faults += [f"{where} is {m!r}, expected {_pool_text(want)}"] if not _pool_matches(m, want, nn) else []
+        faults += [f"{where} is {m!r}, expected {pool_text(want)}"] if not pool_matches(m, want, nn) else []
     return faults
 
 
-def _pool_text(pool: AvgPool | None) -> str:
-    return "Identity" if pool is None else f"{pool.mode} average pool, stride {pool.stride}"
-
-
-def _pool_matches(module: Any, pool: AvgPool | None, nn: Any) -> bool:
-    kind = type(module).__name__
-    if pool is None:
-        return kind == "Identity"
-    size = module.kernel_size if isinstance(module.kernel_size, tuple) else (module.kernel_size,) * 2
-    stride = module.stride if isinstance(module.stride, tuple) else (module.stride,) * 2
-    if size != (2, 2) or stride != (pool.stride,) * 2 or getattr(module, "padding", 0) not in (0, (0, 0)):
-        return False
-    if pool.mode == "same":
-        return kind == "AvgPool2dSame"  # pads explicitly with zeros, counted in the mean
-    return type(module) is nn.AvgPool2d and module.ceil_mode and not module.count_include_pad
-
-
-def info_of(model: Any) -> WeightsInfo:
-    """The trained-with record in the model's ``pretrained_cfg`` (ResNet and ResNetV2 alike)."""
-    return from_timm_cfg(getattr(model, "pretrained_cfg", None) or {})
-
-
-def pretrained_cfg(spec: ResNetSpec, info: WeightsInfo | None) -> dict[str, Any]:
-    """The ``pretrained_cfg`` a timm model built by to_model carries for ``info``."""
-    try:
-        # input_size: timm's default for its ResNets when the record has none (timm's savers need one)
-        return {"architecture": spec.name, "num_classes": spec.num_classes if spec.include_top else 0,
-                "input_size": (spec.in_channels, 224, 224), **to_timm_cfg(info or WeightsInfo())}
-    except WeightsInfoError as exc:
-        refuse_export(spec, PEER, [str(exc)])
-        raise  # pragma: no cover - refuse_export raised
-
-
 def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
-    from . import timm_resnetv2
-
     if timm_resnetv2.accepts(model):
         return timm_resnetv2.from_model(model)
     from timm.models.resnet import Bottleneck
@@ -185,7 +147,7 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
     first = stages[0][0]
     bottleneck = isinstance(first, Bottleneck)
     if bottleneck:
-        width, planes = first.conv2.out_channels, first.conv3.out_channels // 4
+        width, planes = first.conv2.out_channels, planes_of(first.conv3.out_channels, "bottleneck")
         groups = first.conv2.groups
         width_per_group = width_per_group_of(width, groups, planes)
     else:
@@ -225,8 +187,6 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
 
 def to_model(spec: ResNetSpec, weights: Mapping[str, Any], info: WeightsInfo | None = None) -> Any:
     """A timm ResNet in eval mode; its ``pretrained_cfg`` carries ``info`` (mean/std, input size...)."""
-    from . import timm_resnetv2
-
     if spec.preact:
         return timm_resnetv2.to_model(spec, weights, info)
     from timm.layers import SEModule
@@ -256,7 +216,7 @@ def to_model(spec: ResNetSpec, weights: Mapping[str, Any], info: WeightsInfo | N
         global_pool="avg" if spec.include_top else {"avg": "avg", "max": "max", None: ""}[spec.pooling],
         cardinality=spec.groups, base_width=spec.width_per_group, stem_width=spec.stem_width,
         stem_type=STEM_TYPES[spec.stem], avg_down=spec.downsample == "avg",
-        channels=tuple(spec.base_planes * 2**s for s in range(4)),
+        channels=stage_planes(spec.base_planes, 4),
         norm_layer=functools.partial(nn.BatchNorm2d, eps=spec.bn_eps, momentum=spec.bn_momentum),
         zero_init_last=spec.zero_init_residual, block_args=block_args,
     )

@@ -27,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from ..plan import Conv, Norm, Plan, make_divisible, make_plan, width_per_group_of
+from ..name_tables import TORCH_IGNORED, TORCH_KINDS, ModuleRow, Table
+from ..plan import Conv, Norm, Plan, bottleneck_width, make_divisible, make_plan, planes_of, width_per_group_of
 from ..spec import ResNetSpec, SpecError
 from ..weights_info import WeightsInfo
 from ._common import (
@@ -39,8 +40,7 @@ from ._common import (
     stem_counted_output_stride,
     unsupported,
 )
-from ._table import TORCH_IGNORED, TORCH_KINDS, ModuleRow, Table
-from .timm_peer import PEER, _pool_matches, _pool_text, pretrained_cfg
+from ._timm import PEER, pool_matches, pool_text, pretrained_cfg
 
 MODULES = (
     ModuleRow("stem.conv", "conv1", "module"),  # the 7x7 stem (no norm after it: the first block's norm1 follows)
@@ -171,8 +171,8 @@ def _check(plan: Plan, model: Any) -> list[str]:
             continue
         if type(down.norm) is not nn.Identity:
             faults.append(f"{where}.norm is {type(down.norm).__name__}, expected Identity (preact=True)")
-        if kind == "DownsampleAvg" and not _pool_matches(down.pool, block.shortcut_pool, nn):
-            faults.append(f"{where}.pool is {down.pool!r}, expected {_pool_text(block.shortcut_pool)}")
+        if kind == "DownsampleAvg" and not pool_matches(down.pool, block.shortcut_pool, nn):
+            faults.append(f"{where}.pool is {down.pool!r}, expected {pool_text(block.shortcut_pool)}")
     return faults
 
 
@@ -234,7 +234,7 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
     first = blocks[0]
     bottleneck = isinstance(first, PreActBottleneck)
     if bottleneck:
-        width, planes = first.conv2.out_channels, first.conv3.out_channels // 4
+        width, planes = first.conv2.out_channels, planes_of(first.conv3.out_channels, "bottleneck")
         groups = first.conv2.groups
         width_per_group = width_per_group_of(width, groups, planes)
     else:
@@ -308,7 +308,7 @@ def _bottle_ratio(spec: ResNetSpec) -> float:
     """ResNetV2's bottle_ratio: the block's inner width over its output width."""
     if spec.block == "basic":
         return 1.0
-    return int(spec.base_planes * (spec.width_per_group / 64.0)) / (spec.base_planes * spec.expansion)
+    return bottleneck_width(spec.base_planes, spec.width_per_group, 1) / (spec.base_planes * spec.expansion)
 
 
 def to_model(spec: ResNetSpec, weights: Mapping[str, Any], info: WeightsInfo | None = None) -> Any:
@@ -324,7 +324,7 @@ def to_model(spec: ResNetSpec, weights: Mapping[str, Any], info: WeightsInfo | N
     output_stride = stem_counted_output_stride(spec)
     padding = spec.stem_pool_padding if spec.stem_pool else "-inf"
     model = ResNetV2(
-        list(spec.layers), channels=tuple(spec.base_planes * 2**s * spec.expansion for s in range(len(spec.layers))),
+        list(spec.layers), channels=make_plan(spec).stage_widths,
         num_classes=spec.num_classes if spec.include_top else 0, in_chans=spec.in_channels,
         global_pool="avg" if spec.include_top else {"avg": "avg", "max": "max", None: ""}[spec.pooling],
         output_stride=output_stride, stem_chs=spec.stem_width if spec.stem == "7x7" else 2 * spec.stem_width,

@@ -9,11 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from ..plan import make_plan
+from ..name_tables import TORCH_IGNORED, TORCH_KINDS, ModuleRow, Table
+from ..plan import make_plan, planes_of
 from ..spec import ResNetSpec, SpecError
 from ..weights_info import WeightsInfo
 from ._common import check_round_trip, match_output_stride, named, refuse_export, unsupported
-from ._table import TORCH_IGNORED, TORCH_KINDS, ModuleRow, Table
 
 PEER = "torchvision"
 
@@ -61,7 +61,7 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
 
     first = stages[0][0]
     bottleneck = isinstance(first, Bottleneck)
-    planes = first.conv3.out_channels // 4 if bottleneck else first.conv2.out_channels
+    planes = planes_of(first.conv3.out_channels, "bottleneck") if bottleneck else first.conv2.out_channels
     bn = model.bn1
     try:
         spec = ResNetSpec(

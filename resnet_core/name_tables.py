@@ -5,6 +5,10 @@ module of that kind owns (peer variable, canonical suffix, layout). Patterns hol
 ``{s+1}`` (that integer shifted, for peers counting from another base) and ``{m:path}`` (a dotted
 path). Import parses peer names and formats canonical ones; export does the reverse with the same
 rows, so the two directions cannot drift. The first matching row wins, so specific rows go first.
+
+The tables weight files are also read by (transformers' names in ``.pth``/``.safetensors``,
+keras.applications' layer names in ``.weights.h5``) are here too, so ``io/`` and the peers share them
+without io importing a peer.
 """
 
 from __future__ import annotations
@@ -16,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from ..layouts import Layout
-from ..plan import Plan
+from .arrays import to_numpy
+from .layouts import Layout
+from .plan import Plan
 
 _TOKEN = re.compile(r"\{(\w+)(?::(path))?([+-]\d+)?\}")
 
@@ -159,7 +164,7 @@ class Table:
             if found is None:
                 raise PeerError(f"No table row maps canonical tensor {p.name!r} to the peer")
             name, layout = found
-            out[name] = np.ascontiguousarray(layout.to_framework(_numpy(weights[p.name])))
+            out[name] = np.ascontiguousarray(layout.to_framework(to_numpy(weights[p.name])))
         return out
 
 
@@ -176,12 +181,54 @@ TORCH_KINDS = {
 TORCH_IGNORED = ("{m:path}.num_batches_tracked",)
 
 
-def _numpy(value: Any) -> np.ndarray:
-    """numpy from numpy, or from a torch tensor that may require grad or live on a device."""
-    if hasattr(value, "detach"):
-        value = value.detach().cpu().numpy()
-    return np.asarray(value)
-
-
 def _clip(items: list[str], limit: int = 12) -> str:
     return ", ".join(items[:limit]) + (f" (+{len(items) - limit} more)" if len(items) > limit else "")
+
+
+# A Keras layer's variables by kind: the canonical suffixes are PyTorch's names, in PyTorch's layout.
+KERAS_KINDS = {
+    "conv": (("kernel", "weight", Layout.CONV), ("bias", "bias", Layout.SAME)),
+    "bn": (("gamma", "weight", Layout.SAME), ("beta", "bias", Layout.SAME),
+           ("moving_mean", "running_mean", Layout.SAME), ("moving_variance", "running_var", Layout.SAME)),
+    "dense": (("kernel", "weight", Layout.DENSE), ("bias", "bias", Layout.SAME)),
+}
+
+# transformers: ResNetModel / ResNetForImageClassification.
+# The backbone, as ResNetModel names it; stage and layer indices count from 0 there, from 1 here.
+BACKBONE = (
+    ModuleRow("embedder.embedder.convolution", "conv1", "module"),
+    ModuleRow("embedder.embedder.normalization", "bn1", "module"),
+    ModuleRow("encoder.stages.{s-1}.layers.{b}.shortcut.convolution", "layer{s}.{b}.downsample.0", "module"),
+    ModuleRow("encoder.stages.{s-1}.layers.{b}.shortcut.normalization", "layer{s}.{b}.downsample.1", "module"),
+    ModuleRow("encoder.stages.{s-1}.layers.{b}.layer.{i-1}.convolution", "layer{s}.{b}.conv{i}", "module"),
+    ModuleRow("encoder.stages.{s-1}.layers.{b}.layer.{i-1}.normalization", "layer{s}.{b}.bn{i}", "module"),
+)
+# ResNetForImageClassification nests the backbone under "resnet." and adds the classifier.
+CLASSIFIER = (*(ModuleRow(f"resnet.{r.peer}", r.canonical, r.kind) for r in BACKBONE),
+              ModuleRow("classifier.1", "fc", "module"))
+TRANSFORMERS_TABLES = {
+    "ResNetModel": Table(BACKBONE, TORCH_KINDS, ignored=TORCH_IGNORED),
+    "ResNetForImageClassification": Table(CLASSIFIER, TORCH_KINDS, ignored=TORCH_IGNORED),
+}
+
+# keras.applications ResNet50/101/152 (v1) and ResNet50V2/101V2/152V2, by layer name.
+KERAS_APPLICATIONS_MODULES = (
+    ModuleRow("conv1_conv", "conv1", "conv"),
+    ModuleRow("conv1_bn", "bn1", "bn"),
+    ModuleRow("conv{s+1}_block{b+1}_0_conv", "layer{s}.{b}.downsample.0", "conv"),  # before the {i} rows
+    ModuleRow("conv{s+1}_block{b+1}_0_bn", "layer{s}.{b}.downsample.1", "bn"),
+    ModuleRow("conv{s+1}_block{b+1}_{i}_conv", "layer{s}.{b}.conv{i}", "conv"),
+    ModuleRow("conv{s+1}_block{b+1}_{i}_bn", "layer{s}.{b}.bn{i}", "bn"),
+    ModuleRow("predictions", "fc", "dense"),
+)
+KERAS_APPLICATIONS = Table(KERAS_APPLICATIONS_MODULES, KERAS_KINDS, separator="/")
+KERAS_APPLICATIONS_MODULES_V2 = (
+    ModuleRow("conv1_conv", "conv1", "conv"),
+    ModuleRow("conv{s+1}_block{b+1}_preact_bn", "layer{s}.{b}.norm1", "bn"),
+    ModuleRow("conv{s+1}_block{b+1}_0_conv", "layer{s}.{b}.downsample.conv", "conv"),
+    ModuleRow("conv{s+1}_block{b+1}_{i}_conv", "layer{s}.{b}.conv{i}", "conv"),
+    ModuleRow("conv{s+1}_block{b+1}_{i}_bn", "layer{s}.{b}.norm{i+1}", "bn"),
+    ModuleRow("post_bn", "norm", "bn"),
+    ModuleRow("predictions", "fc", "dense"),
+)
+KERAS_APPLICATIONS_V2 = Table(KERAS_APPLICATIONS_MODULES_V2, KERAS_KINDS, separator="/")

@@ -1,0 +1,163 @@
+"""An SVG picture of a spec, drawn from its plan: the stages, and each distinct block type.
+
+Left column: the network (stem units, stem pool, one box per stage with its depth and output size at
+224x224, head). Right: every distinct block type (main path, shortcut with its pool or projection,
+attention, pre-activation order), so v1, v1.5, v2, ResNeXt and the d/t variants can be told apart at a glance.
+"""
+
+from __future__ import annotations
+
+import os
+from html import escape
+
+from .plan import AvgPool, Block, ConvNorm, MaxPool, Plan, make_plan
+from .presets import get_spec
+from .spec import ResNetSpec
+
+_BOX_W, _BOX_H, _GAP = 230, 26, 12
+_FILL = {"conv": "#dbe9f6", "norm": "#fde9c8", "act": "#e2f2df", "pool": "#eadcf2", "attn": "#f8d7da",
+         "io": "#eeeeee", "stage": "#cfe0f1"}
+
+
+def _box(x: float, y: float, text: str, kind: str, w: float = _BOX_W) -> str:
+    return (f'<rect x="{x:.0f}" y="{y:.0f}" width="{w:.0f}" height="{_BOX_H}" rx="5" fill="{_FILL[kind]}" '
+            f'stroke="#555"/><text x="{x + w / 2:.0f}" y="{y + _BOX_H / 2 + 4:.0f}" text-anchor="middle">'
+            f"{escape(text)}</text>")
+
+
+def _arrow(x1: float, y1: float, x2: float, y2: float) -> str:
+    return f'<line x1="{x1:.0f}" y1="{y1:.0f}" x2="{x2:.0f}" y2="{y2:.0f}" stroke="#555" marker-end="url(#a)"/>'
+
+
+def _unit_boxes(unit: ConvNorm) -> list[tuple[str, str]]:
+    c = unit.conv
+    text = f"{c.kernel_size}x{c.kernel_size} conv, {c.out_channels}"
+    if c.stride > 1:
+        text += f", /{c.stride}"
+    if c.groups > 1:
+        text += f", groups {c.groups}"
+    if c.dilation > 1:
+        text += f", dilation {c.dilation}"
+    boxes = [(text, "conv")]
+    if unit.norm is not None:
+        boxes.append(("batch norm", "norm"))
+    if unit.relu:
+        boxes.append(("ReLU", "act"))
+    return boxes
+
+
+def _pool_text(pool: AvgPool | MaxPool) -> str:
+    kind = "max" if isinstance(pool, MaxPool) else "avg"
+    return f"{pool.kernel_size}x{pool.kernel_size} {kind} pool, /{pool.stride}"
+
+
+def block_signature(block: Block) -> tuple:
+    """What makes two blocks draw the same: everything but names, widths and position."""
+    return (tuple((u.conv.kernel_size, u.conv.stride > 1, u.conv.groups > 1, u.norm is not None, u.relu)
+                  for u in block.main),
+            None if block.shortcut is None else (block.shortcut.conv.stride > 1, block.shortcut.norm is not None),
+            None if block.shortcut_pool is None else type(block.shortcut_pool).__name__,
+            block.attention is not None, block.pre_norm is not None, block.shortcut_preact, block.relu_out)
+
+
+def _block_svg(block: Block, x: float, y: float) -> tuple[list[str], float]:
+    """Main path down the left, shortcut down the right, then the addition."""
+    out = [f'<text x="{x:.0f}" y="{y - 6:.0f}" font-weight="bold">block {escape(block.name)} '
+           f"({block.in_channels} -> {block.out_channels}, stride {block.stride})</text>"]
+    main: list[tuple[str, str]] = []
+    if block.pre_norm is not None:
+        main += [("batch norm (pre-activation)", "norm"), ("ReLU", "act")]
+    for unit in block.main:
+        main += _unit_boxes(unit)
+    if block.attention is not None:
+        att = block.attention
+        main.append((f"squeeze-excite {att.fc1.in_channels}-{att.fc1.out_channels}", "attn"))
+    short: list[tuple[str, str]] = []
+    if block.shortcut_pool is not None:
+        short.append((_pool_text(block.shortcut_pool), "pool"))
+    if block.shortcut is not None:
+        short += _unit_boxes(block.shortcut)
+    if not short:
+        short.append(("identity", "io"))
+    sx = x + _BOX_W + 40
+    top = y
+    for i, (text, kind) in enumerate(main):
+        out.append(_box(x, y + i * (_BOX_H + _GAP), text, kind))
+        if i:
+            out.append(_arrow(x + _BOX_W / 2, y + i * (_BOX_H + _GAP) - _GAP, x + _BOX_W / 2, y + i * (_BOX_H + _GAP)))
+    tap = "pre-activated input" if block.shortcut_preact else "block input"
+    out.append(f'<text x="{sx:.0f}" y="{top - 6 + 14:.0f}" font-size="10">from the {tap}</text>')
+    for i, (text, kind) in enumerate(short):
+        sy = top + 18 + i * (_BOX_H + _GAP)
+        out.append(_box(sx, sy, text, kind))
+        if i:
+            out.append(_arrow(sx + _BOX_W / 2, sy - _GAP, sx + _BOX_W / 2, sy))
+    bottom = y + max(len(main), len(short) + 1) * (_BOX_H + _GAP)
+    add_x = x + _BOX_W + 20
+    out.append(f'<circle cx="{add_x:.0f}" cy="{bottom + 10:.0f}" r="10" fill="#fff" stroke="#555"/>'
+               f'<text x="{add_x:.0f}" y="{bottom + 15:.0f}" text-anchor="middle">+</text>')
+    out.append(_arrow(x + _BOX_W / 2, y + len(main) * (_BOX_H + _GAP) - _GAP, add_x - 10, bottom + 10))
+    out.append(_arrow(sx + _BOX_W / 2, top + 18 + len(short) * (_BOX_H + _GAP) - _GAP, add_x + 10, bottom + 10))
+    end = bottom + 24
+    if block.relu_out:
+        out.append(_arrow(add_x, bottom + 20, add_x, end + 6))
+        out.append(_box(add_x - 50, end + 6, "ReLU", "act", w=100))
+        end += _BOX_H + 10
+    return out, end + 36
+
+
+def svg(spec: str | ResNetSpec | Plan, input_size: int = 224) -> str:
+    """The SVG text for ``spec`` (a preset name, a spec or a plan)."""
+    plan = spec if isinstance(spec, Plan) else make_plan(get_spec(spec))
+    sizes = plan.module_sizes(input_size, input_size)
+    parts: list[str] = []
+    x, y = 20, 50
+    net: list[tuple[str, str]] = [(f"input {input_size}x{input_size}x{plan.spec.in_channels}", "io")]
+    for unit in plan.stem.units:
+        net += _unit_boxes(unit)
+    if plan.stem.pool is not None:
+        net.append((_pool_text(plan.stem.pool), "pool"))
+    for stage in range(1, plan.num_stages + 1):
+        blocks = plan.stage_blocks(stage)
+        h, w = sizes[blocks[-1].main[-1].conv.name]
+        net.append((f"conv{stage + 1}_x: {len(blocks)} blocks, {blocks[-1].out_channels}, {h}x{w}", "stage"))
+    if plan.head.norm is not None:
+        net += [("final batch norm", "norm"), ("ReLU", "act")]
+    if plan.head.pool is not None:
+        net.append((f"global {plan.head.pool} pool", "pool"))
+    if plan.head.fc is not None:
+        net.append((f"fc {plan.head.fc.in_features} -> {plan.head.fc.out_features} (logits)", "io"))
+    for i, (text, kind) in enumerate(net):
+        parts.append(_box(x, y + i * (_BOX_H + _GAP), text, kind, w=280))
+        if i:
+            parts.append(_arrow(x + 140, y + i * (_BOX_H + _GAP) - _GAP, x + 140, y + i * (_BOX_H + _GAP)))
+    height = y + len(net) * (_BOX_H + _GAP)
+    bx, by = 360, 70
+    seen: set[tuple] = set()
+    for block in plan.blocks:
+        signature = block_signature(block)
+        if signature in seen:
+            continue
+        seen.add(signature)
+        drawn, by = _block_svg(block, bx, by)
+        parts += drawn
+    height = max(height, by) + 20
+    width = bx + 2 * _BOX_W + 60
+    title = escape(f"{plan.spec.name}: {plan.spec.block} blocks, layers {'-'.join(map(str, plan.spec.layers))}")
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height:.0f}" '
+            f'font-family="sans-serif" font-size="12">'
+            '<defs><marker id="a" markerWidth="8" markerHeight="8" refX="7" refY="4" orient="auto">'
+            '<path d="M0,0 L8,4 L0,8 z" fill="#555"/></marker></defs>'
+            f'<rect width="100%" height="100%" fill="#fff"/><text x="20" y="24" font-size="15" font-weight="bold">'
+            f"{title}</text>" + "".join(parts) + "</svg>\n")
+
+
+def write_svg(spec: str | ResNetSpec | Plan, path: str | os.PathLike, input_size: int = 224) -> None:
+    """Write :func:`svg` to ``path`` atomically (a drawing is derived, so an existing one is replaced)."""
+    from pathlib import Path
+
+    from .io.atomic import atomic_output
+
+    text = svg(spec, input_size)
+    with atomic_output(Path(path), overwrite=True, suffix=".svg") as tmp:
+        tmp.write_text(text, encoding="utf-8")

@@ -1,0 +1,201 @@
+"""The paper's Table 1 for any spec: per stage the output size, the block shape, parameters and MACs.
+
+Computed from the plan alone, so no framework is imported. MACs (multiply-accumulates) count the
+convolutions and the linear layer for one image, the convention behind torchvision's documented
+GFLOPS (resnet50: 4.09) and what fvcore's ``FlopCountAnalysis`` reports for those operators.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from .plan import Block, Conv, ConvNorm, Dense, Plan, make_plan
+from .presets import get_spec
+from .spec import ResNetSpec
+
+# The paper's Table 1 (He et al., 2015): multiply-adds of the five ImageNet models at 224x224.
+PAPER_GFLOPS = {"resnet18": 1.8, "resnet34": 3.6, "resnet50": 3.8, "resnet101": 7.6, "resnet152": 11.3}
+
+
+@dataclass(frozen=True)
+class StageRow:
+    """One row of the table: the stem, a stage (conv2_x ... ), or the head."""
+
+    name: str  # the paper's layer name: conv1, conv2_x, ..., head
+    output_size: tuple[int, int]  # (H, W) after this row, or (1, 1) after global pooling
+    shape: str  # e.g. "[1x1, 64; 3x3, 64; 1x1, 256] x 3"
+    params: int
+    macs: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "output_size": list(self.output_size), "shape": self.shape,
+                "params": self.params, "macs": self.macs}
+
+
+@dataclass(frozen=True)
+class Summary:
+    spec: ResNetSpec
+    input_size: tuple[int, int]
+    rows: tuple[StageRow, ...]
+
+    @property
+    def params(self) -> int:
+        """Trainable parameters: what ``sum(p.numel() for p in model.parameters())`` gives."""
+        return sum(r.params for r in self.rows)
+
+    @property
+    def macs(self) -> int:
+        """Multiply-accumulates of the convolutions and the linear layer, for one image."""
+        return sum(r.macs for r in self.rows)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.spec.name, "input_size": list(self.input_size), "params": self.params,
+                "macs": self.macs, "stages": [r.to_dict() for r in self.rows]}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    def format(self) -> str:
+        """A plain-text Table 1, with totals and the paper's figure where there is one."""
+        header = ("layer", "output", "block", "params", "MACs")
+        cells = [header] + [(r.name, "x".join(map(str, r.output_size)), r.shape, f"{r.params:,}",
+                             f"{r.macs / 1e6:,.1f}M") for r in self.rows]
+        widths = [max(len(c[i]) for c in cells) for i in range(len(header))]
+        lines = [f"{self.spec.name} at {self.input_size[0]}x{self.input_size[1]}"]
+        for row in cells:
+            lines.append("  ".join(c.rjust(w) if i >= 3 else c.ljust(w)
+                                   for i, (c, w) in enumerate(zip(row, widths, strict=True))).rstrip())
+        lines.append(f"total: {self.params:,} parameters, {self.macs / 1e9:.3f} GMACs")
+        paper = PAPER_GFLOPS.get(self.spec.name)
+        if paper is not None and self.input_size == (224, 224):
+            lines.append(f"paper's Table 1: {paper} x 10^9 FLOPs (multiply-adds; see docs/summary.md for the "
+                         "difference)")
+        return "\n".join(lines)
+
+
+def parse_size(value: int | str | tuple[int, int]) -> tuple[int, int]:
+    """``224``, ``"224"``, ``"65x77"`` or ``(65, 77)`` -> (H, W); anything else is a ValueError naming it."""
+    if isinstance(value, tuple) and len(value) == 2:
+        h, w = value
+    elif isinstance(value, int) and not isinstance(value, bool):
+        h = w = value
+    elif isinstance(value, str):
+        parts = value.lower().split("x")
+        if len(parts) not in (1, 2) or not all(p.strip().isdigit() for p in parts):
+            raise ValueError(f"Invalid input size {value!r}: expected N or HxW with positive integers, e.g. 224 or "
+                             "65x77")
+        h, w = (int(parts[0]), int(parts[-1]))
+    else:
+        raise ValueError(f"Invalid input size {value!r}: expected N or HxW with positive integers, e.g. 224 or 65x77")
+    if not all(isinstance(v, int) and v > 0 for v in (h, w)):
+        raise ValueError(f"Invalid input size {value!r}: expected positive integers")
+    return h, w
+
+
+def summary(spec: str | ResNetSpec, input_size: int | str | tuple[int, int] = 224) -> Summary:
+    """Table 1 of ``spec`` (a preset name or a spec) at ``input_size`` (N, "HxW" or (H, W)).
+
+    >>> s = summary("resnet50")
+    >>> s.params, round(s.macs / 1e9, 2)
+    (25557032, 4.09)
+    """
+    plan = make_plan(get_spec(spec))
+    height, width = parse_size(input_size)
+    sizes = plan.module_sizes(height, width)  # every padded conv and pool keeps at least one pixel
+    params = {p.module: 0 for p in plan.params}
+    for p in plan.params:
+        if p.trainable:
+            params[p.module] += p.size
+    rows = [_stem_row(plan, sizes, params)]
+    for stage in range(1, plan.num_stages + 1):
+        rows.append(_stage_row(plan, stage, sizes, params))
+    rows.append(_head_row(plan, params, plan.output_size(height, width)))
+    return Summary(plan.spec, (height, width), tuple(rows))
+
+
+def conv_macs(conv: Conv, output_size: tuple[int, int]) -> int:
+    """Multiply-accumulates of one convolution for one image (no bias, fvcore's convention)."""
+    h, w = output_size
+    return h * w * conv.out_channels * (conv.in_channels // conv.groups) * conv.kernel_size ** 2
+
+
+def _macs(convs: Iterable[Conv], sizes: dict[str, tuple[int, int]]) -> int:
+    return sum(conv_macs(c, sizes[c.name]) for c in convs)
+
+
+def _convs(units: Iterable[ConvNorm]) -> list[Conv]:
+    return [u.conv for u in units]
+
+
+def _block_convs(block: Block) -> list[Conv]:
+    convs = _convs(block.main)
+    if block.attention is not None:
+        convs += [block.attention.fc1, block.attention.fc2]
+    if block.shortcut is not None:
+        convs.append(block.shortcut.conv)
+    return convs
+
+
+def _module_params(params: dict[str, int], modules: Iterable[str]) -> int:
+    return sum(params.get(m, 0) for m in modules)
+
+
+def _names(convs: Iterable[Conv], units: Iterable[ConvNorm] = ()) -> list[str]:
+    return [c.name for c in convs] + [u.norm.name for u in units if u.norm is not None]
+
+
+def _unit_shape(conv: Conv) -> str:
+    text = f"{conv.kernel_size}x{conv.kernel_size}, {conv.out_channels}"
+    if conv.groups > 1:
+        text += f", C={conv.groups}"
+    if conv.dilation > 1:
+        text += f", dilation {conv.dilation}"
+    return text
+
+
+def _stem_row(plan: Plan, sizes: dict[str, tuple[int, int]], params: dict[str, int]) -> StageRow:
+    units = plan.stem.units
+    convs = _convs(units)
+    shape = "; ".join(_unit_shape(c) + (f", stride {c.stride}" if c.stride > 1 else "") for c in convs)
+    return StageRow("conv1", sizes[convs[-1].name], shape, _module_params(params, _names(convs, units)),
+                    _macs(convs, sizes))
+
+
+def _stage_row(plan: Plan, stage: int, sizes: dict[str, tuple[int, int]], params: dict[str, int]) -> StageRow:
+    blocks = plan.stage_blocks(stage)
+    first = blocks[0]
+    inner = [_unit_shape(u.conv) for u in first.main]
+    if first.attention is not None:
+        se = first.attention
+        inner.append(f"SE {se.fc1.in_channels}-{se.fc1.out_channels}-{se.fc2.out_channels}")
+    shape = f"[{'; '.join(inner)}] x {len(blocks)}"
+    if first.pre_norm is not None:
+        shape = f"pre-act {shape}"
+    if stage == 1 and plan.stem.pool is not None:
+        pool = plan.stem.pool
+        shape = f"{pool.kernel_size}x{pool.kernel_size} max pool, stride {pool.stride}; {shape}"
+    convs = [c for b in blocks for c in _block_convs(b)]
+    names = _names(convs)
+    for b in blocks:
+        names += [u.norm.name for u in (*b.main, *((b.shortcut,) if b.shortcut else ())) if u.norm is not None]
+        if b.pre_norm is not None:
+            names.append(b.pre_norm.name)
+    last = blocks[-1].main[-1].conv.name
+    return StageRow(f"conv{stage + 1}_x", sizes[last], shape, _module_params(params, names), _macs(convs, sizes))
+
+
+def _head_row(plan: Plan, params: dict[str, int], feature_size: tuple[int, int]) -> StageRow:
+    head = plan.head
+    parts = [] if head.norm is None else ["final norm"]
+    if head.pool is not None:
+        parts.append(f"global {head.pool} pool")
+    fc: Dense | None = head.fc
+    if fc is not None:
+        parts.append(f"{fc.out_features}-d fc")
+    names = ([] if head.norm is None else [head.norm.name]) + ([] if fc is None else [fc.name])
+    macs = 0 if fc is None else fc.in_features * fc.out_features
+    return StageRow("head", (1, 1) if head.pool is not None else feature_size, ", ".join(parts) or "feature map",
+                    _module_params(params, names), macs)
