@@ -62,7 +62,7 @@ def fine_tune(spec: ResNetSpec, weights: Mapping[str, np.ndarray], info: Weights
     changes = dict(overrides)
     if changes.get("num_classes") == 0 or changes.get("include_top") is False:
         changes.update(num_classes=0, include_top=False)
-        changes.setdefault("pooling", "avg" if "pooling" not in overrides else overrides["pooling"])
+        changes.setdefault("pooling", "avg")
     elif changes.get("num_classes") and not spec.include_top:
         changes.update(include_top=True, pooling=None)
     new = spec.replace(**changes)
