@@ -29,7 +29,7 @@ import numpy as np
 from ..name_tables import KERAS_KINDS, ModuleRow, Table
 from ..plan import Plan, make_plan, planes_of, stage_planes, tiered_stem_width
 from ..spec import ResNetSpec, SpecError
-from ..weights_info import WeightsInfo
+from ..weights_info import IMAGENET_MEAN, IMAGENET_STD, WeightsInfo
 from ._common import (
     check_round_trip,
     check_units,
@@ -162,6 +162,9 @@ def info_of(model: Any) -> WeightsInfo:
         return WeightsInfo(preprocessing="tf")
     std = 1.0 / (255.0 * scale)
     mean = -offset * std
+    if mean.size == std.size == 3 and np.allclose(mean, IMAGENET_MEAN, rtol=1e-6, atol=0) and \
+            np.allclose(std, IMAGENET_STD, rtol=1e-6, atol=0):
+        return WeightsInfo()  # ImageNet's, the default (exact, without the round trip's last-bit noise)
     return WeightsInfo(mean=tuple(np.broadcast_to(mean, (3,)).tolist()) if mean.size in (1, 3) else tuple(mean),
                        std=tuple(np.broadcast_to(std, (3,)).tolist()) if std.size in (1, 3) else tuple(std))
 
