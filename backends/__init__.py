@@ -10,6 +10,8 @@ import importlib
 import sys
 from types import ModuleType
 
+from resnet_core.errors import InputTypeError, MissingDependencyError
+
 # backend name -> (adapter module, framework import name, pip extra that installs it)
 ADAPTERS = {
     "torch": ("resnet_core.backends.torch_adapter", "torch", "torch"),
@@ -23,7 +25,7 @@ def load_adapter(backend: str) -> ModuleType:
         return importlib.import_module(module)
     except ImportError as exc:
         if exc.name is not None and exc.name.split(".")[0] == framework:
-            raise ImportError(
+            raise MissingDependencyError(
                 f"The {backend!r} backend needs the {framework!r} package, which is not installed. "
                 f"Install it with: pip install 'resnet-core[{extra}]'"
             ) from exc
@@ -40,6 +42,6 @@ def adapter_for(model: object) -> ModuleType:
         framework = ADAPTERS[backend][1]
         if framework in sys.modules and load_adapter(backend).owns(model):
             return load_adapter(backend)
-    raise TypeError(
+    raise InputTypeError(
         f"Expected a model built by resnet_core (a torch.nn.Module or keras.Model). Received: {type(model)!r}"
     )

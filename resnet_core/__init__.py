@@ -5,6 +5,8 @@ Importing this package imports no framework; adapters load on first use.
 
 from . import _source_tree  # noqa: F401 - first: lets a source checkout find resnet_core.backends
 from .api import build, get_weights, set_weights, spec_of
+from .errors import ResNetCoreError
+from .export import export
 from .io import read_weights, write_weights
 from .mapping import WeightsMismatchError, keras_table
 from .parity import ParityReport, parity
@@ -21,9 +23,9 @@ from .weights_info import WeightsInfo
 __version__ = "0.1.0"
 
 __all__ = [
-    "BACKENDS", "DEFAULT_BACKEND", "ENV_VAR", "ParityReport", "PeerError", "Plan", "ResNetSpec", "SpecError",
-    "WeightsInfo", "WeightsMismatchError", "build", "decode_predictions", "from_peer", "get_backend", "get_spec",
-    "get_weights", "info_of", "keras_table", "list_specs", "make_plan", "parity", "peer_info", "preprocess",
-    "read_weights", "register_spec", "save_pretrained", "set_weights", "spec_of", "to_peer", "use_backend",
-    "write_weights",
+    "BACKENDS", "DEFAULT_BACKEND", "ENV_VAR", "ParityReport", "PeerError", "Plan", "ResNetCoreError", "ResNetSpec",
+    "SpecError", "WeightsInfo", "WeightsMismatchError", "build", "decode_predictions", "export", "from_peer",
+    "get_backend", "get_spec", "get_weights", "info_of", "keras_table", "list_specs", "make_plan", "parity",
+    "peer_info", "preprocess", "read_weights", "register_spec", "save_pretrained", "set_weights", "spec_of",
+    "to_peer", "use_backend", "write_weights",
 ]

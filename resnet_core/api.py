@@ -27,7 +27,7 @@ SourceArg = str | os.PathLike | Mapping[str, Any]
 
 
 def build(spec: str | os.PathLike | ResNetSpec = "resnet50", backend: str | None = None,
-          weights: SourceArg | None = None, **overrides: Any) -> Any:
+          weights: SourceArg | None = None, dtype: str | None = None, **overrides: Any) -> Any:
     """A model for ``backend``: torch returns a ``torch.nn.Module`` taking NCHW, keras a ``keras.Model`` taking NHWC.
 
     ``spec`` is a preset name, a ResNetSpec or a pretrained source: ``hf-hub:ORG/NAME[@REV]``,
@@ -35,18 +35,23 @@ def build(spec: str | os.PathLike | ResNetSpec = "resnet50", backend: str | None
     ``weights`` loads a source into the named architecture (an error names the fields that differ).
     Without weights, ``overrides`` replace spec fields; with them, only the fine-tuning ones may:
     ``num_classes`` (a new head, freshly initialised), ``include_top``/``pooling``, ``in_channels``
-    (the stem kernel adapted as timm does).
+    (the stem kernel adapted as timm does). ``dtype`` ("bfloat16", "float16") builds the whole model in
+    that precision (see ``resnet_core.precision``).
     """
     from .sources import is_source, load_source
 
     if weights is None and is_source(spec):
-        return _pretrained(load_source(spec), backend, overrides)
+        return _pretrained(load_source(spec), backend, overrides, dtype)
     if weights is None and isinstance(spec, (str, os.PathLike)) and _looks_like_path(spec):
         raise FileNotFoundError(f"No such weights file or model folder: {os.fspath(spec)!r}")
     resolved = get_spec(spec)  # type: ignore[arg-type]
     if weights is None:
         if overrides:
             resolved = resolved.replace(**overrides)
+        if dtype is not None:
+            from .precision import build_in_dtype
+
+            return build_in_dtype(make_plan(resolved), get_backend(backend), dtype)
         return load_adapter(get_backend(backend)).build(make_plan(resolved))
     if isinstance(weights, Mapping):
         loaded = LoadedWeights(resolved, {k: np.asarray(v) for k, v in weights.items()}, None)
@@ -54,7 +59,8 @@ def build(spec: str | os.PathLike | ResNetSpec = "resnet50", backend: str | None
         loaded = load_source(weights, spec=None if _stores_spec(weights) else resolved)
     _check_architecture(resolved, loaded.spec, weights)
     keep = {f: getattr(loaded.spec, f) for f in FINE_TUNE_FIELDS}
-    return _pretrained(LoadedWeights(resolved.replace(**keep), loaded.weights, loaded.info), backend, overrides)
+    return _pretrained(LoadedWeights(resolved.replace(**keep), loaded.weights, loaded.info), backend, overrides,
+                       dtype)
 
 
 def _stores_spec(source: str | os.PathLike) -> bool:
@@ -91,12 +97,18 @@ def _build_with(adapter: Any, plan: Any, weights: dict[str, np.ndarray]) -> Any:
     return model
 
 
-def _pretrained(loaded: LoadedWeights, backend: str | None, overrides: Mapping[str, Any]) -> Any:
+def _pretrained(loaded: LoadedWeights, backend: str | None, overrides: Mapping[str, Any],
+                dtype: str | None = None) -> Any:
     spec, weights, info = fine_tune(loaded.spec, loaded.weights, loaded.info, **overrides)
     adapter = load_adapter(get_backend(backend))
     plan = make_plan(spec)
     fresh_head = plan.head.fc is not None and f"{plan.head.fc.name}.weight" not in weights
-    if fresh_head:  # the new head keeps the model's own initialisation
+    if dtype is not None:
+        from .precision import build_in_dtype
+
+        model = build_in_dtype(plan, get_backend(backend), dtype)
+        adapter.set_weights(model, weights, strict=not fresh_head)
+    elif fresh_head:  # the new head keeps the model's own initialisation
         model = adapter.build(plan)
         adapter.set_weights(model, weights, strict=False)
     else:

@@ -14,13 +14,16 @@ from typing import Any
 
 import numpy as np
 
+from .errors import MissingDependencyError
+
 
 def bfloat16() -> np.dtype:
     """numpy's bfloat16, from ml_dtypes (installed with the ``io`` extra, and by JAX and TensorFlow)."""
     try:
         return np.dtype(importlib.import_module("ml_dtypes").bfloat16)
     except ImportError as exc:  # pragma: no cover - installed with the io extra
-        raise ImportError("bfloat16 tensors need the 'ml_dtypes' package: pip install 'resnet-core[io]'") from exc
+        raise MissingDependencyError("bfloat16 tensors need the 'ml_dtypes' package: "
+                                     "pip install 'resnet-core[io]'") from exc
 
 
 def _is_torch_tensor(value: Any) -> bool:

@@ -1,18 +1,22 @@
 """The ``resnet-core`` command line: one subcommand per module in :mod:`resnet_core.commands`.
 
-Exit status: 0 on success, 2 on bad input (one line on stderr, no traceback), 1 on an internal error.
+Exit status: 0 on success, 2 on bad input (a :class:`~resnet_core.errors.ResNetCoreError`: one line on stderr,
+no traceback), 1 on an internal error (any other exception).
 Set ``RESNET_CORE_DEBUG=1`` to see tracebacks.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
 from collections.abc import Sequence
 
 from . import __version__
+from .errors import ResNetCoreError
+from .quiet import filtered_native_stderr, set_quiet_defaults
 
 # Each module defines ``register(subparsers)``, which adds its parser and sets ``func(args) -> int``.
 COMMAND_MODULES = (
@@ -21,18 +25,12 @@ COMMAND_MODULES = (
     "resnet_core.commands.convert",
     "resnet_core.commands.info",
     "resnet_core.commands.summary",
+    "resnet_core.commands.export",
 )
 
 
-class UserError(Exception):
+class UserError(ResNetCoreError):
     """Bad input from the user: reported as one line, exit status 2."""
-
-
-# Errors that mean "your input is wrong", not "we are broken".
-USER_ERRORS: tuple[type[BaseException], ...] = (
-    UserError, ValueError, KeyError, TypeError, FileNotFoundError, FileExistsError, IsADirectoryError,
-    PermissionError, ImportError,
-)
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -49,16 +47,22 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def _message(exc: BaseException) -> str:
-    if isinstance(exc, KeyError) and exc.args:
-        return str(exc.args[0])
     return str(exc) or type(exc).__name__
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. ``argv`` None means the real command line: then TensorFlow's C++ start-up lines are
+    also filtered out of stderr (in-process callers, such as tests, capture stderr themselves)."""
+    filtering = set_quiet_defaults() and argv is None
+    with filtered_native_stderr() if filtering else contextlib.nullcontext():
+        return _run(argv)
+
+
+def _run(argv: Sequence[str] | None) -> int:
     args = make_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except USER_ERRORS as exc:
+    except ResNetCoreError as exc:  # bad input; anything else is our bug (exit 1)
         if os.environ.get("RESNET_CORE_DEBUG"):
             raise
         print(f"resnet-core {args.command}: error: {_message(exc)}", file=sys.stderr)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import InputTypeError, ResNetCoreError
 from .layouts import Layout
 from .plan import Param, Plan
 
@@ -22,6 +23,8 @@ KERAS_VARIABLE = {
     "beta": "beta",
     "moving_mean": "moving_mean",
     "moving_variance": "moving_variance",
+    "v": "v",
+    "tau": "tau",
 }
 
 
@@ -52,7 +55,7 @@ def _keras_row(p: Param) -> KerasRow:
     return KerasRow(p.name, keras_layer_name(p.module), KERAS_VARIABLE[p.role], p.layout, p.shape)
 
 
-class WeightsMismatchError(ValueError):
+class WeightsMismatchError(ResNetCoreError, ValueError):
     """Weights do not fit a model; lists every missing, unexpected and mis-shaped key at once."""
 
     def __init__(self, missing: list[str], unexpected: list[str], mismatched: list[tuple[str, tuple, tuple]],
@@ -98,7 +101,7 @@ def check_weights(plan: Plan, weights: Mapping[str, object], strict: bool = True
         if name in weights:
             dtype = np.asarray(weights[name]).dtype if not hasattr(weights[name], "dtype") else weights[name].dtype
             if not _is_float_dtype(dtype):
-                raise TypeError(f"Weight {name!r} has dtype {dtype}; expected a floating-point tensor")
+                raise InputTypeError(f"Weight {name!r} has dtype {dtype}; expected a floating-point tensor")
     return [name for name in expected if name in weights]
 
 

@@ -21,13 +21,14 @@ from typing import Any
 import numpy as np
 
 from .arrays import to_numpy
+from .errors import ResNetCoreError
 from .layouts import Layout
 from .plan import Plan
 
 _TOKEN = re.compile(r"\{(\w+)(?::(path))?([+-]\d+)?\}")
 
 
-class PeerError(ValueError):
+class PeerError(ResNetCoreError, ValueError):
     """A peer model uses something ResNetSpec cannot express, or its tensors do not fit the spec."""
 
 
@@ -44,7 +45,7 @@ class Pattern:
         for match in _TOKEN.finditer(self.text):
             name, is_path, shift = match.group(1), bool(match.group(2)), int(match.group(3) or 0)
             if any(f[0] == name for f in fields):
-                raise ValueError(f"Pattern {self.text!r} repeats field {name!r}")
+                raise RuntimeError(f"Pattern {self.text!r} repeats field {name!r}")
             parts.append(re.escape(self.text[pos:match.start()]))
             parts.append(rf"(?P<{name}>[A-Za-z0-9_.]+?)" if is_path else rf"(?P<{name}>\d+)")
             fields.append((name, is_path, shift))
@@ -120,7 +121,7 @@ class Table:
             values = canonical.parse(canonical_module)
             if values is not None:
                 return peer.format(values)
-        raise KeyError(f"No table row names the peer module of {canonical_module!r}")
+        raise RuntimeError(f"No table row names the peer module of {canonical_module!r}")
 
     def to_canonical(self, plan: Plan, source: Mapping[str, Any], peer: str) -> dict[str, np.ndarray]:
         """Canonical weights from the peer's tensors; every source tensor must be used exactly once."""
@@ -175,6 +176,8 @@ TORCH_KINDS = {
         ("bias", "bias", Layout.SAME),
         ("running_mean", "running_mean", Layout.SAME),
         ("running_var", "running_var", Layout.SAME),
+        ("v", "v", Layout.SAME),  # EvoNorm-S0
+        ("tau", "tau", Layout.SAME),  # FilterResponseNorm
     ),
 }
 # BatchNorm's batch counter is training state, not a weight: the only tensor an import may skip.

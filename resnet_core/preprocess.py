@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from .errors import InputError, InputTypeError
 from .trained_with import info_of
 from .weights_info import WeightsInfo
 
@@ -47,7 +48,8 @@ NORMALISATIONS = {
 DATA_FORMATS = ("channels_last", "channels_first")
 
 
-def _normalisation(info: WeightsInfo) -> Normalisation:
+def normalisation_of(info: WeightsInfo) -> Normalisation:
+    """The divisor, mean, std and channel order ``info`` stands for."""
     if info.preprocessing != "torch" or (info.mean is None and info.std is None):
         return NORMALISATIONS[info.preprocessing]
     mean, std = info.normalisation
@@ -62,22 +64,22 @@ def preprocess(images: Any, source: Any, data_format: str = "channels_last") -> 
     its usual weights imply). Returns float32 in the same layout; the input is never modified.
     """
     if data_format not in DATA_FORMATS:
-        raise ValueError(f"data_format must be one of {DATA_FORMATS}. Received: {data_format!r}")
+        raise InputError(f"data_format must be one of {DATA_FORMATS}. Received: {data_format!r}")
     info = info_of(source)
-    name, mode = info.preprocessing, _normalisation(info)
+    name, mode = info.preprocessing, normalisation_of(info)
     x = np.asarray(images)
     if x.dtype != np.uint8 and x.dtype.kind != "f":
-        raise TypeError(f"Expected uint8 or floating-point images in [0, 255]. Received dtype {x.dtype}")
+        raise InputTypeError(f"Expected uint8 or floating-point images in [0, 255]. Received dtype {x.dtype}")
     if x.ndim not in (3, 4):
-        raise ValueError(f"Expected an image (H, W, C) or a batch (N, H, W, C) in {data_format}. Received shape "
+        raise InputError(f"Expected an image (H, W, C) or a batch (N, H, W, C) in {data_format}. Received shape "
                          f"{x.shape}")
     if x.dtype.kind == "f" and x.size and not (np.isfinite(x).all() and x.min() >= 0 and x.max() <= 255):
-        raise ValueError(f"Float images must be finite and in [0, 255]; received values in [{x.min()}, "
+        raise InputError(f"Float images must be finite and in [0, 255]; received values in [{x.min()}, "
                          f"{x.max()}]")
     axis = x.ndim - 1 if data_format == "channels_last" else x.ndim - 3
     channels = x.shape[axis]
     if len(mode.mean) > 1 and channels != len(mode.mean):
-        raise ValueError(f"{name!r} preprocessing normalises {len(mode.mean)} channels; the "
+        raise InputError(f"{name!r} preprocessing normalises {len(mode.mean)} channels; the "
                          f"images have {channels} on axis {axis} ({data_format})")
     x = x.astype(np.float32)  # always a copy: the caller's array is left alone
     if mode.bgr:

@@ -7,6 +7,8 @@ import contextvars
 import os
 from collections.abc import Iterator
 
+from .errors import InputError
+
 BACKENDS = ("torch", "keras")
 DEFAULT_BACKEND = "torch"
 ENV_VAR = "RESNET_CORE_BACKEND"
@@ -19,7 +21,7 @@ _current: contextvars.ContextVar[str | None] = contextvars.ContextVar("resnet_co
 def _validate(name: object, source: str) -> str:
     if isinstance(name, str) and name.strip().lower() in BACKENDS:
         return name.strip().lower()
-    raise ValueError(f"Unknown resnet_core backend {name!r} (from {source}). Expected one of {BACKENDS}")
+    raise InputError(f"Unknown resnet_core backend {name!r} (from {source}). Expected one of {BACKENDS}")
 
 
 def get_backend(backend: str | None = None) -> str:
@@ -38,8 +40,9 @@ def get_backend(backend: str | None = None) -> str:
 @contextlib.contextmanager
 def use_backend(backend: str) -> Iterator[str]:
     """Use ``backend`` inside the block, for this thread or task only."""
-    token = _current.set(_validate(backend, "use_backend()"))
+    name = _validate(backend, "use_backend()")
+    token = _current.set(name)
     try:
-        yield _current.get()
+        yield name
     finally:
         _current.reset(token)

@@ -159,6 +159,8 @@ _PRESET_MODES = {
     "keras_resnet50": "caffe", "keras_resnet101": "caffe", "keras_resnet152": "caffe",
     "keras_resnet50v2": "tf", "keras_resnet101v2": "tf", "keras_resnet152v2": "tf",
     "resnetv2_50": "tf", "resnetv2_101": "tf",
+    "resnetv2_50d_gn": "tf", "resnetv2_50d_evos": "tf", "resnetv2_50d_frn": "tf",  # timm's cfgs: Inception mean/std
+    **{f"resnetv2_{d}x{f}_bit": "tf" for d, f in ((50, 1), (50, 3), (101, 1), (101, 3), (152, 2), (152, 4))},
 }
 
 

@@ -31,7 +31,7 @@ def test_pattern_parses_and_formats_back(pattern, name, values):
 
 
 def test_pattern_refuses_a_repeated_field():
-    with pytest.raises(ValueError, match="repeats field 's'"):
+    with pytest.raises(RuntimeError, match="repeats field 's'"):
         _table.Pattern("layer{s}.{s}")
 
 

@@ -45,8 +45,13 @@ def _same_weights(got, want):
         assert got[k].dtype == want[k].dtype and np.array_equal(got[k], want[k]), k
 
 
+# One member per torchvision family (basic, bottleneck, grouped, wide) runs forward; the deeper members only
+# change stage depths, and test_from_peer_names_every_deeper_preset checks that each is recognised.
+FAMILIES = ("resnet18", "resnet50", "resnext50_32x4d", "wide_resnet50_2")
+
+
 @pytest.mark.torch
-@pytest.mark.parametrize("name", TORCHVISION_PRESETS, ids=str)
+@pytest.mark.parametrize("name", FAMILIES, ids=str)
 def test_from_peer_gives_the_preset_and_bit_identical_outputs(torch, torchvision, name, parity_record):
     spec, weights = rc.get_spec(name), random_weights(name, seed=3)
     peer = _load(torch, getattr(torchvision.models, name)(weights=None), weights)
@@ -59,6 +64,18 @@ def test_from_peer_gives_the_preset_and_bit_identical_outputs(torch, torchvision
     assert np.array_equal(out, ref)
     del peer, got, weights
     gc.collect()
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("name", [n for n in TORCHVISION_PRESETS if n not in FAMILIES], ids=str)
+def test_from_peer_names_every_deeper_preset(torch, torchvision, name):
+    """The spec and the canonical names of every other preset. Built on the meta device and given uninitialised
+    memory: the values do not matter here, and initialising wide_resnet101_2 costs seconds."""
+    with torch.device("meta"):
+        peer = getattr(torchvision.models, name)(weights=None)
+    spec, weights = rc.from_peer(peer.to_empty(device="cpu"))
+    assert spec == rc.get_spec(name) and spec.name == name
+    assert list(weights) == [p.name for p in rc.make_plan(spec).params]
 
 
 DILATED = [([False, False, True], 16), ([False, True, True], 8)]

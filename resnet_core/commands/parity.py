@@ -7,16 +7,24 @@ Exit status: 0 within tolerance, 1 over tolerance (or an engine crashed, or noth
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
+import logging
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+from ..errors import InputError, MissingDependencyError, MissingFileError
 from ..parity import DTYPES, ENGINES, MODES, parity
+from ..parity.engines import ARTIFACT_ENGINES
+from ..parity.engines import log as engines_log
 
 EPILOG = """examples:
   resnet-core parity resnet50 --backends torch,keras-jax,keras-tensorflow,keras-torch
   resnet-core parity my.safetensors --mode train --grad --json report.json --plot report.png
   resnet-core parity tiny_resnext --dtype bfloat16 --size 65x77
   resnet-core parity hf-hub:timm/resnet18.a1_in1k --backends torch,keras-jax
+  resnet-core parity r18.safetensors --backends torch,onnxruntime,litert,tf-saved-model,torch-export
 """
 
 
@@ -35,7 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--spec", help="the preset of a weights file, when it cannot be inferred")
     p.add_argument("--weights", help="weights file for a preset (default: non-trivial random weights)")
     p.add_argument("--backends", default=",".join(ENGINES),
-                   help=f"comma-separated engines (default: all): {', '.join(ENGINES)}")
+                   help=f"comma-separated engines (default: {', '.join(ENGINES)}); exported artifacts, compared on "
+                        f"their output: {', '.join(ARTIFACT_ENGINES)}")
     p.add_argument("--reference", default="torch", help="engine the others are compared with (default: torch)")
     p.add_argument("--mode", choices=MODES, default="eval",
                    help="eval: running statistics; train: batch statistics, and running statistics after one step")
@@ -47,13 +56,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the images, probe and random weights")
     p.add_argument("--tolerance", type=float, help="one relative tolerance for everything (default: per dtype)")
     p.add_argument("--engine-weights", action="append", default=[], metavar="ENGINE=FILE",
-                   help="give one engine other weights, e.g. keras-jax=converted.weights.h5 (repeatable)")
+                   help="give one engine other weights, e.g. keras-jax=converted.weights.h5, or an artifact engine "
+                        "the artifact to check, e.g. onnxruntime=model.onnx (repeatable)")
     p.add_argument("--device", choices=("auto", "cpu"), default="auto",
                    help="auto: each engine's default device; cpu: hide GPUs from every engine")
     p.add_argument("--jobs", type=int, help="engines run at once (default: one per CPU core)")
     p.add_argument("--timeout", type=float, help="seconds each engine may take")
     p.add_argument("--json", metavar="PATH", help="write the full report as JSON")
     p.add_argument("--plot", metavar="PATH", help="write a PNG of the error per layer (needs matplotlib)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr while engines run")
     p.set_defaults(func=run)
 
 
@@ -66,7 +77,7 @@ def parse_size(text: str) -> tuple[int, int]:
     if len(values) == 1:
         values = values * 2
     if len(values) != 2 or min(values) < 1:
-        raise ValueError(f"--size expects N or HxW with positive integers. Received: {text!r}")
+        raise InputError(f"--size expects N or HxW with positive integers. Received: {text!r}")
     return values[0], values[1]
 
 
@@ -75,31 +86,51 @@ def _engine_weights(items: list[str]) -> dict[str, str]:
     for item in items:
         engine, sep, path = item.partition("=")
         if not sep or not engine or not path:
-            raise ValueError(f"--engine-weights expects ENGINE=FILE. Received: {item!r}")
+            raise InputError(f"--engine-weights expects ENGINE=FILE. Received: {item!r}")
         out[engine.strip()] = path
     return out
 
 
+@contextlib.contextmanager
+def _progress_lines(enabled: bool) -> Iterator[None]:
+    """Each engine's start and end as a line on stderr (the engines log them), so a long run is not silent."""
+    if not enabled:
+        yield
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("resnet-core parity: %(message)s"))
+    logger = logging.getLogger(engines_log.name)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
 def run(args: argparse.Namespace) -> int:
     if args.jobs is not None and args.jobs < 1:
-        raise ValueError(f"--jobs must be at least 1. Received: {args.jobs}")
+        raise InputError(f"--jobs must be at least 1. Received: {args.jobs}")
     if args.weights and args.spec:
-        raise ValueError("--spec names the preset of a weights file given as SPEC_OR_WEIGHTS; with --weights, "
+        raise InputError("--spec names the preset of a weights file given as SPEC_OR_WEIGHTS; with --weights, "
                          "give the preset as SPEC_OR_WEIGHTS")
     for option, path in (("--json", args.json), ("--plot", args.plot)):
         if path and not Path(path).resolve().parent.is_dir():
-            raise FileNotFoundError(f"{option}: the folder of {path!r} does not exist")
+            raise MissingFileError(f"{option}: the folder of {path!r} does not exist")
     if args.plot and importlib.util.find_spec("matplotlib") is None:
-        raise ImportError("--plot needs matplotlib: pip install 'resnet-core[plot]'")
+        raise MissingDependencyError("--plot needs matplotlib: pip install 'resnet-core[plot]'")
     spec, weights = args.model, args.weights
     if args.spec:
         spec, weights = args.spec, args.model
-    report = parity(
-        spec, backends=args.backends, weights=weights, batch=args.batch, size=parse_size(args.size),
-        mode=args.mode, grad=args.grad, dtype=args.dtype, seed=args.seed, reference=args.reference,
-        tolerance=args.tolerance, device=args.device, jobs=args.jobs, timeout=args.timeout,
-        engine_weights=_engine_weights(args.engine_weights),
-    )
+    with _progress_lines(enabled=not args.quiet):
+        report = parity(
+            spec, backends=args.backends, weights=weights, batch=args.batch, size=parse_size(args.size),
+            mode=args.mode, grad=args.grad, dtype=args.dtype, seed=args.seed, reference=args.reference,
+            tolerance=args.tolerance, device=args.device, jobs=args.jobs, timeout=args.timeout,
+            engine_weights=_engine_weights(args.engine_weights),
+        )
     print(report.table())
     if args.json:
         report.to_json(args.json)

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..arrays import to_numpy
+from ..errors import InputError, InputTypeError, MissingFileError, NotAFileError, user_file
 from ..mapping import WeightsMismatchError, check_weights
 from ..plan import make_plan
 from ..presets import get_spec
@@ -80,8 +81,10 @@ def resolve_spec(value: str | os.PathLike | ResNetSpec) -> ResNetSpec:
     if text.lower().endswith(".json"):
         path = Path(text)
         if not path.is_file():
-            raise FileNotFoundError(f"No spec file {text!r}")
-        return spec_from_json(path.read_text(encoding="utf-8"), path)
+            raise MissingFileError(f"No spec file {text!r}")
+        with user_file(path):
+            text = path.read_text(encoding="utf-8")
+        return spec_from_json(text, path)
     return get_spec(text)
 
 
@@ -89,9 +92,9 @@ def _input(path: str | os.PathLike) -> tuple[Path, Format]:
     path = Path(path)
     fmt = format_for(path)
     if not path.exists():
-        raise FileNotFoundError(f"No such file: {str(path)!r}")
+        raise MissingFileError(f"No such file: {str(path)!r}")
     if path.is_dir():
-        raise IsADirectoryError(f"{str(path)!r} is a directory, not a weights file")
+        raise NotAFileError(f"{str(path)!r} is a directory, not a weights file")
     return path, fmt
 
 
@@ -100,7 +103,8 @@ def open_weights(path: str | os.PathLike, spec: SpecArg = None) -> OpenedWeights
     shape and dtype against it. Raises one error naming the file and every problem.
     """
     path, fmt = _input(path)
-    reader = fmt.open(path)
+    with user_file(path):
+        reader = fmt.open(path)
     try:
         if spec is not None:
             resolved, source = resolve_spec(spec), "argument"
@@ -121,7 +125,7 @@ def open_weights(path: str | os.PathLike, spec: SpecArg = None) -> OpenedWeights
         except WeightsMismatchError as exc:
             raise _mismatch(exc, path, resolved, note) from None
         except TypeError as exc:
-            raise TypeError(f"{path}: {exc}") from None
+            raise InputTypeError(f"{path}: {exc}") from None
         ordered = {p.name: tensors[p.name] for p in plan.params}
         return OpenedWeights(path, fmt, reader, resolved, source, note, ordered)
     except BaseException:
@@ -166,7 +170,7 @@ def _extension(path: Path, fmt: Format) -> str:
 def _write(fmt: Format, path: Path, spec: ResNetSpec, tensors: dict[str, TensorInfo],
            get: Callable[[str], np.ndarray], overwrite: bool, progress: Callable[[int], None],
            info: WeightsInfo | None = None) -> None:
-    with atomic_output(path, overwrite, suffix=_extension(path, fmt)) as tmp:
+    with user_file(path), atomic_output(path, overwrite, suffix=_extension(path, fmt)) as tmp:
         fmt.write(tmp, spec, tensors, get, progress, info=info)
 
 
@@ -196,7 +200,7 @@ def convert(source: str | os.PathLike, target: str | os.PathLike, spec: SpecArg 
         return _convert_source(os.fspath(source), target, dtype, overwrite)
     src, _ = _input(source)
     if target.exists() and os.path.samefile(src, target):
-        raise ValueError(f"Input and output are the same file ({str(target)!r}); write to a new path")
+        raise InputError(f"Input and output are the same file ({str(target)!r}); write to a new path")
     check_output(target, overwrite)
     cast_info, cast = _caster(dtype)
     with open_weights(src, spec) as opened:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..arrays import bfloat16
+from ..errors import InputError, ResNetCoreError
 from ..spec import ResNetSpec, SpecError
 from ..weights_info import WeightsInfo, WeightsInfoError, legacy_preprocessing
 
@@ -32,7 +33,7 @@ INFO_KEY = "resnet_core.weights_info"  # what the weights were trained with (a W
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 
 
-class WeightsFileError(ValueError):
+class WeightsFileError(ResNetCoreError, ValueError):
     """A weights file is missing pieces, corrupt, truncated or not what its extension says."""
 
 
@@ -45,7 +46,7 @@ def dtype_by_name(name: str) -> np.dtype:
     if name == "bfloat16":
         return bfloat16()
     if name not in FLOAT_DTYPES:
-        raise ValueError(f"Unknown dtype {name!r}: expected one of {FLOAT_DTYPES}")
+        raise InputError(f"Unknown dtype {name!r}: expected one of {FLOAT_DTYPES}")
     return np.dtype(name)
 
 
@@ -143,7 +144,7 @@ def format_for(path: str | os.PathLike) -> Format:
         if name.endswith(ext) and len(name) > len(ext):
             return fmt
     hint = " (a Keras weights file must end in .weights.h5)" if name.endswith(".h5") else ""
-    raise ValueError(f"Unknown weights format for {str(path)!r}{hint}. Known extensions: "
+    raise InputError(f"Unknown weights format for {str(path)!r}{hint}. Known extensions: "
                      f"{', '.join(known_extensions())}")
 
 

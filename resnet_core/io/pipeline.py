@@ -25,15 +25,15 @@ def prefetch(items: Iterable[T], prepare: Callable[[T], R], size: Callable[[T], 
              max_bytes: int = WINDOW_BYTES, inline_bytes: int = INLINE_BYTES) -> Iterator[tuple[T, R]]:
     """``(item, prepare(item))`` in order; items of ``inline_bytes`` or more are prepared ahead on threads."""
     pending = iter(items)
-    done = object()
     queue: collections.deque[tuple[T, int, Future[R] | None]] = collections.deque()
     in_flight = 0
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="resnet-core-io") as pool:
         try:
             while True:
                 while not queue or in_flight < max_bytes:
-                    item = next(pending, done)
-                    if item is done:
+                    try:
+                        item = next(pending)
+                    except StopIteration:
                         break
                     n = size(item)
                     ahead = n >= inline_bytes

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..arrays import to_numpy, to_torch
+from ..errors import MissingDependencyError
 from ..spec import ResNetSpec
 from ..weights_info import WeightsInfo
 from .formats import (
@@ -41,8 +42,8 @@ def _torch():
     try:
         import torch
     except ImportError as exc:
-        raise ImportError("Reading and writing .pth/.pt files needs PyTorch: pip install 'resnet-core[torch]'") \
-            from exc
+        raise MissingDependencyError("Reading and writing .pth/.pt files needs PyTorch: "
+                                     "pip install 'resnet-core[torch]'") from exc
     return torch
 
 
@@ -69,8 +70,8 @@ def _load(path: Path) -> Any:
             f"Refused to load {path}: its pickle holds more than tensors ({_reason(exc)}). It was read with "
             "torch.load(weights_only=True) and nothing in it was run; re-save the bare state_dict if you trust it"
         ) from None
-    except (RuntimeError, EOFError, OSError, KeyError, ValueError, AttributeError, IndexError) as exc:
-        if isinstance(exc, FileNotFoundError):
+    except Exception as exc:  # weights_only runs no code of the file's: whatever fails is the file's damage
+        if isinstance(exc, (FileNotFoundError, PermissionError)):
             raise
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise WeightsFileError(f"{path} is truncated or corrupt: torch.load failed ({first})") from None

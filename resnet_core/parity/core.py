@@ -12,12 +12,14 @@ from typing import Any
 import numpy as np
 
 from ..arrays import to_numpy
+from ..errors import InputError, InputTypeError, MissingDependencyError, MissingFileError
 from ..mapping import check_weights
 from ..plan import Plan, make_plan
 from ..presets import get_spec
 from ..spec import ResNetSpec
 from ..testing import random_images, random_weights
-from .engines import ENGINES, EngineRun, parse_engines, run_engines
+from .artifacts import artifact_job_error, is_artifact
+from .engines import ALL_ENGINES, ENGINES, EngineRun, parse_engines, run_engine_jobs, run_engines
 from .metrics import (
     GRAD_BASIS_FLOOR,
     GRAD_MULTIPLE,
@@ -58,7 +60,7 @@ def read_weights_file(path: str | os.PathLike,
         return loaded.spec, {k: _as_float32(v) for k, v in loaded.weights.items()}, path
     path = Path(path)
     if not path.is_file() and not path.is_dir():
-        raise FileNotFoundError(f"No weights file at {str(path)!r}")
+        raise MissingFileError(f"No weights file at {str(path)!r}")
     if path.suffix == ".npz":
         with np.load(path) as data:
             weights = {k: _as_float32(data[k]) for k in data.files}
@@ -81,8 +83,9 @@ def _io(name: str, path: Path) -> Any:
         try:
             found = getattr(importlib.import_module("resnet_core.io"), name)
         except (ImportError, AttributeError):
-            raise ImportError(f"Reading {path.name!r} needs resnet_core.{name} (the weight file formats), which this "
-                              "installation lacks; pass the spec and canonical weights as an .npz instead") from None
+            raise MissingDependencyError(f"Reading {path.name!r} needs resnet_core.{name} (the weight file formats), "
+                                         "which this installation lacks; pass the spec and canonical weights as an "
+                                         ".npz instead") from None
     return found
 
 
@@ -103,7 +106,7 @@ def _size(size: int | Sequence[int]) -> tuple[int, int]:
         size = (size, size)
     if (not isinstance(size, Sequence) or len(size) != 2
             or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
-        raise ValueError(f"size must be a positive int or (height, width). Received: size={size!r}")
+        raise InputError(f"size must be a positive int or (height, width). Received: size={size!r}")
     return int(size[0]), int(size[1])
 
 
@@ -112,12 +115,12 @@ def _resolve(spec: str | ResNetSpec | os.PathLike | None, weights: WeightsArg,
     """The plan, canonical float32 weights (checked against it) and a note on where they came from."""
     if not isinstance(spec, ResNetSpec) and _is_weights_path(spec):
         if weights is not None:
-            raise ValueError("Give the weights either as the first argument or as weights=, not both")
+            raise InputError("Give the weights either as the first argument or as weights=, not both")
         weights, spec = spec, None
     if isinstance(weights, (str, os.PathLike)):
         resolved, loaded, source = read_weights_file(weights, spec)
     elif spec is None:
-        raise ValueError("A spec is needed: a preset name or a ResNetSpec")
+        raise InputError("A spec is needed: a preset name or a ResNetSpec")
     else:
         resolved = get_spec(spec)
         if isinstance(weights, Mapping):
@@ -125,7 +128,7 @@ def _resolve(spec: str | ResNetSpec | os.PathLike | None, weights: WeightsArg,
         elif weights is None:
             loaded, source = random_weights(resolved, seed=seed), f"random (testing.random_weights, seed {seed})"
         else:
-            raise TypeError(f"weights must be None, a mapping of canonical arrays or a file path. Received: "
+            raise InputTypeError(f"weights must be None, a mapping of canonical arrays or a file path. Received: "
                             f"{type(weights).__name__}")
     plan = make_plan(resolved)
     check_weights(plan, loaded, strict=True)
@@ -162,26 +165,29 @@ def parity(
     """
     engines = parse_engines(backends)
     if mode not in MODES:
-        raise ValueError(f"Unknown mode {mode!r}. Expected one of {MODES}")
+        raise InputError(f"Unknown mode {mode!r}. Expected one of {MODES}")
     if dtype not in DTYPES:
-        raise ValueError(f"Unknown dtype {dtype!r}. Expected one of {DTYPES}")
+        raise InputError(f"Unknown dtype {dtype!r}. Expected one of {DTYPES}")
     if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
-        raise ValueError(f"batch must be a positive integer. Received: batch={batch!r}")
+        raise InputError(f"batch must be a positive integer. Received: batch={batch!r}")
     if reference not in engines:
-        raise ValueError(f"The reference engine {reference!r} is not among the engines {list(engines)}"
-                         if reference in ENGINES else f"Unknown reference engine {reference!r}")
+        raise InputError(f"The reference engine {reference!r} is not among the engines {list(engines)}"
+                         if reference in ALL_ENGINES else f"Unknown reference engine {reference!r}")
+    artifact_error = artifact_job_error(engines, mode, grad, dtype, reference)
+    if artifact_error:
+        raise InputError(artifact_error)
     if tolerance is not None and not (isinstance(tolerance, (int, float)) and tolerance > 0):
-        raise ValueError(f"tolerance must be a positive number. Received: tolerance={tolerance!r}")
+        raise InputError(f"tolerance must be a positive number. Received: tolerance={tolerance!r}")
     if not isinstance(grad, bool):
-        raise TypeError(f"grad must be a bool. Received: grad={grad!r}")
+        raise InputTypeError(f"grad must be a bool. Received: grad={grad!r}")
     height, width = _size(size)
     plan, base_weights, source = _resolve(spec, weights, seed)
     counts = bn_counts(plan, batch, height, width)
     if min(counts.values()) < 1:
-        raise ValueError(f"Input {height}x{width} is too small for {plan.spec.name}: a layer's output would be empty")
+        raise InputError(f"Input {height}x{width} is too small for {plan.spec.name}: a layer's output would be empty")
     if mode == "train" and min(counts.values()) < 2:
         small = min(counts, key=counts.get)
-        raise ValueError(f"Train mode needs more than one value per channel in every batch norm; {small} sees "
+        raise InputError(f"Train mode needs more than one value per channel in every batch norm; {small} sees "
                          f"{counts[small]} at batch {batch}, {height}x{width}. Use a larger batch or input")
 
     notes = [NOTE_TF32, f"weights: {source}"]
@@ -220,6 +226,9 @@ def parity(
         if grad and tolerance is None and any("/grad64/" in key for key in outputs[ref]):
             del report.tolerances["grad"]  # judged per tensor against the reference's own rounding error
             report.grad_rule = {"multiple": GRAD_MULTIPLE, "basis_floor": GRAD_BASIS_FLOOR}
+        elif grad and tolerance is None and dtype == "float32":
+            notes.append(f"{ref} has no float64 gradients (torch alone computes them): gradients are judged by the "
+                         f"fixed bound {tolerance_for(dtype, 'grad', '*', ref):g}: it catches errors of order 1")
         _fill(report, plan, outputs, runs, ref, initial, counts, baseline if ref == reference else None)
     return report
 
@@ -242,14 +251,17 @@ def _write_inputs(work: Path, plan: Plan, base: dict, engines: Sequence[str], en
     initial: dict[str, dict | None] = {e: base for e in engines}
     for engine, value in (engine_weights or {}).items():
         if engine not in engines:
-            raise ValueError(f"engine_weights names {engine!r}, which is not among the engines {list(engines)}")
+            raise InputError(f"engine_weights names {engine!r}, which is not among the engines {list(engines)}")
+        if is_artifact(engine, value):  # an exported artifact to check as it is, not re-exported
+            per_engine[engine] = {"format": "artifact", "path": str(Path(value).resolve())}
+            continue
         if isinstance(value, (str, os.PathLike)) and str(value).endswith(KERAS_WEIGHTS_SUFFIX):
             if not engine.startswith("keras-"):
-                raise ValueError(f"{engine} cannot read a Keras {KERAS_WEIGHTS_SUFFIX} file ({value})")
+                raise InputError(f"{engine} cannot read a Keras {KERAS_WEIGHTS_SUFFIX} file ({value})")
             if not Path(value).is_file():
-                raise FileNotFoundError(f"No weights file at {str(value)!r}")
+                raise MissingFileError(f"No weights file at {str(value)!r}")
             if mode == "train":
-                raise ValueError(f"Train-mode parity needs {engine}'s weights as canonical arrays (its initial "
+                raise InputError(f"Train-mode parity needs {engine}'s weights as canonical arrays (its initial "
                                  f"running statistics), not a Keras {KERAS_WEIGHTS_SUFFIX} file")
             per_engine[engine] = {"format": "keras", "path": str(Path(value).resolve())}
             initial[engine] = None
@@ -275,23 +287,16 @@ def _final_shape(plan: Plan, batch: int, height: int, width: int) -> tuple[int, 
 def _run(engines, job, per_engine, work, device, jobs, timeout) -> dict[str, EngineRun]:
     if jobs is None:
         jobs = max(1, min(len(engines), os.cpu_count() or 1))
-    if not per_engine:
-        return run_engines(engines, job, work, device=device, jobs=jobs, timeout=timeout)
-    # Engines with their own weights get their own job; run_engines keeps each one's files apart.
-    runs: dict[str, EngineRun] = {}
-    shared = [e for e in engines if e not in per_engine]
-    if shared:
-        runs.update(run_engines(shared, job, work, device=device, jobs=jobs, timeout=timeout))
-    for engine, weights in per_engine.items():
-        runs.update(run_engines([engine], {**job, "weights": weights}, work, device=device, timeout=timeout))
-    return {e: runs[e] for e in engines}
+    # Engines with their own weights get their own job; all run side by side, each in its own files.
+    jobs_by_engine = {e: {**job, "weights": per_engine[e]} if e in per_engine else job for e in engines}
+    return run_engine_jobs(jobs_by_engine, work, device=device, jobs=jobs, timeout=timeout)
 
 
 def _engine_info(run: EngineRun) -> dict[str, Any]:
     info: dict[str, Any] = {"status": run.status}
     if run.reason:
         info["reason"] = run.reason
-    for key in ("versions", "device", "tf32", "precision", "running_var"):
+    for key in ("versions", "device", "tf32", "precision", "running_var", "artifact", "export_seconds"):
         if key in run.meta:
             info[key] = run.meta[key]
     info["seconds"] = round(run.seconds, 2)
@@ -308,6 +313,8 @@ def _fill(report: ParityReport, plan: Plan, outputs: dict, runs: dict, ref: str,
     def entry(key: str, name: str, kind: str, stage: str | None = None) -> Entry:
         out = Entry(name, kind, reference[key].shape, stage=stage)
         for engine in others:
+            if key not in outputs[engine]:  # an exported artifact has the final output only
+                continue
             bound = tol[kind][engine] if kind in tol else float("nan")  # a per-tensor gradient bound: set below
             out.engines[engine] = {**compare(outputs[engine][key], reference[key]), "tolerance": bound}
             if baseline is not None:
@@ -327,7 +334,7 @@ def _fill(report: ParityReport, plan: Plan, outputs: dict, runs: dict, ref: str,
         key = f"x/tap/{tap}"
         layer = entry(key, tap, "activation", stages.get(tap))
         if tap == "logits":
-            for engine in others:
+            for engine in layer.engines:
                 layer.engines[engine]["top1"] = topk_agreement(outputs[engine][key], reference[key], 1)
                 layer.engines[engine]["top5"] = topk_agreement(outputs[engine][key], reference[key], 5)
         report.layers.append(layer)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -20,8 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import InputError, InputTypeError
+from ..quiet import is_framework_log, set_quiet_defaults
+
 ENGINES = ("torch", "keras-jax", "keras-tensorflow", "keras-torch")
 KERAS_ENGINES = ENGINES[1:]
+# Engines that export an artifact and run it in its runtime (resnet_core.parity.artifacts); opt-in.
+ARTIFACT_ENGINES = ("onnxruntime", "litert", "tf-saved-model", "torch-export")
+ALL_ENGINES = ENGINES + ARTIFACT_ENGINES
 
 # Packages an engine imports; all must be importable for it to run.
 REQUIRES: dict[str, tuple[str, ...]] = {
@@ -29,6 +36,11 @@ REQUIRES: dict[str, tuple[str, ...]] = {
     "keras-jax": ("keras", "jax"),
     "keras-tensorflow": ("keras", "tensorflow"),
     "keras-torch": ("keras", "torch"),
+    # artifact engines: what exports the artifact, then the runtime that runs it
+    "onnxruntime": ("torch", "onnx", "onnxscript", "onnxruntime"),
+    "litert": ("keras", "tensorflow", "ai_edge_litert"),
+    "tf-saved-model": ("keras", "tensorflow"),
+    "torch-export": ("torch",),
 }
 
 # The worker exits with this status when its framework cannot be imported: the engine is skipped.
@@ -36,10 +48,12 @@ EXIT_UNAVAILABLE = 3
 
 # TF32 off for every library that reads these (cuBLAS/cuDNN via NVIDIA_TF32_OVERRIDE, XLA's default
 # matmul precision); the worker also switches it off through each framework's own API and reports it.
+# One INFO line per engine started and finished; `resnet-core parity` shows them on stderr.
+log = logging.getLogger(__name__)
+
 _NUMERICS_ENV = {
     "NVIDIA_TF32_OVERRIDE": "0",
     "JAX_DEFAULT_MATMUL_PRECISION": "highest",
-    "TF_CPP_MIN_LOG_LEVEL": "2",
 }
 
 
@@ -49,16 +63,16 @@ def parse_engines(engines: str | Sequence[str]) -> tuple[str, ...]:
     names: list[str] = []
     for item in items:
         if not isinstance(item, str):
-            raise TypeError(f"Engine names are strings. Received: {item!r}")
+            raise InputTypeError(f"Engine names are strings. Received: {item!r}")
         name = item.strip().lower()
         if not name:
             continue
-        if name not in ENGINES:
-            raise ValueError(f"Unknown engine {item!r}. Expected some of {', '.join(ENGINES)}")
+        if name not in ALL_ENGINES:
+            raise InputError(f"Unknown engine {item!r}. Expected some of {', '.join(ALL_ENGINES)}")
         if name not in names:
             names.append(name)
     if not names:
-        raise ValueError(f"No engine given. Expected some of {', '.join(ENGINES)}")
+        raise InputError(f"No engine given. Expected some of {', '.join(ENGINES)}")
     return tuple(names)
 
 
@@ -81,11 +95,12 @@ def child_env(engine: str, device: str = "auto") -> dict[str, str]:
     if engine.startswith("keras-"):
         env["KERAS_BACKEND"] = engine.split("-", 1)[1]
     env.update(_NUMERICS_ENV)
+    set_quiet_defaults(env)
     if device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""
         env["JAX_PLATFORMS"] = "cpu"
     elif device != "auto":
-        raise ValueError(f"Unknown device {device!r}. Expected 'auto' or 'cpu'")
+        raise InputError(f"Unknown device {device!r}. Expected 'auto' or 'cpu'")
     return env
 
 
@@ -126,6 +141,14 @@ def run_engine(engine: str, job: Mapping[str, Any], workdir: Path, device: str =
     job_path = workdir / f"{engine}.job.json"
     job_path.write_text(json.dumps({**job, "engine": engine, "output": str(output), "meta": str(meta_path)}))
     start = time.perf_counter()
+    log.info("%s: running", engine)
+    run = _run_worker(engine, job_path, output, meta_path, device, timeout, start)
+    log.info("%s: %s in %.1f s%s", engine, run.status, run.seconds, f" ({run.reason})" if run.reason else "")
+    return run
+
+
+def _run_worker(engine: str, job_path: Path, output: Path, meta_path: Path, device: str, timeout: float | None,
+                start: float) -> EngineRun:
     try:
         proc = subprocess.run([sys.executable, "-m", "resnet_core.parity.worker", str(job_path)],
                               env=child_env(engine, device), capture_output=True, text=True, timeout=timeout)
@@ -144,21 +167,23 @@ def run_engine(engine: str, job: Mapping[str, Any], workdir: Path, device: str =
 def run_engines(engines: Sequence[str], job: Mapping[str, Any], workdir: str | os.PathLike, device: str = "auto",
                 jobs: int = 1, timeout: float | None = None) -> dict[str, EngineRun]:
     """Run ``job`` on each engine, each in its own process, ``jobs`` at a time; results in engine order."""
-    engines = parse_engines(engines)
+    return run_engine_jobs({e: job for e in parse_engines(engines)}, workdir, device, jobs, timeout)
+
+
+def run_engine_jobs(jobs_by_engine: Mapping[str, Mapping[str, Any]], workdir: str | os.PathLike,
+                    device: str = "auto", jobs: int = 1, timeout: float | None = None) -> dict[str, EngineRun]:
+    """Run each engine's own job (e.g. its own weights), each in its own process, ``jobs`` at a time."""
+    engines = parse_engines(list(jobs_by_engine))
     if not isinstance(jobs, int) or jobs < 1:
-        raise ValueError(f"jobs must be a positive integer. Received: {jobs!r}")
+        raise InputError(f"jobs must be a positive integer. Received: {jobs!r}")
     child_env(engines[0], device)  # validates the device before anything starts
     workdir = Path(workdir)
     with ThreadPoolExecutor(max_workers=min(jobs, len(engines))) as pool:
-        futures = {e: pool.submit(run_engine, e, job, workdir, device, timeout) for e in engines}
+        futures = {e: pool.submit(run_engine, e, jobs_by_engine[e], workdir, device, timeout) for e in engines}
         return {e: futures[e].result() for e in engines}
 
 
 def _tail(text: str, lines: int = 6) -> str:
     """The end of a worker's stderr, which holds the exception; framework log noise is dropped."""
-    kept = [ln for ln in (text or "").strip().splitlines() if ln.strip() and not _is_noise(ln)]
+    kept = [ln for ln in (text or "").strip().splitlines() if ln.strip() and not is_framework_log(ln)]
     return " | ".join(kept[-lines:])
-
-
-def _is_noise(line: str) -> bool:
-    return line.startswith(("WARNING: All log messages", "I0000", "W0000", "E0000", "To enable the following"))

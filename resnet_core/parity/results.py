@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import UnknownNameError
+
 
 def group_of(canonical: str) -> str:
     """The tap a canonical tensor belongs to: 'stem', a block ('layer2.0'), the final 'norm' or 'fc'."""
@@ -126,7 +128,7 @@ class ReportData:
         for entry in self.layers:
             if entry.name == name:
                 return entry
-        raise KeyError(f"No layer {name!r} in the report. Layers: {[e.name for e in self.layers]}")
+        raise UnknownNameError(f"No layer {name!r} in the report. Layers: {[e.name for e in self.layers]}")
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InputError, InputTypeError
 from ..mapping import check_weights
 from ..name_tables import PeerError
 from ..plan import make_plan
@@ -55,11 +56,11 @@ def peer_of(model: object) -> str:
     except TypeError:
         pass
     else:
-        raise TypeError("This is already a resnet_core model: use resnet_core.spec_of and resnet_core.get_weights")
+        raise InputTypeError("This is already a resnet_core model: use resnet_core.spec_of and resnet_core.get_weights")
     for peer in PEERS:
         if _module(peer).accepts(model):
             return peer
-    raise TypeError(f"Not a model from a known peer ({', '.join(PEERS)}). Received: {type(model)!r}")
+    raise InputTypeError(f"Not a model from a known peer ({', '.join(PEERS)}). Received: {type(model)!r}")
 
 
 def from_peer(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
@@ -88,7 +89,7 @@ def to_peer(spec: str | ResNetSpec, weights: Mapping[str, Any], peer: str, info:
     conventions above: ``num_classes`` of a headless spec, ``zero_init_residual``, ``se_ratio``, the name).
     """
     if peer not in PEERS:
-        raise ValueError(f"Unknown peer {peer!r}. Known peers: {', '.join(PEERS)}")
+        raise InputError(f"Unknown peer {peer!r}. Known peers: {', '.join(PEERS)}")
     resolved = get_spec(spec)
     check_weights(make_plan(resolved), weights, strict=True)
     return _module(peer).to_model(resolved, weights, info=info, **options)

@@ -310,6 +310,7 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
             stem_width=stem_width, base_planes=backbone.stackwise_num_filters[0], bn_eps=float(bn.epsilon),
             bn_momentum=keras_to_torch_momentum(bn.momentum), stem=stem,
             downsample="avg" if backbone.block_type.endswith("_vd") else "conv", preact=backbone.use_pre_activation,
+            project_first=backbone.block_type == "basic_block_vd",
         )
     except SpecError as exc:
         raise unsupported(PEER, [str(exc)]) from None
@@ -334,6 +335,9 @@ def _export_refusals(spec: ResNetSpec, plan: Plan, options: Mapping[str, Any]) -
     if spec.preact and spec.downsample == "avg":
         problems.append("preact=True with downsample='avg' (keras-hub's pre-activated _vd shortcut has no "
                         "average pool)")
+    if spec.project_first != (_block_type(spec) == "basic_block_vd"):
+        problems.append(f"project_first={spec.project_first} with {_block_type(spec)} (keras-hub projects the "
+                        "first block's shortcut exactly in basic_block_vd)")
     if not spec.include_top:
         if spec.pooling is not None:
             problems.append(f"pooling={spec.pooling!r} (a ResNetBackbone returns the feature map)")
