@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from .backends import adapter_for, load_adapter
+from .errors import InputError, MissingFileError
 from .finetune import FINE_TUNE_FIELDS, fine_tune
 from .io.api import LoadedWeights
 from .plan import make_plan
@@ -43,7 +44,7 @@ def build(spec: str | os.PathLike | ResNetSpec = "resnet50", backend: str | None
     if weights is None and is_source(spec):
         return _pretrained(load_source(spec), backend, overrides, dtype)
     if weights is None and isinstance(spec, (str, os.PathLike)) and _looks_like_path(spec):
-        raise FileNotFoundError(f"No such weights file or model folder: {os.fspath(spec)!r}")
+        raise MissingFileError(f"No such weights file or model folder: {os.fspath(spec)!r}")
     resolved = get_spec(spec)  # type: ignore[arg-type]
     if weights is None:
         if overrides:
@@ -84,7 +85,7 @@ def _check_architecture(named: ResNetSpec, found: ResNetSpec, source: Any) -> No
              if f not in _NOT_ARCHITECTURE and getattr(found, f) != getattr(named, f)]
     if diffs:
         label = "the weights given" if isinstance(source, Mapping) else os.fspath(source)
-        raise ValueError(f"{label} holds a {found.name} that is not a {named.name}: " + ", ".join(diffs)
+        raise InputError(f"{label} holds a {found.name} that is not a {named.name}: " + ", ".join(diffs)
                          + f". Build it as rc.build({label!r}) or pick the matching architecture")
 
 

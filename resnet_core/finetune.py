@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from .errors import InputError
 from .plan import make_plan
 from .spec import ResNetSpec
 from .weights_info import WeightsInfo
@@ -38,7 +39,7 @@ def adapt_input_conv(kernel: np.ndarray, in_channels: int) -> np.ndarray:
     if in_channels == 1:
         if have > 3:
             if have % 3:
-                raise ValueError(f"Cannot adapt a stem kernel of {have} input channels to 1 (not a multiple of 3)")
+                raise InputError(f"Cannot adapt a stem kernel of {have} input channels to 1 (not a multiple of 3)")
             k = k.reshape(out, have // 3, 3, kh, kw).sum(axis=2)
         else:
             k = k.sum(axis=1, keepdims=True)
@@ -46,7 +47,7 @@ def adapt_input_conv(kernel: np.ndarray, in_channels: int) -> np.ndarray:
         repeat = math.ceil(in_channels / 3)
         k = np.tile(k, (1, repeat, 1, 1))[:, :in_channels] * np.float32(3 / float(in_channels))
     else:
-        raise ValueError(f"Cannot adapt a stem kernel of {have} input channels to {in_channels}: timm's rule "
+        raise InputError(f"Cannot adapt a stem kernel of {have} input channels to {in_channels}: timm's rule "
                          "starts from 1 or 3")
     return k.astype(dtype)
 
@@ -57,7 +58,7 @@ def fine_tune(spec: ResNetSpec, weights: Mapping[str, np.ndarray], info: Weights
     the returned weights lack the head when it is to be initialised afresh."""
     unknown = sorted(set(overrides) - set(FINE_TUNE_FIELDS))
     if unknown:
-        raise ValueError(f"With pretrained weights, only {FINE_TUNE_FIELDS} can be changed (the rest is the "
+        raise InputError(f"With pretrained weights, only {FINE_TUNE_FIELDS} can be changed (the rest is the "
                          f"architecture of the weights). Received: {unknown}")
     changes = dict(overrides)
     if changes.get("num_classes") == 0 or changes.get("include_top") is False:

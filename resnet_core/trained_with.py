@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from .errors import InputError
 from .presets import get_spec
 from .spec import ResNetSpec
 from .weights_info import WeightsInfo, legacy_preprocessing, preset_info
@@ -25,7 +26,7 @@ def _from_file(path: Path) -> WeightsInfo:
         if reader.stored_info is not None:
             return reader.stored_info
         if reader.stored_spec is None:
-            raise ValueError(f"{path} stores neither a trained-with record nor a spec, so its preprocessing is "
+            raise InputError(f"{path} stores neither a trained-with record nor a spec, so its preprocessing is "
                              "unknown; pass a WeightsInfo or a preset name")
         return preset_info(reader.stored_spec.name)
 
@@ -57,16 +58,16 @@ def decode_predictions(logits: Any, source: Any, top: int = 5) -> list[list[tupl
     """
     info = info_of(source)
     if not info.class_names:
-        raise ValueError("These weights carry no class names (their source does not record them); "
+        raise InputError("These weights carry no class names (their source does not record them); "
                          "decode the indices with your own label list")
     x = np.asarray(logits, dtype=np.float64)
     if x.ndim == 1:
         x = x[None]
     if x.ndim != 2 or x.shape[1] != len(info.class_names):
-        raise ValueError(f"Expected logits of shape (N, {len(info.class_names)}) (one per class name). "
+        raise InputError(f"Expected logits of shape (N, {len(info.class_names)}) (one per class name). "
                          f"Received shape {np.shape(logits)}")
     if not isinstance(top, int) or top < 1:
-        raise ValueError(f"top must be a positive integer. Received: top={top!r}")
+        raise InputError(f"top must be a positive integer. Received: top={top!r}")
     e = np.exp(x - x.max(axis=1, keepdims=True))
     p = e / e.sum(axis=1, keepdims=True)
     order = np.argsort(-x, axis=1, kind="stable")[:, :top]

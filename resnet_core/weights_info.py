@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import ResNetCoreError
+
 # "torch": RGB on [0, 1], then (x - mean) / std; "caffe": BGR on [0, 255] minus the ImageNet mean
 # (keras.applications v1); "tf": x / 127.5 - 1 (keras.applications V2, Inception).
 PREPROCESSING_MODES = ("torch", "caffe", "tf")
@@ -21,7 +23,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 INCEPTION_MEAN = INCEPTION_STD = (0.5, 0.5, 0.5)
 
 
-class WeightsInfoError(ValueError):
+class WeightsInfoError(ResNetCoreError, ValueError):
     """A trained-with record holds a value no preprocessing can use."""
 
 

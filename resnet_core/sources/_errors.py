@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from ..errors import ResNetCoreError
 
-class SourceError(ValueError):
+
+class SourceError(ResNetCoreError, ValueError):
     """A named source (hub repo, torchvision tag, folder) is unavailable, unknown, corrupt or not a ResNet."""
 
     def __init__(self, source: str, problem: str, hint: str = ""):

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..errors import NotAFileError
 from ..io.api import LoadedWeights, read_weights
 from ..peers import PeerError, from_peer, peer_info
 from ..presets import get_spec, list_specs
@@ -32,7 +33,7 @@ def has_timm() -> bool:
 def _config(folder: Path, label: str) -> dict[str, Any]:
     path = folder / "config.json"
     if not path.is_file():
-        raise IsADirectoryError(f"{label!r} is a directory, not a weights file, and no model folder (it has no "
+        raise NotAFileError(f"{label!r} is a directory, not a weights file, and no model folder (it has no "
                                 "config.json: a timm, transformers or keras-hub folder holds one beside its weights)")
     try:
         config = json.loads(path.read_text(encoding="utf-8"))

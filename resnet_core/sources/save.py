@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InputError, OutputExistsError
 from ..peers import to_peer
 from ..spec import ResNetSpec
 from ..weights_info import WeightsInfo
@@ -32,7 +33,7 @@ def _parts(model_or_weights: Any, spec: ResNetSpec | None, info: WeightsInfo | N
         return model_or_weights.spec, dict(model_or_weights.weights), info or model_or_weights.info or WeightsInfo()
     if isinstance(model_or_weights, dict):
         if spec is None:
-            raise ValueError("save_pretrained of a weights dict needs spec=")
+            raise InputError("save_pretrained of a weights dict needs spec=")
         return spec, model_or_weights, info or WeightsInfo()
     from ..api import get_weights, spec_of
 
@@ -126,10 +127,10 @@ def save_pretrained(model_or_weights: Any, folder: str | os.PathLike, layout: st
     ``spec``) as a hub folder in ``layout``; returns the folder. Written beside it first and renamed, so a
     failure leaves nothing; an existing folder is replaced only with ``overwrite``."""
     if layout not in LAYOUTS:
-        raise ValueError(f"Unknown layout {layout!r}. Expected one of {LAYOUTS}")
+        raise InputError(f"Unknown layout {layout!r}. Expected one of {LAYOUTS}")
     folder = Path(folder)
     if folder.exists() and not overwrite:
-        raise FileExistsError(f"{folder} exists; pass overwrite=True to replace it")
+        raise OutputExistsError(f"{folder} exists; pass overwrite=True to replace it")
     spec, weights, info = _parts(model_or_weights, spec, info)
     peer_name = {"timm": "timm", "transformers": "transformers", "keras-hub": "keras-hub"}[layout]
     peer = to_peer(spec, weights, peer_name, info=info)
