@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..errors import InputError
 from .metadata import INPUT_NAME
 
 METADATA_NAME = "resnet_core"
@@ -47,4 +48,4 @@ def read_metadata(path: str | Path) -> dict[str, str]:
         name = entry.name.decode() if isinstance(entry.name, bytes) else entry.name
         if name == METADATA_NAME:
             return json.loads(bytes(model.buffers[entry.buffer].data))
-    raise KeyError(f"{path} has no {METADATA_NAME!r} metadata")
+    raise InputError(f"{path} has no {METADATA_NAME!r} metadata: not a .tflite written by resnet-core export")

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InputError
+
 # engine -> (artifact file name, export options, the Keras engine exporting it (None: torch), runtime packages)
 ARTIFACTS: dict[str, tuple[str, tuple[str, ...], str | None, tuple[str, ...]]] = {
     "onnxruntime": ("model.onnx", (), None, ("onnxruntime", "onnx")),
@@ -54,7 +56,7 @@ class ArtifactRunner:
         from ..plan import make_plan
 
         if dtype != "float32":
-            raise ValueError(f"{engine} runs the exported float32 artifact; dtype {dtype} is not supported")
+            raise InputError(f"{engine} runs the exported float32 artifact; dtype {dtype} is not supported")
         self.engine, self.spec, self.plan = engine, spec, make_plan(spec)
         self.name, self.options, self.keras_engine, packages = ARTIFACTS[engine]
         self.workdir = workdir
@@ -71,7 +73,7 @@ class ArtifactRunner:
             self.run_fn = getattr(self, f"_open_{self.engine.replace('-', '_')}")()
             return
         if weights["format"] != "npz":
-            raise ValueError(f"The {self.engine} engine exports from canonical npz weights, not {weights['format']!r}")
+            raise InputError(f"The {self.engine} engine exports from canonical npz weights, not {weights['format']!r}")
         self.weights_path = weights["path"]
         with np.load(self.weights_path) as data:
             self._weights = {k: data[k] for k in data.files}
@@ -100,14 +102,14 @@ class ArtifactRunner:
 
     def taps(self, images: np.ndarray, train: bool) -> dict[str, np.ndarray]:
         if train:
-            raise ValueError(f"{self.engine} runs an exported inference artifact: eval mode only")
+            raise InputError(f"{self.engine} runs an exported inference artifact: eval mode only")
         if self.run_fn is None:
             self._export(*images.shape[2:])
         out = np.asarray(self.run_fn(np.ascontiguousarray(images, np.float32)), np.float32)
         return {self.plan.taps[-1]: out}
 
     def grads(self, *args: Any) -> dict[str, np.ndarray]:
-        raise ValueError(f"{self.engine} runs an exported inference artifact: no gradients")
+        raise InputError(f"{self.engine} runs an exported inference artifact: no gradients")
 
     # One opener per runtime; each returns NCHW images -> output (NCHW when 4-D).
 
