@@ -242,9 +242,9 @@ def test_non_resnet_architecture_is_refused_by_name(torch, need, offline, tmp_pa
         rc.build("hf-hub:tester/vit", backend="torch")
     # A timm ResNet with an option our spec lacks names that option.
     timm = need("torch", "timm")
-    odd = timm.create_model("resnet18", num_classes=2, replace_stem_pool=True)
-    timm.models.save_for_hf(odd, tmp_path / "odd", model_args={"replace_stem_pool": True}, safe_serialization=True)
-    with pytest.raises(SourceError, match=r"odd: timm's resnet18 is not a ResNet .*replace_stem_pool"):
+    odd = timm.create_model("resnet18", num_classes=2, act_layer="silu")
+    timm.models.save_for_hf(odd, tmp_path / "odd", model_args={"act_layer": "silu"}, safe_serialization=True)
+    with pytest.raises(SourceError, match=r"odd: timm's resnet18 is not a ResNet .*act_layer"):
         rc.read_weights(tmp_path / "odd")
 
 
