@@ -11,6 +11,7 @@ import functools
 import math
 from dataclasses import dataclass
 
+from .errors import InputError
 from .layouts import Layout
 from .spec import FUSED_NORMS, GROUPED_NORMS, ResNetSpec, SpecError
 from .widths import (  # noqa: F401 - importers read the width rules from the plan
@@ -317,7 +318,7 @@ class Plan:
         return self._sizes(height, width)[1]
 
     def module_sizes(self, height: int, width: int) -> dict[str, tuple[int, int]]:
-        """Spatial size (H, W) of the output of every conv and norm in :meth:`modules`, by name."""
+        """Spatial size (H, W) of the output of every conv, norm and pool, by name."""
         return self._sizes(height, width)[0]
 
     def _sizes(self, height: int, width: int) -> tuple[dict[str, tuple[int, int]], tuple[int, int]]:
@@ -329,13 +330,13 @@ class Plan:
                 if unit.norm is not None:
                     sizes[unit.norm.name] = hw
                 if unit.pool is not None:
-                    hw = _pool_size(hw, unit.pool)
+                    hw = sizes[unit.pool.name] = _pool_size(hw, unit.pool)
             return hw
 
         hw = units((height, width), self.stem.units)
         for pool in (self.stem.pool, self.stem.blur):
             if pool is not None:
-                hw = _pool_size(hw, pool)
+                hw = sizes[pool.name] = _pool_size(hw, pool)
         for block in self.blocks:
             if block.pre_norm is not None:
                 sizes[block.pre_norm.name] = hw
@@ -346,10 +347,21 @@ class Plan:
                 sizes[block.attention.conv.name] = (1, 1)
             if block.shortcut is not None:
                 pool = block.shortcut_pool
-                units(hw if pool is None else _pool_size(hw, pool), (block.shortcut,))
+                if pool is not None:
+                    sizes[pool.name] = _pool_size(hw, pool)
+                short = units(hw if pool is None else sizes[pool.name], (block.shortcut,))
+                if short != out:  # e.g. timm's anti-aliased networks (aa_layer floors, the shortcut pool ceils)
+                    raise InputError(
+                        f"Input size {height}x{width} cannot run through {self.spec.name}: at {block.name} the main "
+                        f"path gives {out[0]}x{out[1]} and the shortcut {short[0]}x{short[1]} (the reference "
+                        "implementation fails the same way); choose another input size")
             hw = out
         if self.head.norm is not None:
             sizes[self.head.norm.name] = hw
+        empty = next((name for name, (h, w) in sizes.items() if h < 1 or w < 1), None)
+        if empty is not None:  # e.g. an anti-aliasing 2x2 pool on a 1-pixel map
+            raise InputError(f"Input size {height}x{width} is too small for {self.spec.name}: {empty} would get an "
+                             "empty feature map; choose a larger input size")
         return sizes, hw
 
     @property
