@@ -114,9 +114,6 @@ class ResNetSpec:
     norm_groups: int = 32
     std_conv: bool = False
     std_conv_eps: float = 1e-6
-    # Input normalisation the weights were trained with (ignored by the adapters; see resnet_core.preprocess):
-    # "torch" RGB mean/std on [0, 1], "caffe" BGR mean subtraction on [0, 255], "tf" [-1, 1].
-    preprocessing: str = "torch"
     name: str = field(default="resnet", compare=False)
 
     def __post_init__(self) -> None:
@@ -179,8 +176,6 @@ class ResNetSpec:
         if self.stem_pool_padding not in POOL_PADDINGS:
             raise _expected("stem_pool_padding", f"one of {POOL_PADDINGS}", self.stem_pool_padding)
         self._validate_norm()
-        if self.preprocessing not in ("torch", "caffe", "tf"):
-            raise _expected("preprocessing", "one of ('torch', 'caffe', 'tf')", self.preprocessing)
         self._validate_widths()
         self._validate_timm_options()
         if not isinstance(self.name, str) or not self.name:
@@ -297,6 +292,9 @@ class ResNetSpec:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ResNetSpec:
+        """The spec in ``data``. ``preprocessing`` (a field before it moved to
+        :class:`~resnet_core.weights_info.WeightsInfo`) is dropped, so older files keep loading."""
+        data = {k: v for k, v in data.items() if k != "preprocessing"}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

@@ -89,7 +89,6 @@ VALID: dict[str, Choice] = {
     "pooling": lambda d: st.just(None) if d["include_top"] else st.sampled_from(POOLINGS),
     "bn_eps": st.sampled_from((1e-5, 1.001e-5, 1e-3)),
     "bn_momentum": st.sampled_from((0.1, 0.01)) | st.floats(0.0, 1.0),
-    "preprocessing": st.sampled_from(("torch", "caffe", "tf")),
 }
 
 # Every combination, valid or not: the spec must refuse what it cannot build (independent draws, widths from 0).

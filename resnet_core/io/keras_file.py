@@ -23,12 +23,16 @@ from ..errors import InputError
 from ..keras_spec import recover_spec
 from ..plan import make_plan
 from ..spec import ResNetSpec
-from .formats import TensorInfo, WeightsFileError, spec_from_json
+from ..weights_info import WeightsInfo
+from .formats import INFO_KEY, TensorInfo, WeightsFileError, info_from_metadata, legacy_info, spec_from_json
 from .infer import InferenceError
 from .keras_h5 import KerasH5Reader
 
 LEGACY_CLASS = ("resnet_core>KerasResNet", "KerasResNet")  # (registered name, class name) that stored the spec
 WEIGHTS_MEMBER = "model.weights.h5"
+# The trained-with record, an extra member of the archive: Keras's loader reads only the members it knows,
+# so the file still loads anywhere, and the record stays beside the weights.
+INFO_MEMBER = "resnet_core_weights_info.json"
 
 
 class _Window(io.RawIOBase):
@@ -72,6 +76,7 @@ class KerasFileReader(KerasH5Reader):
             with zipfile.ZipFile(path) as zf:
                 config = json.loads(zf.read("config.json"))
                 meta = json.loads(zf.read("metadata.json")) if "metadata.json" in zf.namelist() else {}
+                record = zf.read(INFO_MEMBER).decode("utf-8") if INFO_MEMBER in zf.namelist() else None
                 member = zf.getinfo(WEIGHTS_MEMBER)
                 fileobj: Any = (_Window(path, _data_offset(path, member), member.file_size)
                                 if member.compress_type == zipfile.ZIP_STORED else io.BytesIO(zf.read(member)))
@@ -89,9 +94,17 @@ class KerasFileReader(KerasH5Reader):
         model = config.get("config") or {}
         try:
             self.stored_spec = self._spec(path, config, model)
+            self.stored_info = self._info(path, record, model)
         except BaseException:
             self.close()
             raise
+
+    @staticmethod
+    def _info(path: Path, record: str | None, model: dict[str, Any]) -> WeightsInfo | None:
+        """The record member; in files of the former ``KerasResNet``, its config's record or spec preprocessing."""
+        if record is None and isinstance(model.get("weights_info"), dict):
+            record = json.dumps(model["weights_info"])
+        return info_from_metadata({INFO_KEY: record}, path) if record is not None else legacy_info(model.get("spec"))
 
     def _spec(self, path: Path, config: dict[str, Any], model: dict[str, Any]) -> ResNetSpec:
         if (config.get("registered_name"), config.get("class_name")) == LEGACY_CLASS:
@@ -137,15 +150,20 @@ def _keras_model(spec: ResNetSpec, tensors: dict[str, TensorInfo], get: Callable
 
 
 def write_keras(path: Path, spec: ResNetSpec, tensors: dict[str, TensorInfo], get: Callable[[str], np.ndarray],
-                progress: Callable[[int], None]) -> None:
-    """A whole model through Keras: a functional model of built-in layers that any Keras 3 loads."""
+                progress: Callable[[int], None], info: WeightsInfo | None = None) -> None:
+    """A whole model through Keras: a functional model of built-in layers that any Keras 3 loads; the
+    trained-with record rides along as an extra archive member."""
     model = _keras_model(spec, tensors, get, progress)
     with _without_tensorflow_probe():
         model.save(path)
+    if info is not None:
+        with zipfile.ZipFile(path, "a") as zf:
+            zf.writestr(INFO_MEMBER, info.to_json())
 
 
 def save_weights_through_keras(path: Path, spec: ResNetSpec, tensors: dict[str, TensorInfo],
-                               get: Callable[[str], np.ndarray], progress: Callable[[int], None]) -> None:
+                               get: Callable[[str], np.ndarray], progress: Callable[[int], None],
+                               info: WeightsInfo | None = None) -> None:
     """``model.save_weights`` of Keras itself: the writer for Keras versions whose layout was not verified."""
     model = _keras_model(spec, tensors, get, progress)
     with _without_tensorflow_probe():

@@ -24,6 +24,7 @@ from ..layouts import Layout
 from ..mapping import canonical_name, keras_table
 from ..plan import make_plan
 from ..spec import ResNetSpec
+from ..weights_info import WeightsInfo
 from .formats import (
     LIBRARY_KEY,
     SPEC_KEY,
@@ -32,6 +33,7 @@ from .formats import (
     TensorInfo,
     WeightsFileError,
     dtype_by_name,
+    info_from_metadata,
     spec_from_metadata,
     spec_metadata,
 )
@@ -49,7 +51,7 @@ def _h5py():
 
 
 def write(path: Path, spec: ResNetSpec, tensors: dict[str, TensorInfo], get: Callable[[str], np.ndarray],
-          progress: Callable[[int], None]) -> None:
+          progress: Callable[[int], None], info: WeightsInfo | None = None) -> None:
     """A ``.weights.h5`` exactly as ``model.save_weights`` of the Keras model writes it, plus the spec as
     root attributes (which Keras ignores); then read back and compared with what was written."""
     digests: dict[str, bytes] = {}
@@ -60,13 +62,13 @@ def write(path: Path, spec: ResNetSpec, tensors: dict[str, TensorInfo], get: Cal
         return value
 
     if layout_verified(installed_keras()):
-        _write_h5(path, spec, tensors, recorded, progress)
+        _write_h5(path, spec, tensors, recorded, progress, info)
     else:  # a Keras whose private layout was never checked: let it write its own file
         from .keras_file import save_weights_through_keras
 
         save_weights_through_keras(path, spec, tensors, recorded, progress)
         with _h5py().File(path, "a") as f:
-            for key, value in spec_metadata(spec).items():
+            for key, value in spec_metadata(spec, info).items():
                 f.attrs[key] = value
     _verify(path, spec, tensors, digests)
 
@@ -76,7 +78,7 @@ def _digest(array: np.ndarray) -> bytes:
 
 
 def _write_h5(path: Path, spec: ResNetSpec, tensors: dict[str, TensorInfo], get: Callable[[str], np.ndarray],
-              progress: Callable[[int], None]) -> None:
+              progress: Callable[[int], None], info: WeightsInfo | None = None) -> None:
     h5py = _h5py()
     plan = make_plan(spec)
     rows = {row.path: row for row in keras_table(plan)}
@@ -88,7 +90,7 @@ def _write_h5(path: Path, spec: ResNetSpec, tensors: dict[str, TensorInfo], get:
         return to_framework(row.layout, get(row.canonical))
 
     with h5py.File(path, "w") as f:
-        for key, value in spec_metadata(spec).items():
+        for key, value in spec_metadata(spec, info).items():
             f.attrs[key] = value
         f.create_group("vars").attrs["name"] = spec.name  # the model's own (empty) entry, as Keras writes it
         groups = {}
@@ -160,6 +162,7 @@ class KerasH5Reader(Reader):
             raise WeightsFileError(f"{path} is not a valid Keras weights file (truncated or corrupt?): {exc}") \
                 from None
         self.stored_spec = spec_from_metadata(attrs, path)
+        self.stored_info = info_from_metadata(attrs, path)
         self.producer = (f"resnet-core {attrs[LIBRARY_KEY]} (weights format {attrs.get(VERSION_KEY)})"
                          if LIBRARY_KEY in attrs else "Keras save_weights")
         # keras.applications' name table when the layers keep its names; tensors() reads through it.
