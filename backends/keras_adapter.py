@@ -113,6 +113,11 @@ def _call(layer: Any, args: list[Any], given: dict[str, np.ndarray] | None) -> A
     gets its serialisable initializers back, so its config is what a random build would save."""
     if not given:
         return layer(args if len(args) > 1 else args[0])
+    if not all(hasattr(layer, f"{v}_initializer") for v in given):  # a layer of ours without initializer attributes
+        out = layer(args if len(args) > 1 else args[0])
+        for variable, value in given.items():
+            getattr(layer, variable).assign(value)
+        return out
     kept = {v: getattr(layer, f"{v}_initializer") for v in given}
     for variable, value in given.items():
         setattr(layer, f"{variable}_initializer", _Given(value))

@@ -18,7 +18,7 @@ from .keras_graph import VARIABLES, keras_graph
 from .layouts import Layout
 from .mapping import canonical_name
 from .plan import make_plan
-from .spec import DOWNSAMPLES, OUTPUT_STRIDES, POOL_PADDINGS, POOLINGS, STRIDE_BLOCKS, ResNetSpec
+from .spec import ANTI_ALIASES, DOWNSAMPLES, OUTPUT_STRIDES, POOL_PADDINGS, POOLINGS, STRIDE_BLOCKS, ResNetSpec
 
 Record = tuple[str, tuple[str, ...], tuple[tuple[str, Any], ...]]  # class, input layers, configured items
 Seen = dict[str, tuple[str, tuple[str, ...], dict[str, Any]]]  # a model's layers: class, input layers, config
@@ -35,7 +35,13 @@ GRAPH_FIELDS: dict[str, tuple[Any, ...] | None] = {
     "output_stride": OUTPUT_STRIDES,
     "bn_eps": None,
     "bn_momentum": None,
+    "anti_alias": ANTI_ALIASES,  # a weightless pool, seen only in the layers
+    "std_conv": (False, True),  # set together with std_conv_eps, read off the StdConv2D layers
+    "norm_groups": None,
 }
+# Norm layer classes and the config key of their epsilon; the grouped ones also record their group count.
+_NORM_EPS = {"BatchNormalization": "epsilon", "GroupNormalization": "epsilon", "EvoNormS0": "epsilon",
+             "FilterResponseNormTLU": "epsilon"}
 
 
 def layout_of(cls: str, variable: str) -> Layout:
@@ -105,8 +111,8 @@ def model_records(config: Mapping[str, Any]) -> Seen:
 
 
 def _ours(key: str, value: Any, cls: str) -> Any:
-    if key in _PAIRS and isinstance(value, int):
-        return (value, value)
+    if key in _PAIRS and isinstance(value, int) and cls != "BlurPool2D":  # ours keeps its ints; built-ins pair them
+        return (value,) if cls == "Conv1D" else (value, value)
     if key == "padding" and cls == "ZeroPadding2D" and isinstance(value, int):
         return ((value, value), (value, value))
     if key.endswith("_initializer") and isinstance(value, str):
@@ -135,15 +141,26 @@ def _differences(expected: dict[str, Record], seen: Seen) -> list[str]:
     return out
 
 
+def _changes(name: str, spec: ResNetSpec, seen: Seen) -> list[dict[str, Any]]:
+    """The changes of ``name`` worth trying; std_conv comes with the epsilon its layers record."""
+    if name == "std_conv":
+        eps = [config.get("eps") for cls, _, config in seen.values() if cls == "StdConv2D"]
+        return [{"std_conv": False}] + ([{"std_conv": True, "std_conv_eps": eps[0]}] if eps else [])
+    return [{name: value} for value in _values(name, spec, seen)]
+
+
 def _values(name: str, spec: ResNetSpec, seen: Seen) -> tuple[Any, ...]:
     choices = GRAPH_FIELDS[name]
     if choices is not None:
         return choices
+    if name == "norm_groups":
+        return tuple({config["groups"] for cls, _, config in seen.values() if "groups" in config
+                      and cls in ("GroupNormalization", "EvoNormS0")})
+    if name == "bn_eps":
+        return tuple({config.get(_NORM_EPS[cls]) for cls, _, config in seen.values() if cls in _NORM_EPS})[:1]
     norms = [config for cls, _, config in seen.values() if cls == "BatchNormalization"]
     if not norms:
         return ()
-    if name == "bn_eps":
-        return (norms[0].get("epsilon"),)
     keras_momentum = float(norms[0].get("momentum", 0.0))
     short = float(f"{1.0 - keras_momentum:.12g}")  # 0.01, not 0.010000000000000009, when it maps back the same
     return (short if 1.0 - short == keras_momentum else 1.0 - keras_momentum,)
@@ -155,11 +172,11 @@ def _settle(spec: ResNetSpec, seen: Seen, dtype: str) -> tuple[ResNetSpec, list[
     while wrong:
         improved = None
         for name in GRAPH_FIELDS:
-            for value in _values(name, best, seen):
-                if value == getattr(best, name):
+            for changes in _changes(name, best, seen):
+                if all(getattr(best, k) == v for k, v in changes.items()):
                     continue
                 try:
-                    trial = best.replace(**{name: value})
+                    trial = best.replace(**changes)
                     differing = _differences(graph_records(trial, dtype), seen)
                 except (ValueError, TypeError):  # an invalid combination of fields
                     continue

@@ -30,6 +30,12 @@ VARIANTS = [
     POST.replace(layers=(1, 1, 1), output_stride=8, zero_init_residual=True, downsample="avg", name="dilated"),
     PREACT.replace(stride_block="last", stem_pool_padding="zero", attention=None, se_ratio=1 / 16, name="v2"),
     PREACT.replace(stem_pool=False, stem="deep", name="deep"),
+    # Fields only the layers show in the newer families: blur anti-aliasing (resnet_core's BlurPool2D), weight
+    # standardisation with its epsilon (StdConv2D), group counts of grouped norms.
+    POST.replace(anti_alias="blur", attention="eca", stride_in_1x1=False, name="blur_eca"),
+    PREACT.replace(std_conv=True, std_conv_eps=1e-8, norm="group", norm_groups=4, attention=None, se_ratio=1 / 16,
+                   name="bit"),
+    PREACT.replace(norm="evo_s0", norm_groups=2, attention=None, se_ratio=1 / 16, name="evonorm"),
 ]
 
 
