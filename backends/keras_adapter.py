@@ -17,8 +17,10 @@ import numpy as np
 from resnet_core.errors import UnknownNameError
 from resnet_core.keras_graph import KerasLayer, keras_graph
 from resnet_core.mapping import check_weights, keras_table
-from resnet_core.plan import Plan, make_plan
+from resnet_core.plan import Plan, binomial_filter, make_plan
 from resnet_core.spec import ResNetSpec
+
+from .keras_norms import LAYERS as _NORM_LAYERS
 
 _PACKAGE = "resnet_core"
 
@@ -44,12 +46,44 @@ class ConstantPad2D(keras.layers.Layer):
         return {**super().get_config(), "padding": self.padding, "value": self.value}
 
 
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class BlurPool2D(keras.layers.Layer):
+    """timm's BlurPool2d: pad by reflection or zeros, then a depthwise binomial filter (no weights)."""
+
+    def __init__(self, filter_size: int, strides: int, padding: int, pad_mode: str = "reflect", **kwargs: Any):
+        super().__init__(**kwargs)
+        self.filter_size, self.strides, self.padding = int(filter_size), int(strides), int(padding)
+        self.pad_mode = str(pad_mode)
+        taps = np.asarray(binomial_filter(self.filter_size), dtype="float32")
+        self._filter = np.outer(taps, taps)[:, :, None, None]  # (kh, kw, 1, 1), repeated per channel
+
+    def call(self, x):
+        p = self.padding
+        mode = "reflect" if self.pad_mode == "reflect" else "constant"
+        x = keras.ops.pad(x, [[0, 0], [p, p], [p, p], [0, 0]], mode=mode)
+        kernel = keras.ops.cast(np.repeat(self._filter, x.shape[-1], axis=2), x.dtype)
+        return keras.ops.depthwise_conv(x, kernel, strides=self.strides, padding="valid")
+
+    def compute_output_shape(self, shape):
+        size = lambda d: None if d is None else (d + 2 * self.padding - self.filter_size) // self.strides + 1  # noqa: E731
+        return (shape[0], size(shape[1]), size(shape[2]), shape[3])
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "filter_size": self.filter_size, "strides": self.strides,
+                "padding": self.padding, "pad_mode": self.pad_mode}
+
+
+_OWN_LAYERS = {"ConstantPad2D": ConstantPad2D, "BlurPool2D": BlurPool2D}
+
+
 def _initializers(layer: KerasLayer, plan: Plan) -> dict[str, Any]:
     """PyTorch's default initialisation, in Keras terms (kaiming-normal fan-out convs, torch Linear)."""
-    if layer.cls == "Conv2D":
+    if layer.cls in ("Conv2D", "StdConv2D"):
         kernel = layer.config.get("kernel_initializer") or \
             keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal")
         return {"kernel_initializer": kernel, "bias_initializer": "zeros"}
+    if layer.cls == "Conv1D":  # nn.Conv1d's default: uniform, bound 1/sqrt(fan_in)
+        return {"kernel_initializer": keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform")}
     if layer.cls == "Dense":
         bound = 1.0 / math.sqrt(plan.head.fc.in_features)
         return {"kernel_initializer": keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform"),
@@ -68,7 +102,8 @@ def _graph(plan: Plan, dtype: Any = None) -> tuple[Any, Any, dict[str, str]]:
         if layer.cls == "InputLayer":
             inputs = tensors[layer.name] = keras.Input(name=layer.name, **layer.config)
             continue
-        cls = ConstantPad2D if layer.cls == "ConstantPad2D" else getattr(keras.layers, layer.cls)
+        own = {**_OWN_LAYERS, **_NORM_LAYERS}
+        cls = own[layer.cls] if layer.cls in own else getattr(keras.layers, layer.cls)
         args = [tensors[i] for i in layer.inputs]
         made = cls(name=layer.name, **{**layer.config, **_initializers(layer, plan)},
                    **({} if dtype is None else {"dtype": dtype}))

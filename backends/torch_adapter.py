@@ -11,17 +11,23 @@ from torch import nn
 
 from resnet_core.arrays import to_numpy, to_torch
 from resnet_core.mapping import check_weights
-from resnet_core.plan import AvgPool, Block, Conv, ConvNorm, MaxPool, Norm, Plan, SqueezeExcite, make_plan
+from resnet_core.plan import (
+    AvgPool,
+    Block,
+    BlurPool,
+    ConvNorm,
+    EfficientChannelAttention,
+    MaxPool,
+    Norm,
+    Plan,
+    SqueezeExcite,
+    binomial_filter,
+    make_plan,
+)
 from resnet_core.spec import ResNetSpec
 
-
-def _conv(c: Conv) -> nn.Conv2d:
-    return nn.Conv2d(c.in_channels, c.out_channels, c.kernel_size, stride=c.stride, padding=c.padding,
-                     dilation=c.dilation, groups=c.groups, bias=c.bias)
-
-
-def _norm(n: Norm) -> nn.BatchNorm2d:
-    return nn.BatchNorm2d(n.channels, eps=n.eps, momentum=n.momentum)
+from .torch_norms import conv_module as _conv
+from .torch_norms import norm_module as _norm
 
 
 def _place(root: nn.Module, path: str, module: nn.Module) -> None:
@@ -46,7 +52,15 @@ def _build_norm(root: nn.Module, prefix: str, n: Norm | None) -> nn.Module | Non
     return norm
 
 
-Units = list[tuple[nn.Module, nn.Module | None, bool]]
+Units = list[tuple[nn.Module, nn.Module | None, bool, nn.Module | None]]
+
+
+def _build_pool(root: nn.Module, prefix: str, pool: AvgPool | MaxPool | BlurPool | None) -> nn.Module | None:
+    if pool is None:
+        return None
+    module = BlurPoolModule(pool) if isinstance(pool, BlurPool) else Pool(pool)
+    _place(root, _relative(pool.name, prefix), module)
+    return module
 
 
 def _build_units(root: nn.Module, prefix: str, units: tuple[ConvNorm, ...]) -> Units:
@@ -54,22 +68,28 @@ def _build_units(root: nn.Module, prefix: str, units: tuple[ConvNorm, ...]) -> U
     for unit in units:
         conv = _conv(unit.conv)
         _place(root, _relative(unit.conv.name, prefix), conv)
-        out.append((conv, _build_norm(root, prefix, unit.norm), unit.relu))
+        # A fused norm (EvoNorm, FRN) computes the activation itself: no separate ReLU.
+        relu = unit.relu and not (unit.norm is not None and unit.norm.fused_act)
+        out.append((conv, _build_norm(root, prefix, unit.norm), relu, _build_pool(root, prefix, unit.pool)))
     return out
 
 
 def _run(units: Units, x: torch.Tensor) -> torch.Tensor:
-    for conv, norm, relu in units:
+    for conv, norm, relu, pool in units:
         x = conv(x)
         if norm is not None:
             x = norm(x)
         if relu:
             x = torch.relu(x)
+        if pool is not None:
+            x = pool(x)
     return x
 
 
 def _preact(norm: nn.Module | None, x: torch.Tensor) -> torch.Tensor:
-    return x if norm is None else torch.relu(norm(x))
+    if norm is None:
+        return x
+    return norm(x) if getattr(norm, "fused_act", False) else torch.relu(norm(x))
 
 
 class SqueezeExciteModule(nn.Module):
@@ -80,6 +100,34 @@ class SqueezeExciteModule(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate = self.fc2(torch.relu(self.fc1(x.mean((2, 3), keepdim=True))))
         return x * torch.sigmoid(gate)
+
+
+class EfficientChannelAttentionModule(nn.Module):
+    """timm's EcaModule: a 1D conv across the pooled channels gates each channel."""
+
+    def __init__(self, eca: EfficientChannelAttention):
+        super().__init__()
+        self.conv = nn.Conv1d(1, 1, eca.conv.kernel_size, padding=eca.conv.padding, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate = self.conv(x.mean((2, 3)).view(x.shape[0], 1, -1))
+        return x * torch.sigmoid(gate).view(x.shape[0], -1, 1, 1)
+
+
+class BlurPoolModule(nn.Module):
+    """timm's BlurPool2d: pad (reflect or zeros), then a depthwise binomial filter at the plan's stride."""
+
+    def __init__(self, blur: BlurPool):
+        super().__init__()
+        taps = torch.tensor(binomial_filter(blur.filter_size), dtype=torch.float32)
+        kernel = (taps[:, None] * taps[None, :])[None, None].repeat(blur.channels, 1, 1, 1)
+        self.register_buffer("filt", kernel, persistent=False)  # not a weight: the plan defines it
+        self.stride, self.padding = blur.stride, (blur.padding,) * 4
+        self.mode = "reflect" if blur.pad_mode == "reflect" else "constant"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.pad(x, self.padding, mode=self.mode)
+        return F.conv2d(x, self.filt.to(x.dtype), stride=self.stride, groups=x.shape[1])
 
 
 class Pool(nn.Module):
@@ -99,6 +147,8 @@ class Pool(nn.Module):
                 x = F.pad(x, (self.padding,) * 4, value=self.value)
                 return F.max_pool2d(x, self.kernel_size, self.stride)
             return F.max_pool2d(x, self.kernel_size, self.stride, self.padding)
+        if self.mode == "floor":
+            return F.avg_pool2d(x, self.kernel_size, self.stride)
         if self.mode == "same":  # zero padding after each edge, counted in the mean
             pad = self.kernel_size - 1
             return F.avg_pool2d(F.pad(x, (0, pad, 0, pad)), self.kernel_size, self.stride)
@@ -114,7 +164,8 @@ class TorchBlock(nn.Module):
         # registered again (nn.Module would otherwise add them to the state_dict a second time).
         attention = pool = None
         if block.attention is not None:
-            attention = SqueezeExciteModule(block.attention)
+            attention = SqueezeExciteModule(block.attention) if isinstance(block.attention, SqueezeExcite) \
+                else EfficientChannelAttentionModule(block.attention)
             _place(self, _relative(block.attention.name, block.name), attention)
         if block.shortcut_pool is not None:
             pool = Pool(block.shortcut_pool)
@@ -149,10 +200,13 @@ class TorchResNet(nn.Module):
         self._stem = _build_units(self, "", plan.stem.units)
         self.relu = nn.ReLU(inplace=True)
         pool = plan.stem.pool
-        if pool is not None:
-            self.add_module(pool.name, nn.MaxPool2d(pool.kernel_size, pool.stride, pool.padding)
-                            if pool.pad_value == -float("inf") else Pool(pool))
-        self._pool = pool is not None
+        pools = [_build_pool(self, "", plan.stem.blur)]
+        if isinstance(pool, MaxPool) and pool.pad_value == -float("inf"):
+            pools.insert(0, nn.MaxPool2d(pool.kernel_size, pool.stride, pool.padding))
+            _place(self, pool.name, pools[0])
+        else:
+            pools.insert(0, _build_pool(self, "", pool))
+        self.__dict__["_stem_pools"] = [p for p in pools if p is not None]  # placed once, by name
         for stage in range(1, plan.num_stages + 1):
             layer = nn.Sequential(*(TorchBlock(b) for b in plan.stage_blocks(stage)))
             self.add_module(f"layer{stage}", layer)
@@ -167,14 +221,18 @@ class TorchResNet(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Outputs of every stage (C2..C5 for the standard four stages)."""
-        x = _run(self._stem, x)
-        if self._pool:
-            x = self.maxpool(x)
+        x = self._run_stem(x)
         feats = []
         for stage in self._stages:
             x = stage(x)
             feats.append(x)
         return feats
+
+    def _run_stem(self, x: torch.Tensor) -> torch.Tensor:
+        x = _run(self._stem, x)
+        for pool in self._stem_pools:
+            x = pool(x)
+        return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._head(self.forward_features(x)[-1])
@@ -190,9 +248,7 @@ class TorchResNet(nn.Module):
     def forward_taps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Every tap of the plan (stem, each block, pool, logits), in network order."""
         taps = {}
-        x = _run(self._stem, x)
-        if self._pool:
-            x = self.maxpool(x)
+        x = self._run_stem(x)
         taps["stem"] = x
         for block, module in zip(self.plan.blocks, (m for stage in self._stages for m in stage), strict=True):
             x = module(x)
@@ -219,6 +275,9 @@ def _initialise(model: nn.Module, plan: Plan) -> None:
             t.zero_()
         elif p.init == "ones":
             t.fill_(1.0)
+        elif p.init == "fan_in_uniform":  # nn.Conv1d's default (kaiming_uniform, a=sqrt(5))
+            bound = 1.0 / np.sqrt(np.prod(p.shape[1:]))
+            nn.init.uniform_(t, -bound, bound)
         elif p.init == "linear_uniform":
             bound = 1.0 / np.sqrt(plan.head.fc.in_features)
             nn.init.uniform_(t, -bound, bound)

@@ -14,15 +14,21 @@ from .selection import get_backend
 from .spec import ResNetSpec
 
 
-def build(spec: str | ResNetSpec = "resnet50", backend: str | None = None, **overrides: Any) -> Any:
+def build(spec: str | ResNetSpec = "resnet50", backend: str | None = None, dtype: str | None = None,
+          **overrides: Any) -> Any:
     """A model of ``spec`` (a preset name or a spec) for ``backend``.
 
     ``overrides`` replace spec fields, e.g. ``build("resnet50", num_classes=10)``. The torch backend
     returns a ``torch.nn.Module`` taking NCHW input; keras returns a ``keras.Model`` taking NHWC.
+    ``dtype`` ("bfloat16", "float16") builds the whole model in that precision (see ``resnet_core.precision``).
     """
     resolved = get_spec(spec)
     if overrides:
         resolved = resolved.replace(**overrides)
+    if dtype is not None:
+        from .precision import build_in_dtype
+
+        return build_in_dtype(make_plan(resolved), get_backend(backend), dtype)
     return load_adapter(get_backend(backend)).build(make_plan(resolved))
 
 

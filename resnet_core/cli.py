@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "resnet_core.commands.convert",
     "resnet_core.commands.info",
     "resnet_core.commands.summary",
+    "resnet_core.commands.export",
 )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from html import escape
 
-from .plan import AvgPool, Block, ConvNorm, MaxPool, Plan, make_plan
+from .plan import AvgPool, Block, BlurPool, ConvNorm, MaxPool, Plan, SqueezeExcite, make_plan
 from .presets import get_spec
 from .spec import ResNetSpec
 
@@ -43,10 +43,14 @@ def _unit_boxes(unit: ConvNorm) -> list[tuple[str, str]]:
         boxes.append(("batch norm", "norm"))
     if unit.relu:
         boxes.append(("ReLU", "act"))
+    if unit.pool is not None:
+        boxes.append((_pool_text(unit.pool) + " (anti-aliasing)", "pool"))
     return boxes
 
 
-def _pool_text(pool: AvgPool | MaxPool) -> str:
+def _pool_text(pool: AvgPool | MaxPool | BlurPool) -> str:
+    if isinstance(pool, BlurPool):
+        return f"{pool.filter_size}x{pool.filter_size} blur pool ({pool.pad_mode}), /{pool.stride}"
     kind = "max" if isinstance(pool, MaxPool) else "avg"
     return f"{pool.kernel_size}x{pool.kernel_size} {kind} pool, /{pool.stride}"
 
@@ -69,9 +73,11 @@ def _block_svg(block: Block, x: float, y: float) -> tuple[list[str], float]:
         main += [("batch norm (pre-activation)", "norm"), ("ReLU", "act")]
     for unit in block.main:
         main += _unit_boxes(unit)
-    if block.attention is not None:
+    if isinstance(block.attention, SqueezeExcite):
         att = block.attention
         main.append((f"squeeze-excite {att.fc1.in_channels}-{att.fc1.out_channels}", "attn"))
+    elif block.attention is not None:
+        main.append((f"efficient channel attention, k={block.attention.conv.kernel_size}", "attn"))
     short: list[tuple[str, str]] = []
     if block.shortcut_pool is not None:
         short.append((_pool_text(block.shortcut_pool), "pool"))
@@ -115,8 +121,9 @@ def svg(spec: str | ResNetSpec | Plan, input_size: int = 224) -> str:
     net: list[tuple[str, str]] = [(f"input {input_size}x{input_size}x{plan.spec.in_channels}", "io")]
     for unit in plan.stem.units:
         net += _unit_boxes(unit)
-    if plan.stem.pool is not None:
-        net.append((_pool_text(plan.stem.pool), "pool"))
+    for pool in (plan.stem.pool, plan.stem.blur):
+        if pool is not None:
+            net.append((_pool_text(pool), "pool"))
     for stage in range(1, plan.num_stages + 1):
         blocks = plan.stage_blocks(stage)
         h, w = sizes[blocks[-1].main[-1].conv.name]

@@ -11,20 +11,28 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .mapping import keras_layer_name
-from .plan import AvgPool, Block, Conv, ConvNorm, MaxPool, Norm, Plan
+from .plan import AvgPool, Block, BlurPool, ChannelConv, Conv, ConvNorm, MaxPool, Norm, Plan, SqueezeExcite
 
 # Variables of each weighted Keras layer class, in the order Keras creates (and saves) them.
 VARIABLES = {
     "Conv2D": ("kernel", "bias"),
+    "Conv1D": ("kernel", "bias"),
     "BatchNormalization": ("gamma", "beta", "moving_mean", "moving_variance"),
     "Dense": ("kernel", "bias"),
+    "StdConv2D": ("kernel", "bias"),  # resnet_core's own, like the two fused norms below
+    "GroupNormalization": ("gamma", "beta"),
+    "EvoNormS0": ("gamma", "beta", "v"),
+    "FilterResponseNormTLU": ("gamma", "beta", "tau"),
 }
+# The Keras class of each plan norm kind (Norm.kind).
+NORM_CLASSES = {"batch": "BatchNormalization", "group": "GroupNormalization", "evo_s0": "EvoNormS0",
+                "frn": "FilterResponseNormTLU"}
 
 
 @dataclass(frozen=True)
 class KerasLayer:
     name: str
-    cls: str  # Keras layer class name ("ConstantPad2D" is resnet_core's own)
+    cls: str  # Keras layer class name ("ConstantPad2D" and "BlurPool2D" are resnet_core's own)
     inputs: tuple[str, ...]
     config: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     variables: tuple[str, ...] = ()
@@ -50,28 +58,41 @@ class _Builder:
         if c.padding and not same:
             x = self.add("ZeroPadding2D", f"{name}_pad", x, padding=c.padding)
         zeros = {"kernel_initializer": "zeros"} if c.zero_init else {}
+        if c.standardize_eps is not None:
+            zeros["eps"] = c.standardize_eps
+        cls = "Conv2D" if c.standardize_eps is None else "StdConv2D"
         return self.add(
-            "Conv2D", name, x, variables=VARIABLES["Conv2D"][: 2 if c.bias else 1],
+            cls, name, x, variables=VARIABLES[cls][: 2 if c.bias else 1],
             filters=c.out_channels, kernel_size=c.kernel_size, strides=c.stride,
             padding="same" if same else "valid", dilation_rate=c.dilation, groups=c.groups, use_bias=c.bias, **zeros,
         )
 
+    def channel_conv(self, x: str, c: ChannelConv) -> str:
+        # stride 1 and an odd kernel: 'same' pads (k-1)/2 on each side, exactly as PyTorch's padding
+        return self.add("Conv1D", keras_layer_name(c.name), x, variables=VARIABLES["Conv1D"][:1], filters=1,
+                        kernel_size=c.kernel_size, padding="same", use_bias=False)
+
     def norm(self, x: str, n: Norm) -> str:
-        return self.add("BatchNormalization", keras_layer_name(n.name), x, variables=VARIABLES["BatchNormalization"],
-                        epsilon=n.eps, momentum=1.0 - n.momentum,
-                        gamma_initializer="zeros" if n.zero_init else "ones")
+        cls = NORM_CLASSES[n.kind]
+        config: dict[str, Any] = {"epsilon": n.eps, "gamma_initializer": "zeros" if n.zero_init else "ones"}
+        if n.kind == "batch":
+            config["momentum"] = 1.0 - n.momentum
+        if n.kind in ("group", "evo_s0"):
+            config["groups"] = n.groups
+        return self.add(cls, keras_layer_name(n.name), x, variables=VARIABLES[cls], **config)
 
     def preact(self, x: str, n: Norm) -> str:
         """relu(norm(x)): a pre-activation block's entry, or the final norm of a pre-activation network."""
-        return self.add("ReLU", f"{keras_layer_name(n.name)}_relu", self.norm(x, n))
+        x = self.norm(x, n)
+        return x if n.fused_act else self.add("ReLU", f"{keras_layer_name(n.name)}_relu", x)
 
     def unit(self, x: str, unit: ConvNorm) -> str:
         x = self.conv(x, unit.conv)
         if unit.norm is not None:
             x = self.norm(x, unit.norm)
-        if not unit.relu:
-            return x
-        return self.add("ReLU", f"{keras_layer_name((unit.norm or unit.conv).name)}_relu", x)
+        if unit.relu and not (unit.norm is not None and unit.norm.fused_act):
+            x = self.add("ReLU", f"{keras_layer_name((unit.norm or unit.conv).name)}_relu", x)
+        return x if unit.pool is None else self.pool(x, unit.pool)
 
     def maxpool(self, x: str, pool: MaxPool) -> str:
         name = keras_layer_name(pool.name)
@@ -79,10 +100,16 @@ class _Builder:
             x = self.add("ConstantPad2D", f"{name}_pad", x, padding=pool.padding, value=pool.pad_value)
         return self.add("MaxPooling2D", name, x, pool_size=pool.kernel_size, strides=pool.stride, padding="valid")
 
-    def shortcut_pool(self, x: str, pool: AvgPool | MaxPool) -> str:
+    def pool(self, x: str, pool: AvgPool | MaxPool | BlurPool) -> str:
         if isinstance(pool, MaxPool):
             return self.maxpool(x, pool)
         name = keras_layer_name(pool.name)
+        if isinstance(pool, BlurPool):
+            return self.add("BlurPool2D", name, x, filter_size=pool.filter_size, strides=pool.stride,
+                            padding=pool.padding, pad_mode=pool.pad_mode)
+        if pool.mode == "floor":
+            return self.add("AveragePooling2D", name, x, pool_size=pool.kernel_size, strides=pool.stride,
+                            padding="valid")
         if pool.mode == "same":  # zero padding after each edge, counted in the mean (timm's AvgPool2dSame)
             pad = pool.kernel_size - 1
             x = self.add("ZeroPadding2D", f"{name}_pad", x, padding=((0, pad), (0, pad)))
@@ -97,18 +124,27 @@ class _Builder:
         p = x if block.pre_norm is None else self.preact(x, block.pre_norm)
         shortcut = p if block.shortcut_preact else x
         if block.shortcut_pool is not None:
-            shortcut = self.shortcut_pool(shortcut, block.shortcut_pool)
+            shortcut = self.pool(shortcut, block.shortcut_pool)
         if block.shortcut is not None:
             shortcut = self.unit(shortcut, block.shortcut)
         y = p
         for unit in block.main:
             y = self.unit(y, unit)
-        if block.attention is not None:
+        if isinstance(block.attention, SqueezeExcite):
             se = block.attention
             name = keras_layer_name(se.name)
             gate = self.add("GlobalAveragePooling2D", f"{name}_mean", y, keepdims=True)
             gate = self.add("ReLU", f"{name}_relu", self.conv(gate, se.fc1))
             gate = self.add("Activation", f"{name}_gate", self.conv(gate, se.fc2), activation="sigmoid")
+            y = self.add("Multiply", f"{name}_scale", y, gate)
+        elif block.attention is not None:  # ECA: channels become a sequence for a 1D conv
+            eca = block.attention
+            name = keras_layer_name(eca.name)
+            gate = self.add("GlobalAveragePooling2D", f"{name}_mean", y)
+            gate = self.add("Reshape", f"{name}_to_sequence", gate, target_shape=(eca.channels, 1))
+            gate = self.channel_conv(gate, eca.conv)
+            gate = self.add("Reshape", f"{name}_to_map", gate, target_shape=(1, 1, eca.channels))
+            gate = self.add("Activation", f"{name}_gate", gate, activation="sigmoid")
             y = self.add("Multiply", f"{name}_scale", y, gate)
         b = keras_layer_name(block.name)
         if not block.relu_out:
@@ -122,8 +158,9 @@ def keras_graph(plan: Plan) -> tuple[list[KerasLayer], str]:
     x = g.add("InputLayer", "images", shape=(None, None, plan.spec.in_channels))
     for unit in plan.stem.units:
         x = g.unit(x, unit)
-    if plan.stem.pool is not None:
-        x = g.maxpool(x, plan.stem.pool)
+    for pool in (plan.stem.pool, plan.stem.blur):
+        if pool is not None:
+            x = g.pool(x, pool)
     g.layers[x] = _with_tap(g.layers[x], "stem")
     for block in plan.blocks:
         x = g.block(x, block)

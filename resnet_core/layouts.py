@@ -13,8 +13,12 @@ class Layout(enum.Enum):
     SAME = ()
     # canonical conv kernel (out, in/groups, kh, kw) -> Keras (kh, kw, in/groups, out)
     CONV = (2, 3, 1, 0)
+    # canonical 1D conv kernel (out, in, k) -> Keras Conv1D (k, in, out)
+    CONV1D = (2, 1, 0)
     # canonical dense weight (out, in) -> Keras (in, out)
     DENSE = (1, 0)
+    # canonical images and activations (N, C, H, W) -> channels last (N, H, W, C)
+    IMAGES = (0, 2, 3, 1)
 
     @property
     def axes(self) -> tuple[int, ...]:

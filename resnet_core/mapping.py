@@ -23,6 +23,8 @@ KERAS_VARIABLE = {
     "beta": "beta",
     "moving_mean": "moving_mean",
     "moving_variance": "moving_variance",
+    "v": "v",
+    "tau": "tau",
 }
 
 

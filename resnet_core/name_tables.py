@@ -176,6 +176,8 @@ TORCH_KINDS = {
         ("bias", "bias", Layout.SAME),
         ("running_mean", "running_mean", Layout.SAME),
         ("running_var", "running_var", Layout.SAME),
+        ("v", "v", Layout.SAME),  # EvoNorm-S0
+        ("tau", "tau", Layout.SAME),  # FilterResponseNorm
     ),
 }
 # BatchNorm's batch counter is training state, not a weight: the only tensor an import may skip.

@@ -12,7 +12,20 @@ import math
 from dataclasses import dataclass
 
 from .layouts import Layout
-from .spec import EXPANSION, ResNetSpec
+from .spec import FUSED_NORMS, GROUPED_NORMS, ResNetSpec, SpecError
+from .widths import (  # noqa: F401 - importers read the width rules from the plan
+    EXPANSION,
+    bottleneck_width,
+    make_divisible,
+    planes_of,
+    se_ratio_of,
+    se_width,
+    stage_planes,
+    stem_widths,
+    tiered_stem_width,
+    width_per_group_fitting,
+    width_per_group_of,
+)
 
 
 @dataclass(frozen=True)
@@ -27,24 +40,84 @@ class Conv:
     groups: int = 1
     bias: bool = False
     zero_init: bool = False  # kernel starts at 0 (zero_init_residual on a pre-activation block's last conv)
+    standardize_eps: float | None = None  # weight standardisation in the forward (timm's StdConv2d); None: plain
 
 
 @dataclass(frozen=True)
 class Norm:
+    """A normalisation layer; ``kind`` is ResNetSpec.norm, ``groups`` its group count ("group", "evo_s0").
+
+    Batch and group norms are followed by a separate ReLU where the plan asks for one; the fused kinds
+    ("evo_s0", "frn") compute their nonlinearity themselves and are only placed where one is wanted.
+    """
+
     name: str
     channels: int
     eps: float
-    momentum: float  # PyTorch convention
+    momentum: float  # PyTorch convention (batch norm only)
     zero_init: bool = False  # gamma starts at 0 (torchvision's zero_init_residual)
+    kind: str = "batch"
+    groups: int = 1
+
+    @property
+    def fused_act(self) -> bool:
+        """The nonlinearity is part of the norm: adapters add no ReLU after it."""
+        return self.kind in FUSED_NORMS
+
+
+@dataclass(frozen=True)
+class AvgPool:
+    """Average pooling with PyTorch's exact edges: on projection shortcuts (timm's "d" variants) and
+    as anti-aliasing (timm's ``aa_layer=nn.AvgPool2d``).
+
+    ``ceil``: ceil_mode=True, count_include_pad=False (stride 2; odd sizes average the valid pixels).
+    ``same``: zero padding after each spatial edge, counted in the mean (timm's AvgPool2dSame, used
+    at stride 1 when the stage is dilated).
+    ``floor``: no padding, a last partial window dropped (``nn.AvgPool2d(2)``).
+    """
+
+    name: str
+    kernel_size: int
+    stride: int
+    mode: str  # "ceil" | "same" | "floor"
+
+
+@dataclass(frozen=True)
+class BlurPool:
+    """timm's BlurPool2d: pad (reflect or zeros), then a depthwise binomial filter at ``stride``.
+
+    The filter is :func:`binomial_filter` of ``filter_size`` in each direction; it holds no weights.
+    """
+
+    name: str
+    channels: int
+    filter_size: int
+    stride: int
+    padding: int
+    pad_mode: str  # "reflect" | "zeros"
+
+
+def binomial_filter(size: int) -> tuple[float, ...]:
+    """The 1D blur taps, C(n-1, k) / 2^(n-1) (timm's BlurPool2d; the 2D filter is their outer product)."""
+    return tuple(math.comb(size - 1, k) / 2 ** (size - 1) for k in range(size))
+
+
+def timm_padding(kernel_size: int, stride: int, dilation: int = 1) -> int:
+    """timm's get_padding: symmetric padding of a (possibly strided) window."""
+    return ((stride - 1) + dilation * (kernel_size - 1)) // 2
 
 
 @dataclass(frozen=True)
 class ConvNorm:
-    """conv -> batch norm -> optional ReLU; pre-activation networks also have bare convs (norm None)."""
+    """conv -> batch norm -> optional ReLU -> optional anti-aliasing pool (timm's ``aa``).
+
+    Pre-activation networks also have bare convs (norm None).
+    """
 
     conv: Conv
     norm: Norm | None
     relu: bool
+    pool: AvgPool | BlurPool | None = None
 
 
 @dataclass(frozen=True)
@@ -57,27 +130,39 @@ class MaxPool:
 
 
 @dataclass(frozen=True)
-class AvgPool:
-    """Average pooling on a projection shortcut (timm's "d" variants), with PyTorch's exact edges.
-
-    ``ceil``: ceil_mode=True, count_include_pad=False (stride 2; odd sizes average the valid pixels).
-    ``same``: zero padding after each spatial edge, counted in the mean (timm's AvgPool2dSame, used
-    at stride 1 when the stage is dilated).
-    """
-
-    name: str
-    kernel_size: int
-    stride: int
-    mode: str  # "ceil" | "same"
-
-
-@dataclass(frozen=True)
 class SqueezeExcite:
     """x * sigmoid(fc2(relu(fc1(mean(x))))), fc1/fc2 being biased 1x1 convs (timm's SEModule)."""
 
     name: str
     fc1: Conv
     fc2: Conv
+
+
+@dataclass(frozen=True)
+class ChannelConv:
+    """A bias-free 1D conv sliding across channels (ECA); canonical kernel shape (1, 1, kernel_size)."""
+
+    name: str
+    kernel_size: int
+
+    @property
+    def padding(self) -> int:
+        return (self.kernel_size - 1) // 2
+
+
+@dataclass(frozen=True)
+class EfficientChannelAttention:
+    """x * sigmoid(conv1d(mean(x))) across the channel axis (timm's EcaModule)."""
+
+    name: str
+    channels: int
+    conv: ChannelConv
+
+
+def eca_kernel_size(channels: int, gamma: float = 2, beta: float = 1) -> int:
+    """ECA's kernel size for ``channels``: the odd number nearest |log2(C) + beta| / gamma, at least 3 (timm)."""
+    t = int(abs(math.log(channels, 2) + beta) / gamma)
+    return max(t if t % 2 else t + 1, 3)
 
 
 @dataclass(frozen=True)
@@ -97,7 +182,7 @@ class Block:
     main: tuple[ConvNorm, ...]
     shortcut: ConvNorm | None  # None: identity (or only shortcut_pool)
     shortcut_pool: AvgPool | MaxPool | None = None  # before the shortcut conv; a 1x1 MaxPool subsamples
-    attention: SqueezeExcite | None = None  # after the last main unit
+    attention: SqueezeExcite | EfficientChannelAttention | None = None  # after the last main unit
     pre_norm: Norm | None = None
     shortcut_preact: bool = False
     relu_out: bool = True
@@ -105,9 +190,16 @@ class Block:
 
 @dataclass(frozen=True)
 class Stem:
+    """Conv units, then the pool (a max-pool, or its anti-aliased replacement) and a blur after it.
+
+    ``stride`` is the stem's total stride (4 with a pool or ResNet-RS's strided conv in its place).
+    """
+
     units: tuple[ConvNorm, ...]
-    pool: MaxPool | None
+    pool: MaxPool | AvgPool | None
     out_channels: int
+    blur: BlurPool | None = None
+    stride: int = 4
 
 
 @dataclass(frozen=True)
@@ -153,7 +245,18 @@ CANONICAL_SUFFIX = {
     "beta": "bias",
     "moving_mean": "running_mean",
     "moving_variance": "running_var",
+    "v": "v",  # EvoNorm-S0's gate
+    "tau": "tau",  # FilterResponseNorm's TLU threshold
 }
+# The tensors of each norm kind (timm's state_dict: GroupNorm, EvoNorm and FRN keep no running statistics).
+NORM_ROLES = {
+    "batch": ("gamma", "beta", "moving_mean", "moving_variance"),
+    "group": ("gamma", "beta"),
+    "evo_s0": ("gamma", "beta", "v"),
+    "frn": ("gamma", "beta", "tau"),
+}
+_ROLE_INIT = {"gamma": "ones", "beta": "zeros", "moving_mean": "zeros", "moving_variance": "ones", "v": "ones",
+              "tau": "zeros"}
 
 
 @dataclass(frozen=True)
@@ -168,7 +271,7 @@ class Plan:
         """Every canonical tensor in state_dict order."""
         out: list[Param] = []
         for item in self.modules():
-            out.extend(_conv_params(item) if isinstance(item, Conv) else _norm_params(item))
+            out.extend(_conv_params(item) if isinstance(item, (Conv, ChannelConv)) else _norm_params(item))
         if self.head.fc is not None:
             fc = self.head.fc
             out.append(_param(fc.name, "kernel", (fc.out_features, fc.in_features), Layout.DENSE, "linear_uniform"))
@@ -184,15 +287,17 @@ class Plan:
         """Trainable parameters (torchvision counts these; BN running statistics are buffers)."""
         return sum(p.size for p in self.params if p.trainable)
 
-    def modules(self) -> list[Conv | Norm]:
+    def modules(self) -> list[Conv | ChannelConv | Norm]:
         """Every conv and norm, in state_dict order (per block: pre-norm, main, attention, shortcut)."""
-        items: list[Conv | Norm] = _flat(self.stem.units)
+        items: list[Conv | ChannelConv | Norm] = _flat(self.stem.units)
         for block in self.blocks:
             if block.pre_norm is not None:
                 items.append(block.pre_norm)
             items += _flat(block.main)
-            if block.attention is not None:
+            if isinstance(block.attention, SqueezeExcite):
                 items += [block.attention.fc1, block.attention.fc2]
+            elif block.attention is not None:
+                items.append(block.attention.conv)
             if block.shortcut is not None:
                 items += _flat((block.shortcut,))
         if self.head.norm is not None:
@@ -223,17 +328,22 @@ class Plan:
                 hw = sizes[unit.conv.name] = _conv_size(hw, unit.conv)
                 if unit.norm is not None:
                     sizes[unit.norm.name] = hw
+                if unit.pool is not None:
+                    hw = _pool_size(hw, unit.pool)
             return hw
 
         hw = units((height, width), self.stem.units)
-        if self.stem.pool is not None:
-            hw = _pool_size(hw, self.stem.pool)
+        for pool in (self.stem.pool, self.stem.blur):
+            if pool is not None:
+                hw = _pool_size(hw, pool)
         for block in self.blocks:
             if block.pre_norm is not None:
                 sizes[block.pre_norm.name] = hw
             out = units(hw, block.main)
-            if block.attention is not None:  # squeeze-and-excitation runs on the pooled 1x1 map
+            if isinstance(block.attention, SqueezeExcite):  # squeeze-and-excitation runs on the pooled 1x1 map
                 sizes[block.attention.fc1.name] = sizes[block.attention.fc2.name] = (1, 1)
+            elif block.attention is not None:  # ECA: a sequence of channels, one position each
+                sizes[block.attention.conv.name] = (1, 1)
             if block.shortcut is not None:
                 pool = block.shortcut_pool
                 units(hw if pool is None else _pool_size(hw, pool), (block.shortcut,))
@@ -290,10 +400,15 @@ def _conv_size(hw: tuple[int, int], c: Conv) -> tuple[int, int]:
         _out(hw[1], c.kernel_size, c.stride, c.padding, c.dilation)
 
 
-def _pool_size(hw: tuple[int, int], pool: MaxPool | AvgPool) -> tuple[int, int]:
+def _pool_size(hw: tuple[int, int], pool: MaxPool | AvgPool | BlurPool) -> tuple[int, int]:
+    if isinstance(pool, BlurPool):
+        k, s = pool.filter_size, pool.stride
+        return _out(hw[0], k, s, pool.padding), _out(hw[1], k, s, pool.padding)
     k, s = pool.kernel_size, pool.stride
     if isinstance(pool, MaxPool):
         return _out(hw[0], k, s, pool.padding), _out(hw[1], k, s, pool.padding)
+    if pool.mode == "floor":
+        return _out(hw[0], k, s, 0), _out(hw[1], k, s, 0)
     if pool.mode == "same":  # padded by k-1 after each edge
         return (hw[0] - 1) // s + 1, (hw[1] - 1) // s + 1
     # ceil_mode: a last, partial window counts if it starts inside the input (PyTorch's rule)
@@ -306,7 +421,9 @@ def _param(module: str, role: str, shape: tuple[int, ...], layout: Layout, init:
     return Param(f"{module}.{CANONICAL_SUFFIX[role]}", module, role, tuple(shape), layout, init)
 
 
-def _conv_params(conv: Conv) -> list[Param]:
+def _conv_params(conv: Conv | ChannelConv) -> list[Param]:
+    if isinstance(conv, ChannelConv):  # nn.Conv1d's default init: uniform, bound 1/sqrt(fan_in)
+        return [_param(conv.name, "kernel", (1, 1, conv.kernel_size), Layout.CONV1D, "fan_in_uniform")]
     shape = (conv.out_channels, conv.in_channels // conv.groups, conv.kernel_size, conv.kernel_size)
     params = [_param(conv.name, "kernel", shape, Layout.CONV, "zeros" if conv.zero_init else "kaiming_normal_fan_out")]
     if conv.bias:
@@ -314,65 +431,50 @@ def _conv_params(conv: Conv) -> list[Param]:
     return params
 
 
-def bottleneck_width(planes: int, width_per_group: int, groups: int) -> int:
-    """Channels of a bottleneck's 3x3 conv (torchvision's rule)."""
-    return int(planes * (width_per_group / 64.0)) * groups
-
-
-def stage_planes(base_planes: int, num_stages: int) -> tuple[int, ...]:
-    """Each stage's base width (planes), doubled per stage; a block's output is ``EXPANSION[block]`` times it."""
-    return tuple(base_planes * 2**s for s in range(num_stages))
-
-
-def planes_of(out_channels: int, block: str) -> int:
-    """The inverse of ``planes * EXPANSION[block]``, for importers reading a block's output width."""
-    return out_channels // EXPANSION[block]
-
-
-def tiered_stem_width(stem_width: int) -> int:
-    """The first conv's width in timm's 'deep_tiered' stem (3/4 of the stem width, rounded down to 3 * k)."""
-    return 3 * (stem_width // 4)
-
-
-def width_per_group_of(width: int, groups: int, planes: int) -> int:
-    """The inverse of :func:`bottleneck_width`, for importers reading a 3x3 conv's width."""
-    return (width // groups) * 64 // max(1, planes)
-
-
-def make_divisible(value: float, divisor: int = 8) -> int:
-    """timm's rounding of reduced widths (round_limit=0: never bumped up for rounding down)."""
-    return max(divisor, int(value + divisor / 2) // divisor * divisor)
-
-
 def _norm_params(norm: Norm) -> list[Param]:
     c = (norm.channels,)
-    return [
-        _param(norm.name, "gamma", c, Layout.SAME, "zeros" if norm.zero_init else "ones"),
-        _param(norm.name, "beta", c, Layout.SAME, "zeros"),
-        _param(norm.name, "moving_mean", c, Layout.SAME, "zeros"),
-        _param(norm.name, "moving_variance", c, Layout.SAME, "ones"),
-    ]
+    return [_param(norm.name, role, c, Layout.SAME,
+                   "zeros" if role == "gamma" and norm.zero_init else _ROLE_INIT[role])
+            for role in NORM_ROLES[norm.kind]]
+
+
+def _anti_alias(spec: ResNetSpec, name: str, channels: int, stride: int) -> AvgPool | BlurPool | None:
+    """timm's create_aa: the pool that subsamples after a stride-1 conv (None: nothing to do)."""
+    if spec.anti_alias == "avg":  # nn.AvgPool2d(stride): at stride 1 a 1x1 window, the identity
+        return AvgPool(name, stride, stride, "floor") if stride > 1 else None
+    pad_mode = "reflect" if spec.anti_alias == "blur" else "zeros"
+    return BlurPool(name, channels, 3, stride, timm_padding(3, stride), pad_mode)
 
 
 def _unit(spec: ResNetSpec, prefix: str, conv_name: str, norm_name: str | None, cin: int, cout: int, k: int,
           stride: int = 1, groups: int = 1, relu: bool = True, zero_init: bool = False,
-          dilation: int = 1) -> ConvNorm:
-    """A conv and the norm after it (none when ``norm_name`` is None); ``zero_init`` zeroes the last of the two."""
+          dilation: int = 1, anti_alias: bool = False) -> ConvNorm:
+    """A conv and the norm after it (none when ``norm_name`` is None); ``zero_init`` zeroes the last of the two.
+
+    ``anti_alias``: the conv runs at stride 1 and the spec's anti-aliasing pool (named ``aa``, as timm's)
+    subsamples after the activation.
+    """
     dilation = dilation if k > 1 else 1
+    pool = _anti_alias(spec, f"{prefix}aa", cout, stride) if anti_alias else None
+    stride = 1 if anti_alias else stride
     # Pre-activation networks bias only the convs no norm follows (keras.applications V2).
     bias = spec.conv_bias and (norm_name is None or not spec.preact)
     conv = Conv(
         name=f"{prefix}{conv_name}", in_channels=cin, out_channels=cout, kernel_size=k, stride=stride,
         padding=dilation * (k - 1) // 2, dilation=dilation, groups=groups, bias=bias,
-        zero_init=zero_init and norm_name is None,
+        zero_init=zero_init and norm_name is None, standardize_eps=spec.std_conv_eps if spec.std_conv else None,
     )
-    norm = None if norm_name is None else Norm(
-        name=f"{prefix}{norm_name}", channels=cout, eps=spec.bn_eps, momentum=spec.bn_momentum, zero_init=zero_init)
-    return ConvNorm(conv, norm, relu)
+    norm = None if norm_name is None else _norm(spec, f"{prefix}{norm_name}", cout, zero_init)
+    if norm is not None and norm.fused_act and not relu:  # pragma: no cover - the spec refuses such networks
+        raise SpecError(f"norm={spec.norm!r} fuses its activation, but {norm.name} has none")
+    return ConvNorm(conv, norm, relu, pool)
 
 
-def _norm(spec: ResNetSpec, name: str, channels: int) -> Norm:
-    return Norm(name=name, channels=channels, eps=spec.bn_eps, momentum=spec.bn_momentum)
+def _norm(spec: ResNetSpec, name: str, channels: int, zero_init: bool = False) -> Norm:
+    """The spec's norm; grouped kinds split the channels into ``norm_groups`` groups."""
+    groups = spec.norm_groups if spec.norm in GROUPED_NORMS else 1  # the spec checked that it divides channels
+    return Norm(name=name, channels=channels, eps=spec.bn_eps, momentum=spec.bn_momentum, zero_init=zero_init,
+                kind=spec.norm, groups=groups)
 
 
 def _main(spec: ResNetSpec, prefix: str, cin: int, planes: int, stride: int, first_dilation: int,
@@ -383,18 +485,23 @@ def _main(spec: ResNetSpec, prefix: str, cin: int, planes: int, stride: int, fir
     zero = spec.zero_init_residual
     pre = spec.preact
     norm = (lambda i: f"norm{i + 1}") if pre else (lambda i: f"bn{i}")  # noqa: E731
+    # timm anti-aliases the 3x3 conv that strides, or that changes dilation (there a stride-1 blur).
+    aa = spec.anti_alias is not None and (stride == 2 or first_dilation != dilation)
     if spec.block == "basic":
+        first = planes // spec.reduce_first
         return (
-            _unit(spec, prefix, "conv1", norm(1), cin, planes, 3, stride=stride, dilation=first_dilation),
-            _unit(spec, prefix, "conv2", None if pre else norm(2), planes, planes, 3, relu=False, zero_init=zero,
+            _unit(spec, prefix, "conv1", norm(1), cin, first, 3, stride=stride, dilation=first_dilation,
+                  anti_alias=aa),
+            _unit(spec, prefix, "conv2", None if pre else norm(2), first, planes, 3, relu=False, zero_init=zero,
                   dilation=dilation),
         )
     width = bottleneck_width(planes, spec.width_per_group, spec.groups)
+    first = width // spec.reduce_first
     s1, s3 = (stride, 1) if spec.stride_in_1x1 else (1, stride)
     return (
-        _unit(spec, prefix, "conv1", norm(1), cin, width, 1, stride=s1),
-        _unit(spec, prefix, "conv2", norm(2), width, width, 3, stride=s3, groups=spec.groups,
-              dilation=first_dilation),
+        _unit(spec, prefix, "conv1", norm(1), cin, first, 1, stride=s1),
+        _unit(spec, prefix, "conv2", norm(2), first, width, 3, stride=s3, groups=spec.groups,
+              dilation=first_dilation, anti_alias=aa),
         _unit(spec, prefix, "conv3", None if pre else norm(3), width, cout, 1, relu=False, zero_init=zero),
     )
 
@@ -406,20 +513,24 @@ def _block(spec: ResNetSpec, stage: int, index: int, cin: int, planes: int, stri
     cout = planes * spec.expansion
     block_stride = stride
     main = _main(spec, prefix, cin, planes, stride, first_dilation, dilation)
-    attention = None
+    attention: SqueezeExcite | EfficientChannelAttention | None = None
     if spec.attention == "se":
-        reduced = make_divisible(cout * spec.se_ratio)
+        reduced = se_width(cout, spec.se_ratio)
         attention = SqueezeExcite(
             f"{prefix}se",
             Conv(f"{prefix}se.fc1", cout, reduced, 1, bias=True),
             Conv(f"{prefix}se.fc2", reduced, cout, 1, bias=True),
         )
+    elif spec.attention == "eca":
+        attention = EfficientChannelAttention(f"{prefix}se", cout,
+                                              ChannelConv(f"{prefix}se.conv", eca_kernel_size(cout)))
     shortcut = pool = None
     # The shortcut rule, the only place it is written. A change of width projects; a stride alone
-    # projects too, except with stride_block="last", whose shortcut only subsamples (keras.applications V2).
+    # projects too, except with stride_block="last", whose shortcut only subsamples (keras.applications V2);
+    # with project_first every stage's first block projects (keras-hub's basic_block_vd).
     if stride != 1 and cin == cout and spec.stride_block == "last":
         pool = MaxPool(f"{prefix}downsample.pool", kernel_size=1, stride=stride, padding=0)
-    elif stride != 1 or cin != cout:
+    elif stride != 1 or cin != cout or (spec.project_first and index == 0):
         # Pre-activation projections are a bare conv (timm's DownsampleConv/DownsampleAvg with preact).
         names = ("downsample.pool", "downsample.conv", None) if spec.preact else \
             ("downsample.0", "downsample.1", "downsample.2") if spec.downsample == "avg" else \
@@ -430,7 +541,10 @@ def _block(spec: ResNetSpec, stage: int, index: int, cin: int, planes: int, stri
             elif dilation != 1:
                 pool = AvgPool(f"{prefix}{names[0]}", 2, 1, "same")
             stride = 1
-        shortcut = _unit(spec, prefix, names[1], names[2], cin, cout, 1, stride=stride, relu=False)
+        # timm's downsample_conv widens the kernel (down_kernel_size) only where it strides or dilates.
+        k = spec.down_kernel_size if stride != 1 or dilation != 1 else 1
+        shortcut = _unit(spec, prefix, names[1], names[2], cin, cout, k, stride=stride, relu=False,
+                         dilation=first_dilation)
     pre_norm = _norm(spec, f"{prefix}norm1", cin) if spec.preact else None
     return Block(prefix[:-1], stage, index, cin, cout, block_stride, main, shortcut, pool, attention, pre_norm,
                  shortcut_preact=spec.preact and shortcut is not None, relu_out=not spec.preact)
@@ -439,21 +553,30 @@ def _block(spec: ResNetSpec, stage: int, index: int, cin: int, planes: int, stri
 def _stem(spec: ResNetSpec) -> Stem:
     last_norm = None if spec.preact else "bn1"  # pre-activation: the first block's norm1 follows
     relu = not spec.preact
+    widths = stem_widths(spec.stem, spec.stem_width)
+    out = widths[-1]
     if spec.stem == "7x7":
-        units = (_unit(spec, "", "conv1", last_norm, spec.in_channels, spec.stem_width, 7, stride=2, relu=relu),)
-        out = spec.stem_width
+        units = (_unit(spec, "", "conv1", last_norm, spec.in_channels, out, 7, stride=2, relu=relu),)
     else:  # timm's deep stems: three 3x3 convs in a Sequential named conv1, the last norm is bn1
-        out = 2 * spec.stem_width
-        first = tiered_stem_width(spec.stem_width) if spec.stem == "deep_tiered" else spec.stem_width
+        first, middle, _ = widths
         units = (
             _unit(spec, "", "conv1.0", "conv1.1", spec.in_channels, first, 3, stride=2),
-            _unit(spec, "", "conv1.3", "conv1.4", first, spec.stem_width, 3),
-            _unit(spec, "", "conv1.6", last_norm, spec.stem_width, out, 3, relu=relu),
+            _unit(spec, "", "conv1.3", "conv1.4", first, middle, 3),
+            _unit(spec, "", "conv1.6", last_norm, middle, out, 3, relu=relu),
         )
-    pool = None
-    if spec.stem_pool:
-        pool = MaxPool("maxpool", pad_value=-math.inf if spec.stem_pool_padding == "-inf" else 0.0)
-    return Stem(units, pool, out)
+    if spec.replace_stem_pool:  # ResNet-RS: a strided conv, norm and ReLU where the max-pool was
+        return Stem((*units, _unit(spec, "", "maxpool.0", "maxpool.1", out, out, 3, stride=2)), None, out)
+    pool: MaxPool | AvgPool | None = None
+    blur = None
+    pad_value = -math.inf if spec.stem_pool_padding == "-inf" else 0.0
+    if spec.stem_pool and spec.anti_alias == "avg":  # timm: nn.AvgPool2d(2) instead of the max-pool
+        pool = AvgPool("maxpool", 2, 2, "floor")
+    elif spec.stem_pool and spec.anti_alias is not None:  # timm: a stride-1 max-pool, then the blur
+        pool = MaxPool("maxpool.0", stride=1, pad_value=pad_value)
+        blur = _anti_alias(spec, "maxpool.1", out, 2)
+    elif spec.stem_pool:
+        pool = MaxPool("maxpool", pad_value=pad_value)
+    return Stem(units, pool, out, blur, stride=4 if spec.stem_pool else 2)
 
 
 def _strides(spec: ResNetSpec, stem_stride: int) -> list[tuple[list[int], int]]:
@@ -487,7 +610,7 @@ def _make_plan(spec: ResNetSpec, name: str) -> Plan:
     cin = stem.out_channels
     prev_dilation = 1
     planes_per_stage = stage_planes(spec.base_planes, len(spec.layers))
-    for s, (strides, dilation) in enumerate(_strides(spec, 4 if stem.pool is not None else 2)):
+    for s, (strides, dilation) in enumerate(_strides(spec, stem.stride)):
         planes = planes_per_stage[s]
         for i, stride in enumerate(strides):
             block = _block(spec, s + 1, i, cin, planes, stride, prev_dilation, dilation)

@@ -39,8 +39,15 @@ _bottleneck = ResNetSpec(block="bottleneck", layers=(3, 4, 6, 3))
 _keras_v1 = _bottleneck.replace(stride_in_1x1=True, conv_bias=True, bn_eps=1.001e-5, bn_momentum=0.01,
                                 preprocessing="caffe")
 _preact = _bottleneck.replace(preact=True)
+_preact_d = _preact.replace(stem="deep", stem_width=32, downsample="avg", preprocessing="tf")
+_bit = _preact.replace(norm="group", std_conv=True, std_conv_eps=1e-8, stem_pool_padding="zero", preprocessing="tf")
 _keras_v2 = _preact.replace(stride_block="last", conv_bias=True, stem_pool_padding="zero", bn_eps=1.001e-5,
                             bn_momentum=0.01, preprocessing="tf")
+
+_timm_d = _bottleneck.replace(stem="deep", stem_width=32, downsample="avg")
+_timm_t = _timm_d.replace(stem="deep_tiered")
+RESNET_RS_LAYERS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3), 200: (3, 24, 36, 3),
+                    270: (4, 29, 53, 4), 350: (4, 36, 72, 4), 420: (4, 44, 87, 4)}
 
 for _name, _spec in {
     "resnet18": _basic,
@@ -83,6 +90,39 @@ for _name, _spec in {
     "seresnext26d_32x4d": _bottleneck.replace(layers=(2, 2, 2, 2), groups=32, width_per_group=4, stem="deep",
                                               stem_width=32, downsample="avg", attention="se"),
     "seresnext50_32x4d": _bottleneck.replace(groups=32, width_per_group=4, attention="se"),
+    # timm's ECA ResNets: efficient channel attention in every block.
+    "ecaresnet26t": _timm_t.replace(layers=(2, 2, 2, 2), attention="eca"),
+    "ecaresnet50t": _timm_t.replace(attention="eca"),
+    "ecaresnet50d": _timm_d.replace(attention="eca"),
+    "ecaresnet101d": _timm_d.replace(layers=(3, 4, 23, 3), attention="eca"),
+    "ecaresnet269d": _timm_d.replace(layers=(3, 30, 48, 8), attention="eca"),
+    "ecaresnetlight": _bottleneck.replace(layers=(1, 1, 11, 3), downsample="avg", attention="eca"),
+    # Anti-aliased downsampling (timm's aa_layer): a 2x2 average pool, or a binomial blur pool.
+    "resnetaa50": _bottleneck.replace(anti_alias="avg"),
+    "resnetaa50d": _timm_d.replace(anti_alias="avg"),
+    "resnetaa101d": _timm_d.replace(layers=(3, 4, 23, 3), anti_alias="avg"),
+    "resnetblur50": _bottleneck.replace(anti_alias="blur"),
+    "seresnextaa101d_32x8d": _timm_d.replace(layers=(3, 4, 23, 3), groups=32, width_per_group=8, anti_alias="avg",
+                                             attention="se"),
+    "seresnextaa201d_32x8d": _timm_d.replace(layers=(3, 24, 36, 4), groups=32, width_per_group=8, stem_width=64,
+                                             anti_alias="avg", attention="se"),
+    # ResNet-RS: a "d" network whose stem max-pool is a strided conv, with SE (ratio 1/4).
+    **{f"resnetrs{depth}": _timm_d.replace(layers=layers, replace_stem_pool=True, attention="se", se_ratio=0.25)
+       for depth, layers in RESNET_RS_LAYERS.items()},
+    # The legacy SENet-154 in timm's ResNet: deep 64-wide stem, 64 groups, halved first convs, 3x3 projections.
+    "senet154": _bottleneck.replace(layers=(3, 8, 36, 3), groups=64, width_per_group=4, stem="deep",
+                                    reduce_first=2, down_kernel_size=3, attention="se"),
+    # timm's other norms: GroupNorm in a post-activation ResNet, and pre-activation "d" networks with
+    # GroupNorm, EvoNorm-S0 and FilterResponseNorm (each with its activation fused, 32 groups, eps 1e-5).
+    "resnet50_gn": _bottleneck.replace(norm="group"),
+    "resnetv2_50d_gn": _preact_d.replace(norm="group"),
+    "resnetv2_50d_evos": _preact_d.replace(norm="evo_s0"),
+    "resnetv2_50d_frn": _preact_d.replace(norm="frn"),
+    # Big Transfer (BiT): weight-standardised convs (eps 1e-8), GroupNorm, the 'fixed' stem (zero-padded
+    # max-pool), every width times the width factor.
+    **{f"resnetv2_{depth}x{factor}_bit": _bit.replace(layers=layers, stem_width=64 * factor, base_planes=64 * factor)
+       for depth, layers in ((50, (3, 4, 6, 3)), (101, (3, 4, 23, 3)), (152, (3, 8, 36, 3)))
+       for factor in ((1, 3) if depth < 152 else (2, 4))},
     # Small enough for fast tests and a quick first look, yet every structural rule shows up:
     # projection and identity shortcuts, strides in three stages, a grouped 3x3.
     "tiny_resnext": _bottleneck.replace(
@@ -91,9 +131,18 @@ for _name, _spec in {
 }.items():
     register_spec(_name, _spec)
 
+# timm's ECA, anti-aliased, ResNet-RS and SENet-154 architectures
+TIMM_BLOCK_PRESETS = (
+    "ecaresnet26t", "ecaresnet50t", "ecaresnet50d", "ecaresnet101d", "ecaresnet269d", "ecaresnetlight",
+    "resnetaa50", "resnetaa50d", "resnetaa101d", "resnetblur50", "seresnextaa101d_32x8d", "seresnextaa201d_32x8d",
+    *(f"resnetrs{depth}" for depth in RESNET_RS_LAYERS), "senet154",
+)
+
 TIMM_PRESETS = (
     "resnet18d", "resnet26d", "resnet26t", "resnet34d", "resnet50d", "resnet101d", "resnext50d_32x4d",
-    "seresnet50", "seresnext26d_32x4d", "seresnext50_32x4d",
+    "seresnet50", "seresnext26d_32x4d", "seresnext50_32x4d", "resnet50_gn", "resnetv2_50d_gn", "resnetv2_50d_evos",
+    "resnetv2_50d_frn", "resnetv2_50x1_bit", "resnetv2_50x3_bit", "resnetv2_101x1_bit", "resnetv2_101x3_bit",
+    "resnetv2_152x2_bit", "resnetv2_152x4_bit", *TIMM_BLOCK_PRESETS,
 )
 
 KERAS_APPLICATIONS_PRESETS = (

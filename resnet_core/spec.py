@@ -9,15 +9,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ResNetCoreError
+from .widths import EXPANSION, bottleneck_width, stage_planes, stem_widths, tiered_stem_width
 
 BLOCKS = ("basic", "bottleneck")
 POOLINGS = (None, "avg", "max")
 STEMS = ("7x7", "deep", "deep_tiered")
 DOWNSAMPLES = ("conv", "avg")
-ATTENTIONS = (None, "se")
+ATTENTIONS = (None, "se", "eca")
+ANTI_ALIASES = (None, "avg", "blur", "blur_zero")
 OUTPUT_STRIDES = (8, 16, 32)
 STRIDE_BLOCKS = ("first", "last")
 POOL_PADDINGS = ("-inf", "zero")
+NORMS = ("batch", "group", "evo_s0", "frn")
+FUSED_NORMS = ("evo_s0", "frn")  # norms that compute their own nonlinearity (timm's norm-activation layers)
+GROUPED_NORMS = ("group", "evo_s0")  # norms over groups of channels: norm_groups must divide every normalised width
 
 
 class SpecError(ResNetCoreError, ValueError):
@@ -36,8 +41,6 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-# A block's output channels over its base width (planes), by block type: torchvision's ``expansion``.
-EXPANSION = {"basic": 1, "bottleneck": 4}
 
 @dataclass(frozen=True)
 class ResNetSpec:
@@ -58,6 +61,24 @@ class ResNetSpec:
     previous stage, with a 1x1 max-pool (subsampling) shortcut (keras.applications V2).
     ``stem_pool_padding`` is what the stem max-pool pads with: PyTorch's "-inf", or "zero" as
     keras.applications V2 does (the two differ only when no ReLU precedes the pool, i.e. with ``preact``).
+
+    timm's further options: ``attention="eca"`` is efficient channel attention (a 1D conv across the
+    pooled channels, its kernel size computed from the width); ``anti_alias`` blurs before subsampling
+    (timm's ``aa_layer``): each strided 3x3 conv runs at stride 1 and is followed by a 2x2 average pool
+    ("avg") or a binomial blur pool padded by reflection ("blur") or zeros ("blur_zero"), and the stem
+    pool changes likewise; ``replace_stem_pool`` replaces the stem max-pool by a stride-2 3x3 conv, norm
+    and ReLU (ResNet-RS); ``reduce_first`` divides the width of each block's first conv (SENet-154: 2);
+    ``down_kernel_size`` is the kernel of strided or dilated projection shortcuts (SENet-154: 3).
+    ``project_first`` projects the shortcut of every stage's first block, even where width and stride
+    stay (keras-hub's ``basic_block_vd``, whose first block has a 64 -> 64 projection).
+    ``norm`` is the normalisation after each conv (timm's layers, each with its activation fused as
+    timm fuses it): "batch" (BatchNorm then ReLU), "group" (GroupNorm over ``norm_groups`` groups,
+    then ReLU), "evo_s0" (EvoNorm-S0: ``x * sigmoid(v * x) / group_std(x)`` then affine, over
+    ``norm_groups`` groups) or "frn" (FilterResponseNorm with its TLU: ``max(affine(x / rms(x)), tau)``).
+    ``bn_eps`` is every norm's epsilon, whichever its kind; ``bn_momentum`` only concerns "batch".
+    The two fused norms need ``preact`` (there every norm carries its activation). ``std_conv``
+    standardises every conv kernel in the forward (timm's StdConv2d: per output channel, zero mean and
+    unit variance with ``std_conv_eps``), so the stored kernels stay the trained ones (BiT).
     """
 
     block: str = "bottleneck"
@@ -84,6 +105,15 @@ class ResNetSpec:
     preact: bool = False
     stride_block: str = "first"
     stem_pool_padding: str = "-inf"
+    anti_alias: str | None = None
+    replace_stem_pool: bool = False
+    reduce_first: int = 1
+    down_kernel_size: int = 1
+    project_first: bool = False
+    norm: str = "batch"
+    norm_groups: int = 32
+    std_conv: bool = False
+    std_conv_eps: float = 1e-6
     # Input normalisation the weights were trained with (ignored by the adapters; see resnet_core.preprocess):
     # "torch" RGB mean/std on [0, 1], "caffe" BGR mean subtraction on [0, 255], "tf" [-1, 1].
     preprocessing: str = "torch"
@@ -102,7 +132,7 @@ class ResNetSpec:
             raise _expected("layers", "a non-empty sequence of stage depths", self.layers)
         if not all(_is_int(d) and d > 0 for d in self.layers):
             raise _expected("layers", "positive integers (blocks per stage)", self.layers)
-        for name in ("groups", "width_per_group", "in_channels", "stem_width", "base_planes"):
+        for name in ("groups", "width_per_group", "in_channels", "stem_width", "base_planes", "reduce_first"):
             value = getattr(self, name)
             if not _is_int(value) or value <= 0:
                 raise _expected(name, "a positive integer", value)
@@ -113,7 +143,8 @@ class ResNetSpec:
                 "Invalid ResNetSpec: the basic block allows only groups=1 and width_per_group=64. "
                 f"Received: groups={self.groups!r}, width_per_group={self.width_per_group!r}"
             )
-        for name in ("include_top", "zero_init_residual", "stride_in_1x1", "conv_bias", "preact"):
+        for name in ("include_top", "zero_init_residual", "stride_in_1x1", "conv_bias", "preact", "replace_stem_pool",
+                     "project_first"):
             if not isinstance(getattr(self, name), bool):
                 raise _expected(name, "a bool", getattr(self, name))
         if self.include_top and self.num_classes == 0:
@@ -147,12 +178,86 @@ class ResNetSpec:
                             self.output_stride)
         if self.stem_pool_padding not in POOL_PADDINGS:
             raise _expected("stem_pool_padding", f"one of {POOL_PADDINGS}", self.stem_pool_padding)
+        self._validate_norm()
         if self.preprocessing not in ("torch", "caffe", "tf"):
             raise _expected("preprocessing", "one of ('torch', 'caffe', 'tf')", self.preprocessing)
-        if self.stem == "deep_tiered" and self.stem_width < 4:
-            raise _expected("stem_width", "at least 4 for the deep_tiered stem", self.stem_width)
+        self._validate_widths()
+        self._validate_timm_options()
         if not isinstance(self.name, str) or not self.name:
             raise _expected("name", "a non-empty string", self.name)
+
+    def _validate_timm_options(self) -> None:
+        if self.anti_alias not in ANTI_ALIASES:
+            raise _expected("anti_alias", f"one of {ANTI_ALIASES}", self.anti_alias)
+        if self.anti_alias is not None and (self.preact or self.stride_in_1x1):
+            raise _expected("anti_alias", "None with preact or stride_in_1x1 (timm anti-aliases only the strided "
+                            "3x3 conv of post-activation blocks)", self.anti_alias)
+        if self.replace_stem_pool and (not self.stem_pool or self.preact or self.anti_alias is not None):
+            raise _expected("replace_stem_pool", "False without stem_pool, with preact or with anti_alias",
+                            self.replace_stem_pool)
+        if not _is_int(self.down_kernel_size) or self.down_kernel_size < 1 or self.down_kernel_size % 2 == 0:
+            raise _expected("down_kernel_size", "a positive odd integer", self.down_kernel_size)
+        if self.down_kernel_size != 1 and (self.downsample != "conv" or self.preact or self.stride_block != "first"):
+            raise _expected("down_kernel_size", "1 unless downsample='conv' with post-activation blocks striding "
+                            "first (timm's downsample_conv)", self.down_kernel_size)
+        if self.reduce_first != 1 and self.preact:
+            raise _expected("reduce_first", "1 with preact", self.reduce_first)
+        planes = self.base_planes if self.block == "basic" else \
+            bottleneck_width(self.base_planes, self.width_per_group, self.groups)
+        first = planes // self.reduce_first
+        if planes % self.reduce_first or first % self.groups or \
+                (self.norm in GROUPED_NORMS and first % self.norm_groups):
+            raise _expected("reduce_first", f"a divisor of the first stage's width {planes} leaving a multiple of "
+                            f"groups={self.groups} (and of norm_groups with a grouped norm)", self.reduce_first)
+
+    def _validate_widths(self) -> None:
+        """Widths the plan computes must be at least 1, or the spec would validate and then fail in a framework."""
+        if self.stem == "deep_tiered" and tiered_stem_width(self.stem_width) < 1:
+            raise _expected("stem_width", "at least 4 for the deep_tiered stem (its first conv has "
+                            f"3*(stem_width//4) = {tiered_stem_width(self.stem_width)} channels)", self.stem_width)
+        if self.block == "bottleneck":
+            self._validate_bottleneck_widths()
+        if self.norm in GROUPED_NORMS:
+            for where, width in self._normalised_widths():
+                if width % self.norm_groups:
+                    raise _expected("norm_groups", f"a divisor of every normalised width ({where} has {width} "
+                                    f"channels with norm={self.norm!r})", self.norm_groups)
+
+    def _normalised_widths(self) -> list[tuple[str, int]]:
+        """Every conv's output width, by where it is: each is normalised (after the conv, or before the next
+        block or the head in pre-activation networks)."""
+        out = [(f"the stem's conv {i + 1}", w) for i, w in enumerate(stem_widths(self.stem, self.stem_width))]
+        for s, planes in enumerate(stage_planes(self.base_planes, len(self.layers))):
+            if self.block == "bottleneck":
+                out.append((f"stage {s + 1}'s bottleneck width",
+                            bottleneck_width(planes, self.width_per_group, self.groups)))
+            out.append((f"stage {s + 1}'s {'output' if self.block == 'bottleneck' else 'width'}",
+                        planes * EXPANSION[self.block]))
+        return out
+
+    def _validate_bottleneck_widths(self) -> None:
+        for s, planes in enumerate(stage_planes(self.base_planes, len(self.layers))):
+            width = bottleneck_width(planes, self.width_per_group, self.groups)
+            if width < 1:
+                raise SpecError(
+                    f"Invalid ResNetSpec: stage {s + 1}'s bottleneck width int(base_planes*2**{s} * width_per_group/64)"
+                    f" * groups = int({planes} * {self.width_per_group}/64) * {self.groups} = {width}; a conv needs at "
+                    "least 1 channel, so base_planes * width_per_group must be at least 64. Received: "
+                    f"base_planes={self.base_planes!r}, width_per_group={self.width_per_group!r}, "
+                    f"groups={self.groups!r}")
+
+    def _validate_norm(self) -> None:
+        if self.norm not in NORMS:
+            raise _expected("norm", f"one of {NORMS}", self.norm)
+        if not _is_int(self.norm_groups) or self.norm_groups <= 0:
+            raise _expected("norm_groups", "a positive integer", self.norm_groups)
+        if self.norm in FUSED_NORMS and not self.preact:
+            raise _expected("norm", f"one of ('batch', 'group') with preact=False ({FUSED_NORMS} fuse their "
+                            "activation, and a post-activation network has norms without one)", self.norm)
+        if not isinstance(self.std_conv, bool):
+            raise _expected("std_conv", "a bool", self.std_conv)
+        if not _is_number(self.std_conv_eps) or not 0 < self.std_conv_eps < 1:
+            raise _expected("std_conv_eps", "a float in (0, 1)", self.std_conv_eps)
 
     @property
     def expansion(self) -> int:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import InputError
-from .plan import Block, Conv, ConvNorm, Dense, Plan, make_plan
+from .plan import Block, Conv, ConvNorm, Dense, MaxPool, Plan, SqueezeExcite, make_plan
 from .presets import get_spec
 from .spec import ResNetSpec
 
@@ -133,7 +133,7 @@ def _convs(units: Iterable[ConvNorm]) -> list[Conv]:
 
 def _block_convs(block: Block) -> list[Conv]:
     convs = _convs(block.main)
-    if block.attention is not None:
+    if isinstance(block.attention, SqueezeExcite):
         convs += [block.attention.fc1, block.attention.fc2]
     if block.shortcut is not None:
         convs.append(block.shortcut.conv)
@@ -169,23 +169,31 @@ def _stage_row(plan: Plan, stage: int, sizes: dict[str, tuple[int, int]], params
     blocks = plan.stage_blocks(stage)
     first = blocks[0]
     inner = [_unit_shape(u.conv) for u in first.main]
-    if first.attention is not None:
+    if isinstance(first.attention, SqueezeExcite):
         se = first.attention
         inner.append(f"SE {se.fc1.in_channels}-{se.fc1.out_channels}-{se.fc2.out_channels}")
+    elif first.attention is not None:
+        inner.append(f"ECA k={first.attention.conv.kernel_size}")
     shape = f"[{'; '.join(inner)}] x {len(blocks)}"
     if first.pre_norm is not None:
         shape = f"pre-act {shape}"
     if stage == 1 and plan.stem.pool is not None:
         pool = plan.stem.pool
-        shape = f"{pool.kernel_size}x{pool.kernel_size} max pool, stride {pool.stride}; {shape}"
+        kind = "max" if isinstance(pool, MaxPool) else "avg"
+        blur = f" + blur, stride {plan.stem.blur.stride}" if plan.stem.blur is not None else ""
+        shape = f"{pool.kernel_size}x{pool.kernel_size} {kind} pool, stride {pool.stride}{blur}; {shape}"
     convs = [c for b in blocks for c in _block_convs(b)]
-    names = _names(convs)
+    names = _names(convs) + [b.attention.conv.name for b in blocks
+                             if b.attention is not None and not isinstance(b.attention, SqueezeExcite)]
+    eca_macs = sum(b.attention.channels * b.attention.conv.kernel_size for b in blocks
+                   if b.attention is not None and not isinstance(b.attention, SqueezeExcite))
     for b in blocks:
         names += [u.norm.name for u in (*b.main, *((b.shortcut,) if b.shortcut else ())) if u.norm is not None]
         if b.pre_norm is not None:
             names.append(b.pre_norm.name)
     last = blocks[-1].main[-1].conv.name
-    return StageRow(f"conv{stage + 1}_x", sizes[last], shape, _module_params(params, names), _macs(convs, sizes))
+    return StageRow(f"conv{stage + 1}_x", sizes[last], shape, _module_params(params, names),
+                    _macs(convs, sizes) + eca_macs)
 
 
 def _head_row(plan: Plan, params: dict[str, int], feature_size: tuple[int, int]) -> StageRow:

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError
+from .layouts import Layout
 from .plan import Plan, make_plan
 from .presets import get_spec
 from .spec import ResNetSpec
@@ -24,6 +25,8 @@ def random_weights(spec: str | ResNetSpec | Plan, seed: int = 0, dtype: str = "f
     rng = np.random.default_rng(seed)
     # (a pre-activation branch ends in a bare conv: its kernel is damped instead)
     damped = {(block.main[-1].norm or block.main[-1].conv).name for block in plan.blocks}
+    if plan.spec.std_conv:  # a standardised kernel cannot be damped: damp the norm feeding the bare last conv
+        damped |= {block.main[-2].norm.name for block in plan.blocks if block.main[-1].norm is None}
     out: dict[str, np.ndarray] = {}
     for p in plan.params:
         if p.role == "kernel":
@@ -38,6 +41,10 @@ def random_weights(spec: str | ResNetSpec | Plan, seed: int = 0, dtype: str = "f
             value = rng.normal(0.0, 0.5, p.shape)
         elif p.role == "moving_variance":
             value = rng.uniform(0.5, 2.0, p.shape)
+        elif p.role == "v":  # EvoNorm's gate slope: away from 1, some negative
+            value = rng.uniform(-0.5, 1.5, p.shape)
+        elif p.role == "tau":  # FRN's threshold: either side of 0, so the TLU clips both ways
+            value = rng.normal(0.0, 0.3, p.shape)
         else:  # pragma: no cover - the plan's roles are listed above
             raise RuntimeError(f"Unknown role {p.role!r} for {p.name}")
         out[p.name] = value.astype(dtype)
@@ -59,11 +66,13 @@ def relative_error(output: np.ndarray, reference: np.ndarray) -> float:
 
 
 def to_channels_last(images: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(np.transpose(images, (0, 2, 3, 1)))
+    """NCHW -> NHWC (contiguous), by :attr:`Layout.IMAGES`; other ranks are returned as they are."""
+    return np.ascontiguousarray(Layout.IMAGES.to_framework(images)) if np.ndim(images) == 4 else images
 
 
 def to_channels_first(images: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(np.transpose(images, (0, 3, 1, 2)))
+    """NHWC -> NCHW (contiguous): the inverse of :func:`to_channels_last`."""
+    return np.ascontiguousarray(Layout.IMAGES.to_canonical(images)) if np.ndim(images) == 4 else images
 
 
 def randomise_keras_variables(model: Any, seed: int = 0) -> Any:

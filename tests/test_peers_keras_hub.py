@@ -179,6 +179,8 @@ ROUND_TRIP = {
     "vd-tiered-headless": ResNetSpec(layers=(1, 1, 1, 1), stem="deep_tiered", stem_width=32, downsample="avg",
                                      include_top=False, num_classes=0),
     "v2-basic-tf": ResNetSpec(block="basic", layers=(1, 1, 1, 1), preact=True, num_classes=7, preprocessing="tf"),
+    "vd-basic-project-first": ResNetSpec(block="basic", layers=(1, 1, 1, 1), stem="deep", stem_width=32,
+                                         downsample="avg", project_first=True, num_classes=7),
 }
 
 
@@ -217,9 +219,13 @@ def test_vd_with_pre_activation_is_refused(keras_hub):
     _refused(backbone, ["block_type='bottleneck_block_vd' with use_pre_activation=True"])
 
 
-def test_basic_vd_first_stack_projection_is_refused(keras_hub):
+def test_basic_vd_first_stack_projection_imports_as_project_first(keras_hub):
+    """keras-hub's basic_block_vd projects 64 -> 64 in its first block: ResNetSpec.project_first."""
     backbone = _backbone(keras_hub, block_type="basic_block_vd", **STEM_DEEP)
-    _refused(backbone, ["stack0_block0 (64 -> 64 channels, stride 1)", "basic_block_vd projects the shortcut"])
+    spec, weights = rc.from_peer(backbone)
+    assert spec == rc.get_spec("resnet18d").replace(layers=(1, 1, 1, 1), project_first=True, include_top=False,
+                                                    num_classes=0)
+    assert weights["layer1.0.downsample.1.weight"].shape == (64, 64, 1, 1)  # exported: ROUND_TRIP
 
 
 def test_unexpressible_configs_are_refused_naming_each_field(keras_hub):
@@ -252,7 +258,7 @@ def test_tampered_layers_are_refused(keras_hub):
     (rc.get_spec("tiny_resnext"), ["groups=4", "width_per_group=16", "base_planes=16"]),
     (rc.get_spec("resnet50").replace(output_stride=16, stem_pool=False), ["output_stride=16", "stem_pool=False"]),
     (ResNetSpec(preact=True, downsample="avg"), ["preact=True with downsample='avg'"]),
-    (rc.get_spec("resnet18d"), ["stack0_block0 (64 -> 64 channels, stride 1)", "basic_block_vd projects"]),
+    (rc.get_spec("resnet18d"), ["project_first=False with basic_block_vd"]),
     (ResNetSpec(block="basic", stem_width=32), ["stack0_block0 (32 -> 64 channels, stride 1)"]),
     (ResNetSpec(include_top=False, num_classes=0, pooling="max", preprocessing="tf"),
      ["pooling='max'", "preprocessing='tf' without a top"]),

@@ -132,24 +132,17 @@ def test_se_ratio_is_inferred_from_reduced_widths(torch, timm):
 
 
 # (id, create_model name, kwargs, text the refusal must contain)
+# (anti-aliasing, ECA, replace_stem_pool, down_kernel_size and block_reduce_first: test_timm_blocks.py)
 REFUSALS = [
-    ("aa-blurpool", "resnet50", {"aa_layer": "blurpool"}, "aa_layer (anti-aliasing)"),
-    ("aa-avgpool", "resnet18", {"aa_layer": "avg"}, "aa_layer (anti-aliasing)"),
-    ("attn-eca", "resnet50", {"block_args": {"attn_layer": "eca"}}, "attn_layer=EcaModule"),
     ("attn-cbam", "resnet18", {"block_args": {"attn_layer": "cbam"}}, "attn_layer=CbamModule"),
     ("act-silu", "resnet18", {"act_layer": "silu"}, "activation SiLU (act_layer"),
-    ("replace-stem-pool", "resnet18", {"replace_stem_pool": True}, "maxpool is a Sequential: replace_stem_pool=True"),
-    ("down-kernel-3", "resnet18", {"down_kernel_size": 3}, "down_kernel_size"),
     ("global-pool-max-top", "resnet18", {"global_pool": "max"}, "global_pool='max' with a classifier"),
-    ("reduce-first", "resnet26", {"block_reduce_first": 2}, "block_reduce_first"),
 ]
 
 
 @pytest.mark.torch
 @pytest.mark.parametrize(("name", "kwargs", "text"), [r[1:] for r in REFUSALS], ids=[r[0] for r in REFUSALS])
 def test_unexpressible_timm_options_are_refused_by_name(torch, timm, name, kwargs, text):
-    if "aa_layer" in kwargs:
-        kwargs = {"aa_layer": {"blurpool": timm.layers.BlurPool2d, "avg": torch.nn.AvgPool2d}[kwargs["aa_layer"]]}
     peer = timm.create_model(name, pretrained=False, **kwargs)
     with pytest.raises(rc.PeerError) as info:
         rc.from_peer(peer)

@@ -66,7 +66,7 @@ INVALID = [
     ("stem-unknown", {"stem": "5x5"}, "stem", "'5x5'", "('7x7', 'deep', 'deep_tiered')"),
     ("stem_pool-int", {"stem_pool": 1}, "stem_pool", "1", "a bool"),
     ("downsample-unknown", {"downsample": "max"}, "downsample", "'max'", "('conv', 'avg')"),
-    ("attention-unknown", {"attention": "cbam"}, "attention", "'cbam'", "(None, 'se')"),
+    ("attention-unknown", {"attention": "cbam"}, "attention", "'cbam'", "(None, 'se', 'eca')"),
     ("se_ratio-zero", {"attention": "se", "se_ratio": 0.0}, "se_ratio", "0.0", "(0, 1]"),
     ("se_ratio-above-one", {"attention": "se", "se_ratio": 2}, "se_ratio", "2", "(0, 1]"),
     ("output_stride-4", {"output_stride": 4}, "output_stride", "4", "(8, 16, 32)"),

@@ -10,7 +10,9 @@ from ..spec import ResNetSpec
 
 # Structural options shown when a preset departs from torchvision's defaults.
 _VARIANT_FIELDS = ("preact", "stride_block", "stride_in_1x1", "conv_bias", "stem", "downsample", "attention",
-                   "output_stride", "stem_pool_padding", "preprocessing")
+                   "anti_alias", "replace_stem_pool", "reduce_first", "down_kernel_size", "project_first",
+                   "output_stride", "stem_pool_padding", "norm", "norm_groups", "std_conv", "std_conv_eps",
+                   "preprocessing")
 
 
 def variant(spec: ResNetSpec) -> str:

@@ -16,12 +16,14 @@ from pathlib import Path
 
 from ..errors import InputError, MissingDependencyError, MissingFileError
 from ..parity import DTYPES, ENGINES, MODES, parity
+from ..parity.engines import ARTIFACT_ENGINES
 from ..parity.engines import log as engines_log
 
 EPILOG = """examples:
   resnet-core parity resnet50 --backends torch,keras-jax,keras-tensorflow,keras-torch
   resnet-core parity my.safetensors --mode train --grad --json report.json --plot report.png
   resnet-core parity tiny_resnext --dtype bfloat16 --size 65x77
+  resnet-core parity r18.safetensors --backends torch,onnxruntime,litert,tf-saved-model,torch-export
 """
 
 
@@ -39,7 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--spec", help="the preset of a weights file, when it cannot be inferred")
     p.add_argument("--weights", help="weights file for a preset (default: non-trivial random weights)")
     p.add_argument("--backends", default=",".join(ENGINES),
-                   help=f"comma-separated engines (default: all): {', '.join(ENGINES)}")
+                   help=f"comma-separated engines (default: {', '.join(ENGINES)}); exported artifacts, compared on "
+                        f"their output: {', '.join(ARTIFACT_ENGINES)}")
     p.add_argument("--reference", default="torch", help="engine the others are compared with (default: torch)")
     p.add_argument("--mode", choices=MODES, default="eval",
                    help="eval: running statistics; train: batch statistics, and running statistics after one step")
@@ -51,7 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the images, probe and random weights")
     p.add_argument("--tolerance", type=float, help="one relative tolerance for everything (default: per dtype)")
     p.add_argument("--engine-weights", action="append", default=[], metavar="ENGINE=FILE",
-                   help="give one engine other weights, e.g. keras-jax=converted.weights.h5 (repeatable)")
+                   help="give one engine other weights, e.g. keras-jax=converted.weights.h5, or an artifact engine "
+                        "the artifact to check, e.g. onnxruntime=model.onnx (repeatable)")
     p.add_argument("--device", choices=("auto", "cpu"), default="auto",
                    help="auto: each engine's default device; cpu: hide GPUs from every engine")
     p.add_argument("--jobs", type=int, help="engines run at once (default: one per CPU core)")

@@ -62,3 +62,39 @@ def atomic_output(path: Path, overwrite: bool = False, suffix: str = "") -> Iter
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def check_folder_output(path: Path, overwrite: bool) -> None:
+    """Refuse a folder output before any work: a missing parent, a file in the way, an existing folder."""
+    if not path.parent.is_dir():
+        raise MissingFileError(f"Output directory {str(path.parent)!r} does not exist")
+    if path.exists() and not path.is_dir():
+        raise OutputExistsError(f"Output {str(path)!r} exists and is not a folder")
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"Output {str(path)!r} already exists; pass --force (overwrite=True) to replace it")
+
+
+@contextlib.contextmanager
+def atomic_folder(path: Path, overwrite: bool = False) -> Iterator[Path]:
+    """Like :func:`atomic_output` for a folder: the writer fills a temporary folder beside ``path``, which is
+    renamed into place when complete (an existing one, with ``overwrite``, is moved aside first, then removed)."""
+    import shutil
+
+    path = Path(path)
+    check_folder_output(path, overwrite)
+    tmp = _temporary_name(path, "")
+    try:
+        yield tmp
+        if not tmp.is_dir():  # pragma: no cover - a writer that wrote nothing
+            raise RuntimeError(f"The writer did not create {tmp}")
+        if path.exists():
+            if not overwrite:
+                raise OutputExistsError(f"Output {str(path)!r} appeared while writing; not replaced")
+            old = _temporary_name(path, ".old")
+            os.rename(path, old)
+            os.rename(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

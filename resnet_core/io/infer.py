@@ -9,11 +9,12 @@ spec the weights do not fit. When two different specs fit, the caller must choos
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ResNetCoreError
-from ..plan import make_plan, planes_of, width_per_group_of
+from ..plan import make_plan, planes_of, se_ratio_of, width_per_group_fitting, width_per_group_of
 from ..presets import get_spec, list_specs
 from ..spec import ResNetSpec
 
@@ -22,6 +23,18 @@ Shapes = dict[str, tuple[int, ...]]
 
 class InferenceError(ResNetCoreError, ValueError):
     """The tensors do not determine one spec."""
+
+
+# Fields no tensor shows, with the value a file is assumed to have when presets differ only there
+# (resnetaa50 and resnetblur50 hold exactly resnet50's tensors).
+UNSEEN_DEFAULTS = {"anti_alias": None}
+
+
+def _plainest(fits: list[ResNetSpec]) -> list[ResNetSpec]:
+    """Fits that differ from another fit only in unseen fields are dropped in favour of the default
+    (a resnet50 file stays resnet50; ``--arch resnetaa50`` reads it as the anti-aliased network)."""
+    plain = [s for s in fits if all(getattr(s, f) == v for f, v in UNSEEN_DEFAULTS.items())]
+    return [s for s in fits if s in plain or not any(s.replace(**UNSEEN_DEFAULTS) == p for p in plain)]
 
 
 def _signature(spec: ResNetSpec) -> Shapes:
@@ -64,22 +77,45 @@ def infer_spec(tensors: Mapping[str, Any]) -> tuple[ResNetSpec, str]:
         candidate = _fit_head(get_spec(name), shapes)
         if candidate is not None and _signature(candidate) == shapes and candidate not in fits:
             fits.append(candidate)
+    fits = _plainest(fits)
     if len(fits) > 1:
         raise InferenceError("the tensors fit several presets (" + ", ".join(s.name for s in fits) +
                              "), which differ in ways weights do not show; choose one with --arch")
     if fits:
         spec = fits[0]
         changed = _differences(spec, get_spec(spec.name))
+        unseen = [f"{f}={getattr(spec, f)!r}" for f, v in UNSEEN_DEFAULTS.items() if getattr(spec, f) != v]
+        also = f" ({', '.join(unseen)} is the preset's: weights do not show it)" if unseen else ""
         return spec, f"inferred from tensor names and shapes: preset {spec.name}" + (
-            f" with {changed}" if changed else "")
+            f" with {changed}" if changed else "") + also
     spec = _structure(shapes)
     found = _differences(spec, ResNetSpec()) or "the defaults"
-    invisible = ("stride_in_1x1", "bn_eps", "bn_momentum", "pooling")
+    invisible = ("stride_in_1x1", "bn_eps", "bn_momentum", "pooling", "std_conv", *UNSEEN_DEFAULTS)
+    if spec.norm in ("group", "evo_s0"):  # a group count leaves every tensor's shape as it is
+        invisible += ("norm_groups",)
     if spec.preact:  # a bare projection conv has the same shape after an average pool, or with a moved stride
         invisible += ("downsample", "stride_block", "stem_pool_padding")
     unseen = ", ".join(f"{f}={getattr(spec, f)!r}" for f in invisible if hasattr(spec, f))
     return spec, (f"inferred from tensor names and shapes (no preset matches): {found}; "
                   f"assumed, as weights do not show them: {unseen}")
+
+
+def _norm_fields(shapes: Shapes) -> dict[str, Any]:
+    """The norm kind its tensors name: EvoNorm's ``v``, FRN's ``tau``; no running statistics, group norm.
+
+    A group count does not show in any shape: the default (32) is assumed where it divides every conv's
+    width, else the largest count that does (a 16-wide stem cannot have 32 groups).
+    """
+    if any(k.endswith(".v") for k in shapes):
+        kind = "evo_s0"
+    elif any(k.endswith(".tau") for k in shapes):
+        return {"norm": "frn"}
+    elif not any(k.endswith(".running_mean") for k in shapes):
+        kind = "group"
+    else:
+        return {}
+    common = math.gcd(*(s[0] for k, s in shapes.items() if len(s) == 4 and ".se." not in k and k != "fc.weight"))
+    return {"norm": kind, "norm_groups": max(g for g in range(1, 33) if common % g == 0)}
 
 
 def _structure(shapes: Shapes) -> ResNetSpec:
@@ -108,26 +144,47 @@ def _structure(shapes: Shapes) -> ResNetSpec:
     if "layer1.0.conv3.weight" in shapes:
         conv2 = shape("layer1.0.conv2.weight")
         base = planes_of(shape("layer1.0.conv3.weight")[0], "bottleneck")
-        groups = max(1, conv2[0] // max(1, conv2[1]))
+        groups = max(1, shape("layer1.0.conv1.weight")[0] // max(1, conv2[1]))  # conv2's input / per group
+        widths = [(base * 2**s, shapes[f"layer{s + 1}.0.conv2.weight"][0]) for s in range(len(layers))
+                  if f"layer{s + 1}.0.conv2.weight" in shapes]
+        fitting = width_per_group_fitting(widths, groups)
         fields.update(block="bottleneck", base_planes=base, groups=groups,
-                      width_per_group=width_per_group_of(conv2[0], groups, base))
+                      width_per_group=width_per_group_of(conv2[0], groups, base) if fitting is None else fitting)
     else:
-        fields.update(block="basic", base_planes=shape("layer1.0.conv1.weight")[0])
+        fields.update(block="basic", base_planes=shape("layer1.0.conv2.weight")[0])
     # Pre-activation networks bias only the convs no norm follows, so look at any conv's bias.
     fields["conv_bias"] = any(k.endswith(".bias") and len(shapes.get(k[:-4] + "weight", ())) == 4
                               and ".se." not in k for k in shapes)
     fields["preact"] = "layer1.0.norm1.weight" in shapes
+    fields["replace_stem_pool"] = "maxpool.0.weight" in shapes
+    if "layer1.0.conv1.weight" in shapes and not fields["preact"]:  # first conv narrower than the second
+        first, second = shape("layer1.0.conv1.weight")[0], shape("layer1.0.conv2.weight")[0]
+        fields["reduce_first"] = max(1, second // first)
+    if fields.get("block") == "basic" and not fields["preact"]:  # a projection where nothing changes
+        stem_out = fields["stem_width"] * (1 if fields.get("stem", "7x7") == "7x7" else 2)
+        fields["project_first"] = stem_out == fields["base_planes"] and any(
+            k.startswith("layer1.0.downsample.") for k in shapes)
+    downs = [v for k, v in shapes.items() if k.endswith(".downsample.0.weight") and len(v) == 4]
+    if downs and not fields["preact"]:
+        fields["down_kernel_size"] = max(v[-1] for v in downs)
+    if "layer1.0.se.conv.weight" in shapes:
+        fields["attention"] = "eca"
+    fields.update(_norm_fields(shapes))
     if any(k.endswith(".downsample.2.weight") for k in shapes):
         fields["downsample"] = "avg"
     if "fc.weight" in shapes:
         fields.update(include_top=True, num_classes=shape("fc.weight")[0])
     else:
         fields.update(include_top=False)
-    ratios = [None]
-    if "layer1.0.se.fc1.weight" in shapes:
+    ratios: list[float | None] = [None]
+    se = [(s[1], s[0]) for k, s in shapes.items() if k.endswith(".se.fc1.weight") and len(s) == 4]
+    if se:
         fields["attention"] = "se"
-        reduced, channels = shape("layer1.0.se.fc1.weight")[0], shape("layer1.0.se.fc1.weight")[1]
-        ratios = [1 / 16, 1 / 8, 1 / 4, reduced / channels]
+        ratio = se_ratio_of(se)
+        if ratio is None:
+            raise InferenceError(f"the squeeze-excitation widths {se[:4]} (channels, reduced) follow no "
+                                 "se_ratio rounded to a multiple of 8")
+        ratios = [ratio]
     known = {f.name for f in dataclasses.fields(ResNetSpec)}
     unknown = sorted(set(fields) - known)
     if unknown:  # pragma: no cover - only if spec fields are renamed
@@ -136,9 +193,10 @@ def _structure(shapes: Shapes) -> ResNetSpec:
     for ratio in ratios:
         try:
             guess = ResNetSpec(**fields, **({} if ratio is None else {"se_ratio": ratio}))
+            signature = _signature(guess)
         except ValueError as exc:
             raise InferenceError(f"the shapes suggest an invalid spec ({exc})") from None
-        if _signature(guess) == shapes:
+        if signature == shapes:
             return guess
     expected = _signature(guess)
     for name, got in shapes.items():

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, MissingDependencyError
+from ..errors import InputError, MissingDependencyError, ResNetCoreError
 from ..keras_graph import VARIABLES, KerasLayer, keras_graph
 from ..layouts import Layout
 from ..mapping import KERAS_VARIABLE, keras_table
@@ -187,8 +187,12 @@ def _peer_table(layers: list[str]) -> Any:
 
 def _layout_guess(cls: str, variable: str) -> Layout:
     if variable == "kernel":
-        return Layout.CONV if cls == "Conv2D" else Layout.DENSE
+        return {"Conv2D": Layout.CONV, "StdConv2D": Layout.CONV, "Conv1D": Layout.CONV1D}.get(cls, Layout.DENSE)
     return Layout.SAME
+
+
+# What h5py raises on a damaged file, depending on which HDF5 call meets the damage first (found by fuzzing).
+H5_DAMAGE = (OSError, KeyError, ValueError, RuntimeError, TypeError)
 
 
 class KerasH5Reader(Reader):
@@ -200,7 +204,7 @@ class KerasH5Reader(Reader):
         self._fileobj = fileobj
         try:
             self._file = h5py.File(fileobj if fileobj is not None else path, "r")
-        except OSError as exc:
+        except H5_DAMAGE as exc:
             if fileobj is not None:
                 fileobj.close()
             raise WeightsFileError(f"{path} is not a readable HDF5 file (truncated or corrupt?): {exc}") from None
@@ -208,9 +212,9 @@ class KerasH5Reader(Reader):
         try:
             self._scan(h5py)
             attrs = {k: _text(v) for k, v in self._file.attrs.items() if k in (SPEC_KEY, VERSION_KEY, LIBRARY_KEY)}
-        except (OSError, KeyError, ValueError) as exc:
+        except H5_DAMAGE as exc:
             self.close()
-            if isinstance(exc, WeightsFileError):
+            if isinstance(exc, ResNetCoreError):
                 raise
             raise WeightsFileError(f"{path} is not a valid Keras weights file (truncated or corrupt?): {exc}") \
                 from None
@@ -237,6 +241,8 @@ class KerasH5Reader(Reader):
             if not all(k.isdigit() for k in keys):
                 raise WeightsFileError(f"{self.path}: unexpected entries {keys} in layers/{key}/vars")
             datasets = [variables[k] for k in sorted(keys, key=int)]
+            if not all(isinstance(d, h5py.Dataset) for d in datasets):
+                raise WeightsFileError(f"{self.path}: layers/{key}/vars holds entries that are not datasets")
             cls = classes.get(re.sub(r"_\d+$", "", key), key)
             if datasets and cls not in VARIABLES:
                 raise WeightsFileError(f"{self.path}: layer group layers/{key} holds weights, but no layer of a "
@@ -254,6 +260,15 @@ class KerasH5Reader(Reader):
         return TensorInfo(tuple(ds.shape), dtype_by_name("bfloat16") if tagged else np.dtype(ds.dtype))
 
     def tensors(self, spec: ResNetSpec | None) -> dict[str, TensorInfo]:
+        try:
+            return self._tensors(spec)
+        except ResNetCoreError:
+            raise
+        except H5_DAMAGE as exc:
+            raise WeightsFileError(f"{self.path} is not a valid Keras weights file (truncated or corrupt?): {exc}") \
+                from None
+
+    def _tensors(self, spec: ResNetSpec | None) -> dict[str, TensorInfo]:
         named = all(name is not None for _, name, datasets in self._groups.values() if datasets)
         if spec is None and not named:
             raise WeightsFileError(f"{self.path} names no layers (written by an older Keras), so its architecture "
@@ -284,10 +299,10 @@ class KerasH5Reader(Reader):
     def read(self, name: str) -> np.ndarray:
         ds, layout = self._map[name]
         try:
-            value = ds[()]
-        except (OSError, ValueError) as exc:
+            value, tag = ds[()], _text(ds.attrs.get("dtype", ""))
+        except H5_DAMAGE as exc:
             raise WeightsFileError(f"{self.path}: cannot read {name} (truncated or corrupt?): {exc}") from None
-        if _text(ds.attrs.get("dtype", "")) == "bfloat16":
+        if tag == "bfloat16":
             value = value.view(dtype_by_name("bfloat16")) if value.dtype.kind == "V" else \
                 value.astype(dtype_by_name("bfloat16"))
         elif value.dtype.kind == "V":

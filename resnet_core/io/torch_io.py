@@ -68,8 +68,8 @@ def _load(path: Path) -> Any:
             f"Refused to load {path}: its pickle holds more than tensors ({_reason(exc)}). It was read with "
             "torch.load(weights_only=True) and nothing in it was run; re-save the bare state_dict if you trust it"
         ) from None
-    except (RuntimeError, EOFError, OSError, KeyError, ValueError, AttributeError, IndexError) as exc:
-        if isinstance(exc, FileNotFoundError):
+    except Exception as exc:  # weights_only runs no code of the file's: whatever fails is the file's damage
+        if isinstance(exc, (FileNotFoundError, PermissionError)):
             raise
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise WeightsFileError(f"{path} is truncated or corrupt: torch.load failed ({first})") from None

@@ -26,6 +26,9 @@ from ..quiet import is_framework_log, set_quiet_defaults
 
 ENGINES = ("torch", "keras-jax", "keras-tensorflow", "keras-torch")
 KERAS_ENGINES = ENGINES[1:]
+# Engines that export an artifact and run it in its runtime (resnet_core.parity.artifacts); opt-in.
+ARTIFACT_ENGINES = ("onnxruntime", "litert", "tf-saved-model", "torch-export")
+ALL_ENGINES = ENGINES + ARTIFACT_ENGINES
 
 # Packages an engine imports; all must be importable for it to run.
 REQUIRES: dict[str, tuple[str, ...]] = {
@@ -33,6 +36,11 @@ REQUIRES: dict[str, tuple[str, ...]] = {
     "keras-jax": ("keras", "jax"),
     "keras-tensorflow": ("keras", "tensorflow"),
     "keras-torch": ("keras", "torch"),
+    # artifact engines: what exports the artifact, then the runtime that runs it
+    "onnxruntime": ("torch", "onnx", "onnxscript", "onnxruntime"),
+    "litert": ("keras", "tensorflow", "ai_edge_litert"),
+    "tf-saved-model": ("keras", "tensorflow"),
+    "torch-export": ("torch",),
 }
 
 # The worker exits with this status when its framework cannot be imported: the engine is skipped.
@@ -59,8 +67,8 @@ def parse_engines(engines: str | Sequence[str]) -> tuple[str, ...]:
         name = item.strip().lower()
         if not name:
             continue
-        if name not in ENGINES:
-            raise InputError(f"Unknown engine {item!r}. Expected some of {', '.join(ENGINES)}")
+        if name not in ALL_ENGINES:
+            raise InputError(f"Unknown engine {item!r}. Expected some of {', '.join(ALL_ENGINES)}")
         if name not in names:
             names.append(name)
     if not names:

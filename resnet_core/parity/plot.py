@@ -29,7 +29,8 @@ def plot(report: ReportData, path: str | Path) -> None:
         rows = group_rows(entries) if grouped else [(e.name, [e]) for e in entries]
         names = [name for name, _ in rows]
         for engine in report.compared:
-            values = [max(e.engines[engine]["max_rel"] for e in group if engine in e.engines) for _, group in rows]
+            values = [max((e.engines[engine]["max_rel"] for e in group if engine in e.engines), default=float("nan"))
+                      for _, group in rows]  # nan: an exported artifact has the output only
             ax.plot(range(len(names)), [max(v, 1e-12) for v in values], marker="o", ms=3,
                     label=f"{engine} vs {report.reference}")
         tol = max(m["tolerance"] for e in entries for m in e.engines.values())

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from .artifacts import ARTIFACTS, ArtifactRunner
 from .engines import EXIT_UNAVAILABLE, REQUIRES
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -295,11 +296,15 @@ class KerasRunner:
 
 
 def _nhwc(a: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(np.transpose(a, (0, 2, 3, 1))) if a.ndim == 4 else a
+    from ..testing import to_channels_last
+
+    return to_channels_last(a)
 
 
 def _nchw(a: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(np.transpose(a, (0, 3, 1, 2))) if a.ndim == 4 else a
+    from ..testing import to_channels_first
+
+    return to_channels_first(a)
 
 
 def run(job: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -314,7 +319,10 @@ def run(job: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     spec = ResNetSpec.from_dict(job["spec"])
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    runner = TorchRunner(spec, dtype) if engine == "torch" else KerasRunner(spec, dtype)
+    if engine in ARTIFACTS:
+        runner = ArtifactRunner(engine, spec, dtype, Path(job["output"]).parent)
+    else:
+        runner = TorchRunner(spec, dtype) if engine == "torch" else KerasRunner(spec, dtype)
     runner.load(job["weights"])
     timings["build_and_load"] = time.perf_counter() - start
     if job.get("save_keras_weights"):
@@ -360,7 +368,8 @@ def main(argv: list[str] | None = None) -> int:
     job = json.loads(Path(argv[0]).read_text())
     meta_path = Path(job["meta"])
     try:
-        for package in REQUIRES[job["engine"]]:
+        engine = job["engine"]
+        for package in ARTIFACTS[engine][3] if engine in ARTIFACTS else REQUIRES[engine]:
             importlib.import_module(package)
     except ImportError as exc:
         meta_path.write_text(json.dumps({"engine": job["engine"], "error": f"cannot import: {exc}"}))

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..name_tables import PeerError, Table
-from ..plan import Conv, Norm, Plan, make_divisible, make_plan
+from ..plan import Conv, Norm, Plan, SqueezeExcite, make_plan, se_ratio_of
 from ..presets import get_spec, list_specs
 from ..spec import OUTPUT_STRIDES, ResNetSpec
 
@@ -52,11 +52,9 @@ def stem_counted_output_stride(spec: ResNetSpec) -> int:
 def se_ratio_for(widths: Iterable[tuple[int, int]], peer: str) -> float:
     """A reduction ratio reproducing every (channels, reduced) pair under timm's rounding."""
     pairs = list(widths)
-    candidates = [1.0 / 16] + [1.0 / k for k in range(1, 65)]
-    candidates += [reduced / channels for channels, reduced in pairs[:1]]
-    for ratio in candidates:
-        if all(make_divisible(c * ratio) == r for c, r in pairs):
-            return ratio
+    ratio = se_ratio_of(pairs)
+    if ratio is not None:
+        return ratio
     raise PeerError(
         f"The {peer} model's squeeze-excitation widths {pairs[:4]} follow no single ratio rounded to a "
         "multiple of 8: ResNetSpec.se_ratio cannot express them (per-block rd_channels or another rd_divisor)"
@@ -72,7 +70,15 @@ def unsupported(peer: str, problems: list[str]) -> PeerError:
     return PeerError(f"Cannot express this {peer} model as a ResNetSpec: " + "; ".join(problems))
 
 
-def refuse_export(spec: ResNetSpec, peer: str, problems: list[str]) -> None:
+def refuse_export(spec: ResNetSpec, peer: str, problems: list[str], norms: tuple[str, ...] = ("batch",),
+                  std_conv: bool = False) -> None:
+    """Raise naming every problem; ``norms`` / ``std_conv``: the norm kinds and weight standardisation the
+    peer can build (most peers know batch norm only, so a spec with another norm is refused here, once)."""
+    problems = list(problems)
+    if spec.norm not in norms:
+        problems.append(f"norm={spec.norm!r} ({peer} builds {' / '.join(norms)} norms only)")
+    if spec.std_conv and not std_conv:
+        problems.append(f"std_conv=True ({peer} has no weight-standardised convolution)")
     if problems:
         raise PeerError(f"{peer} cannot build spec {spec.name!r}: " + "; ".join(problems))
 
@@ -84,7 +90,8 @@ def comparable(spec: ResNetSpec) -> dict:
         data.pop("num_classes")
     data.pop("zero_init_residual")  # an initialisation choice; no live model records it
     # Ratios that round to the same widths build the same network: compare the widths.
-    data["se_ratio"] = tuple(b.attention.fc1.out_channels for b in make_plan(spec).blocks if b.attention)
+    data["se_ratio"] = tuple(b.attention.fc1.out_channels for b in make_plan(spec).blocks
+                             if isinstance(b.attention, SqueezeExcite))
     return data
 
 
@@ -100,9 +107,14 @@ def check_round_trip(spec: ResNetSpec, back: ResNetSpec, peer: str) -> None:
 def check_units(plan: Plan, table: Table, layers: dict[str, Any],
                 check_conv: Callable[[Conv, Any, str], list[str]],
                 check_norm: Callable[[Norm, Any, str], list[str]]) -> list[str]:
-    """Every conv and norm of ``plan`` against the peer layer the table maps it to (by peer name)."""
+    """Every conv and norm of ``plan`` against the peer layer the table maps it to (by peer name).
+
+    ECA's channel convs are left to the one peer that has them (timm).
+    """
     faults: list[str] = []
     for item in plan.modules():
+        if not isinstance(item, (Conv, Norm)):
+            continue
         where = table.peer_module(item.name)
         check = check_conv if isinstance(item, Conv) else check_norm
         faults += check(item, layers.get(where), where)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import torch
@@ -36,11 +36,13 @@ def _pair(value: object) -> tuple[int, int]:
     return tuple(value) if isinstance(value, (tuple, list)) else (value, value)  # type: ignore[return-value]
 
 
-def check_conv(conv: Conv, module: object, where: str) -> list[str]:
+def check_conv(conv: Conv, module: object, where: str, cls: type | None = None) -> list[str]:
+    """A conv's fields against the plan's; ``cls`` is the exact class expected (Conv2d by default)."""
+    cls = nn.Conv2d if cls is None else cls
     if module is None:
         return [f"{where} is missing"]
-    if type(module) is not nn.Conv2d:
-        return [f"{where} is {type(module).__name__}, expected Conv2d"]
+    if type(module) is not cls:
+        return [f"{where} is {type(module).__name__}, expected {cls.__name__}"]
     m: nn.Conv2d = module
     want = dict(in_channels=conv.in_channels, out_channels=conv.out_channels, kernel_size=(conv.kernel_size,) * 2,
                 stride=(conv.stride,) * 2, padding=(conv.padding,) * 2, dilation=(conv.dilation,) * 2,
@@ -71,10 +73,11 @@ def check_norm(n: Norm, module: object, where: str, cls: type | None = None) -> 
     return faults
 
 
-def check_plan(plan: Plan, table: Table, model: nn.Module) -> list[str]:
+def check_plan(plan: Plan, table: Table, model: nn.Module, conv: Callable = check_conv,
+               norm: Callable = check_norm) -> list[str]:
     """Every conv, norm and the classifier of ``plan`` against the module the table maps it to."""
     modules = dict(model.named_modules())
-    faults = check_units(plan, table, modules, check_conv, check_norm)
+    faults = check_units(plan, table, modules, conv, norm)
     if plan.head.fc is not None:
         fc, where = plan.head.fc, table.peer_module(plan.head.fc.name)
         m = modules.get(where)

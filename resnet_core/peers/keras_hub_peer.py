@@ -304,6 +304,7 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
             stem_width=stem_width, base_planes=backbone.stackwise_num_filters[0], bn_eps=float(bn.epsilon),
             bn_momentum=keras_to_torch_momentum(bn.momentum), stem=stem,
             downsample="avg" if backbone.block_type.endswith("_vd") else "conv", preact=backbone.use_pre_activation,
+            project_first=backbone.block_type == "basic_block_vd",
             preprocessing=_preprocessing(classifier, int(layers["conv1_conv"].kernel.shape[2])),
         )
     except SpecError as exc:
@@ -329,6 +330,9 @@ def _export_refusals(spec: ResNetSpec, plan: Plan, options: Mapping[str, Any]) -
     if spec.preact and spec.downsample == "avg":
         problems.append("preact=True with downsample='avg' (keras-hub's pre-activated _vd shortcut has no "
                         "average pool)")
+    if spec.project_first != (_block_type(spec) == "basic_block_vd"):
+        problems.append(f"project_first={spec.project_first} with {_block_type(spec)} (keras-hub projects the "
+                        "first block's shortcut exactly in basic_block_vd)")
     if spec.preprocessing == "caffe":
         problems.append("preprocessing='caffe' (an ImageConverter scales and offsets; it cannot reverse channels)")
     if not spec.include_top:

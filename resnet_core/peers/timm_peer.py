@@ -1,8 +1,9 @@
 """timm.models.resnet.ResNet <-> ResNetSpec: stems, "d" shortcuts, SE and output stride included.
 
 timm keeps torchvision's names for the shared parts and the plan uses timm's for the rest, so the
-table is the identity. What timm can build but ResNetSpec cannot (anti-aliasing, other attention or
-activation layers, replace_stem_pool, block_reduce_first, down_kernel_size...) is refused by name.
+table is the identity. SE and ECA attention, anti-aliasing (``aa_layer``), ``replace_stem_pool``,
+``block_reduce_first`` and ``down_kernel_size`` have spec fields; what timm can build but ResNetSpec
+cannot (other attention or activation layers, per-block widths of pruned models...) is refused by name.
 Pre-activation models (timm.models.resnetv2.ResNetV2, specs with ``preact``) go to timm_resnetv2.
 """
 
@@ -16,9 +17,18 @@ from typing import Any
 import numpy as np
 
 from ..name_tables import TORCH_IGNORED, TORCH_KINDS, ModuleRow, Table
-from ..plan import Plan, make_plan, planes_of, stage_planes, width_per_group_of
+from ..plan import (
+    AvgPool,
+    BlurPool,
+    EfficientChannelAttention,
+    Plan,
+    make_plan,
+    planes_of,
+    stage_planes,
+    width_per_group_of,
+)
 from ..spec import ResNetSpec, SpecError
-from . import timm_resnetv2
+from . import _timm, timm_resnetv2
 from ._common import (
     check_round_trip,
     match_output_stride,
@@ -36,11 +46,11 @@ TABLE = Table(MODULES, TORCH_KINDS, ignored=TORCH_IGNORED)
 STEM_TYPES = {"7x7": "", "deep": "deep", "deep_tiered": "deep_tiered"}
 
 # Leaf modules a timm ResNet may hold for a spec to describe it; anything else is refused.
-_ALLOWED = ("Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d", "AvgPool2d", "AvgPool2dSame", "Identity", "Linear",
-            "Flatten", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "Sigmoid",
+_ALLOWED = ("Conv2d", "BatchNorm2d", "GroupNorm", "ReLU", "MaxPool2d", "AvgPool2d", "AvgPool2dSame", "Identity",
+            "Linear", "Flatten", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "Sigmoid", "Conv1d", "BlurPool2d",
             "DropBlock2d", "DropPath", "Dropout")  # the last three act only in training
 # Where an unexpected module sits -> the timm option that put it there.
-_HINTS = ((".aa", "aa_layer (anti-aliasing)"), (".se", "attn_layer"), ("maxpool", "replace_stem_pool or aa_layer"),
+_HINTS = ((".aa", "aa_layer (anti-aliasing)"), (".se", "attn_layer"), ("maxpool", "aa_layer"),
           ("act", "act_layer"), ("bn", "norm_layer"), ("downsample", "norm_layer or down_kernel_size"),
           ("global_pool", "global_pool"))
 
@@ -65,16 +75,16 @@ def _refusals(model: Any, activations: set[str]) -> list[str]:
         if name in activations or any(name.startswith(f"{r}.") for r in refused):
             continue  # activations are reported by check_relus
         problem = None
-        if name == "maxpool" and kind not in ("MaxPool2d", "Identity", "Sequential"):
-            problem = f"{kind}: aa_layer (anti-aliasing) has no ResNetSpec option"
-        elif name == "maxpool" and kind == "Sequential":
-            option = "replace_stem_pool=True" if any(isinstance(m, nn.Conv2d) for m in module) else "aa_layer"
-            problem = f"a Sequential: {option} has no ResNetSpec option"
-        elif name.endswith(".aa") and kind != "Identity":
-            problem = f"{kind}: aa_layer (anti-aliasing) has no ResNetSpec option"
-        elif name.endswith(".se") and kind != "SEModule":
-            problem = (f"{kind}: attn_layer={kind} is not expressible (ResNetSpec.attention supports only None or "
-                       "'se', timm's SEModule)")
+        if name == "maxpool" and kind not in ("MaxPool2d", "AvgPool2d", "Identity", "Sequential"):
+            problem = f"{kind}: aa_layer has no ResNetSpec option (anti_alias: AvgPool2d or BlurPool2d)"
+        elif name.endswith(".aa") and kind not in ("Identity", "AvgPool2d", "BlurPool2d"):
+            problem = f"{kind}: aa_layer has no ResNetSpec option (anti_alias: AvgPool2d or BlurPool2d)"
+        elif name.endswith(".se") and kind not in ("SEModule", "EcaModule"):
+            problem = (f"{kind}: attn_layer={kind} is not expressible (ResNetSpec.attention supports only None, "
+                       "'se' and 'eca': timm's SEModule and EcaModule)")
+        elif kind == "EcaModule" and (module.conv2 is not None or module.conv.bias is not None
+                                      or type(module.gate).__name__ != "Sigmoid"):
+            problem = "an EcaModule variant (use_mlp, act_layer or gate_layer): ResNetSpec's ECA is conv1d, sigmoid"
         elif kind == "SEModule" and (module.add_maxpool or type(module.bn) is not nn.Identity
                                      or module.fc1.bias is None or type(module.act) is not nn.ReLU
                                      or type(module.gate).__name__ != "Sigmoid"):
@@ -87,15 +97,15 @@ def _refusals(model: Any, activations: set[str]) -> list[str]:
             refused.append(name)
     problems = [f"{names[0]}{f' (+{len(names) - 1} more)' if len(names) > 1 else ''} is {problem}"
                 for problem, names in found.items()]
-    for block in (b for stage in _stages(model) for b in stage):
-        if block.conv1.out_channels != block.conv2.out_channels:
-            problems.append(f"{block.conv1.out_channels} != {block.conv2.out_channels} channels after a block's "
-                            "first conv: block_reduce_first has no ResNetSpec option")
-            break
-    for block in (b for stage in _stages(model) for b in stage):
-        down = block.downsample
-        if down is not None and (len(down) not in (2, 3) or down[-2].kernel_size != (1, 1)):
-            problems.append(f"downsample {down!r} (down_kernel_size > 1) has no ResNetSpec option")
+    stages = _stages(model)
+    kinds = [type(b).__name__ for stage in stages for b in stage]
+    if len(set(kinds)) > 1:
+        problems.append(f"block types {kinds} differ between stages: ResNetSpec.block is one type")
+    for number, stage in enumerate(stages, 1):
+        widths = {(b.conv1.out_channels, b.conv2.out_channels) for b in stage}
+        if len(widths) > 1:  # timm's *_pruned models: widths read from a file, per block
+            problems.append(f"the blocks of layer{number} have different widths (conv1, conv2) {sorted(widths)[:4]}"
+                            " (a pruned model): ResNetSpec has one width rule per stage")
             break
     return problems
 
@@ -108,17 +118,87 @@ def _check_pools(plan: Plan, model: Any) -> list[str]:
     """Shortcut pools and the stem pool, which own no tensors, against the plan."""
     from torch import nn
 
-    from . import _torch
 
     modules = dict(model.named_modules())
-    faults = _torch.check_maxpool(model.maxpool, "maxpool") if plan.stem.pool is not None else []
+    faults = _check_stem_pool(plan, model)
     for block in plan.blocks:
+        for unit in block.main:
+            where = f"{block.name}.aa"
+            if unit.conv.kernel_size == 3 and not _aa_matches(modules.get(where), unit.pool, nn):
+                faults.append(f"{where} is {modules.get(where)!r}, expected {_aa_text(unit.pool)}")
+        if isinstance(block.attention, EfficientChannelAttention):
+            where, k = block.attention.name, block.attention.conv.kernel_size
+            conv = getattr(modules.get(where), "conv", None)
+            if type(conv) is not nn.Conv1d or conv.kernel_size != (k,) or conv.padding != ((k - 1) // 2,) \
+                    or conv.padding_mode != "zeros":
+                faults.append(f"{where}.conv is {conv!r}, expected Conv1d(1, 1, kernel_size=({k},), "
+                              f"padding=({(k - 1) // 2},), bias=False)")
         if block.shortcut is None or plan.spec.downsample != "avg":
             continue
         where = f"{block.name}.downsample.0"
         m, want = modules.get(where), block.shortcut_pool
         faults += [f"{where} is {m!r}, expected {pool_text(want)}"] if not pool_matches(m, want, nn) else []
     return faults
+
+
+def _check_stem_pool(plan: Plan, model: Any) -> list[str]:
+    from torch import nn
+
+    from . import _torch
+
+    stem, m = plan.stem, model.maxpool
+    if stem.pool is None:  # no pool, or ResNet-RS's conv (its units are checked with the others)
+        ok = type(m) is nn.Identity if not plan.spec.replace_stem_pool else \
+            type(m) is nn.Sequential and len(m) == 3
+        return [] if ok else [f"maxpool is {m!r}, expected " + (
+            "Sequential(Conv2d, BatchNorm2d, ReLU) (replace_stem_pool)" if plan.spec.replace_stem_pool else "Identity")]
+    if stem.blur is not None:  # timm: Sequential(MaxPool2d(3, 1, 1), BlurPool2d)
+        ok = type(m) is nn.Sequential and len(m) == 2 and type(m[0]) is nn.MaxPool2d \
+            and (m[0].kernel_size, m[0].stride, m[0].padding) == (3, 1, 1) and _aa_matches(m[1], stem.blur, nn)
+        return [] if ok else [f"maxpool is {m!r}, expected Sequential(MaxPool2d(3, 1, 1), {_aa_text(stem.blur)})"]
+    if isinstance(stem.pool, AvgPool):
+        return [] if _aa_matches(m, stem.pool, nn) else [f"maxpool is {m!r}, expected {_aa_text(stem.pool)}"]
+    return _torch.check_maxpool(m, "maxpool")
+
+
+def _aa_text(pool: AvgPool | BlurPool | None) -> str:
+    if pool is None:
+        return "Identity (no anti-aliasing there)"
+    if isinstance(pool, BlurPool):
+        return f"BlurPool2d(filt_size={pool.filter_size}, stride={pool.stride}, pad_mode={pool.pad_mode!r})"
+    return f"AvgPool2d({pool.kernel_size})"
+
+
+def _aa_matches(module: Any, pool: AvgPool | BlurPool | None, nn: Any) -> bool:
+    """timm's create_aa output against the plan's anti-aliasing pool."""
+    if pool is None:
+        return type(module) is nn.Identity
+    if isinstance(pool, BlurPool):
+        mode = {"reflect": "reflect", "zeros": "constant"}[pool.pad_mode]
+        return type(module).__name__ == "BlurPool2d" and module.filt_size == pool.filter_size and \
+            module.stride == pool.stride and module.pad_mode == mode and module.padding == [pool.padding] * 4
+    pair = lambda v: v if isinstance(v, tuple) else (v, v)  # noqa: E731
+    return type(module) is nn.AvgPool2d and pair(module.kernel_size) == (pool.kernel_size,) * 2 and \
+        pair(module.stride) == (pool.stride,) * 2 and pair(module.padding) == (0, 0) and not module.ceil_mode
+
+
+def _anti_alias_of(model: Any, blocks: list[Any]) -> str | None:
+    """ResNetSpec.anti_alias of the first anti-aliasing module (the plan check verifies the others)."""
+    found = [b.aa for b in blocks if type(b.aa).__name__ != "Identity"]
+    if not found:
+        found.append(model.maxpool[-1] if type(model.maxpool).__name__ == "Sequential" else model.maxpool)
+    kind = type(found[0]).__name__
+    if kind == "AvgPool2d":
+        return "avg"
+    if kind == "BlurPool2d":
+        return "blur" if found[0].pad_mode == "reflect" else "blur_zero"
+    return None
+
+
+def _replaced_stem_pool(model: Any) -> bool:
+    from torch import nn
+
+    return type(model.maxpool) is nn.Sequential and any(type(m) is nn.Conv2d for m in model.maxpool)
 
 
 def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
@@ -130,7 +210,7 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
     from . import _torch
 
     stages = _stages(model)
-    relus = ["act1", "conv1.2", "conv1.5"] + [f"layer{s}.{i}.act{k}" for s in range(1, 5)
+    relus = ["act1", "conv1.2", "conv1.5", "maxpool.2"] + [f"layer{s}.{i}.act{k}" for s in range(1, 5)
                                              for i in range(len(stages[s - 1])) for k in (1, 2, 3)]
     problems = _refusals(model, set(relus)) + _torch.check_relus(model, relus)
     top = isinstance(model.fc, nn.Linear)
@@ -150,6 +230,8 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
         width_per_group = width_per_group_of(width, groups, planes)
     else:
         planes, groups, width_per_group = first.conv2.out_channels, 1, 64
+        width = planes
+    reduce_first = max(1, width // first.conv1.out_channels)
     deep = isinstance(model.conv1, nn.Sequential)
     stem_conv = model.conv1[0] if deep else model.conv1
     if deep:
@@ -159,25 +241,34 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
         stem_width, stem = model.conv1.out_channels, "7x7"
     blocks = [b for stage in stages for b in stage]
     downs = {len(b.downsample) for b in blocks if b.downsample is not None}
-    ses = [(b.se.fc1.in_channels, b.se.fc1.out_channels) for b in blocks if b.se is not None]
-    if ses and len(ses) != len(blocks):
-        raise unsupported(PEER, ["squeeze-excitation in some blocks only (ResNetSpec.attention applies to all)"])
-    bn = model.bn1
+    kernels = [b.downsample[0].kernel_size[0] for b in blocks if b.downsample is not None and len(b.downsample) == 2]
+    attention = {type(b.se).__name__ for b in blocks}
+    if len(attention) > 1:
+        raise unsupported(PEER, [f"attention modules {sorted(attention)} in different blocks (ResNetSpec.attention "
+                                 "applies to all)"])
+    ses = [(b.se.fc1.in_channels, b.se.fc1.out_channels) for b in blocks if type(b.se).__name__ == "SEModule"]
+    found = _timm.norm_kind(model.bn1)
+    if found is None:  # pragma: no cover - _refusals names any other norm class first
+        raise unsupported(PEER, [f"bn1 is {type(model.bn1).__name__}: norm_layer has no ResNetSpec option"])
     try:
         spec = ResNetSpec(
             block="bottleneck" if bottleneck else "basic", layers=tuple(len(s) for s in stages), groups=groups,
             width_per_group=width_per_group, num_classes=model.fc.out_features if top else 0, include_top=top,
             pooling=None if top else pools[pool_type], in_channels=stem_conv.in_channels, stem_width=stem_width,
-            base_planes=planes, bn_eps=bn.eps, bn_momentum=bn.momentum,
+            base_planes=planes, **found[1],
             stride_in_1x1=bottleneck and tuple(stages[1][0].conv1.stride) != (1, 1),
             conv_bias=stem_conv.bias is not None, stem=stem, stem_pool=not isinstance(model.maxpool, nn.Identity),
-            downsample="avg" if downs == {3} else "conv", attention="se" if ses else None,
+            downsample="avg" if downs == {3} else "conv",
+            attention={"SEModule": "se", "EcaModule": "eca"}.get(attention.pop()),
             se_ratio=se_ratio_for(ses, PEER) if ses else 1.0 / 16, preprocessing=preprocessing_of(model),
+            anti_alias=_anti_alias_of(model, blocks), replace_stem_pool=_replaced_stem_pool(model),
+            reduce_first=reduce_first, down_kernel_size=max(kernels, default=1),
         )
     except SpecError as exc:
         raise unsupported(PEER, [str(exc)]) from None
     spec = match_output_stride(
-        spec, lambda plan: _torch.check_plan(plan, TABLE, model) + _check_pools(plan, model), PEER)
+        spec, lambda plan: _torch.check_plan(plan, TABLE, model, norm=_timm.check_norm) +
+        _check_pools(plan, model), PEER)
     cfg = getattr(model, "pretrained_cfg", None) or {}
     spec = named(spec, cfg.get("architecture") or "resnet")
     return spec, TABLE.to_canonical(make_plan(spec), _torch.state_numpy(model), PEER)
@@ -187,7 +278,7 @@ def to_model(spec: ResNetSpec, weights: Mapping[str, Any]) -> Any:
     """A timm ResNet in eval mode; ``pretrained_cfg`` mean/std carry the spec's preprocessing."""
     if spec.preact:
         return timm_resnetv2.to_model(spec, weights)
-    from timm.layers import SEModule
+    from timm.layers import BlurPool2d, SEModule
     from timm.models.resnet import BasicBlock, Bottleneck, ResNet
     from torch import nn
 
@@ -204,10 +295,16 @@ def to_model(spec: ResNetSpec, weights: Mapping[str, Any]) -> Any:
         problems.append("conv_bias=True (timm's convolutions have no bias)")
     if spec.preprocessing not in NORMALISATION:
         problems.append(f"preprocessing={spec.preprocessing!r} (timm normalises RGB on [0, 1] by mean/std)")
-    refuse_export(spec, PEER, problems)
-    block_args = {}
+    if spec.std_conv:
+        problems.append("std_conv=True (timm's ResNet takes no conv_layer; its ResNetV2 does, with preact=True)")
+    refuse_export(spec, PEER, problems, norms=("batch", "group"), std_conv=True)  # std_conv said above
+    block_args: dict[str, Any] = {}
     if spec.attention == "se":
         block_args["attn_layer"] = functools.partial(SEModule, rd_ratio=spec.se_ratio)
+    elif spec.attention == "eca":
+        block_args["attn_layer"] = "eca"
+    # timm's stem takes only a class, so the zero-padded blur is built as BlurPool2d and re-padded below.
+    aa_layer = {None: None, "avg": nn.AvgPool2d, "blur": BlurPool2d, "blur_zero": BlurPool2d}[spec.anti_alias]
     model = ResNet(
         Bottleneck if spec.block == "bottleneck" else BasicBlock, list(spec.layers),
         num_classes=spec.num_classes if spec.include_top else 0, in_chans=spec.in_channels,
@@ -216,11 +313,16 @@ def to_model(spec: ResNetSpec, weights: Mapping[str, Any]) -> Any:
         cardinality=spec.groups, base_width=spec.width_per_group, stem_width=spec.stem_width,
         stem_type=STEM_TYPES[spec.stem], avg_down=spec.downsample == "avg",
         channels=stage_planes(spec.base_planes, 4),
-        norm_layer=functools.partial(nn.BatchNorm2d, eps=spec.bn_eps, momentum=spec.bn_momentum),
-        zero_init_last=spec.zero_init_residual, block_args=block_args,
+        norm_layer=_timm.norm_layer(spec, act=False),
+        zero_init_last=spec.zero_init_residual, block_args=block_args, aa_layer=aa_layer,
+        replace_stem_pool=spec.replace_stem_pool, block_reduce_first=spec.reduce_first,
+        down_kernel_size=spec.down_kernel_size,
     )
     if not spec.stem_pool:
         model.maxpool = nn.Identity()
+    for module in model.modules():
+        if spec.anti_alias == "blur_zero" and isinstance(module, BlurPool2d):
+            module.pad_mode = "constant"  # what timm's aa_layer="blurpc" builds
     mean, std = NORMALISATION[spec.preprocessing]
     model.pretrained_cfg = {"architecture": spec.name, "mean": mean, "std": std}
     _torch.load_state(model, TABLE.to_peer(make_plan(spec), weights), TABLE)

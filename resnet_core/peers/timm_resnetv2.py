@@ -13,9 +13,11 @@ transpose (same rank, values moved, never reshaped), so it cannot drop or add th
 module squeezes them on import and adds them back on export (:func:`_squeeze_fc`, :func:`_unsqueeze_fc`),
 after the structure check has proven the kernel is 1x1.
 
-Refused by name: the BiT models (StdConv2d weight standardisation, GroupNormAct), other norm layers
-(EvoNorm, FilterResponseNorm), activations other than ReLU, a norm ``drop_layer``, the input-size
-dependent 'same' stems and 'same'-padded convs, and ``preact=False`` (a post-activation network).
+The BiT models (StdConv2d weight standardisation, GroupNormAct, the 'fixed' stem), GroupNormAct,
+EvoNorm2dS0 and FilterResponseNormTlu2d norms are the spec's ``std_conv`` and ``norm`` options.
+Refused by name: other norm layers, activations other than ReLU, a norm ``drop_layer``, the input-size
+dependent 'same' stems and 'same'-padded convs (StdConv2dSame), scaled weight standardisation, and
+``preact=False`` (a post-activation network).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import numpy as np
 from ..name_tables import TORCH_IGNORED, TORCH_KINDS, ModuleRow, Table
 from ..plan import Conv, Norm, Plan, bottleneck_width, make_divisible, make_plan, planes_of, width_per_group_of
 from ..spec import ResNetSpec, SpecError
+from . import _timm
 from ._common import (
     check_round_trip,
     check_units,
@@ -62,16 +65,15 @@ POOLS = {"avg": "avg", "max": "max", "": None}
 
 # Modules a ResNetV2 may hold for a spec to describe it (containers included); anything else is refused.
 _ALLOWED = ("ResNetV2", "Sequential", "ResNetStage", "PreActBottleneck", "PreActBasic", "DownsampleConv",
-            "DownsampleAvg", "BatchNormAct2d", "ClassifierHead", "SelectAdaptivePool2d", "Conv2d", "ReLU",
+            "DownsampleAvg", "BatchNormAct2d", "GroupNormAct", "EvoNorm2dS0", "EvoNorm2dS0a", "FilterResponseNormTlu2d",
+            "StdConv2d", "ClassifierHead", "SelectAdaptivePool2d", "Conv2d", "ReLU",
             "Identity", "MaxPool2d", "ConstantPad2d", "AvgPool2d", "AvgPool2dSame", "Flatten", "AdaptiveAvgPool2d",
             "AdaptiveMaxPool2d", "Dropout", "DropPath")  # the last two act only in training
 # Named refusals, then where an unexpected module sits -> the timm option that put it there.
 _KINDS = {
-    "StdConv2d": "conv_layer=StdConv2d (weight standardisation, as in the BiT models)",
     "StdConv2dSame": "conv_layer=StdConv2dSame (weight standardisation with 'same' padding, the BiT models)",
     "ScaledStdConv2d": "conv_layer=ScaledStdConv2d (scaled weight standardisation)",
     "Conv2dSame": "conv_layer with padding='same' (Conv2dSame pads by input size)",
-    "GroupNormAct": "norm_layer=GroupNormAct (group norm, as in the BiT models)",
     "MaxPool2dSame": "stem_type 'same' / 'deep_same' (a max-pool padded by input size)",
 }
 _HINTS = (("stem.pool", "stem_type"), ("stem.pad", "stem_type"), (".drop", "norm_layer's drop_layer"),
@@ -90,12 +92,12 @@ def _hint(path: str) -> str:
 
 def _refusals(model: Any) -> list[str]:
     """What the model uses that ResNetSpec cannot say, one line per kind of problem (not per block)."""
-    from timm.layers import BatchNormAct2d
+    from timm.layers import BatchNormAct2d, GroupNormAct
 
     from . import _torch
 
     modules = dict(model.named_modules())
-    acts = [f"{name}.act" for name, m in modules.items() if isinstance(m, BatchNormAct2d)]
+    acts = [f"{name}.act" for name, m in modules.items() if isinstance(m, (BatchNormAct2d, GroupNormAct))]
     found: dict[str, list[str]] = {}  # problem -> modules showing it
     refused: list[str] = []  # modules already reported; their children are not
     for name, module in modules.items():
@@ -107,8 +109,8 @@ def _refusals(model: Any) -> list[str]:
             problem = f"{kind}: {_KINDS[kind]} has no ResNetSpec option"
         elif kind not in _ALLOWED:
             problem = f"{kind}: {_hint(name)} has no ResNetSpec option"
-        elif kind == "BatchNormAct2d" and type(module.drop).__name__ != "Identity":
-            problem = (f"a BatchNormAct2d with drop={type(module.drop).__name__}: norm_layer's drop_layer has no "
+        elif kind in ("BatchNormAct2d", "GroupNormAct") and type(module.drop).__name__ != "Identity":
+            problem = (f"a {kind} with drop={type(module.drop).__name__}: norm_layer's drop_layer has no "
                        "ResNetSpec option")
         if problem is not None:
             found.setdefault(problem, []).append(name)
@@ -125,21 +127,8 @@ def _refusals(model: Any) -> list[str]:
 
 
 def _check_norm(norm: Norm, module: object, where: str) -> list[str]:
-    """_torch.check_norm for timm's BatchNormAct2d: BatchNorm2d's fields, and the ReLU the plan puts after it."""
-    from timm.layers import BatchNormAct2d
-    from torch import nn
-
-    from . import _torch
-
-    faults = _torch.check_norm(norm, module, where, BatchNormAct2d)
-    if type(module) is not BatchNormAct2d:
-        return faults
-    m: Any = module
-    if type(m.act) is not nn.ReLU:  # every norm of a pre-activation plan is followed by a ReLU
-        faults.append(f"{where}.act is {type(m.act).__name__}, expected ReLU (apply_act=True, act_layer=ReLU)")
-    if type(m.drop) is not nn.Identity:
-        faults.append(f"{where}.drop is {type(m.drop).__name__}, expected Identity")
-    return faults
+    """Every norm of a pre-activation plan carries its activation: timm's norm-activation layers."""
+    return _timm.check_norm(norm, module, where, act=True)
 
 
 def _check(plan: Plan, model: Any) -> list[str]:
@@ -149,7 +138,7 @@ def _check(plan: Plan, model: Any) -> list[str]:
     from . import _torch
 
     modules = dict(model.named_modules())
-    faults = check_units(plan, TABLE, modules, _torch.check_conv, _check_norm)
+    faults = check_units(plan, TABLE, modules, _timm.check_conv, _check_norm)
     fc = modules.get("head.fc")
     if plan.head.fc is None:
         faults += [] if type(fc) is nn.Identity else [f"head.fc is {fc!r}, expected Identity (num_classes=0)"]
@@ -227,6 +216,9 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
             "blocks (norm after each conv, ReLU after the addition, a normed projection) are not what this "
             "importer maps; timm.models.resnet.ResNet builds that network"])
     problems = _refusals(model)
+    found = _timm.norm_kind(model.norm)
+    if found is None and not problems:  # pragma: no cover - _refusals names any other norm class first
+        problems.append(f"norm is {type(model.norm).__name__}: norm_layer has no ResNetSpec option")
     if problems:
         raise unsupported(PEER, problems)
 
@@ -255,7 +247,7 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
             groups=groups, width_per_group=width_per_group, num_classes=model.head.fc.out_channels if top else 0,
             include_top=top, pooling=None if top else POOLS[model.head.global_pool.pool_type],
             in_channels=first_conv.in_channels, stem_width=stem_width, base_planes=planes,
-            bn_eps=model.norm.eps, bn_momentum=model.norm.momentum, conv_bias=last.bias is not None,
+            **found[1], conv_bias=last.bias is not None, **_std_conv(first_conv),
             stem=stem_type, stem_pool=type(stem.pool) is not nn.Identity,
             downsample="avg" if downs == {"DownsampleAvg"} else "conv", preact=True,
             stem_pool_padding="zero" if hasattr(stem, "pad") else "-inf", preprocessing=preprocessing_of(model),
@@ -266,6 +258,13 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
     cfg = getattr(model, "pretrained_cfg", None) or {}
     spec = named(spec, cfg.get("architecture") or "resnetv2")
     return spec, TABLE.to_canonical(make_plan(spec), _squeeze_fc(_torch.state_numpy(model)), PEER)
+
+
+def _std_conv(conv: Any) -> dict[str, Any]:
+    """The spec's std_conv fields for the stem conv (timm builds every conv with one conv_layer)."""
+    from timm.layers import StdConv2d
+
+    return {"std_conv": True, "std_conv_eps": conv.eps} if type(conv) is StdConv2d else {}
 
 
 def _export_problems(spec: ResNetSpec) -> list[str]:
@@ -314,13 +313,13 @@ def _bottle_ratio(spec: ResNetSpec) -> float:
 
 def to_model(spec: ResNetSpec, weights: Mapping[str, Any]) -> Any:
     """A timm ResNetV2 in eval mode; ``pretrained_cfg`` mean/std carry the spec's preprocessing."""
-    from timm.layers import BatchNormAct2d, create_conv2d
+    from timm.layers import StdConv2d, create_conv2d
     from timm.models.resnetv2 import ResNetV2
     from torch import nn
 
     from . import _torch
 
-    refuse_export(spec, PEER, _export_problems(spec))
+    refuse_export(spec, PEER, _export_problems(spec), norms=("batch", "group", "evo_s0", "frn"), std_conv=True)
     output_stride = stem_counted_output_stride(spec)
     padding = spec.stem_pool_padding if spec.stem_pool else "-inf"
     model = ResNetV2(
@@ -330,8 +329,8 @@ def to_model(spec: ResNetSpec, weights: Mapping[str, Any]) -> Any:
         output_stride=output_stride, stem_chs=spec.stem_width if spec.stem == "7x7" else 2 * spec.stem_width,
         stem_type=STEM_TYPES[spec.stem, padding], avg_down=spec.downsample == "avg", preact=True,
         basic=spec.block == "basic", bottle_ratio=_bottle_ratio(spec), act_layer=nn.ReLU,
-        norm_layer=functools.partial(BatchNormAct2d, eps=spec.bn_eps, momentum=spec.bn_momentum),
-        conv_layer=create_conv2d,
+        norm_layer=_timm.norm_layer(spec, act=True),
+        conv_layer=functools.partial(StdConv2d, eps=spec.std_conv_eps) if spec.std_conv else create_conv2d,
     )
     if not spec.stem_pool:
         model.stem.pool = nn.Identity()

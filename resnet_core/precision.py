@@ -1,0 +1,29 @@
+"""Models in reduced precision: the whole model (weights and activations) in bfloat16 or float16."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .backends import load_adapter
+from .errors import InputError
+from .plan import Plan
+
+BUILD_DTYPES = ("float32", "bfloat16", "float16")
+
+
+def check_dtype(dtype: str) -> str:
+    if dtype not in BUILD_DTYPES:
+        raise InputError(f"Unknown dtype {dtype!r}. Expected one of {', '.join(BUILD_DTYPES)}")
+    return dtype
+
+
+def build_in_dtype(plan: Plan, backend: str, dtype: str) -> Any:
+    """torch: the module cast to ``dtype`` (feed it inputs of that dtype); keras: every layer's dtype policy is
+    ``dtype`` (Keras casts float inputs itself). BatchNorm statistics are held in ``dtype`` too."""
+    check_dtype(dtype)
+    adapter = load_adapter(backend)
+    if backend == "keras":
+        return adapter.KerasResNet(plan.spec, dtype=dtype)
+    import torch
+
+    return adapter.build(plan).to(getattr(torch, dtype))

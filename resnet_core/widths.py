@@ -1,0 +1,83 @@
+"""Computed channel widths: each rule written once, used by the plan to build and by the spec to validate.
+
+Framework-free and free of imports from the rest of the package, so :mod:`resnet_core.spec` can
+refuse a spec whose computed width would be zero without importing the plan (which imports the spec).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+# A block's output channels over its base width (planes), by block type: torchvision's ``expansion``.
+EXPANSION = {"basic": 1, "bottleneck": 4}
+
+
+def stage_planes(base_planes: int, num_stages: int) -> tuple[int, ...]:
+    """Each stage's base width (planes), doubled per stage; a block's output is ``EXPANSION[block]`` times it."""
+    return tuple(base_planes * 2**s for s in range(num_stages))
+
+
+def planes_of(out_channels: int, block: str) -> int:
+    """The inverse of ``planes * EXPANSION[block]``, for importers reading a block's output width."""
+    return out_channels // EXPANSION[block]
+
+
+def bottleneck_width(planes: int, width_per_group: int, groups: int) -> int:
+    """Channels of a bottleneck's 3x3 conv (torchvision's rule)."""
+    return int(planes * (width_per_group / 64.0)) * groups
+
+
+def width_per_group_of(width: int, groups: int, planes: int) -> int:
+    """The smallest ``width_per_group`` that :func:`bottleneck_width` maps to ``width``, for importers
+    reading a 3x3 conv's width (the rule truncates, so several values give the same width)."""
+    return -(-(width // groups) * 64 // max(1, planes))
+
+
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """timm's rounding of reduced widths (round_limit=0: never bumped up for rounding down); at least ``divisor``."""
+    return max(divisor, int(value + divisor / 2) // divisor * divisor)
+
+
+def se_width(channels: int, ratio: float) -> int:
+    """The squeeze-and-excitation bottleneck of a ``channels``-wide block (timm's SEModule, at least 8)."""
+    return make_divisible(channels * ratio)
+
+
+def stem_widths(stem: str, stem_width: int) -> tuple[int, ...]:
+    """Output widths of the stem's convs: the 7x7's, or timm's three 3x3s (the deep stems' output is twice
+    ``stem_width``; "deep_tiered" narrows the first conv)."""
+    if stem == "7x7":
+        return (stem_width,)
+    first = tiered_stem_width(stem_width) if stem == "deep_tiered" else stem_width
+    return (first, stem_width, 2 * stem_width)
+
+
+def tiered_stem_width(stem_width: int) -> int:
+    """Output of the first conv of timm's "deep_tiered" stem (``stem_width`` is its middle conv's)."""
+    return 3 * (stem_width // 4)
+
+
+def se_ratio_of(pairs: Iterable[tuple[int, int]]) -> float | None:
+    """A ratio in (0, 1] for which :func:`se_width` gives every (channels, reduced) pair, preferring timm's
+    1/16 and simple fractions; None when no ratio does (another rounding, or per-block widths)."""
+    pairs = list(pairs)
+    low, high = 0.0, 1.0  # make_divisible(v) is 8 for v < 12, else R for v in [R - 4, R + 4)
+    for channels, reduced in pairs:
+        low = max(low, 0.0 if reduced == 8 else (reduced - 4) / channels)
+        high = min(high, (reduced + 4) / channels)
+    candidates = [1.0 / 16, *(1.0 / k for k in range(1, 65)), (low + high) / 2]
+    return next((r for r in candidates if 0 < r <= 1 and all(se_width(c, r) == d for c, d in pairs)), None)
+
+
+def width_per_group_fitting(stages: Iterable[tuple[int, int]], groups: int) -> int | None:
+    """The smallest ``width_per_group`` giving every stage's (planes, 3x3 conv width), or None.
+
+    One stage does not settle it (the rule truncates): base_planes 4 and widths 1, 2, 5 need 20, not 16.
+    """
+    low, high = 1, None
+    for planes, width in stages:
+        per_group = width // groups  # bottleneck_width(planes, wpg) == width  <=>  planes*wpg/64 in [w, w+1)
+        low = max(low, -(-per_group * 64 // planes))
+        top = -(-(per_group + 1) * 64 // planes) - 1
+        high = top if high is None else min(high, top)
+    return low if high is None or low <= high else None

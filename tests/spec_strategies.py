@@ -1,0 +1,143 @@
+"""Hypothesis strategies over the ResNetSpec option space, and the settings every property test uses.
+
+Adding a spec option is one entry in ``VALID`` (a field -> strategy table); add one to ``RAW`` too when
+the option has values or combinations the spec must refuse. An entry is a strategy, or a function of
+the fields drawn so far (entries are drawn in table order) returning one, for options valid only
+with others (groups only with the bottleneck, say). ``test_every_spec_field_has_a_strategy`` fails
+when a spec field has no entry, so a new option cannot be left out of the search unnoticed.
+
+Widths and depths are small so that hundreds of networks build in seconds; sizes are odd on purpose.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.strategies import SearchStrategy
+
+from resnet_core.spec import (
+    ATTENTIONS,
+    BLOCKS,
+    DOWNSAMPLES,
+    FUSED_NORMS,
+    NORMS,
+    OUTPUT_STRIDES,
+    POOL_PADDINGS,
+    POOLINGS,
+    STEMS,
+    STRIDE_BLOCKS,
+    ResNetSpec,
+    SpecError,
+)
+
+Choice = SearchStrategy | Callable[[Mapping[str, Any]], SearchStrategy]
+
+# Fields a spec has but the search leaves alone (a label, not architecture).
+NOT_SEARCHED = ("name",)
+
+
+def _bottleneck(drawn: Mapping[str, Any]) -> bool:
+    return drawn["block"] == "bottleneck"
+
+
+def _width_per_group(drawn: Mapping[str, Any]) -> SearchStrategy:
+    """Bottleneck: every width from the smallest that leaves stage 1 a channel (planes * wpg >= 64) up."""
+    if not _bottleneck(drawn):
+        return st.just(64)
+    smallest = -(-64 // drawn["base_planes"])
+    return st.integers(smallest, max(smallest, 32))
+
+
+# Valid specs. Dependent entries read the fields above them.
+VALID: dict[str, Choice] = {
+    "block": st.sampled_from(BLOCKS),
+    "layers": st.lists(st.integers(1, 2), min_size=1, max_size=4).map(tuple),
+    "base_planes": st.integers(1, 12),
+    "groups": lambda d: st.sampled_from((1, 2, 3, 4)) if _bottleneck(d) else st.just(1),
+    "width_per_group": _width_per_group,
+    "in_channels": st.integers(1, 4),
+    "stem": st.sampled_from(STEMS),
+    "stem_width": lambda d: st.integers(4 if d["stem"] == "deep_tiered" else 1, 12),
+    "stem_pool": st.booleans(),
+    "stem_pool_padding": st.sampled_from(POOL_PADDINGS),
+    "downsample": st.sampled_from(DOWNSAMPLES),
+    "attention": st.sampled_from(ATTENTIONS),
+    "se_ratio": st.sampled_from((1 / 16, 0.25, 1.0)) | st.floats(0.01, 1.0),
+    "preact": st.booleans(),
+    "norm": lambda d: st.sampled_from(NORMS if d["preact"] else tuple(n for n in NORMS if n not in FUSED_NORMS)),
+    "norm_groups": st.sampled_from((1, 2, 4)),  # widths it does not divide are filtered out
+    "std_conv": st.booleans(),
+    "std_conv_eps": st.sampled_from((1e-6, 1e-5, 1e-8)),
+    "stride_block": st.sampled_from(STRIDE_BLOCKS),
+    "output_stride": lambda d: st.just(32) if d["stride_block"] == "last" else st.sampled_from(OUTPUT_STRIDES),
+    "stride_in_1x1": lambda d: st.booleans() if _bottleneck(d) else st.just(False),
+    "conv_bias": st.booleans(),
+    "zero_init_residual": st.booleans(),
+    "include_top": st.booleans(),
+    "num_classes": lambda d: st.integers(1, 7) if d["include_top"] else st.integers(0, 7),
+    "pooling": lambda d: st.just(None) if d["include_top"] else st.sampled_from(POOLINGS),
+    "bn_eps": st.sampled_from((1e-5, 1.001e-5, 1e-3)),
+    "bn_momentum": st.sampled_from((0.1, 0.01)) | st.floats(0.0, 1.0),
+    "preprocessing": st.sampled_from(("torch", "caffe", "tf")),
+}
+
+# Every combination, valid or not: the spec must refuse what it cannot build (independent draws, widths from 0).
+RAW: dict[str, Choice] = {
+    **VALID,
+    "base_planes": st.integers(0, 16),
+    "groups": st.integers(1, 4),
+    "width_per_group": st.integers(1, 64) | st.just(64),
+    "stem_width": st.integers(0, 12),
+    "output_stride": st.sampled_from(OUTPUT_STRIDES),
+    "stride_in_1x1": st.booleans(),
+    "num_classes": st.integers(0, 7),
+    "pooling": st.sampled_from(POOLINGS),
+    "norm": st.sampled_from(NORMS),
+    "norm_groups": st.integers(1, 8),
+}
+
+SPEC_FIELDS = tuple(f.name for f in dataclasses.fields(ResNetSpec) if f.name not in NOT_SEARCHED)
+
+
+@st.composite
+def spec_fields(draw: Callable[[SearchStrategy], Any], table: Mapping[str, Choice] = VALID) -> dict[str, Any]:
+    """A dict of spec fields drawn from ``table`` (fields the spec no longer has are skipped)."""
+    drawn: dict[str, Any] = {}
+    for name, choice in table.items():
+        if name in SPEC_FIELDS:
+            drawn[name] = draw(choice if isinstance(choice, SearchStrategy) else choice(drawn))
+    return drawn
+
+
+def _spec_or_none(fields: Mapping[str, Any]) -> ResNetSpec | None:
+    try:
+        return ResNetSpec(**fields, name="drawn")
+    except SpecError:
+        return None
+
+
+def valid_specs(**narrower: Choice) -> SearchStrategy:
+    """Valid specs over the whole option space (combinations refused by rules the table does not encode
+    are filtered out); ``narrower`` replaces entries, e.g. shallower stages where a build is costly."""
+    return spec_fields({**VALID, **narrower}).map(_spec_or_none).filter(lambda spec: spec is not None)
+
+
+def odd_sizes(low: int = 9, high: int = 47) -> SearchStrategy:
+    """(height, width), odd and different, as parity tests need."""
+    side = st.integers(low // 2, high // 2).map(lambda n: 2 * n + 1)
+    return st.tuples(side, side)
+
+
+def ci_settings(max_examples: int, **overrides: Any) -> settings:
+    """CI-sized and reproducible: derandomized (the same examples on every run), no example database,
+    no deadline (a shared CI machine's timing is not a property). ``RESNET_CORE_HYPOTHESIS_EXAMPLES=N``
+    runs a longer random search; record what it finds as ``@example`` cases."""
+    options = {"derandomize": True, "database": None, "deadline": None, **overrides}
+    if os.environ.get("RESNET_CORE_HYPOTHESIS_EXAMPLES"):  # a longer, random search: set to an example count
+        max_examples, options["derandomize"] = int(os.environ["RESNET_CORE_HYPOTHESIS_EXAMPLES"]), False
+    return settings(max_examples=max_examples, suppress_health_check=[HealthCheck.too_slow], **options)
