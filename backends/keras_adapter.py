@@ -1,54 +1,49 @@
 """Keras 3 adapter: plan entries -> a functional ``keras.Model`` that runs on JAX, TensorFlow and torch.
 
 Numerics follow PyTorch exactly: every strided or non-'same' convolution is padded explicitly and
-run 'valid' (TF's 'same' pads asymmetrically at stride 2), max-pooling pads with -inf, and batch
-norm uses the plan's epsilon with Keras momentum = 1 - PyTorch momentum.
+run 'valid' (TF's 'same' pads asymmetrically at stride 2), max-pooling pads as PyTorch does (see
+:mod:`resnet_core.keras_graph`), and batch norm uses the plan's epsilon with Keras momentum = 1 - PyTorch momentum.
+
+The model is a plain functional ``keras.Model`` of built-in layers, so ``model.save("m.keras")`` loads in
+any Keras 3 with ``keras.saving.load_model``, resnet-core installed or not, safe mode on. Its spec rides
+along as ``model.spec`` while the model lives; a loaded model's spec is recovered from its layers
+(:mod:`resnet_core.keras_spec`). A layer Keras lacks belongs in this module, registered with
+``@keras.saving.register_keras_serializable(package=PACKAGE)``: importing ``resnet_core`` (with
+Keras already imported) or this adapter registers it, and :func:`resnet_core.register_keras_objects`
+does so explicitly.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import keras
 import numpy as np
 
 from resnet_core.errors import UnknownNameError
-from resnet_core.keras_graph import KerasLayer, keras_graph
+from resnet_core.io.infer import InferenceError
+from resnet_core.io.keras_file import _without_tensorflow_probe
+from resnet_core.keras_graph import VARIABLES, KerasLayer, keras_graph
+from resnet_core.keras_spec import canonical_shapes, recover_spec
 from resnet_core.mapping import check_weights, keras_table
 from resnet_core.plan import Plan, binomial_filter, make_plan
 from resnet_core.spec import ResNetSpec
 
-from .keras_norms import LAYERS as _NORM_LAYERS
+from . import keras_norms  # noqa: F401 - registers the norm layers under PACKAGE
 
-_PACKAGE = "resnet_core"
-
-
-@keras.saving.register_keras_serializable(package=_PACKAGE)
-class ConstantPad2D(keras.layers.Layer):
-    """Symmetric spatial padding with a constant (``-inf`` before max-pooling, as PyTorch pads)."""
-
-    def __init__(self, padding: int, value: float = 0.0, **kwargs: Any):
-        super().__init__(**kwargs)
-        self.padding = int(padding)
-        self.value = float(value)
-
-    def call(self, x):
-        p = self.padding
-        return keras.ops.pad(x, [[0, 0], [p, p], [p, p], [0, 0]], constant_values=self.value)
-
-    def compute_output_shape(self, shape):
-        grow = lambda d: None if d is None else d + 2 * self.padding  # noqa: E731
-        return (shape[0], grow(shape[1]), grow(shape[2]), shape[3])
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "padding": self.padding, "value": self.value}
+PACKAGE = "resnet_core"  # the package our own Keras layers register under: "resnet_core>ClassName"
 
 
-@keras.saving.register_keras_serializable(package=_PACKAGE)
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class BlurPool2D(keras.layers.Layer):
-    """timm's BlurPool2d: pad by reflection or zeros, then a depthwise binomial filter (no weights)."""
+    """timm's BlurPool2d: pad by reflection or zeros, then a depthwise binomial filter (no weights).
+
+    Keras has no built-in reflect padding, so this is one of the few layers of our own.
+    """
 
     def __init__(self, filter_size: int, strides: int, padding: int, pad_mode: str = "reflect", **kwargs: Any):
         super().__init__(**kwargs)
@@ -73,9 +68,6 @@ class BlurPool2D(keras.layers.Layer):
                 "padding": self.padding, "pad_mode": self.pad_mode}
 
 
-_OWN_LAYERS = {"ConstantPad2D": ConstantPad2D, "BlurPool2D": BlurPool2D}
-
-
 def _initializers(layer: KerasLayer, plan: Plan) -> dict[str, Any]:
     """PyTorch's default initialisation, in Keras terms (kaiming-normal fan-out convs, torch Linear)."""
     if layer.cls in ("Conv2D", "StdConv2D"):
@@ -91,92 +83,172 @@ def _initializers(layer: KerasLayer, plan: Plan) -> dict[str, Any]:
     return {}
 
 
-def _graph(plan: Plan, dtype: Any = None) -> tuple[Any, Any, dict[str, str]]:
-    """Instantiate :func:`keras_graph`; return input, output and the Keras layer of each tap.
+class _Given(keras.initializers.Initializer):
+    """Returns the given array: a variable is created holding its weight, with no random draw to compile."""
 
-    ``dtype`` (a dtype policy or its name) is every layer's; None takes Keras's global policy.
+    def __init__(self, value: np.ndarray):
+        self.value = value
+
+    def __call__(self, shape: Any, dtype: Any = None) -> Any:
+        if tuple(shape) != self.value.shape:  # pragma: no cover - check_weights has compared the shapes
+            raise ValueError(f"Expected a weight of shape {tuple(shape)}, got {self.value.shape}")
+        return keras.ops.convert_to_tensor(self.value, dtype=dtype)
+
+
+def _given(plan: Plan, weights: Mapping[str, Any] | None) -> dict[str, dict[str, np.ndarray]]:
+    """Keras layer -> {variable: framework-layout array} of ``weights``, checked strictly against the plan."""
+    if weights is None:
+        return {}
+    check_weights(plan, weights, strict=True)
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for row in keras_table(plan):
+        value = np.asarray(weights[row.canonical])
+        # Contiguous: the torch engine would keep a transposed view's strides, and compute differently with them.
+        out.setdefault(row.layer, {})[row.variable] = np.ascontiguousarray(row.layout.to_framework(value))
+    return out
+
+
+def _call(layer: Any, args: list[Any], given: dict[str, np.ndarray] | None) -> Any:
+    """Call (and so build) ``layer``; with ``given``, its variables start as those arrays and the layer then
+    gets its serialisable initializers back, so its config is what a random build would save."""
+    if not given:
+        return layer(args if len(args) > 1 else args[0])
+    kept = {v: getattr(layer, f"{v}_initializer") for v in given}
+    for variable, value in given.items():
+        setattr(layer, f"{variable}_initializer", _Given(value))
+    try:
+        return layer(args if len(args) > 1 else args[0])
+    finally:
+        for variable, initializer in kept.items():
+            setattr(layer, f"{variable}_initializer", initializer)
+
+
+def _layer_class(name: str) -> type:
+    """A built-in Keras layer, else one of ours registered under the ``resnet_core`` package."""
+    found = getattr(keras.layers, name, None) or keras.saving.get_registered_object(f"{PACKAGE}>{name}")
+    if found is None:  # pragma: no cover - keras_graph names only layers that exist
+        raise ValueError(f"No Keras layer class {name!r} (built-in or registered as {PACKAGE}>{name})")
+    return found
+
+
+def _policy(dtype: Any) -> Any:
+    return keras.config.dtype_policy() if dtype is None else keras.dtype_policies.get(dtype)
+
+
+def build(plan: Plan, weights: Mapping[str, Any] | None = None, dtype: Any = None) -> keras.Model:
+    """A functional model of ``plan`` taking channels-last ``(N, H, W, C)`` input.
+
+    ``weights`` (canonical, loaded strictly) skip random initialisation: each variable is created holding
+    its weight, which on JAX saves compiling every initializer. ``dtype`` (a dtype policy or its name) is
+    every layer's; None takes Keras's global policy.
     """
-    layers, output = keras_graph(plan)
+    policy = _policy(dtype)
+    given = _given(plan, weights)
+    layers, output = keras_graph(plan, policy.compute_dtype)
     tensors: dict[str, Any] = {}
-    for layer in layers:
-        if layer.cls == "InputLayer":
-            inputs = tensors[layer.name] = keras.Input(name=layer.name, **layer.config)
-            continue
-        own = {**_OWN_LAYERS, **_NORM_LAYERS}
-        cls = own[layer.cls] if layer.cls in own else getattr(keras.layers, layer.cls)
-        args = [tensors[i] for i in layer.inputs]
-        made = cls(name=layer.name, **{**layer.config, **_initializers(layer, plan)},
-                   **({} if dtype is None else {"dtype": dtype}))
-        tensors[layer.name] = made(args if len(args) > 1 else args[0])
-    return inputs, tensors[output], {layer.tap: layer.name for layer in layers if layer.tap}
+    with _without_cyclic_gc():
+        for layer in layers:
+            if layer.cls == "InputLayer":
+                inputs = tensors[layer.name] = keras.Input(name=layer.name, **layer.config)
+                continue
+            made = _layer_class(layer.cls)(name=layer.name, dtype=policy,
+                                           **{**layer.config, **_initializers(layer, plan)})
+            tensors[layer.name] = _call(made, [tensors[i] for i in layer.inputs], given.get(layer.name))
+        model = keras.Model(inputs, tensors[output], name=plan.spec.name)
+    return _adopt(model, plan.spec)
 
 
-@keras.saving.register_keras_serializable(package=_PACKAGE)
-class KerasResNet(keras.Model):
-    """A functional Keras model compiled from a spec; input is channels-last ``(N, H, W, C)``."""
+@contextlib.contextmanager
+def _without_cyclic_gc() -> Iterator[None]:
+    """Keep Python's cyclic garbage collector to the objects made while a model is built.
 
-    def __init__(self, spec: ResNetSpec | Mapping[str, Any], dtype: Any = None, **kwargs: Any):
-        spec = spec if isinstance(spec, ResNetSpec) else ResNetSpec.from_dict(spec)
-        plan = make_plan(spec)
-        inputs, outputs, taps = _graph(plan, dtype)
-        kwargs.setdefault("name", spec.name)
-        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
-        self.spec = spec
-        self.tap_layers = tuple(taps.items())  # (tap, Keras layer name) in network order
-
-    @property
-    def plan(self) -> Plan:
-        return make_plan(self.spec)
-
-    def get_config(self) -> dict[str, Any]:
-        # The layers' dtype policy, so a bfloat16 or mixed model loads back as one (whatever the global policy).
-        policy = self.get_layer(self.tap_layers[0][1]).dtype_policy.name
-        return {"spec": self.spec.to_dict(), "name": self.name, "trainable": self.trainable, "dtype": policy}
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> KerasResNet:
-        return cls(**config)
+    Building allocates some 10^5 container objects, which sets the collector off over and over, each
+    full pass walking every live object of the process (TensorFlow's and Keras's included): measured
+    on TensorFlow, half of a resnet50 build. Frozen, the objects that existed before are skipped until
+    they are unfrozen afterwards; nothing is lost, collection of old cycles is merely postponed.
+    """
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
-def tap_model(model: KerasResNet, taps: tuple[str, ...] | None = None) -> keras.Model:
+def _adopt(model: keras.Model, spec: ResNetSpec) -> keras.Model:
+    """Record the spec on the live model (not saved: a loaded model's is recovered from its layers)."""
+    model.spec = spec
+    model.plan = make_plan(spec)
+    return model
+
+
+def spec_of(model: keras.Model) -> ResNetSpec:
+    """The spec of a model built by this adapter, or of one loaded by plain Keras (recovered once, then kept)."""
+    spec = getattr(model, "spec", None)
+    if isinstance(spec, ResNetSpec):
+        return spec
+    if type(model).__name__ != "Functional":  # ours are plain functional models; subclasses are someone else's
+        raise TypeError(f"Keras model {model.name!r} ({type(model).__name__}) is not a resnet-core model")
+    shapes = canonical_shapes((layer.name, type(layer).__name__, [tuple(w.shape) for w in layer.weights])
+                              for layer in model.layers if type(layer).__name__ in VARIABLES)
+    with _without_tensorflow_probe():  # get_config would import TensorFlow (seconds) on the other engines
+        config = model.get_config()
+    try:
+        recovered = recover_spec(config, shapes, name=model.name)
+    except InferenceError as exc:
+        raise TypeError(f"Keras model {model.name!r} is not a resnet-core model: {exc}") from None
+    _adopt(model, recovered)
+    return recovered
+
+
+def _tap_layers(model: keras.Model) -> dict[str, str]:
+    """tap -> Keras layer name, in network order."""
+    layers, _ = keras_graph(make_plan(spec_of(model)))
+    return {layer.tap: layer.name for layer in layers if layer.tap}
+
+
+def tap_model(model: keras.Model, taps: tuple[str, ...] | None = None) -> keras.Model:
     """A model sharing ``model``'s layers that returns a dict of tap outputs (all taps by default)."""
-    layers = dict(model.tap_layers)
-    wanted = model.plan.taps if taps is None else taps
+    layers = _tap_layers(model)
+    wanted = make_plan(spec_of(model)).taps if taps is None else taps
     unknown = [t for t in wanted if t not in layers]
     if unknown:
         raise UnknownNameError(f"Unknown tap(s) {unknown}. Known taps: {list(layers)}")
     return keras.Model(model.input, {t: model.get_layer(layers[t]).output for t in wanted})
 
 
-def feature_model(model: KerasResNet) -> keras.Model:
+def feature_model(model: keras.Model) -> keras.Model:
     """Outputs of every stage (C2..C5), a list in stage order, for detection and segmentation."""
-    layers = dict(model.tap_layers)
-    return keras.Model(model.input, [model.get_layer(layers[t]).output for t in model.plan.feature_taps])
-
-
-def build(plan: Plan) -> KerasResNet:
-    return KerasResNet(plan.spec)
+    layers = _tap_layers(model)
+    return keras.Model(model.input, [model.get_layer(layers[t]).output for t in make_plan(spec_of(model)).feature_taps])
 
 
 def owns(model: object) -> bool:
-    return isinstance(model, KerasResNet)
+    """A Keras model built by resnet-core, or loaded from one's file (its layers give back a spec)."""
+    if not isinstance(model, keras.Model):
+        return False
+    try:
+        spec_of(model)
+    except (TypeError, ValueError, KeyError):
+        return False
+    return True
 
 
 def _variable(model: keras.Model, layer: str, variable: str):
     return getattr(model.get_layer(layer), variable)
 
 
-def get_weights(model: KerasResNet) -> dict[str, np.ndarray]:
+def get_weights(model: keras.Model) -> dict[str, np.ndarray]:
     out = {}
-    for row in keras_table(model.plan):
+    for row in keras_table(make_plan(spec_of(model))):
         value = keras.ops.convert_to_numpy(_variable(model, row.layer, row.variable))
         out[row.canonical] = np.ascontiguousarray(row.layout.to_canonical(value))
     return out
 
 
-def set_weights(model: KerasResNet, weights: Mapping[str, object], strict: bool = True) -> list[str]:
-    names = set(check_weights(model.plan, weights, strict=strict))
-    for row in keras_table(model.plan):
+def set_weights(model: keras.Model, weights: Mapping[str, object], strict: bool = True) -> list[str]:
+    plan = make_plan(spec_of(model))
+    names = set(check_weights(plan, weights, strict=strict))
+    for row in keras_table(plan):
         if row.canonical in names:
             var = _variable(model, row.layer, row.variable)
             value = np.asarray(weights[row.canonical])

@@ -192,7 +192,7 @@ class TorchBlock(nn.Module):
 class TorchResNet(nn.Module):
     """A ResNet compiled from a plan; ``forward`` returns logits (or features without a top)."""
 
-    def __init__(self, spec: ResNetSpec):
+    def __init__(self, spec: ResNetSpec, initialise: bool = True):
         super().__init__()
         plan = make_plan(spec)
         self.spec = spec
@@ -217,7 +217,8 @@ class TorchResNet(nn.Module):
             self.avgpool = nn.AdaptiveAvgPool2d(1) if head.pool == "avg" else nn.AdaptiveMaxPool2d(1)
         if head.fc is not None:
             self.fc = nn.Linear(head.fc.in_features, head.fc.out_features)
-        _initialise(self, plan)
+        if initialise:
+            _initialise(self, plan)
 
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Outputs of every stage (C2..C5 for the standard four stages)."""
@@ -285,12 +286,40 @@ def _initialise(model: nn.Module, plan: Plan) -> None:
             raise RuntimeError(f"Unknown init scheme {p.init!r} for {p.name}")
 
 
-def build(plan: Plan) -> TorchResNet:
-    return TorchResNet(plan.spec)
+def build(plan: Plan, weights: Mapping[str, object] | None = None) -> TorchResNet:
+    """The model of ``plan``. With canonical ``weights`` (loaded strictly) nothing is initialised at random:
+    the modules are made on the meta device and the weights become their tensors (copies)."""
+    if weights is None:
+        return TorchResNet(plan.spec)
+    check_weights(plan, weights, strict=True)
+    with torch.device("meta"):
+        model = TorchResNet(plan.spec, initialise=False)
+    state = {}
+    for name, empty in model.state_dict().items():
+        if name.endswith(".num_batches_tracked") and name not in weights:  # training state, not a weight
+            state[name] = torch.zeros((), dtype=empty.dtype)
+        else:
+            state[name] = _tensor(weights[name], empty.dtype)
+    model.load_state_dict(state, strict=True, assign=True)
+    return model
+
+
+def _tensor(value: object, dtype: torch.dtype) -> torch.Tensor:
+    """A new tensor of ``dtype`` holding ``value`` (never sharing the caller's memory)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to(device="cpu", dtype=dtype, copy=True)
+    array = np.asarray(value)
+    if array.dtype.kind != "f" or array.dtype.itemsize < 4:  # bfloat16 (ml_dtypes), float16: widen in numpy
+        array = array.astype(np.float32)
+    return torch.tensor(array).to(dtype)
 
 
 def owns(model: object) -> bool:
     return isinstance(model, TorchResNet)
+
+
+def spec_of(model: TorchResNet) -> ResNetSpec:
+    return model.spec
 
 
 def get_weights(model: TorchResNet) -> dict[str, np.ndarray]:

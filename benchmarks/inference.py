@@ -242,7 +242,8 @@ def run_group(group: str, engine: str | None, repeats: int) -> list[dict]:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
     if engine:
         env["KERAS_BACKEND"] = engine
-    proc = subprocess.run([sys.executable, __file__, "--child", group, "--repeats", str(repeats)], env=env,
+    proc = subprocess.run([sys.executable, __file__, "--child", group, "--repeats", str(repeats),
+                           "--batches", ",".join(map(str, BATCHES))], env=env,
                           capture_output=True, text=True)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("@@ROWS ")]
     if proc.returncode != 0 or not lines:
@@ -313,9 +314,12 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--engines", default="torch,keras-jax,keras-tensorflow,keras-torch,litert")
     parser.add_argument("--no-fidelity", action="store_true")
+    parser.add_argument("--batches", default="1,8", help="comma-separated batch sizes (default: 1,8)")
     parser.add_argument("--write-docs", action="store_true", help="replace the generated section of docs/benchmarks.md")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    global BATCHES
+    BATCHES = tuple(int(b) for b in args.batches.split(","))
     if args.child:
         with tempfile.TemporaryDirectory(prefix="resnet-core-bench-") as tmp:
             rows = GROUPS[args.child](args.repeats, Path(tmp))
@@ -326,7 +330,11 @@ def main() -> int:
     for engine in [e.strip() for e in args.engines.split(",") if e.strip()]:
         group, _, keras_engine = engine.partition("-")
         print(f"running {engine} ...", file=sys.stderr, flush=True)
-        rows += run_group(group if group != "keras" else "keras", keras_engine or None, args.repeats)
+        got = run_group(group, keras_engine or None, args.repeats)
+        for r in got:  # as they come: a long run cut short still shows what it measured
+            print(f"  {r['group']:<16} {r['model']:<24} {r['dtype']:<5} batch {r['batch']}: {r['median_ms']:.1f} ms "
+                  f"({r['min_ms']:.1f}-{r['max_ms']:.1f})", file=sys.stderr, flush=True)
+        rows += got
     fidelity = [] if args.no_fidelity else run_group("fidelity", None, args.repeats)
     checks = targets(rows)
     text = table(rows, fidelity, checks, peak, args.repeats)

@@ -1,35 +1,117 @@
-"""The public entry points: build a model, read and write its canonical weights."""
+"""The public entry points: build a model (from a preset, a spec or pretrained weights), read and write its
+canonical weights."""
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .backends import adapter_for, load_adapter
+from .errors import InputError, MissingFileError
+from .finetune import FINE_TUNE_FIELDS, fine_tune
+from .io.api import LoadedWeights
 from .plan import make_plan
 from .presets import get_spec
 from .selection import get_backend
 from .spec import ResNetSpec
+from .weights_info import WeightsInfo
+
+# Fields that may differ between a named architecture and the weights loaded into it.
+_NOT_ARCHITECTURE = ("name", "zero_init_residual", *FINE_TUNE_FIELDS)
+
+SourceArg = str | os.PathLike | Mapping[str, Any]
 
 
-def build(spec: str | ResNetSpec = "resnet50", backend: str | None = None, dtype: str | None = None,
-          **overrides: Any) -> Any:
-    """A model of ``spec`` (a preset name or a spec) for ``backend``.
+def build(spec: str | os.PathLike | ResNetSpec = "resnet50", backend: str | None = None,
+          weights: SourceArg | None = None, dtype: str | None = None, **overrides: Any) -> Any:
+    """A model for ``backend``: torch returns a ``torch.nn.Module`` taking NCHW, keras a ``keras.Model`` taking NHWC.
 
-    ``overrides`` replace spec fields, e.g. ``build("resnet50", num_classes=10)``. The torch backend
-    returns a ``torch.nn.Module`` taking NCHW input; keras returns a ``keras.Model`` taking NHWC.
-    ``dtype`` ("bfloat16", "float16") builds the whole model in that precision (see ``resnet_core.precision``).
+    ``spec`` is a preset name, a ResNetSpec or a pretrained source: ``hf-hub:ORG/NAME[@REV]``,
+    ``torchvision:NAME.TAG``, a model folder or a weights file (architecture and weights from it).
+    ``weights`` loads a source into the named architecture (an error names the fields that differ).
+    Without weights, ``overrides`` replace spec fields; with them, only the fine-tuning ones may:
+    ``num_classes`` (a new head, freshly initialised), ``include_top``/``pooling``, ``in_channels``
+    (the stem kernel adapted as timm does). ``dtype`` ("bfloat16", "float16") builds the whole model in
+    that precision (see ``resnet_core.precision``).
     """
-    resolved = get_spec(spec)
-    if overrides:
-        resolved = resolved.replace(**overrides)
+    from .sources import is_source, load_source
+
+    if weights is None and is_source(spec):
+        return _pretrained(load_source(spec), backend, overrides, dtype)
+    if weights is None and isinstance(spec, (str, os.PathLike)) and _looks_like_path(spec):
+        raise MissingFileError(f"No such weights file or model folder: {os.fspath(spec)!r}")
+    resolved = get_spec(spec)  # type: ignore[arg-type]
+    if weights is None:
+        if overrides:
+            resolved = resolved.replace(**overrides)
+        if dtype is not None:
+            from .precision import build_in_dtype
+
+            return build_in_dtype(make_plan(resolved), get_backend(backend), dtype)
+        return load_adapter(get_backend(backend)).build(make_plan(resolved))
+    if isinstance(weights, Mapping):
+        loaded = LoadedWeights(resolved, {k: np.asarray(v) for k, v in weights.items()}, None)
+    else:
+        loaded = load_source(weights, spec=None if _stores_spec(weights) else resolved)
+    _check_architecture(resolved, loaded.spec, weights)
+    keep = {f: getattr(loaded.spec, f) for f in FINE_TUNE_FIELDS}
+    return _pretrained(LoadedWeights(resolved.replace(**keep), loaded.weights, loaded.info), backend, overrides,
+                       dtype)
+
+
+def _stores_spec(source: str | os.PathLike) -> bool:
+    """Whether a weights file carries its spec (else the named architecture is the one to read it with)."""
+    text = os.fspath(source)
+    if text.startswith(("hf-hub:", "torchvision:")) or os.path.isdir(text) or not os.path.isfile(text):
+        return True  # sources always know their architecture; a missing file errors in load_source
+    from .io.formats import format_for
+
+    with format_for(text).open(Path(text)) as reader:
+        return reader.stored_spec is not None
+
+
+def _looks_like_path(value: str | os.PathLike) -> bool:
+    text = os.fspath(value)
+    return os.sep in text or "/" in text or text.lower().endswith((".safetensors", ".pth", ".pt", ".h5", ".keras"))
+
+
+def _check_architecture(named: ResNetSpec, found: ResNetSpec, source: Any) -> None:
+    diffs = [f"{f}={getattr(found, f)!r} (not {getattr(named, f)!r})" for f in named.to_dict()
+             if f not in _NOT_ARCHITECTURE and getattr(found, f) != getattr(named, f)]
+    if diffs:
+        label = "the weights given" if isinstance(source, Mapping) else os.fspath(source)
+        raise InputError(f"{label} holds a {found.name} that is not a {named.name}: " + ", ".join(diffs)
+                         + f". Build it as rc.build({label!r}) or pick the matching architecture")
+
+
+def _build_with(adapter: Any, plan: Any, weights: dict[str, np.ndarray]) -> Any:
+    """The adapter's fast path: the model is created holding the weights, with no random initialisation."""
+    return adapter.build(plan, weights=weights)
+
+
+def _pretrained(loaded: LoadedWeights, backend: str | None, overrides: Mapping[str, Any],
+                dtype: str | None = None) -> Any:
+    spec, weights, info = fine_tune(loaded.spec, loaded.weights, loaded.info, **overrides)
+    adapter = load_adapter(get_backend(backend))
+    plan = make_plan(spec)
+    fresh_head = plan.head.fc is not None and f"{plan.head.fc.name}.weight" not in weights
     if dtype is not None:
         from .precision import build_in_dtype
 
-        return build_in_dtype(make_plan(resolved), get_backend(backend), dtype)
-    return load_adapter(get_backend(backend)).build(make_plan(resolved))
+        model = build_in_dtype(plan, get_backend(backend), dtype)
+        adapter.set_weights(model, weights, strict=not fresh_head)
+    elif fresh_head:  # the new head keeps the model's own initialisation
+        model = adapter.build(plan)
+        adapter.set_weights(model, weights, strict=False)
+    else:
+        model = _build_with(adapter, plan, weights)
+    model.weights_info = info
+    return model
 
 
 def get_weights(model: Any) -> dict[str, np.ndarray]:
@@ -47,6 +129,28 @@ def set_weights(model: Any, weights: Mapping[str, Any], strict: bool = True) -> 
 
 
 def spec_of(model: Any) -> ResNetSpec:
-    """The spec a resnet_core model was built from."""
+    """The spec a resnet_core model was built from; for a Keras model loaded by plain Keras, recovered
+    from its layers."""
+    return adapter_for(model).spec_of(model)
+
+
+def register_keras_objects(only_if_imported: bool = False) -> None:
+    """Register resnet-core's own Keras layers, so ``keras.saving.load_model`` finds them (safe mode on).
+
+    Networks of built-in layers need none of this: their ``.keras`` files load in any Keras. Importing
+    ``resnet_core`` after ``keras`` calls this; after ``import resnet_core; import keras``, call it yourself.
+    ``only_if_imported`` does nothing unless Keras is already imported (``import resnet_core`` imports no framework).
+    """
+    if not only_if_imported:
+        load_adapter("keras")  # the adapter's layers register themselves as it is imported
+    elif "keras" in sys.modules:
+        try:
+            load_adapter("keras")
+        except ImportError:  # a Keras the adapter cannot use (e.g. Keras 2): nothing to register
+            pass
+
+
+def weights_info_of(model: Any) -> WeightsInfo | None:
+    """The trained-with record a model was built with (None for randomly initialised models)."""
     adapter_for(model)
-    return model.spec
+    return getattr(model, "weights_info", None)

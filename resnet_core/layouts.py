@@ -38,3 +38,7 @@ class Layout(enum.Enum):
 
     def framework_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         return tuple(shape[i] for i in self.axes) if self.axes else tuple(shape)
+
+    def canonical_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The inverse of :meth:`framework_shape`."""
+        return tuple(shape[i] for i in self.inverse_axes) if self.axes else tuple(shape)

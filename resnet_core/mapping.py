@@ -13,7 +13,7 @@ import numpy as np
 
 from .errors import InputTypeError, ResNetCoreError
 from .layouts import Layout
-from .plan import Param, Plan
+from .plan import CANONICAL_SUFFIX, Param, Plan
 
 # Keras variable name of each role (the PyTorch names are the canonical suffixes, see plan.py).
 KERAS_VARIABLE = {
@@ -26,11 +26,28 @@ KERAS_VARIABLE = {
     "v": "v",
     "tau": "tau",
 }
+ROLE_OF_KERAS_VARIABLE = {variable: role for role, variable in KERAS_VARIABLE.items()}
+
+# Keras layer names may contain neither '.' (the torch engine rejects it) nor '/': each canonical
+# module's '.' becomes '_'. Canonical module names hold no '_', so the rule is inverted exactly.
+_KERAS_NAME_RULE = {".": "_"}
+_TO_KERAS = str.maketrans(_KERAS_NAME_RULE)
+_FROM_KERAS = str.maketrans({keras: canonical for canonical, keras in _KERAS_NAME_RULE.items()})
 
 
 def keras_layer_name(module: str) -> str:
-    """Keras layer names may contain neither '.' (the torch engine rejects it) nor '/'."""
-    return module.replace(".", "_")
+    """The Keras layer name of a canonical module, e.g. ``layer1.0.conv1`` -> ``layer1_0_conv1``."""
+    return module.translate(_TO_KERAS)
+
+
+def canonical_module(layer: str) -> str:
+    """The inverse of :func:`keras_layer_name`."""
+    return layer.translate(_FROM_KERAS)
+
+
+def canonical_name(layer: str, variable: str) -> str:
+    """The canonical tensor of a Keras layer's variable: (``layer1_0_bn1``, ``gamma``) -> ``layer1.0.bn1.weight``."""
+    return f"{canonical_module(layer)}.{CANONICAL_SUFFIX[ROLE_OF_KERAS_VARIABLE[variable]]}"
 
 
 @dataclass(frozen=True)

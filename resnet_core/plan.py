@@ -11,6 +11,7 @@ import functools
 import math
 from dataclasses import dataclass
 
+from .errors import InputError
 from .layouts import Layout
 from .spec import FUSED_NORMS, GROUPED_NORMS, ResNetSpec, SpecError
 from .widths import (  # noqa: F401 - importers read the width rules from the plan
@@ -127,6 +128,14 @@ class MaxPool:
     stride: int = 2
     padding: int = 1
     pad_value: float = -math.inf  # PyTorch pads with -inf; keras.applications V2's stem pads with zeros
+    # The input is a ReLU's output (>= 0), so zero padding gives exactly what -inf padding gives: every
+    # window holds at least one real value, and the max of non-negative values is never below 0.
+    nonnegative_input: bool = False
+
+    @property
+    def zero_padding_exact(self) -> bool:
+        """Whether padding with zeros computes this pool exactly (Keras's built-in ZeroPadding2D suffices)."""
+        return self.padding == 0 or self.pad_value == 0.0 or self.nonnegative_input
 
 
 @dataclass(frozen=True)
@@ -317,7 +326,7 @@ class Plan:
         return self._sizes(height, width)[1]
 
     def module_sizes(self, height: int, width: int) -> dict[str, tuple[int, int]]:
-        """Spatial size (H, W) of the output of every conv and norm in :meth:`modules`, by name."""
+        """Spatial size (H, W) of the output of every conv, norm and pool, by name."""
         return self._sizes(height, width)[0]
 
     def _sizes(self, height: int, width: int) -> tuple[dict[str, tuple[int, int]], tuple[int, int]]:
@@ -329,13 +338,13 @@ class Plan:
                 if unit.norm is not None:
                     sizes[unit.norm.name] = hw
                 if unit.pool is not None:
-                    hw = _pool_size(hw, unit.pool)
+                    hw = sizes[unit.pool.name] = _pool_size(hw, unit.pool)
             return hw
 
         hw = units((height, width), self.stem.units)
         for pool in (self.stem.pool, self.stem.blur):
             if pool is not None:
-                hw = _pool_size(hw, pool)
+                hw = sizes[pool.name] = _pool_size(hw, pool)
         for block in self.blocks:
             if block.pre_norm is not None:
                 sizes[block.pre_norm.name] = hw
@@ -346,10 +355,21 @@ class Plan:
                 sizes[block.attention.conv.name] = (1, 1)
             if block.shortcut is not None:
                 pool = block.shortcut_pool
-                units(hw if pool is None else _pool_size(hw, pool), (block.shortcut,))
+                if pool is not None:
+                    sizes[pool.name] = _pool_size(hw, pool)
+                short = units(hw if pool is None else sizes[pool.name], (block.shortcut,))
+                if short != out:  # e.g. timm's anti-aliased networks (aa_layer floors, the shortcut pool ceils)
+                    raise InputError(
+                        f"Input size {height}x{width} cannot run through {self.spec.name}: at {block.name} the main "
+                        f"path gives {out[0]}x{out[1]} and the shortcut {short[0]}x{short[1]} (the reference "
+                        "implementation fails the same way); choose another input size")
             hw = out
         if self.head.norm is not None:
             sizes[self.head.norm.name] = hw
+        empty = next((name for name, (h, w) in sizes.items() if h < 1 or w < 1), None)
+        if empty is not None:  # e.g. an anti-aliasing 2x2 pool on a 1-pixel map
+            raise InputError(f"Input size {height}x{width} is too small for {self.spec.name}: {empty} would get an "
+                             "empty feature map; choose a larger input size")
         return sizes, hw
 
     @property
@@ -569,13 +589,14 @@ def _stem(spec: ResNetSpec) -> Stem:
     pool: MaxPool | AvgPool | None = None
     blur = None
     pad_value = -math.inf if spec.stem_pool_padding == "-inf" else 0.0
+    nonnegative = units[-1].relu  # after a ReLU, zero padding is exactly -inf padding for a max-pool
     if spec.stem_pool and spec.anti_alias == "avg":  # timm: nn.AvgPool2d(2) instead of the max-pool
         pool = AvgPool("maxpool", 2, 2, "floor")
     elif spec.stem_pool and spec.anti_alias is not None:  # timm: a stride-1 max-pool, then the blur
-        pool = MaxPool("maxpool.0", stride=1, pad_value=pad_value)
+        pool = MaxPool("maxpool.0", stride=1, pad_value=pad_value, nonnegative_input=nonnegative)
         blur = _anti_alias(spec, "maxpool.1", out, 2)
     elif spec.stem_pool:
-        pool = MaxPool("maxpool", pad_value=pad_value)
+        pool = MaxPool("maxpool", pad_value=pad_value, nonnegative_input=nonnegative)
     return Stem(units, pool, out, blur, stride=4 if spec.stem_pool else 2)
 
 

@@ -23,7 +23,7 @@ def build_in_dtype(plan: Plan, backend: str, dtype: str) -> Any:
     check_dtype(dtype)
     adapter = load_adapter(backend)
     if backend == "keras":
-        return adapter.KerasResNet(plan.spec, dtype=dtype)
+        return adapter.build(plan, dtype=dtype)
     import torch
 
     return adapter.build(plan).to(getattr(torch, dtype))

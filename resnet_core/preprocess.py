@@ -1,4 +1,4 @@
-"""Input normalisation that travels with weights (``ResNetSpec.preprocessing``), in numpy only.
+"""Input normalisation that travels with the weights (their ``WeightsInfo``), in numpy only.
 
 Weights are only right for inputs normalised as in training: torchvision/timm/transformers use
 "torch" (RGB, [0, 1], ImageNet mean/std), keras.applications ResNet v1 "caffe" (BGR, [0, 255],
@@ -9,16 +9,14 @@ bit for bit.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .errors import InputError, InputTypeError
-from .presets import get_spec
-from .spec import ResNetSpec
+from .trained_with import info_of
+from .weights_info import WeightsInfo
 
 
 @dataclass(frozen=True)
@@ -50,33 +48,25 @@ NORMALISATIONS = {
 DATA_FORMATS = ("channels_last", "channels_first")
 
 
-def _resolve(source: ResNetSpec | str | os.PathLike) -> ResNetSpec:
-    """A spec from itself, a preset name, a spec ``.json`` file or a weights file that stores one."""
-    if isinstance(source, ResNetSpec):
-        return source
-    if isinstance(source, str) and not os.path.exists(source):
-        return get_spec(source)  # KeyError listing the presets
-    path = Path(source)
-    if path.suffix.lower() == ".json":
-        return ResNetSpec.from_json(path.read_text())
-    from .io.formats import format_for
-
-    with format_for(path).open(path) as reader:
-        if reader.stored_spec is None:
-            raise InputError(f"{path} stores no spec, so its preprocessing is unknown; pass the spec or its name")
-        return reader.stored_spec
+def normalisation_of(info: WeightsInfo) -> Normalisation:
+    """The divisor, mean, std and channel order ``info`` stands for."""
+    if info.preprocessing != "torch" or (info.mean is None and info.std is None):
+        return NORMALISATIONS[info.preprocessing]
+    mean, std = info.normalisation
+    return Normalisation(255.0, mean, std, bgr=False)
 
 
-def preprocess(images: Any, spec: ResNetSpec | str | os.PathLike, data_format: str = "channels_last") -> np.ndarray:
-    """Normalise ``images`` (uint8, or float in [0, 255]; one image or a batch) as ``spec`` says.
+def preprocess(images: Any, source: Any, data_format: str = "channels_last") -> np.ndarray:
+    """Normalise ``images`` (uint8, or float in [0, 255]; one image or a batch) as the weights were trained.
 
-    ``spec`` is a ResNetSpec, a preset name, a ``.json`` spec or a weights file carrying a spec.
-    Returns float32 in the same layout; the input is never modified.
+    ``source`` is anything :func:`resnet_core.info_of` takes: a model built by resnet_core, a
+    :class:`WeightsInfo`, ``read_weights``'s result, a weights file, a preset name or spec (the record
+    its usual weights imply). Returns float32 in the same layout; the input is never modified.
     """
     if data_format not in DATA_FORMATS:
         raise InputError(f"data_format must be one of {DATA_FORMATS}. Received: {data_format!r}")
-    name = _resolve(spec).preprocessing
-    mode = NORMALISATIONS[name]
+    info = info_of(source)
+    name, mode = info.preprocessing, normalisation_of(info)
     x = np.asarray(images)
     if x.dtype != np.uint8 and x.dtype.kind != "f":
         raise InputTypeError(f"Expected uint8 or floating-point images in [0, 255]. Received dtype {x.dtype}")

@@ -36,13 +36,12 @@ def get_spec(name: str | ResNetSpec) -> ResNetSpec:
 
 _basic = ResNetSpec(block="basic", layers=(2, 2, 2, 2))
 _bottleneck = ResNetSpec(block="bottleneck", layers=(3, 4, 6, 3))
-_keras_v1 = _bottleneck.replace(stride_in_1x1=True, conv_bias=True, bn_eps=1.001e-5, bn_momentum=0.01,
-                                preprocessing="caffe")
+_keras_v1 = _bottleneck.replace(stride_in_1x1=True, conv_bias=True, bn_eps=1.001e-5, bn_momentum=0.01)
 _preact = _bottleneck.replace(preact=True)
-_preact_d = _preact.replace(stem="deep", stem_width=32, downsample="avg", preprocessing="tf")
-_bit = _preact.replace(norm="group", std_conv=True, std_conv_eps=1e-8, stem_pool_padding="zero", preprocessing="tf")
+_preact_d = _preact.replace(stem="deep", stem_width=32, downsample="avg")  # their weights expect 'tf' inputs
+_bit = _preact.replace(norm="group", std_conv=True, std_conv_eps=1e-8, stem_pool_padding="zero")  # and these too
 _keras_v2 = _preact.replace(stride_block="last", conv_bias=True, stem_pool_padding="zero", bn_eps=1.001e-5,
-                            bn_momentum=0.01, preprocessing="tf")
+                            bn_momentum=0.01)
 
 _timm_d = _bottleneck.replace(stem="deep", stem_width=32, downsample="avg")
 _timm_t = _timm_d.replace(stem="deep_tiered")
@@ -61,22 +60,22 @@ for _name, _spec in {
     "wide_resnet50_2": _bottleneck.replace(width_per_group=128),
     "wide_resnet101_2": _bottleneck.replace(layers=(3, 4, 23, 3), width_per_group=128),
     # The original (v1) ResNet of the paper as keras.applications builds it: stride on the first 1x1
-    # conv, biased convolutions, Keras's epsilon and momentum (0.99 in Keras = 0.01 here), and 'caffe'
-    # input preprocessing (BGR, mean subtraction).
+    # conv, biased convolutions, Keras's epsilon and momentum (0.99 in Keras = 0.01 here). Their weights
+    # expect 'caffe' inputs (BGR, mean subtraction): see weights_info.preset_info.
     "keras_resnet50": _keras_v1,
     "keras_resnet101": _keras_v1.replace(layers=(3, 4, 23, 3)),
     "keras_resnet152": _keras_v1.replace(layers=(3, 8, 36, 3)),
     # keras.applications ResNet50V2/101V2/152V2: pre-activation blocks, each stage's stride on the last
     # block of the stage before (with a 1x1 max-pool shortcut), biases on the convs no norm follows, a
-    # zero-padded stem max-pool, and 'tf' preprocessing ([-1, 1]).
+    # zero-padded stem max-pool; their weights expect 'tf' inputs ([-1, 1]).
     "keras_resnet50v2": _keras_v2,
     "keras_resnet101v2": _keras_v2.replace(layers=(3, 4, 23, 3)),
     "keras_resnet152v2": _keras_v2.replace(layers=(3, 8, 36, 3)),
     # Pre-activation ResNets with the stride in each stage's first block, as timm's resnetv2_50/101 and
     # keras-hub's ResNetV2 backbones build them; their weights (timm's resnetv2_50.a1h_in1k, which
     # keras-hub converts) expect Inception normalisation, [-1, 1].
-    "resnetv2_50": _preact.replace(preprocessing="tf"),
-    "resnetv2_101": _preact.replace(layers=(3, 4, 23, 3), preprocessing="tf"),
+    "resnetv2_50": _preact,
+    "resnetv2_101": _preact.replace(layers=(3, 4, 23, 3)),
     # timm's "d" and "t" variants: deep stem, average-pool shortcut; "se": squeeze-and-excitation.
     "resnet18d": _basic.replace(stem="deep", stem_width=32, downsample="avg"),
     "resnet26d": _bottleneck.replace(layers=(2, 2, 2, 2), stem="deep", stem_width=32, downsample="avg"),

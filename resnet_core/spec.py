@@ -114,9 +114,6 @@ class ResNetSpec:
     norm_groups: int = 32
     std_conv: bool = False
     std_conv_eps: float = 1e-6
-    # Input normalisation the weights were trained with (ignored by the adapters; see resnet_core.preprocess):
-    # "torch" RGB mean/std on [0, 1], "caffe" BGR mean subtraction on [0, 255], "tf" [-1, 1].
-    preprocessing: str = "torch"
     name: str = field(default="resnet", compare=False)
 
     def __post_init__(self) -> None:
@@ -179,8 +176,6 @@ class ResNetSpec:
         if self.stem_pool_padding not in POOL_PADDINGS:
             raise _expected("stem_pool_padding", f"one of {POOL_PADDINGS}", self.stem_pool_padding)
         self._validate_norm()
-        if self.preprocessing not in ("torch", "caffe", "tf"):
-            raise _expected("preprocessing", "one of ('torch', 'caffe', 'tf')", self.preprocessing)
         self._validate_widths()
         self._validate_timm_options()
         if not isinstance(self.name, str) or not self.name:
@@ -202,13 +197,13 @@ class ResNetSpec:
                             "first (timm's downsample_conv)", self.down_kernel_size)
         if self.reduce_first != 1 and self.preact:
             raise _expected("reduce_first", "1 with preact", self.reduce_first)
-        planes = self.base_planes if self.block == "basic" else \
-            bottleneck_width(self.base_planes, self.width_per_group, self.groups)
-        first = planes // self.reduce_first
-        if planes % self.reduce_first or first % self.groups or \
-                (self.norm in GROUPED_NORMS and first % self.norm_groups):
-            raise _expected("reduce_first", f"a divisor of the first stage's width {planes} leaving a multiple of "
-                            f"groups={self.groups} (and of norm_groups with a grouped norm)", self.reduce_first)
+        for s, base in enumerate(stage_planes(self.base_planes, len(self.layers))):  # every stage's blocks reduce
+            planes = base if self.block == "basic" else bottleneck_width(base, self.width_per_group, self.groups)
+            first = planes // self.reduce_first
+            if planes % self.reduce_first or first % self.groups or \
+                    (self.norm in GROUPED_NORMS and first % self.norm_groups):
+                raise _expected("reduce_first", f"a divisor of stage {s + 1}'s width {planes} leaving a multiple of "
+                                f"groups={self.groups} (and of norm_groups with a grouped norm)", self.reduce_first)
 
     def _validate_widths(self) -> None:
         """Widths the plan computes must be at least 1, or the spec would validate and then fail in a framework."""
@@ -222,6 +217,19 @@ class ResNetSpec:
                 if width % self.norm_groups:
                     raise _expected("norm_groups", f"a divisor of every normalised width ({where} has {width} "
                                     f"channels with norm={self.norm!r})", self.norm_groups)
+        if self.std_conv:  # a 1x1 conv over one channel has one weight per filter: standardised, it is 0
+            for where, width in self._normalised_widths():
+                if width < 2:
+                    raise _expected("std_conv", f"False when a width is 1 ({where}: a 1x1 conv over it would have "
+                                    "a single weight per filter, which standardises to 0)", self.std_conv)
+
+        if self.std_conv:  # every width but the stem's inner convs' feeds some 1x1 conv
+            stem_convs = len(stem_widths(self.stem, self.stem_width))
+            for where, width in self._normalised_widths()[stem_convs - 1:]:
+                if width == 1:
+                    raise _expected("std_conv", f"False when a 1x1 conv has one input channel ({where} has 1): "
+                                    "standardising a one-element kernel leaves 0, and PyTorch refuses it",
+                                    self.std_conv)
 
     def _normalised_widths(self) -> list[tuple[str, int]]:
         """Every conv's output width, by where it is: each is normalised (after the conv, or before the next
@@ -284,6 +292,9 @@ class ResNetSpec:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ResNetSpec:
+        """The spec in ``data``. ``preprocessing`` (a field before it moved to
+        :class:`~resnet_core.weights_info.WeightsInfo`) is dropped, so older files keep loading."""
+        data = {k: v for k, v in data.items() if k != "preprocessing"}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

@@ -13,7 +13,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import InputError
-from .plan import Block, Conv, ConvNorm, Dense, MaxPool, Plan, SqueezeExcite, make_plan
+from .plan import (
+    Block,
+    BlurPool,
+    Conv,
+    ConvNorm,
+    Dense,
+    EfficientChannelAttention,
+    MaxPool,
+    Plan,
+    SqueezeExcite,
+    make_plan,
+)
 from .presets import get_spec
 from .spec import ResNetSpec
 
@@ -106,10 +117,7 @@ def summary(spec: str | ResNetSpec, input_size: int | str | tuple[int, int] = 22
     plan = make_plan(get_spec(spec))
     height, width = parse_size(input_size)
     sizes = plan.module_sizes(height, width)  # every padded conv and pool keeps at least one pixel
-    params = {p.module: 0 for p in plan.params}
-    for p in plan.params:
-        if p.trainable:
-            params[p.module] += p.size
+    params = _region_params(plan)
     rows = [_stem_row(plan, sizes, params)]
     for stage in range(1, plan.num_stages + 1):
         rows.append(_stage_row(plan, stage, sizes, params))
@@ -123,29 +131,43 @@ def conv_macs(conv: Conv, output_size: tuple[int, int]) -> int:
     return h * w * conv.out_channels * (conv.in_channels // conv.groups) * conv.kernel_size ** 2
 
 
-def _macs(convs: Iterable[Conv], sizes: dict[str, tuple[int, int]]) -> int:
-    return sum(conv_macs(c, sizes[c.name]) for c in convs)
+def _units_macs(units: Iterable[ConvNorm], sizes: dict[str, tuple[int, int]]) -> int:
+    """Convolutions, and the depthwise filter of anti-aliasing blur pools (a conv to a FLOP counter)."""
+    return sum(conv_macs(u.conv, sizes[u.conv.name]) + _pool_macs(u.pool, sizes) for u in units)
 
 
-def _convs(units: Iterable[ConvNorm]) -> list[Conv]:
-    return [u.conv for u in units]
+def _pool_macs(pool: object, sizes: dict[str, tuple[int, int]]) -> int:
+    if not isinstance(pool, BlurPool):
+        return 0
+    h, w = sizes[pool.name]
+    return h * w * pool.channels * pool.filter_size ** 2
 
 
-def _block_convs(block: Block) -> list[Conv]:
-    convs = _convs(block.main)
-    if isinstance(block.attention, SqueezeExcite):
-        convs += [block.attention.fc1, block.attention.fc2]
-    if block.shortcut is not None:
-        convs.append(block.shortcut.conv)
-    return convs
+def _attention_macs(block: Block) -> int:
+    att = block.attention
+    if isinstance(att, SqueezeExcite):  # 1x1 convs on the pooled map
+        return conv_macs(att.fc1, (1, 1)) + conv_macs(att.fc2, (1, 1))
+    if isinstance(att, EfficientChannelAttention):  # a 1D conv sliding across the channels
+        return att.channels * att.conv.kernel_size
+    return 0
 
 
-def _module_params(params: dict[str, int], modules: Iterable[str]) -> int:
-    return sum(params.get(m, 0) for m in modules)
+def _block_macs(block: Block, sizes: dict[str, tuple[int, int]]) -> int:
+    shortcut = () if block.shortcut is None else (block.shortcut,)
+    return (_units_macs(block.main, sizes) + _attention_macs(block) + _pool_macs(block.shortcut_pool, sizes)
+            + _units_macs(shortcut, sizes))
 
 
-def _names(convs: Iterable[Conv], units: Iterable[ConvNorm] = ()) -> list[str]:
-    return [c.name for c in convs] + [u.norm.name for u in units if u.norm is not None]
+def _region_params(plan: Plan) -> dict[str, int]:
+    """Trainable parameters by row: "stem", "layer1".."layerN", "head" (by the canonical module names)."""
+    head = {m.name for m in (plan.head.fc, plan.head.norm) if m is not None}
+    out: dict[str, int] = {}
+    for p in plan.params:
+        if not p.trainable:
+            continue
+        region = "head" if p.module in head else p.module.split(".")[0] if p.module.startswith("layer") else "stem"
+        out[region] = out.get(region, 0) + p.size
+    return out
 
 
 def _unit_shape(conv: Conv) -> str:
@@ -159,10 +181,9 @@ def _unit_shape(conv: Conv) -> str:
 
 def _stem_row(plan: Plan, sizes: dict[str, tuple[int, int]], params: dict[str, int]) -> StageRow:
     units = plan.stem.units
-    convs = _convs(units)
-    shape = "; ".join(_unit_shape(c) + (f", stride {c.stride}" if c.stride > 1 else "") for c in convs)
-    return StageRow("conv1", sizes[convs[-1].name], shape, _module_params(params, _names(convs, units)),
-                    _macs(convs, sizes))
+    shape = "; ".join(_unit_shape(u.conv) + (f", stride {u.conv.stride}" if u.conv.stride > 1 else "") for u in units)
+    macs = _units_macs(units, sizes) + sum(_pool_macs(p, sizes) for p in (plan.stem.pool, plan.stem.blur))
+    return StageRow("conv1", sizes[units[-1].conv.name], shape, params.get("stem", 0), macs)
 
 
 def _stage_row(plan: Plan, stage: int, sizes: dict[str, tuple[int, int]], params: dict[str, int]) -> StageRow:
@@ -182,18 +203,9 @@ def _stage_row(plan: Plan, stage: int, sizes: dict[str, tuple[int, int]], params
         kind = "max" if isinstance(pool, MaxPool) else "avg"
         blur = f" + blur, stride {plan.stem.blur.stride}" if plan.stem.blur is not None else ""
         shape = f"{pool.kernel_size}x{pool.kernel_size} {kind} pool, stride {pool.stride}{blur}; {shape}"
-    convs = [c for b in blocks for c in _block_convs(b)]
-    names = _names(convs) + [b.attention.conv.name for b in blocks
-                             if b.attention is not None and not isinstance(b.attention, SqueezeExcite)]
-    eca_macs = sum(b.attention.channels * b.attention.conv.kernel_size for b in blocks
-                   if b.attention is not None and not isinstance(b.attention, SqueezeExcite))
-    for b in blocks:
-        names += [u.norm.name for u in (*b.main, *((b.shortcut,) if b.shortcut else ())) if u.norm is not None]
-        if b.pre_norm is not None:
-            names.append(b.pre_norm.name)
     last = blocks[-1].main[-1].conv.name
-    return StageRow(f"conv{stage + 1}_x", sizes[last], shape, _module_params(params, names),
-                    _macs(convs, sizes) + eca_macs)
+    return StageRow(f"conv{stage + 1}_x", sizes[last], shape, params.get(f"layer{stage}", 0),
+                    sum(_block_macs(b, sizes) for b in blocks))
 
 
 def _head_row(plan: Plan, params: dict[str, int], feature_size: tuple[int, int]) -> StageRow:
@@ -204,7 +216,6 @@ def _head_row(plan: Plan, params: dict[str, int], feature_size: tuple[int, int])
     fc: Dense | None = head.fc
     if fc is not None:
         parts.append(f"{fc.out_features}-d fc")
-    names = ([] if head.norm is None else [head.norm.name]) + ([] if fc is None else [fc.name])
     macs = 0 if fc is None else fc.in_features * fc.out_features
     return StageRow("head", (1, 1) if head.pool is not None else feature_size, ", ".join(parts) or "feature map",
-                    _module_params(params, names), macs)
+                    params.get("head", 0), macs)

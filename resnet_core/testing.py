@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -114,3 +116,27 @@ def assert_same_weights(got: dict[str, np.ndarray], want: dict[str, np.ndarray])
     assert list(got) == list(want)
     bad = [k for k in want if got[k].dtype != want[k].dtype or not np.array_equal(got[k], want[k])]
     assert not bad, f"tensors differ: {bad[:10]}"
+
+
+def place_in_hf_cache(folder: str | os.PathLike, repo_id: str, hub_cache: str | os.PathLike,
+                      revision: str = "main") -> Path:
+    """Copy a model folder into a huggingface_hub cache as repo ``repo_id`` at branch ``revision``.
+
+    The cache layout huggingface_hub reads offline: ``models--ORG--NAME/refs/<revision>`` holding a
+    commit hash and ``snapshots/<hash>/`` holding the files (here as copies, not blob links). Returns
+    the snapshot folder. Tests use it to build hub caches without a network.
+    """
+    import hashlib
+    import shutil
+
+    files = sorted(p for p in Path(folder).rglob("*") if p.is_file())
+    digest = hashlib.sha1(repo_id.encode())
+    for path in files:
+        digest.update(path.read_bytes())
+    commit = digest.hexdigest()
+    repo = Path(hub_cache) / ("models--" + repo_id.replace("/", "--"))
+    snapshot = repo / "snapshots" / commit
+    shutil.copytree(folder, snapshot, dirs_exist_ok=True)
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / revision).write_text(commit)
+    return snapshot

@@ -131,7 +131,7 @@ def test_bad_input_exits_2_with_one_line_and_leaves_nothing(tmp_path, src, capsy
 def test_an_internal_error_exits_1_with_one_line(tmp_path, src, capsys, monkeypatch):
     from resnet_core.io import safetensors_io
 
-    def broken(*args):
+    def broken(*args, **kwargs):
         raise RuntimeError("the writer broke")
 
     monkeypatch.setattr(safetensors_io, "write", broken)

@@ -310,7 +310,7 @@ def test_library_never_sets_keras_backend(run_python, tmp_path, how):
     proc = run_python(code, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert result["type"] == "KerasResNet"
+    assert result["type"] == "Functional"
     assert result["engine"] == engine
     assert result["after"] == result["before"] == env.get("KERAS_BACKEND")
 

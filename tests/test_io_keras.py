@@ -1,7 +1,7 @@
 """Keras files against real Keras on the engine KERAS_BACKEND names (tox runs jax, tensorflow and torch).
 
 ``.weights.h5`` is written with h5py alone; these tests prove that ``model.load_weights`` of a real
-KerasResNet reads it and that what ``model.save_weights`` writes is read back, bit for bit, in every
+our Keras model reads it and that what ``model.save_weights`` writes is read back, bit for bit, in every
 dtype, and that both files have the same groups, names, shapes and dtypes. ``.keras`` both ways too.
 """
 
@@ -16,7 +16,8 @@ import pytest
 import resnet_core as rc
 from resnet_core.io import WeightsFileError, read_weights, write_weights
 from resnet_core.io.formats import dtype_by_name
-from resnet_core.io.keras_io import _without_tensorflow_probe, keras_layout
+from resnet_core.io.keras_file import _without_tensorflow_probe
+from resnet_core.io.keras_layout import keras_layout
 from resnet_core.testing import random_weights
 
 pytestmark = pytest.mark.keras
@@ -191,7 +192,7 @@ def test_keras_loads_our_keras_model_file(keras, tmp_path, dtype):
     assert spec == rc.get_spec(SPEC) and spec.name == SPEC
     assert fingerprint(back) == fingerprint(weights)
     loaded = keras.saving.load_model(path)  # under the float32 global policy: the file's config says the dtype
-    assert type(loaded).__name__ == "KerasResNet" and loaded.spec == spec
+    assert type(loaded).__name__ == "Functional" and rc.spec_of(loaded) == spec and rc.spec_of(loaded).name == SPEC
     assert_model_holds(keras, loaded, weights, dtype)
 
 
@@ -200,7 +201,7 @@ def test_we_read_keras_model_save(keras, tmp_path):
     weights = random_weights(spec)
     model = build(keras, spec)
     assign(model, weights)
-    with _without_tensorflow_probe():  # TF loaded beside triton crashes later tests (see keras_io)
+    with _without_tensorflow_probe():  # TF loaded beside triton crashes later tests (see keras_file)
         model.save(tmp_path / "k.keras")
     back_spec, back = read_weights(tmp_path / "k.keras")
     assert back_spec.to_dict() == spec.to_dict()
@@ -211,5 +212,41 @@ def test_other_keras_models_are_refused(keras, tmp_path):
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
     with _without_tensorflow_probe():
         model.save(tmp_path / "other.keras")
-    with pytest.raises(WeightsFileError, match="holds a Keras 'Sequential' model, not a resnet-core KerasResNet"):
+    with pytest.raises(WeightsFileError, match="holds a Keras 'Sequential' model, not a resnet-core"):
         read_weights(tmp_path / "other.keras")
+    inputs = keras.Input((4,))
+    functional = keras.Model(inputs, keras.layers.Dense(2, name="fc")(inputs))
+    with _without_tensorflow_probe():
+        functional.save(tmp_path / "functional.keras")
+    with pytest.raises(WeightsFileError, match="holds a Keras functional model that is not a resnet-core network"):
+        read_weights(tmp_path / "functional.keras")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_unverified_keras_version_writes_through_save_weights(keras, tmp_path, monkeypatch, dtype):
+    """The h5py writer copies Keras's private layout; for a Keras it was not verified on, Keras writes."""
+    from resnet_core.io import keras_file, keras_layout
+
+    monkeypatch.setattr(keras_layout, "VERIFIED_KERAS", ())
+    calls = []
+    monkeypatch.setattr(keras_file, "save_weights_through_keras",
+                        lambda *a, _real=keras_file.save_weights_through_keras: calls.append(1) or _real(*a))
+    weights = random_weights(SPEC, dtype=dtype_by_name(dtype))
+    path = write_weights(tmp_path / "k.weights.h5", weights, SPEC)
+    assert calls == [1]
+    spec, back = read_weights(path)  # the spec is added to Keras's file
+    assert spec == rc.get_spec(SPEC) and fingerprint(back) == fingerprint(weights)
+    model = build(keras, SPEC, dtype)
+    model.load_weights(path)
+    assert_model_holds(keras, model, weights, dtype)
+
+
+def test_written_file_is_read_back_before_it_is_kept(keras, tmp_path, monkeypatch):
+    from resnet_core.io import keras_h5
+
+    real = keras_h5.to_framework
+    monkeypatch.setattr(keras_h5, "to_framework", lambda layout, a: real(layout, a) + (a.ndim == 1))  # a bad writer
+    target = tmp_path / "bad.weights.h5"
+    with pytest.raises(WeightsFileError, match="does not read back bit for bit"):
+        write_weights(target, random_weights(SPEC), SPEC)
+    assert list(tmp_path.iterdir()) == []  # nothing left behind

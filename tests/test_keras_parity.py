@@ -200,7 +200,7 @@ def test_keras_model_dispatches_to_keras_adapter(torch, keras):
     spec = rc.get_spec("tiny_resnext")
     with rc.use_backend("keras"):
         model = rc.build(spec)
-    assert type(model).__name__ == "KerasResNet" and isinstance(model, keras.Model)
+    assert type(model).__name__ == "Functional" and isinstance(model, keras.Model)  # built-in layers only
     if keras.backend.backend() == "torch":
         # On Keras's torch engine a keras.Model IS a torch.nn.Module: the dispatch must still pick Keras.
         assert isinstance(model, torch.nn.Module)

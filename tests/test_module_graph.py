@@ -78,4 +78,4 @@ def test_io_reads_peer_namings_without_importing_a_peer():
     io = {m: sorted(d for d in deps if d.startswith("resnet_core.peers")) for m, deps in graph.items()
           if m.startswith("resnet_core.io.")}
     assert {m: deps for m, deps in io.items() if deps} == {}
-    assert "resnet_core.name_tables" in graph["resnet_core.io.formats"] | graph["resnet_core.io.keras_io"]
+    assert "resnet_core.name_tables" in graph["resnet_core.io.formats"] | graph["resnet_core.io.keras_h5"]

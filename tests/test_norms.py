@@ -23,6 +23,7 @@ _V2D = rc.ResNetSpec(preact=True, layers=(1, 1, 1, 1), stem="deep", stem_width=3
     ({"norm_groups": 0}, "ResNetSpec.norm_groups: expected a positive integer"),
     ({"std_conv": 1}, "ResNetSpec.std_conv: expected a bool"),
     ({"std_conv_eps": 0.0}, "ResNetSpec.std_conv_eps: expected a float in (0, 1)"),
+    ({"std_conv": True, "stem": "7x7", "stem_width": 1}, "ResNetSpec.std_conv: expected False when a width is 1"),
 ])
 def test_bad_norm_fields_are_refused_by_name(changes, text):
     with pytest.raises(SpecError, match="Received") as info:

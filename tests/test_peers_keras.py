@@ -45,7 +45,7 @@ def _expected(layers, v2=False, **changes):
     """The keras preset: Keras's BN momentum (0.99 -> 0.01), caffe inputs for v1 and 'tf' for V2."""
     depth = {(3, 4, 6, 3): 50, (3, 4, 23, 3): 101, (3, 8, 36, 3): 152}[layers]
     base = rc.get_spec(f"keras_resnet{depth}{'v2' if v2 else ''}")
-    return base.replace(**{"bn_momentum": 0.01, "preprocessing": "tf" if v2 else "caffe", **changes})
+    return base.replace(**{"bn_momentum": 0.01, **changes})
 
 
 def _ours(keras, spec, weights, images):
@@ -182,12 +182,11 @@ def test_other_keras_models_are_refused(keras):
 
 
 @pytest.mark.parametrize(("spec", "texts"), [
-    (rc.get_spec("resnet50"), ["stride_in_1x1=False", "conv_bias=False", "preprocessing='torch'"]),
-    (rc.get_spec("keras_resnet50").replace(preprocessing="torch"), ["preprocessing='torch'"]),
+    (rc.get_spec("resnet50"), ["stride_in_1x1=False", "conv_bias=False"]),
     (_expected((3, 4, 6, 3)).replace(layers=(2, 2, 2, 2)), ["layers=(2, 2, 2, 2)"]),
     (rc.get_spec("resnetv2_50"), ["stride_block='first' (keras.applications ResNet V2 (preact=True) has "
                                   "stride_block='last')", "conv_bias=False", "stem_pool_padding='-inf'"]),
-], ids=["torchvision-resnet50", "preset-without-caffe", "depths", "keras-hub-style-v2"])
+], ids=["torchvision-resnet50", "depths", "keras-hub-style-v2"])
 def test_to_peer_refuses_what_keras_applications_cannot_build(keras, spec, texts):
     with pytest.raises(rc.PeerError, match="keras.applications cannot build") as info:
         rc.to_peer(spec, random_weights(spec), "keras.applications")

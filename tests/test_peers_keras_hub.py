@@ -96,7 +96,7 @@ CASES = {
     ),
     "v2-bottleneck": (
         {"blocks": (2, 1, 1, 1), "use_pre_activation": True}, {"num_classes": 10, "converter": TF_CONVERTER},
-        ResNetSpec(layers=(2, 1, 1, 1), preact=True, num_classes=10, preprocessing="tf"),
+        ResNetSpec(layers=(2, 1, 1, 1), preact=True, num_classes=10),
         [("stack1_block0_pre_activation_bn", "gamma", "layer2.0.norm1.weight"),
          ("stack1_block0_2_bn", "moving_mean", "layer2.0.norm3.running_mean"),
          ("stack1_block0_0_conv", "kernel", "layer2.0.downsample.conv.weight"),
@@ -178,7 +178,7 @@ ROUND_TRIP = {
     "v1-bottleneck-small": ResNetSpec(layers=(1, 1, 1, 1), num_classes=7),
     "vd-tiered-headless": ResNetSpec(layers=(1, 1, 1, 1), stem="deep_tiered", stem_width=32, downsample="avg",
                                      include_top=False, num_classes=0),
-    "v2-basic-tf": ResNetSpec(block="basic", layers=(1, 1, 1, 1), preact=True, num_classes=7, preprocessing="tf"),
+    "v2-basic-tf": ResNetSpec(block="basic", layers=(1, 1, 1, 1), preact=True, num_classes=7),
     "vd-basic-project-first": ResNetSpec(block="basic", layers=(1, 1, 1, 1), stem="deep", stem_width=32,
                                          downsample="avg", project_first=True, num_classes=7),
 }
@@ -188,9 +188,11 @@ ROUND_TRIP = {
 def test_to_peer_round_trip_and_outputs(keras, keras_hub, khp, key, parity_record):
     spec = ROUND_TRIP[key]
     weights = random_weights(spec, seed=6)
-    peer = rc.to_peer(spec, weights, "keras-hub")
+    info = rc.WeightsInfo(preprocessing="tf") if key.endswith("-tf") else None
+    peer = rc.to_peer(spec, weights, "keras-hub", info=info)
     assert isinstance(peer, keras_hub.models.ResNetImageClassifier if spec.include_top
                       else keras_hub.models.ResNetBackbone)
+    assert rc.peer_info(peer) == (info or rc.WeightsInfo()) or not spec.include_top
     back_spec, back = rc.from_peer(peer)
     assert back_spec == spec
     if key in rc.list_specs():
@@ -240,8 +242,16 @@ def test_classifier_heads_our_spec_cannot_express_are_refused(keras_hub):
     backbone = _backbone(keras_hub, blocks=(1, 1))
     _refused(_classifier(keras_hub, backbone, num_classes=3, pooling="max", activation="sigmoid"),
              ["pooling='max'", "activation='sigmoid'"])
-    _refused(_classifier(keras_hub, backbone, num_classes=3, converter={"scale": 1.0 / 255.0}),
-             ["image_converter scale=0.00392"])
+
+
+
+def test_image_converter_goes_to_the_record(keras_hub):
+    """x * scale + offset is (x / 255 - mean) / std with std = 1 / (255 scale), mean = -offset * std."""
+    backbone = _backbone(keras_hub, blocks=(1, 1))
+    record = rc.peer_info(_classifier(keras_hub, backbone, num_classes=3, converter={"scale": 1.0 / 255.0}))
+    assert record.preprocessing == "torch" and record.mean == (0.0, 0.0, 0.0)
+    assert np.allclose(record.std, 1.0, rtol=1e-12)
+    assert rc.peer_info(_classifier(keras_hub, backbone, num_classes=3, converter=TF_CONVERTER)).preprocessing == "tf"
 
 
 def test_tampered_layers_are_refused(keras_hub):
@@ -253,15 +263,14 @@ def test_tampered_layers_are_refused(keras_hub):
 
 @pytest.mark.parametrize(("spec", "texts"), [
     (rc.get_spec("keras_resnet50"), ["stride_in_1x1=True", "conv_bias=True", "bn_eps=1.001e-05",
-                                     "bn_momentum=0.01", "preprocessing='caffe'"]),
+                                     "bn_momentum=0.01"]),
     (rc.get_spec("seresnet50"), ["attention='se'"]),
     (rc.get_spec("tiny_resnext"), ["groups=4", "width_per_group=16", "base_planes=16"]),
     (rc.get_spec("resnet50").replace(output_stride=16, stem_pool=False), ["output_stride=16", "stem_pool=False"]),
     (ResNetSpec(preact=True, downsample="avg"), ["preact=True with downsample='avg'"]),
     (rc.get_spec("resnet18d"), ["project_first=False with basic_block_vd"]),
     (ResNetSpec(block="basic", stem_width=32), ["stack0_block0 (32 -> 64 channels, stride 1)"]),
-    (ResNetSpec(include_top=False, num_classes=0, pooling="max", preprocessing="tf"),
-     ["pooling='max'", "preprocessing='tf' without a top"]),
+    (ResNetSpec(include_top=False, num_classes=0, pooling="max"), ["pooling='max'"]),
 ], ids=["keras_resnet50", "seresnet50", "tiny_resnext", "os16-no-pool", "preact-avg", "resnet18d", "basic-stem32",
         "headless-max-tf"])
 def test_to_peer_refuses_what_keras_hub_cannot_build(keras, spec, texts):

@@ -96,7 +96,7 @@ ROUND_TRIP = {
     "seresnext26d_32x4d-os16": rc.get_spec("seresnext26d_32x4d").replace(output_stride=16),
     # A ratio timm's default (1/16) would not reproduce, a max-pooled headless model, "tf" normalisation.
     "se-ratio-quarter-maxpool-tf": rc.get_spec("resnet18d").replace(
-        attention="se", se_ratio=0.25, include_top=False, pooling="max", num_classes=0, preprocessing="tf"),
+        attention="se", se_ratio=0.25, include_top=False, pooling="max", num_classes=0),
     "featuremap-no-stem-pool": rc.get_spec("resnet18").replace(include_top=False, pooling=None, num_classes=0,
                                                                stem_pool=False, bn_eps=1e-3),
     # timm counts the stem as stride 4 even without its pool: the exporter must double output_stride.
@@ -109,15 +109,17 @@ ROUND_TRIP = {
 def test_to_peer_round_trip_and_outputs(torch, timm, key):
     spec = ROUND_TRIP[key]
     weights = random_weights(spec, seed=5)
-    peer = rc.to_peer(spec, weights, "timm")
+    info = rc.WeightsInfo(preprocessing="tf") if key.endswith("-tf") else None
+    peer = rc.to_peer(spec, weights, "timm", info=info)
     assert isinstance(peer, timm.models.resnet.ResNet) and not peer.training
+    assert rc.peer_info(peer).preprocessing == ("tf" if info else "torch")
     back_spec, back = rc.from_peer(peer)
     assert back_spec == spec
     assert_same_weights(back, weights)
     images = random_images(BATCH, HEIGHT, WIDTH, seed=6)
     assert np.array_equal(_run(torch, peer, images), _run(torch, loaded(spec, weights), images))
     mean = timm.data.resolve_data_config({}, model=peer)["mean"]
-    assert mean == ((0.485, 0.456, 0.406) if spec.preprocessing == "torch" else (0.5, 0.5, 0.5))
+    assert mean == ((0.5, 0.5, 0.5) if info else (0.485, 0.456, 0.406))
 
 
 @pytest.mark.torch
@@ -153,11 +155,12 @@ def test_unexpressible_timm_options_are_refused_by_name(torch, timm, name, kwarg
 @pytest.mark.parametrize(("spec", "text"), [
     (rc.get_spec("keras_resnet50"), "stride_in_1x1=True"),
     (rc.get_spec("resnet18").replace(stem_width=32), "stem_width=32 with the 7x7 stem"),
-    (rc.get_spec("resnet18").replace(preprocessing="caffe"), "preprocessing='caffe'"),
+    (rc.get_spec("resnet18"), "preprocessing='caffe'"),
 ], ids=["stride-in-1x1", "7x7-stem-width", "caffe"])
 def test_to_peer_refuses_what_timm_cannot_build(torch, timm, spec, text):
+    record = rc.WeightsInfo(preprocessing="caffe") if "caffe" in text else None
     with pytest.raises(rc.PeerError, match="timm cannot build") as info:
-        rc.to_peer(spec, random_weights(spec), "timm")
+        rc.to_peer(spec, random_weights(spec), "timm", info=record)
     assert text in str(info.value)
 
 

@@ -26,7 +26,8 @@ from resnet_core.testing import (
 HEIGHT, WIDTH, BATCH = 65, 77, 2
 CLASSES = 10
 
-_V2 = rc.ResNetSpec(preact=True, preprocessing="tf", num_classes=CLASSES)  # timm's cfg: Inception mean/std
+_V2 = rc.ResNetSpec(preact=True, num_classes=CLASSES)
+_TF = rc.WeightsInfo(preprocessing="tf")  # timm's resnetv2 cfgs: Inception mean/std
 _V2_18 = _V2.replace(block="basic", layers=(2, 2, 2, 2))
 _D = {"stem_width": 32, "downsample": "avg"}
 
@@ -168,7 +169,7 @@ ROUND_TRIP = {
 def test_to_peer_round_trip_and_outputs(torch, timm, key):
     spec = ROUND_TRIP[key]
     weights = random_weights(spec, seed=5)
-    peer = rc.to_peer(spec, weights, "timm")
+    peer = rc.to_peer(spec, weights, "timm", info=None if key.endswith("-torch") else _TF)
     assert isinstance(peer, timm.models.resnetv2.ResNetV2) and not peer.training
     back_spec, back = rc.from_peer(peer)
     assert back_spec == spec
@@ -177,27 +178,28 @@ def test_to_peer_round_trip_and_outputs(torch, timm, key):
     error = relative_error(_run(torch, peer, images), _run(torch, loaded(spec, weights), images))
     assert error <= 1e-6 if spec.include_top else error == 0.0
     mean = timm.data.resolve_data_config({}, model=peer)["mean"]
-    assert mean == ((0.485, 0.456, 0.406) if spec.preprocessing == "torch" else (0.5, 0.5, 0.5))
+    assert mean == ((0.485, 0.456, 0.406) if key.endswith("-torch") else (0.5, 0.5, 0.5))
 
 
 @pytest.mark.torch
 def test_resnetv2_50_is_named_after_the_preset(torch, timm):
-    """timm's resnetv2_50 is our preset, Inception normalisation ("tf") included."""
+    """timm's resnetv2_50 is our preset; its Inception normalisation ("tf") is in the record, not the spec."""
     from timm.layers import BatchNormAct2d
 
     peer = timm.create_model("resnetv2_50", pretrained=False)
     spec, _ = rc.from_peer(peer)
     assert spec == rc.get_spec("resnetv2_50") and spec.name == "resnetv2_50"
-    # With ImageNet mean/std it is no longer the preset, and timm's architecture name names it...
+    assert rc.peer_info(peer).preprocessing == "tf"
+    # With ImageNet mean/std the spec is the same; the record says "torch"...
     peer.pretrained_cfg = {"architecture": "resnetv2_50", "mean": (0.485, 0.456, 0.406),
                            "std": (0.229, 0.224, 0.225)}
     spec, _ = rc.from_peer(peer)
-    assert spec == rc.get_spec("resnetv2_50").replace(preprocessing="torch")
+    assert spec == rc.get_spec("resnetv2_50") and rc.peer_info(peer).preprocessing == "torch"
     # ...and with another eps and no architecture to fall back on, the generic name does.
     peer = timm.create_model("resnetv2_50", pretrained=False, norm_layer=functools.partial(BatchNormAct2d, eps=1e-3))
     peer.pretrained_cfg = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
     spec, _ = rc.from_peer(peer)
-    assert spec == rc.get_spec("resnetv2_50").replace(bn_eps=1e-3, preprocessing="torch")
+    assert spec == rc.get_spec("resnetv2_50").replace(bn_eps=1e-3)
     assert spec.name == "resnetv2"
 
 
@@ -267,11 +269,12 @@ def test_unexpressible_resnetv2_options_are_refused_by_name(torch, timm, build, 
     (_V2_18.replace(attention="se"), ["attention='se'"]),
     (_V2.replace(groups=32, width_per_group=4), ["groups=32"]),
     (_V2.replace(stem="deep_tiered", stem_width=32, stem_pool_padding="zero"), ["no zero-padded 'tiered'"]),
-    (_V2_18.replace(preprocessing="caffe"), ["preprocessing='caffe'"]),
+    (_V2_18, ["preprocessing='caffe'"]),
     (_V2_18.replace(stem_width=20), ["stem_width=20"]),
     (_V2.replace(base_planes=20), ["base_planes=20"]),
 ], ids=["keras-v2", "se", "groups", "tiered-zero-pad", "caffe", "stem-width", "base-planes"])
 def test_to_peer_refuses_what_resnetv2_cannot_build(torch, timm, spec, texts):
+    record = rc.WeightsInfo(preprocessing="caffe") if "preprocessing='caffe'" in texts else None
     with pytest.raises(rc.PeerError, match="timm cannot build") as info:
-        rc.to_peer(spec, random_weights(spec), "timm")
+        rc.to_peer(spec, random_weights(spec), "timm", info=record)
     assert all(text in str(info.value) for text in texts), str(info.value)

@@ -1,7 +1,8 @@
-"""rc.preprocess: the normalisation a spec records, bit-identical to the peers' own preprocessing functions."""
+"""rc.preprocess: the normalisation the trained-with record says, bit-identical to the peers' own functions."""
 
 from __future__ import annotations
 
+import json
 import sys
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 import resnet_core as rc
 from resnet_core.testing import random_weights
 
-SPECS = {mode: rc.get_spec("resnet50").replace(preprocessing=mode) for mode in ("torch", "caffe", "tf")}
+SPECS = {mode: rc.WeightsInfo(preprocessing=mode) for mode in ("torch", "caffe", "tf")}
 
 
 def _pixels(shape=(2, 65, 77, 3), seed=0) -> np.ndarray:
@@ -51,18 +52,45 @@ def test_batch_and_single_image_agree():
     assert np.array_equal(rc.preprocess(pixels, "resnet50")[1], rc.preprocess(pixels[1], "resnet50"))
 
 
-def test_spec_from_name_json_file_and_weights_file(tmp_path):
+def test_record_from_name_json_file_and_weights_file(tmp_path):
     pixels = _pixels()
-    spec = SPECS["caffe"]
-    want = rc.preprocess(pixels, spec)
-    path = tmp_path / "spec.json"
-    path.write_text(spec.to_json())
+    want = rc.preprocess(pixels, SPECS["caffe"])
+    assert np.array_equal(rc.preprocess(pixels, "keras_resnet50"), want)  # the preset's usual weights
+    assert np.array_equal(rc.preprocess(pixels, rc.get_spec("keras_resnet50")), want)
+    path = tmp_path / "spec.json"  # a spec written before preprocessing left ResNetSpec
+    path.write_text(json.dumps({**rc.get_spec("resnet50").to_dict(), "preprocessing": "caffe"}))
     assert np.array_equal(rc.preprocess(pixels, path), want)
     assert np.array_equal(rc.preprocess(pixels, str(path)), want)
     weights = tmp_path / "model.safetensors"
-    rc.write_weights(weights, random_weights("tiny_resnext"), rc.get_spec("tiny_resnext").replace(preprocessing="tf"))
+    rc.write_weights(weights, random_weights("tiny_resnext"), "tiny_resnext", info=SPECS["tf"])
     assert np.array_equal(rc.preprocess(pixels, weights), rc.preprocess(pixels, SPECS["tf"]))
+    assert rc.read_weights(weights).info == SPECS["tf"]
     assert np.array_equal(rc.preprocess(pixels, "resnet50"), rc.preprocess(pixels, SPECS["torch"]))
+
+
+def test_files_written_with_preprocessing_in_the_spec_still_load(tmp_path):
+    """Before the record existed the spec held ``preprocessing``: the spec loads and the value moves to the record."""
+    from safetensors.numpy import load_file, save_file
+
+    path = tmp_path / "old.safetensors"
+    rc.write_weights(path, random_weights("tiny_resnext"), "tiny_resnext")
+    tensors = load_file(str(path))
+    from safetensors import safe_open
+
+    with safe_open(str(path), "np") as f:
+        meta = dict(f.metadata())
+    spec = json.loads(meta["resnet_core.spec"])
+    meta["resnet_core.spec"] = json.dumps({**spec, "preprocessing": "tf"})
+    save_file(tensors, str(path), metadata=meta)
+    loaded = rc.read_weights(path)
+    assert loaded.spec == rc.get_spec("tiny_resnext") and loaded.info == rc.WeightsInfo(preprocessing="tf")
+    assert rc.ResNetSpec.from_dict({**spec, "preprocessing": "caffe"}) == rc.get_spec("tiny_resnext")
+
+
+def test_record_mean_std_are_used():
+    record = rc.WeightsInfo(mean=(0.5, 0.25, 0.0), std=(0.5, 0.5, 2.0))
+    out = rc.preprocess(np.array([[[255, 0, 51]]], np.uint8), record)
+    np.testing.assert_allclose(out[0, 0], [1.0, -0.5, 0.1], rtol=1e-6)
 
 
 @pytest.mark.parametrize(("images", "kwargs", "error", "text"), [
@@ -84,8 +112,7 @@ def test_unknown_name_lists_presets():
 
 
 def test_tf_mode_takes_any_channel_count():
-    spec = rc.get_spec("resnet18").replace(in_channels=1, preprocessing="tf")
-    out = rc.preprocess(np.full((1, 4, 4, 1), 255, np.uint8), spec)
+    out = rc.preprocess(np.full((1, 4, 4, 1), 255, np.uint8), SPECS["tf"])
     assert np.array_equal(out, np.ones((1, 4, 4, 1), np.float32))
 
 

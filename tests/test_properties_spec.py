@@ -7,9 +7,9 @@ from __future__ import annotations
 import re
 
 import pytest
-from hypothesis import example, given
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
-from spec_strategies import RAW, SPEC_FIELDS, VALID, ci_settings, spec_fields, valid_specs
+from spec_strategies import RAW, SPEC_FIELDS, VALID, ci_settings, size_the_plan_supports, spec_fields, valid_specs
 
 from resnet_core.io.infer import infer_spec
 from resnet_core.plan import Conv, make_plan
@@ -48,6 +48,8 @@ def check_buildable(spec: ResNetSpec) -> None:
 @example({"block": "bottleneck", "layers": (1, 1), "base_planes": 4, "width_per_group": 15})
 @example({"block": "basic", "layers": (1,), "base_planes": 1, "attention": "se"})  # SE on a 1-channel stage
 @example({"stem": "deep_tiered", "stem_width": 3})
+@example({"block": "basic", "layers": (1, 1), "stem_width": 1, "base_planes": 1, "std_conv": True})
+@example({"block": "basic", "layers": (1,), "base_planes": 6, "stem_width": 8, "norm": "group", "norm_groups": 4})
 def test_a_spec_is_refused_by_name_or_plans_a_buildable_network(fields):
     try:
         spec = ResNetSpec(**fields)
@@ -66,6 +68,13 @@ def test_bottleneck_width_error_names_the_fields_and_the_computed_width():
         ResNetSpec(base_planes=12, groups=2, width_per_group=4)
     # Wider stages are fine once the first is: the check is per stage, the message names the stage.
     ResNetSpec(base_planes=16, width_per_group=4, layers=(1, 1))
+
+
+def test_computed_widths_the_frameworks_refuse_are_spec_errors_naming_the_width():
+    with pytest.raises(SpecError, match=r"norm_groups: expected a divisor .*stage 1's width has 6 channels"):
+        ResNetSpec(block="basic", base_planes=6, stem_width=8, norm="group", norm_groups=4)
+    with pytest.raises(SpecError, match=r"std_conv: expected False when a width is 1 \(stage 1's width"):
+        ResNetSpec(block="basic", layers=(1, 1), stem_width=2, base_planes=1, std_conv=True)
 
 
 @ci_settings(max_examples=150)
@@ -146,8 +155,9 @@ def test_name_tables_round_trip_canonical_to_peer_to_canonical(spec):
 
 
 @ci_settings(max_examples=200)
-@given(st.integers(1, 9), st.integers(1, 9), valid_specs())
+@given(st.integers(1, 41), st.integers(1, 41), valid_specs())
 def test_plan_sizes_are_positive_for_every_input_size(height, width, spec):
+    assume(size_the_plan_supports(spec, height, width))
     plan = make_plan(spec)
     assert min(plan.output_size(height, width)) >= 1
     assert all(min(hw) >= 1 for hw in plan.norm_sizes(height, width).values())

@@ -19,11 +19,18 @@ TORCHVISION_GFLOPS = {
 }
 # Every family, narrowed and shortened (the rules are the same, the CI minutes fewer), for the torch-measured checks.
 FAMILIES = ("resnet18", "tiny_resnext", "keras_resnet50", "keras_resnet50v2", "resnet26t", "seresnext26d_32x4d",
-            "resnet18d")
+            "resnet18d", "ecaresnet26t", "resnetaa50d", "resnetblur50", "resnetrs50", "senet154", "resnet50_gn",
+            "resnetv2_50x1_bit", "resnetv2_50d_evos", "resnetv2_50d_frn")
 
 
 def _small(name: str) -> rc.ResNetSpec:
-    return rc.get_spec(name).replace(layers=(1, 2, 1, 1), base_planes=16, name=f"small_{name}")
+    spec = rc.get_spec(name)
+    planes = spec.groups * spec.reduce_first * (spec.norm_groups if spec.norm in ("group", "evo_s0") else 1)
+    return spec.replace(layers=(1, 2, 1, 1), base_planes=max(16, planes), name=f"small_{name}")
+
+
+# timm's anti-aliased networks run only where the blurred main path and the pooled shortcut agree in size.
+SIZES = {"resnetaa50d": "65x65"}
 
 
 @pytest.mark.parametrize("name", sorted(TORCHVISION_GFLOPS))
@@ -64,6 +71,13 @@ def test_bad_sizes_are_refused(value):
         parse_size(value)
 
 
+def test_sizes_the_network_cannot_run_are_refused_by_name():
+    with pytest.raises(rc.errors.InputError, match="65x77 cannot run through resnetaa50d: at layer2.0"):
+        summary("resnetaa50d", "65x77")
+    with pytest.raises(rc.errors.InputError, match="1x1 is too small for resnetaa50d: maxpool would get an empty"):
+        summary("resnetaa50d", 1)
+
+
 def test_tiny_inputs_keep_one_pixel_per_stage():
     assert [r.output_size for r in summary("resnet50", 1).rows] == [(1, 1)] * 6
 
@@ -96,7 +110,7 @@ def test_svg_draws_every_stage_and_block_type(name, tmp_path):
 
 
 @pytest.mark.torch
-@pytest.mark.parametrize("name, size", [(n, "65x77") for n in FAMILIES] + [("resnet18", "224")])
+@pytest.mark.parametrize("name, size", [(n, SIZES.get(n, "65x77")) for n in FAMILIES] + [("resnet18", "224")])
 def test_equals_torch_parameters_and_fvcore_macs(name, size, torch, need):
     fvcore = need("torch", "fvcore.nn")
     spec = _small(name)

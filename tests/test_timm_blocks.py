@@ -35,7 +35,7 @@ FAMILIES = {
     "aa-blur": ("resnetblur50", {}, {}),
     "aa-blur-os16": ("resnetblur50", {"output_stride": 16}, {"output_stride": 16}),  # a stride-1 blur
     "resnet-rs": ("resnetrs50", {}, {}),
-    "senet154": ("senet154", {"base_width": 64, "cardinality": 2}, {"width_per_group": 64, "groups": 2}),
+    "senet154": ("senet154", {"base_width": 64, "cardinality": 1}, {"width_per_group": 64, "groups": 1}),
     "eca-blur": ("ecaresnet26t", {"aa_layer": "BlurPool2d"}, {"anti_alias": "blur"}),
 }
 # Keras builds are slow on JAX (each new layer shape compiles): ECA and the blur share one model.

@@ -16,6 +16,8 @@ examples:
   resnet-core convert resnet50.weights.h5 resnet50.safetensors     # spec read back from the file
   resnet-core convert model.safetensors model.keras                # a whole Keras model
   resnet-core convert model.pth model.safetensors --dtype bfloat16
+  resnet-core convert hf-hub:timm/resnet50.a1_in1k resnet50.keras  # pretrained weights by name
+  resnet-core convert torchvision:resnet50.IMAGENET1K_V2 resnet50.weights.h5
 """
 
 
@@ -31,7 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "and never replaces an existing file without --force.",
         epilog=EPILOG.format(formats=_formats()), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("source", help="input weights file")
+    p.add_argument("source", help="input weights file, model folder, hf-hub:ORG/NAME[@REV] or "
+                                  "torchvision:NAME.TAG")
     p.add_argument("target", help="output weights file; its extension picks the format")
     p.add_argument("--arch", metavar="NAME|SPEC.json",
                    help="the architecture: a preset (see `resnet-core list`) or a spec JSON file. Default: the spec "

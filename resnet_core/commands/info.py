@@ -14,7 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="examples:\n  resnet-core info model.safetensors\n  resnet-core info resnet50.pth --arch resnet50 "
                "--json", formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("file", help="weights file (.safetensors, .pth/.pt, .weights.h5, .keras)")
+    p.add_argument("file", help="weights file (.safetensors, .pth/.pt, .weights.h5, .keras), model folder, "
+                                "hf-hub:ORG/NAME[@REV] or torchvision:NAME.TAG")
     p.add_argument("--arch", metavar="NAME|SPEC.json", help="check the file against this architecture")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
@@ -39,6 +40,12 @@ def run(args: argparse.Namespace) -> int:
         rows.append(("spec", f"{spec['name']} ({info['note']})"))
         rows.append(("", json.dumps({k: v for k, v in spec.items() if k != "name"}, sort_keys=True)))
         rows.append(("params", f"{info['parameters']:,}"))
+    record = info.get("weights_info")
+    if record:
+        names = record.pop("class_names", None)
+        rows.append(("trained", json.dumps(record, sort_keys=True)))
+        if names:
+            rows.append(("classes", f"{len(names)}: {', '.join(names[:5])}" + (", ..." if len(names) > 5 else "")))
     rows += [("tensors", f"{info['tensors']:,}"), ("dtype", ", ".join(info["dtypes"]) or "-"),
              ("size", f"{_mb(info['tensor_bytes'])} of tensors, {_mb(info['file_bytes'])} on disk")]
     for key, value in rows:

@@ -7,18 +7,22 @@ import argparse
 from ..plan import make_plan
 from ..presets import get_spec, list_specs
 from ..spec import ResNetSpec
+from ..weights_info import preset_info
 
 # Structural options shown when a preset departs from torchvision's defaults.
 _VARIANT_FIELDS = ("preact", "stride_block", "stride_in_1x1", "conv_bias", "stem", "downsample", "attention",
                    "anti_alias", "replace_stem_pool", "reduce_first", "down_kernel_size", "project_first",
-                   "output_stride", "stem_pool_padding", "norm", "norm_groups", "std_conv", "std_conv_eps",
-                   "preprocessing")
+                   "output_stride", "stem_pool_padding", "norm", "norm_groups", "std_conv", "std_conv_eps")
 
 
 def variant(spec: ResNetSpec) -> str:
+    """The structural departures from torchvision's defaults, then the input normalisation the preset's
+    usual weights expect when it is not torchvision's (from the trained-with record, not the spec)."""
     default = ResNetSpec()
-    return ", ".join(f"{f}={getattr(spec, f)}" if not isinstance(getattr(spec, f), bool) else f
-                     for f in _VARIANT_FIELDS if getattr(spec, f) != getattr(default, f))
+    parts = [f"{f}={getattr(spec, f)}" if not isinstance(getattr(spec, f), bool) else f
+             for f in _VARIANT_FIELDS if getattr(spec, f) != getattr(default, f)]
+    mode = preset_info(spec.name).preprocessing
+    return ", ".join(parts + ([f"preprocessing={mode}"] if mode != "torch" else []))
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -23,6 +23,7 @@ EPILOG = """examples:
   resnet-core parity resnet50 --backends torch,keras-jax,keras-tensorflow,keras-torch
   resnet-core parity my.safetensors --mode train --grad --json report.json --plot report.png
   resnet-core parity tiny_resnext --dtype bfloat16 --size 65x77
+  resnet-core parity hf-hub:timm/resnet18.a1_in1k --backends torch,keras-jax
   resnet-core parity r18.safetensors --backends torch,onnxruntime,litert,tf-saved-model,torch-export
 """
 
@@ -36,8 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("model", metavar="SPEC_OR_WEIGHTS",
-                   help="a preset name (see 'resnet-core list') or a weights file (.npz, or any format "
-                        "resnet_core.read_weights reads); a file's preset is inferred unless --spec is given")
+                   help="a preset name (see 'resnet-core list'), a weights file (.npz, or any format "
+                        "resnet_core.read_weights reads), a model folder, hf-hub:ORG/NAME or torchvision:NAME.TAG; "
+                        "a file's preset is inferred unless --spec is given")
     p.add_argument("--spec", help="the preset of a weights file, when it cannot be inferred")
     p.add_argument("--weights", help="weights file for a preset (default: non-trivial random weights)")
     p.add_argument("--backends", default=",".join(ENGINES),

@@ -115,7 +115,7 @@ def export(model_or_source: Any, path: str | os.PathLike, format: str | None = N
         images = load_calibration(calibration, source.spec.in_channels)
     hw = _size(size, images)
     layout = "NCHW" if origin == "torch" else "NHWC"
-    metadata = artifact_metadata(source.spec, layout, hw)
+    metadata = artifact_metadata(source.spec, layout, hw, getattr(model_or_source, "weights_info", None))
     if fmt.folder:
         with atomic_folder(path, overwrite) as tmp:
             _write(fmt, origin, source, tmp, hw, opset, metadata)

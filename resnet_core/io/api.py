@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
@@ -16,6 +16,7 @@ from ..mapping import WeightsMismatchError, check_weights
 from ..plan import make_plan
 from ..presets import get_spec
 from ..spec import ResNetSpec
+from ..weights_info import WeightsInfo
 from .atomic import atomic_output, check_output
 from .formats import Format, Reader, TensorInfo, WeightsFileError, dtype_by_name, format_for, spec_from_json
 from .infer import InferenceError, infer_spec
@@ -23,11 +24,22 @@ from .infer import InferenceError, infer_spec
 SpecArg = str | ResNetSpec | None
 
 
-class LoadedWeights(NamedTuple):
-    """``spec, weights = read_weights(path)``; also ``result.weights``."""
+class LoadedWeights(tuple):
+    """``spec, weights = read_weights(path)``; also ``result.weights`` and ``result.info``, the trained-with
+    record (None when the source has none)."""
 
     spec: ResNetSpec
     weights: dict[str, np.ndarray]
+    info: WeightsInfo | None
+
+    def __new__(cls, spec: ResNetSpec, weights: dict[str, np.ndarray], info: WeightsInfo | None = None
+                ) -> LoadedWeights:
+        self = super().__new__(cls, (spec, weights))
+        self.spec, self.weights, self.info = spec, weights, info
+        return self
+
+    def __repr__(self) -> str:
+        return f"LoadedWeights(spec={self.spec.name!r}, {len(self.weights)} tensors, info={self.info!r})"
 
 
 @dataclass
@@ -41,6 +53,11 @@ class OpenedWeights:
     spec_source: str  # "file" | "argument" | "inferred"
     note: str  # how the spec was found, for people
     tensors: dict[str, TensorInfo]  # canonical names, in plan order
+
+    @property
+    def info(self) -> WeightsInfo | None:
+        """The trained-with record the file stores (None if it has none)."""
+        return self.reader.stored_info
 
     @property
     def nbytes(self) -> int:
@@ -151,9 +168,10 @@ def _extension(path: Path, fmt: Format) -> str:
 
 
 def _write(fmt: Format, path: Path, spec: ResNetSpec, tensors: dict[str, TensorInfo],
-           get: Callable[[str], np.ndarray], overwrite: bool, progress: Callable[[int], None]) -> None:
+           get: Callable[[str], np.ndarray], overwrite: bool, progress: Callable[[int], None],
+           info: WeightsInfo | None = None) -> None:
     with user_file(path), atomic_output(path, overwrite, suffix=_extension(path, fmt)) as tmp:
-        fmt.write(tmp, spec, tensors, get, progress)
+        fmt.write(tmp, spec, tensors, get, progress, info=info)
 
 
 @dataclass(frozen=True)
@@ -178,6 +196,8 @@ def convert(source: str | os.PathLike, target: str | os.PathLike, spec: SpecArg 
     """
     target = Path(target)
     fmt_out = format_for(target)
+    if _is_named_source(source):
+        return _convert_source(os.fspath(source), target, dtype, overwrite)
     src, _ = _input(source)
     if target.exists() and os.path.samefile(src, target):
         raise InputError(f"Input and output are the same file ({str(target)!r}); write to a new path")
@@ -191,24 +211,46 @@ def convert(source: str | os.PathLike, target: str | os.PathLike, spec: SpecArg 
         def get(name: str) -> np.ndarray:
             return cast(opened.reader.read(name))
 
-        _write(fmt_out, target, opened.spec, tensors, get, overwrite, update)
+        _write(fmt_out, target, opened.spec, tensors, get, overwrite, update, opened.info)
         dtypes = tuple(sorted({t.dtype.name for t in tensors.values()}))
         return ConvertResult(src, target, opened.spec, opened.note, len(tensors), total, dtypes)
+
+
+def _is_named_source(value: str | os.PathLike) -> bool:
+    """hf-hub:/torchvision: names and model folders: read through resnet_core.sources."""
+    text = os.fspath(value)
+    return text.startswith(("hf-hub:", "torchvision:")) or os.path.isdir(text)
+
+
+def _convert_source(source: str, target: Path, dtype: str | None, overwrite: bool) -> ConvertResult:
+    check_output(target, overwrite)  # before any download
+    loaded = read_weights(source, dtype=dtype)
+    write_weights(target, loaded.weights, loaded.spec, overwrite=overwrite, info=loaded.info)
+    tensors = loaded.weights.values()
+    return ConvertResult(Path(source), target, loaded.spec, f"spec {loaded.spec.name} from {source}", len(tensors),
+                         sum(t.nbytes for t in tensors), tuple(sorted({t.dtype.name for t in tensors})))
 
 
 def read_weights(path: str | os.PathLike, spec: SpecArg = None, dtype: str | None = None) -> LoadedWeights:
     """``(spec, weights)`` from any supported file: canonical names and layouts, numpy arrays the caller owns.
 
     The spec is ``spec`` if given, else the one the file stores, else inferred from the tensors.
-    bfloat16 tensors are ``ml_dtypes.bfloat16`` arrays. ``dtype`` casts every tensor.
+    bfloat16 tensors are ``ml_dtypes.bfloat16`` arrays. ``dtype`` casts every tensor. ``path`` may
+    also name a pretrained source (``hf-hub:ORG/NAME``, ``torchvision:NAME.TAG``, a model folder; see
+    :mod:`resnet_core.sources`); ``.info`` holds what the weights were trained with.
     """
     _, cast = _caster(dtype)
+    if _is_named_source(path):
+        from ..sources import load_source
+
+        loaded = load_source(path)
+        return LoadedWeights(loaded.spec, {k: cast(v) for k, v in loaded.weights.items()}, loaded.info)
     with open_weights(path, spec) as opened:
         weights = {}
         for name in opened.tensors:
             array = cast(opened.reader.read(name))
             weights[name] = array if array.flags.owndata and not isinstance(array, np.memmap) else np.array(array)
-        return LoadedWeights(opened.spec, weights)
+        return LoadedWeights(opened.spec, weights, opened.info)
 
 
 def _as_array(name: str, value: Any) -> np.ndarray:
@@ -216,8 +258,9 @@ def _as_array(name: str, value: Any) -> np.ndarray:
 
 
 def write_weights(path: str | os.PathLike, weights: Mapping[str, Any], spec: str | ResNetSpec,
-                  dtype: str | None = None, overwrite: bool = False) -> Path:
-    """Write canonical ``weights`` of ``spec`` to ``path`` in the format its extension names.
+                  dtype: str | None = None, overwrite: bool = False, info: WeightsInfo | None = None) -> Path:
+    """Write canonical ``weights`` of ``spec`` to ``path`` in the format its extension names, with ``info``
+    (the trained-with record) in its metadata when given.
 
     Every format keeps the spec (``.pth`` in the state_dict's ``_metadata``), so :func:`read_weights`
     of the file alone rebuilds the model. Refuses to replace an existing file unless ``overwrite``.
@@ -230,7 +273,7 @@ def write_weights(path: str | os.PathLike, weights: Mapping[str, Any], spec: str
     check_weights(plan, arrays, strict=True)
     cast_info, cast = _caster(dtype)
     tensors = {p.name: cast_info(TensorInfo(tuple(arrays[p.name].shape), arrays[p.name].dtype)) for p in plan.params}
-    _write(fmt, path, resolved, tensors, lambda name: cast(arrays[name]), overwrite, lambda n: None)
+    _write(fmt, path, resolved, tensors, lambda name: cast(arrays[name]), overwrite, lambda n: None, info)
     return path
 
 
@@ -238,8 +281,16 @@ def describe(path: str | os.PathLike, spec: SpecArg = None) -> dict[str, Any]:
     """What ``resnet-core info`` shows: format, producer, spec and where it came from, tensors, dtypes, sizes.
 
     A file whose spec cannot be inferred is still described (``spec`` None, ``spec_error`` set); any other
-    problem raises.
+    problem raises. ``path`` may name a pretrained source (hf-hub:, torchvision:, a model folder).
     """
+    if _is_named_source(path):
+        loaded = read_weights(path)
+        tensors = loaded.weights.values()
+        return {"file": os.fspath(path), "format": "source", "producer": "resnet_core.sources", "file_bytes": 0,
+                "spec": loaded.spec.to_dict(), "spec_source": "source", "note": f"read from {os.fspath(path)}",
+                "tensors": len(loaded.weights), "tensor_bytes": sum(t.nbytes for t in tensors),
+                "dtypes": sorted({t.dtype.name for t in tensors}), "parameters": make_plan(loaded.spec).num_params,
+                "weights_info": None if loaded.info is None else loaded.info.to_dict()}
     path, fmt = _input(path)
     out: dict[str, Any] = {"file": str(path), "format": fmt.name, "file_bytes": path.stat().st_size}
     try:
@@ -257,7 +308,7 @@ def describe(path: str | os.PathLike, spec: SpecArg = None) -> dict[str, Any]:
             producer=opened.reader.producer, spec=opened.spec.to_dict(), spec_source=opened.spec_source,
             note=opened.note, tensors=len(opened.tensors), tensor_bytes=opened.nbytes,
             dtypes=sorted({t.dtype.name for t in opened.tensors.values()}),
-            parameters=plan.num_params,
+            parameters=plan.num_params, weights_info=None if opened.info is None else opened.info.to_dict(),
         )
     return out
 

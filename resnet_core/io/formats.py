@@ -21,12 +21,14 @@ import numpy as np
 from ..arrays import bfloat16
 from ..errors import InputError, ResNetCoreError
 from ..spec import ResNetSpec, SpecError
+from ..weights_info import WeightsInfo, WeightsInfoError, legacy_preprocessing
 
 # Version of the metadata layout resnet-core writes into weight files. Readers refuse newer ones.
 FORMAT_VERSION = 1
 SPEC_KEY = "resnet_core.spec"
 VERSION_KEY = "resnet_core.format_version"
 LIBRARY_KEY = "resnet_core.version"
+INFO_KEY = "resnet_core.weights_info"  # what the weights were trained with (a WeightsInfo as JSON)
 
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 
@@ -73,6 +75,7 @@ class Reader:
     def __init__(self, path: Path):
         self.path = path
         self.stored_spec: ResNetSpec | None = None  # a spec the file carries, if any
+        self.stored_info: WeightsInfo | None = None  # the trained-with record the file carries, if any
         self.producer = ""  # who wrote the file, for ``resnet-core info``
 
     def raw(self) -> dict[str, TensorInfo]:
@@ -114,17 +117,17 @@ class Format:
         return getattr(importlib.import_module(self.module), self.reader)(path)
 
     def write(self, path: Path, spec: ResNetSpec, tensors: dict[str, TensorInfo], get: Callable[[str], np.ndarray],
-              progress: Callable[[int], None]) -> None:
-        getattr(importlib.import_module(self.module), self.writer)(path, spec, tensors, get, progress)
+              progress: Callable[[int], None], info: WeightsInfo | None = None) -> None:
+        getattr(importlib.import_module(self.module), self.writer)(path, spec, tensors, get, progress, info=info)
 
 
 FORMATS = (
     Format("safetensors", (".safetensors",), "resnet_core.io.safetensors_io",
            "canonical tensors, spec in the metadata"),
     Format("pytorch", (".pth", ".pt"), "resnet_core.io.torch_io", "a PyTorch state_dict (torch.save)"),
-    Format("keras-weights", (".weights.h5",), "resnet_core.io.keras_io",
+    Format("keras-weights", (".weights.h5",), "resnet_core.io.keras_h5",
            "Keras 3 model.save_weights / load_weights of the Keras model"),
-    Format("keras", (".keras",), "resnet_core.io.keras_io", "a whole Keras 3 model (model.save); writing needs Keras",
+    Format("keras", (".keras",), "resnet_core.io.keras_file", "a whole Keras 3 model (model.save); writing needs Keras",
            reader="open_keras_reader", writer="write_keras"),
 )
 
@@ -145,11 +148,45 @@ def format_for(path: str | os.PathLike) -> Format:
                      f"{', '.join(known_extensions())}")
 
 
-def spec_metadata(spec: ResNetSpec) -> dict[str, str]:
-    """String metadata every resnet-core file carries: the spec as JSON and the format version."""
+def spec_metadata(spec: ResNetSpec, info: WeightsInfo | None = None) -> dict[str, str]:
+    """String metadata every resnet-core file carries: the spec as JSON, the format version and, when
+    known, the trained-with record."""
     from .. import __version__
 
-    return {SPEC_KEY: spec.to_json(), VERSION_KEY: str(FORMAT_VERSION), LIBRARY_KEY: __version__}
+    meta = {SPEC_KEY: spec.to_json(), VERSION_KEY: str(FORMAT_VERSION), LIBRARY_KEY: __version__}
+    if info is not None:
+        meta[INFO_KEY] = info.to_json()
+    return meta
+
+
+def info_from_metadata(meta: dict[str, Any], path: Path | str) -> WeightsInfo | None:
+    """The record stored by :func:`spec_metadata`; for files written before it existed, the stored spec's
+    ``preprocessing`` (then a spec field) becomes the record."""
+    text = meta.get(INFO_KEY)
+    if text is not None:
+        try:
+            return WeightsInfo.from_json(_text(text))
+        except (json.JSONDecodeError, TypeError, WeightsInfoError) as exc:
+            raise WeightsFileError(f"{path}: the stored {INFO_KEY} is invalid ({exc})") from None
+    spec_text = meta.get(SPEC_KEY)
+    if spec_text is None:
+        return None
+    try:
+        data = json.loads(_text(spec_text))
+    except json.JSONDecodeError:
+        return None  # reported by spec_from_metadata
+    return legacy_info(data)
+
+
+def legacy_info(spec_data: Any) -> WeightsInfo | None:
+    """WeightsInfo(preprocessing=...) from a spec dict that still has the old field, else None."""
+    if not isinstance(spec_data, dict):
+        return None
+    _, mode = legacy_preprocessing(spec_data)
+    try:
+        return None if mode is None else WeightsInfo(preprocessing=mode)
+    except WeightsInfoError as exc:
+        raise WeightsFileError(f"stored spec: {exc}") from None
 
 
 def spec_from_metadata(meta: dict[str, Any], path: Path) -> ResNetSpec | None:

@@ -72,12 +72,7 @@ def infer_spec(tensors: Mapping[str, Any]) -> tuple[ResNetSpec, str]:
     ``tensors`` maps canonical names to arrays, :class:`TensorInfo` or shapes.
     """
     shapes = _shapes(tensors)
-    fits: list[ResNetSpec] = []
-    for name in list_specs():
-        candidate = _fit_head(get_spec(name), shapes)
-        if candidate is not None and _signature(candidate) == shapes and candidate not in fits:
-            fits.append(candidate)
-    fits = _plainest(fits)
+    fits = _plainest(_preset_fits(shapes))
     if len(fits) > 1:
         raise InferenceError("the tensors fit several presets (" + ", ".join(s.name for s in fits) +
                              "), which differ in ways weights do not show; choose one with --arch")
@@ -116,6 +111,31 @@ def _norm_fields(shapes: Shapes) -> dict[str, Any]:
         return {}
     common = math.gcd(*(s[0] for k, s in shapes.items() if len(s) == 4 and ".se." not in k and k != "fc.weight"))
     return {"norm": kind, "norm_groups": max(g for g in range(1, 33) if common % g == 0)}
+
+
+def _preset_fits(shapes: Shapes) -> list[ResNetSpec]:
+    fits: list[ResNetSpec] = []
+    for name in list_specs():
+        candidate = _fit_head(get_spec(name), shapes)
+        if candidate is not None and _signature(candidate) == shapes and candidate not in fits:
+            fits.append(candidate)
+    return fits
+
+
+def candidate_specs(tensors: Mapping[str, Any], preferred: str | None = None) -> list[ResNetSpec]:
+    """Every spec the tensors fit: the matching presets (``preferred`` first, when it is a preset name
+    the tensors fit), else the structure read off the tensors.
+
+    Fields weights cannot show take the presets' (or the defaults') values; a caller that sees more
+    (a Keras model's layer configs) settles them, see :mod:`resnet_core.keras_spec`.
+    """
+    shapes = _shapes(tensors)
+    fits = _preset_fits(shapes)
+    if preferred in list_specs():
+        named = _fit_head(get_spec(preferred), shapes)
+        if named is not None and _signature(named) == shapes:
+            fits = [named] + [s for s in fits if s.name != preferred]
+    return fits or [_structure(shapes)]
 
 
 def _structure(shapes: Shapes) -> ResNetSpec:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..spec import ResNetSpec
+from ..weights_info import WeightsInfo
 from .formats import (
     LIBRARY_KEY,
     VERSION_KEY,
@@ -26,6 +27,7 @@ from .formats import (
     WeightsFileError,
     canonical_names,
     dtype_name,
+    info_from_metadata,
     spec_from_metadata,
     spec_metadata,
 )
@@ -59,6 +61,7 @@ class SafetensorsReader(Reader):
         self._entries, meta, self._data_start = _parse_header(path)
         self.metadata = meta
         self.stored_spec = spec_from_metadata(meta, path)
+        self.stored_info = info_from_metadata(meta, path)
         if LIBRARY_KEY in meta:
             self.producer = f"resnet-core {meta[LIBRARY_KEY]} (weights format {meta.get(VERSION_KEY)})"
         else:
@@ -151,13 +154,13 @@ def _entry(path: Path, name: str, entry: Any) -> tuple[TensorInfo, int, int]:
 
 
 def write(path: Path, spec: ResNetSpec, tensors: dict[str, TensorInfo], get: Callable[[str], np.ndarray],
-          progress: Callable[[int], None]) -> None:
-    header: dict[str, Any] = {"__metadata__": {"format": "pt", **spec_metadata(spec)}}
+          progress: Callable[[int], None], info: WeightsInfo | None = None) -> None:
+    header: dict[str, Any] = {"__metadata__": {"format": "pt", **spec_metadata(spec, info)}}
     offset = 0
-    for name, info in tensors.items():
-        header[name] = {"dtype": NAMES[dtype_name(info.dtype)], "shape": list(info.shape),
-                        "data_offsets": [offset, offset + info.nbytes]}
-        offset += info.nbytes
+    for name, tensor in tensors.items():
+        header[name] = {"dtype": NAMES[dtype_name(tensor.dtype)], "shape": list(tensor.shape),
+                        "data_offsets": [offset, offset + tensor.nbytes]}
+        offset += tensor.nbytes
     blob = json.dumps(header, separators=(",", ":")).encode("utf-8")
     blob += b" " * (-len(blob) % 8)  # 8-byte aligned data, as the reference writer does
     with open(path, "wb") as f:
@@ -165,9 +168,10 @@ def write(path: Path, spec: ResNetSpec, tensors: dict[str, TensorInfo], get: Cal
         f.write(blob)
         for name, array in prefetch(tensors, lambda name: np.ascontiguousarray(get(name)),
                                     lambda name: tensors[name].nbytes):
-            info = tensors[name]
-            if array.shape != info.shape or array.dtype != info.dtype:  # pragma: no cover - a reader bug
-                raise RuntimeError(f"{name}: got {array.dtype}{array.shape}, announced {info.dtype}{info.shape}")
+            announced = tensors[name]
+            if array.shape != announced.shape or array.dtype != announced.dtype:  # pragma: no cover - a reader bug
+                raise RuntimeError(f"{name}: got {array.dtype}{array.shape}, announced {announced.dtype}"
+                                   f"{announced.shape}")
             if array.dtype.byteorder == ">":  # pragma: no cover - big-endian hosts
                 array = array.byteswap()
             f.write(array.reshape(-1).view(np.uint8).data)

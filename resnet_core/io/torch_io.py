@@ -20,6 +20,7 @@ import numpy as np
 from ..arrays import to_numpy, to_torch
 from ..errors import MissingDependencyError
 from ..spec import ResNetSpec
+from ..weights_info import WeightsInfo
 from .formats import (
     LIBRARY_KEY,
     VERSION_KEY,
@@ -28,6 +29,7 @@ from .formats import (
     WeightsFileError,
     canonical_names,
     dtype_by_name,
+    info_from_metadata,
     spec_from_metadata,
     spec_metadata,
 )
@@ -112,6 +114,7 @@ class TorchReader(Reader):
         state = _state_dict(_load(path), path)
         meta = dict((getattr(state, "_metadata", None) or {}).get("", {}) or {})
         self.stored_spec = spec_from_metadata(meta, path)
+        self.stored_info = info_from_metadata(meta, path)
         self.producer = (f"resnet-core {meta[LIBRARY_KEY]} (weights format {meta.get(VERSION_KEY)})"
                          if LIBRARY_KEY in meta else "PyTorch state_dict")
         self._state = state
@@ -138,12 +141,12 @@ def open_reader(path: Path) -> TorchReader:
 
 
 def write(path: Path, spec: ResNetSpec, tensors: dict[str, Any], get: Callable[[str], np.ndarray],
-          progress: Callable[[int], None]) -> None:
+          progress: Callable[[int], None], info: WeightsInfo | None = None) -> None:
     torch = _torch()
     state: collections.OrderedDict[str, Any] = collections.OrderedDict()
-    for name, info in tensors.items():
+    for name, tensor in tensors.items():
         state[name] = to_torch(get(name))
-        progress(info.nbytes)
+        progress(tensor.nbytes)
     # torch.load_state_dict hands _metadata[""] to the root module only, which ignores keys it does not know.
-    state._metadata = collections.OrderedDict({"": spec_metadata(spec)})  # type: ignore[attr-defined]
+    state._metadata = collections.OrderedDict({"": spec_metadata(spec, info)})  # type: ignore[attr-defined]
     torch.save(state, path)

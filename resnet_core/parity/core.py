@@ -55,8 +55,11 @@ def read_weights_file(path: str | os.PathLike,
     through ``resnet_core.read_weights``. Without ``spec``, the file's stored spec or one inferred from
     its tensor names and shapes is used.
     """
+    if isinstance(path, str) and path.startswith(("hf-hub:", "torchvision:")):  # a pretrained source by name
+        loaded = _io("read_weights", Path(path))(path, spec=spec)
+        return loaded.spec, {k: _as_float32(v) for k, v in loaded.weights.items()}, path
     path = Path(path)
-    if not path.is_file():
+    if not path.is_file() and not path.is_dir():
         raise MissingFileError(f"No weights file at {str(path)!r}")
     if path.suffix == ".npz":
         with np.load(path) as data:
@@ -94,7 +97,8 @@ def _is_weights_path(value: Any) -> bool:
     if isinstance(value, os.PathLike):
         return True
     return isinstance(value, str) and (value.endswith((".npz", ".pth", ".pt", ".safetensors", ".h5", ".keras"))
-                                       or os.sep in value or Path(value).is_file())
+                                       or value.startswith(("hf-hub:", "torchvision:"))  # pretrained sources
+                                       or os.sep in value or Path(value).exists())
 
 
 def _size(size: int | Sequence[int]) -> tuple[int, int]:

@@ -131,7 +131,7 @@ class TorchRunner:
 
 
 class KerasRunner:
-    """Our KerasResNet on the engine KERAS_BACKEND names; gradients with that engine's own autodiff."""
+    """Our Keras model on the engine KERAS_BACKEND names; gradients with that engine's own autodiff."""
 
     def __init__(self, spec: Any, dtype: str):
         import keras

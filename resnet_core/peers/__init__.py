@@ -6,10 +6,11 @@ declarative name table used in both directions, and imports its framework only w
 
 Conventions of inferred specs: a headless model has ``num_classes=0`` (nothing records a class count
 without a classifier); ``zero_init_residual`` is False (an initialisation choice no live model keeps);
-``preprocessing`` is the peer's input normalisation ("torch"; "caffe" for keras.applications v1 and
-"tf" for V2; what a timm ``pretrained_cfg`` or a keras-hub image converter says); ``se_ratio`` is
+``se_ratio`` is
 the first of 1/16, 1/1 ... 1/64 that reproduces the SE widths (1/16 without SE); the name is a
-preset's when the spec equals one.
+preset's when the spec equals one. What the weights were trained with is not architecture:
+:func:`peer_info` reads it (timm's ``pretrained_cfg``, transformers' ``id2label``, a keras-hub image
+converter, keras.applications' 'caffe'/'tf'), and ``to_peer(..., info=...)`` writes it back.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from ..name_tables import PeerError
 from ..plan import make_plan
 from ..presets import get_spec
 from ..spec import ResNetSpec
+from ..weights_info import WeightsInfo
 
 # peer name -> module; from_peer asks them in this order (keras-hub before keras.applications, which
 # takes any keras.Model and refuses what is not its own).
@@ -38,7 +40,7 @@ PEERS = {
     "keras.applications": "resnet_core.peers.keras_applications_peer",
 }
 
-__all__ = ["PEERS", "PeerError", "from_peer", "peer_of", "to_peer"]
+__all__ = ["PEERS", "PeerError", "from_peer", "peer_info", "peer_of", "to_peer"]
 
 
 def _module(peer: str) -> ModuleType:
@@ -70,10 +72,18 @@ def from_peer(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
     return _module(peer_of(model)).from_model(model)
 
 
-def to_peer(spec: str | ResNetSpec, weights: Mapping[str, Any], peer: str, **options: Any) -> Any:
+def peer_info(model: Any) -> WeightsInfo:
+    """What a live peer model's weights were trained with, as far as the model records it."""
+    return _module(peer_of(model)).info_of(model)
+
+
+def to_peer(spec: str | ResNetSpec, weights: Mapping[str, Any], peer: str, info: WeightsInfo | None = None,
+            **options: Any) -> Any:
     """The peer's own model of ``spec`` holding ``weights`` (torch peers in eval mode).
 
-    ``options`` reach the peer's constructor where it takes any (keras.applications: ``input_shape``,
+    ``info`` (a :class:`WeightsInfo`) goes where the peer keeps it (timm's ``pretrained_cfg``, a keras-hub
+    image converter, transformers' ``id2label``). ``options`` reach the peer's constructor where it takes
+    any (keras.applications: ``input_shape``,
     ``classifier_activation``). Specs the peer cannot build exactly are refused, naming the fields,
     so ``from_peer(to_peer(spec, w, peer))`` gives back ``spec`` and ``w`` bit for bit (up to the
     conventions above: ``num_classes`` of a headless spec, ``zero_init_residual``, ``se_ratio``, the name).
@@ -82,4 +92,4 @@ def to_peer(spec: str | ResNetSpec, weights: Mapping[str, Any], peer: str, **opt
         raise InputError(f"Unknown peer {peer!r}. Known peers: {', '.join(PEERS)}")
     resolved = get_spec(spec)
     check_weights(make_plan(resolved), weights, strict=True)
-    return _module(peer).to_model(resolved, weights, **options)
+    return _module(peer).to_model(resolved, weights, info=info, **options)

@@ -8,30 +8,27 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-import numpy as np
-
 from ..plan import AvgPool, Conv, Norm
-from ..preprocess import NORMALISATIONS
 from ..spec import ResNetSpec
-from ._common import unsupported
+from ..weights_info import WeightsInfo, WeightsInfoError, from_timm_cfg, to_timm_cfg
+from ._common import refuse_export
 
 PEER = "timm"
 
-# pretrained_cfg mean/std <-> ResNetSpec.preprocessing ("caffe" is BGR on [0, 255]: timm cannot say it).
-NORMALISATION = {mode: n.on_unit_range() for mode, n in NORMALISATIONS.items() if not n.bgr}
+def info_of(model: Any) -> WeightsInfo:
+    """The trained-with record in a timm model's ``pretrained_cfg`` (ResNet and ResNetV2 alike)."""
+    return from_timm_cfg(getattr(model, "pretrained_cfg", None) or {})
 
 
-def preprocessing_of(model: Any) -> str:
-    """The preprocessing a timm model's ``pretrained_cfg`` mean/std describe ("torch" when it says none)."""
-    cfg = getattr(model, "pretrained_cfg", None) or {}
-    if "mean" not in cfg:
-        return "torch"
-    mean, std = tuple(float(v) for v in cfg["mean"]), tuple(float(v) for v in cfg.get("std", ()))
-    for mode, (m, s) in NORMALISATION.items():
-        if np.allclose(mean, m) and np.allclose(std, s):
-            return mode
-    raise unsupported(PEER, [f"pretrained_cfg mean={mean}, std={std} is none of ResNetSpec.preprocessing's "
-                             f"normalisations {dict(NORMALISATION)}"])
+def pretrained_cfg(spec: ResNetSpec, info: WeightsInfo | None) -> dict[str, Any]:
+    """The ``pretrained_cfg`` a timm model built by to_model carries for ``info`` ("caffe" is refused)."""
+    try:
+        # input_size: timm's default for its ResNets when the record has none (timm's savers need one)
+        return {"architecture": spec.name, "num_classes": spec.num_classes if spec.include_top else 0,
+                "input_size": (spec.in_channels, 224, 224), **to_timm_cfg(info or WeightsInfo())}
+    except WeightsInfoError as exc:
+        refuse_export(spec, PEER, [str(exc)])
+        raise  # pragma: no cover - refuse_export raised
 
 
 def pool_text(pool: AvgPool | None) -> str:

@@ -16,6 +16,7 @@ import numpy as np
 from ..name_tables import TRANSFORMERS_TABLES, Table
 from ..plan import Plan, make_plan, stage_planes
 from ..spec import EXPANSION, ResNetSpec, SpecError
+from ..weights_info import WeightsInfo, from_id2label
 from ._common import check_round_trip, match_output_stride, named, refuse_export, unsupported
 
 PEER = "transformers"
@@ -76,7 +77,6 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
             if top else 0, include_top=top, pooling=None if top else "avg", in_channels=config.num_channels,
             stem_width=config.embedding_size, base_planes=base, bn_eps=bn.eps, bn_momentum=bn.momentum,
             stride_in_1x1=config.layer_type == "bottleneck" and bool(config.downsample_in_bottleneck),
-            preprocessing="torch",
         )
     except SpecError as exc:
         raise unsupported(PEER, [str(exc)]) from None
@@ -86,15 +86,22 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
     return spec, table.to_canonical(make_plan(spec), _torch.state_numpy(model), PEER)
 
 
-def to_model(spec: ResNetSpec, weights: Mapping[str, Any]) -> Any:
-    """ResNetForImageClassification with a top, else ResNetModel (average-pooled), in eval mode."""
+def info_of(model: Any) -> WeightsInfo:
+    """Class names from ``config.id2label``; transformers' ResNets take ImageNet mean/std ("torch")."""
+    path = getattr(model.config, "_name_or_path", "") or None
+    return WeightsInfo(class_names=from_id2label(getattr(model.config, "id2label", None)),
+                       source=f"hf-hub:{path}" if path and "/" in path and not path.startswith("/") else None)
+
+
+def to_model(spec: ResNetSpec, weights: Mapping[str, Any], info: WeightsInfo | None = None) -> Any:
+    """ResNetForImageClassification with a top, else ResNetModel (average-pooled), in eval mode; ``info``'s
+    class names become ``config.id2label``."""
     import transformers
 
     from . import _torch
 
     fixed = dict(groups=1, width_per_group=64, conv_bias=False, stem="7x7", stem_pool=True, downsample="conv",
-                 attention=None, output_stride=32, bn_eps=HF_BN_EPS, bn_momentum=HF_BN_MOMENTUM,
-                 preprocessing="torch")
+                 attention=None, output_stride=32, bn_eps=HF_BN_EPS, bn_momentum=HF_BN_MOMENTUM)
     problems = [f"{k}={getattr(spec, k)!r} (ResNetConfig can only build {k}={v!r})" for k, v in fixed.items()
                 if getattr(spec, k) != v]
     if not spec.include_top and spec.pooling != "avg":
@@ -106,6 +113,10 @@ def to_model(spec: ResNetSpec, weights: Mapping[str, Any]) -> Any:
         layer_type=spec.block, hidden_act="relu", downsample_in_first_stage=False,
         downsample_in_bottleneck=spec.stride_in_1x1, num_labels=spec.num_classes if spec.include_top else 2,
     )
+    names = info.class_names if info is not None else None
+    if spec.include_top and names is not None and len(names) == spec.num_classes:
+        config.id2label = dict(enumerate(names))
+        config.label2id = {name: i for i, name in enumerate(names)}
     cls = transformers.ResNetForImageClassification if spec.include_top else transformers.ResNetModel
     model = cls(config)
     table = _table(spec.include_top)

@@ -18,6 +18,7 @@ import numpy as np
 from ..name_tables import KERAS_APPLICATIONS, KERAS_APPLICATIONS_V2, Table
 from ..plan import Plan, make_plan, planes_of, width_per_group_of
 from ..spec import ResNetSpec, SpecError
+from ..weights_info import WeightsInfo
 from ._common import (
     check_round_trip,
     check_units,
@@ -36,8 +37,8 @@ TABLE, TABLE_V2 = KERAS_APPLICATIONS, KERAS_APPLICATIONS_V2
 CONSTRUCTORS = {(3, 4, 6, 3): "ResNet50", (3, 4, 23, 3): "ResNet101", (3, 8, 36, 3): "ResNet152"}
 # What each version fixes; anything else is refused on export.
 FIXED = {
-    False: dict(stride_in_1x1=True, stride_block="first", stem_pool_padding="-inf", preprocessing="caffe"),
-    True: dict(stride_in_1x1=False, stride_block="last", stem_pool_padding="zero", preprocessing="tf"),
+    False: dict(stride_in_1x1=True, stride_block="first", stem_pool_padding="-inf"),
+    True: dict(stride_in_1x1=False, stride_block="last", stem_pool_padding="zero"),
 }
 KERAS_BN_EPS = 1.001e-5  # hard-coded by keras.applications
 _ALLOWED = ("InputLayer", "ZeroPadding2D", "Conv2D", "BatchNormalization", "Activation", "MaxPooling2D", "Add",
@@ -144,7 +145,13 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
     return spec, _table(make_plan(spec)).to_canonical(make_plan(spec), tensors(model), PEER)
 
 
-def to_model(spec: ResNetSpec, weights: Mapping[str, Any], **options: Any) -> Any:
+def info_of(model: Any) -> WeightsInfo:
+    """keras.applications' weights expect ``preprocess_input``: "caffe" for v1, "tf" for V2."""
+    v2 = any(layer.name == "post_bn" for layer in model.layers)
+    return WeightsInfo(preprocessing="tf" if v2 else "caffe")
+
+
+def to_model(spec: ResNetSpec, weights: Mapping[str, Any], info: WeightsInfo | None = None, **options: Any) -> Any:
     """keras.applications.ResNet50/101/152 (V2 for ``preact``) on the current Keras engine, ``weights=None``
     then ours set.
 

@@ -9,11 +9,11 @@ hard-coded. The canonical names of the stem, the shortcut and the norms depend o
 and ``preact``, so there is one table per combination, chosen by the spec.
 
 The classifier's Dense has ``activation`` None by default; with "softmax" the weights are imported as
-keras.applications' are, and :func:`logits` gives what our model returns. Preprocessing comes from a
-classifier's ``preprocessor.image_converter`` (``x * scale + offset``): keras-hub's ResNet presets are converted
-from timm (resnet50.a1_in1k, resnetv2_50.a1h_in1k...) with scale 1 / (255 std) and offset -mean / std from
-timm's pretrained_cfg, which is "torch". A bare backbone (or a converter without scale and offset) says
-nothing and is recorded as "torch"; "caffe" (BGR) is beyond an ImageConverter.
+keras.applications' are, and :func:`logits` gives what our model returns. The trained-with record's
+normalisation comes from a classifier's ``preprocessor.image_converter`` (``x * scale + offset``):
+keras-hub's ResNet presets are converted from timm (resnet50.a1_in1k, resnetv2_50.a1h_in1k...) with scale
+1 / (255 std) and offset -mean / std from timm's pretrained_cfg. A bare backbone (or a converter without
+scale and offset) says nothing and is recorded as ImageNet's; "caffe" (BGR) is beyond an ImageConverter.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ import numpy as np
 
 from ..name_tables import KERAS_KINDS, ModuleRow, Table
 from ..plan import Plan, make_plan, planes_of, stage_planes, tiered_stem_width
-from ..preprocess import NORMALISATIONS
 from ..spec import ResNetSpec, SpecError
+from ..weights_info import IMAGENET_MEAN, IMAGENET_STD, WeightsInfo
 from ._common import (
     check_round_trip,
     check_units,
@@ -138,29 +138,35 @@ def _per_channel(value: Any, channels: int) -> np.ndarray | None:
     return np.broadcast_to(value, (channels,)) if value.size in (1, channels) else None
 
 
-def _affine(mode: str, channels: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """An ImageConverter's (scale, offset) per channel for ``mode``; None for "caffe" (BGR) or a channel mismatch."""
-    n = NORMALISATIONS[mode]
-    mean, std = _per_channel(n.mean, channels), _per_channel(n.std or 1.0, channels)
-    if n.bgr or mean is None or std is None:
+def _affine(info: WeightsInfo, channels: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """An ImageConverter's (scale, offset) per channel for ``info``; None for "caffe" (BGR) or a channel mismatch."""
+    if info.preprocessing == "caffe":
         return None
-    return 1.0 / (n.divisor * std), -mean / std
+    if info.preprocessing == "tf":
+        return np.full(channels, 1.0 / 127.5), np.full(channels, -1.0)
+    mean, std = (_per_channel(v, channels) for v in info.normalisation)
+    if mean is None or std is None:
+        return None
+    return 1.0 / (255.0 * std), -mean / std
 
 
-def _preprocessing(model: Any, channels: int) -> str:
+def info_of(model: Any) -> WeightsInfo:
+    """The normalisation a classifier's image converter applies (mean = -offset * std, std = 1 / (255 scale))."""
     converter = getattr(getattr(model, "preprocessor", None), "image_converter", None)
     scale, offset = getattr(converter, "scale", None), getattr(converter, "offset", None)
     if scale is None and offset is None:
-        return "torch"
-    have = (_per_channel(1.0 if scale is None else scale, channels),
-            _per_channel(0.0 if offset is None else offset, channels))
-    for mode in ("torch", "tf"):
-        want = _affine(mode, channels)
-        if want is not None and all(h is not None and np.allclose(h, w, rtol=1e-6, atol=0)
-                                    for h, w in zip(have, want, strict=True)):
-            return mode
-    raise unsupported(PEER, [f"image_converter scale={scale}, offset={offset} is none of ResNetSpec.preprocessing's "
-                             "normalisations ('torch', 'tf'; an ImageConverter cannot reverse channels for 'caffe')"])
+        return WeightsInfo()
+    scale = np.asarray(1.0 if scale is None else scale, np.float64).ravel()
+    offset = np.asarray(0.0 if offset is None else offset, np.float64).ravel()
+    if np.allclose(scale, 1.0 / 127.5, rtol=1e-6, atol=0) and np.allclose(offset, -1.0, rtol=1e-6, atol=0):
+        return WeightsInfo(preprocessing="tf")
+    std = 1.0 / (255.0 * scale)
+    mean = -offset * std
+    if mean.size == std.size == 3 and np.allclose(mean, IMAGENET_MEAN, rtol=1e-6, atol=0) and \
+            np.allclose(std, IMAGENET_STD, rtol=1e-6, atol=0):
+        return WeightsInfo()  # ImageNet's, the default (exact, without the round trip's last-bit noise)
+    return WeightsInfo(mean=tuple(np.broadcast_to(mean, (3,)).tolist()) if mean.size in (1, 3) else tuple(mean),
+                       std=tuple(np.broadcast_to(std, (3,)).tolist()) if std.size in (1, 3) else tuple(std))
 
 
 def _stem(filters: list[int], kernels: list[int]) -> tuple[str, int] | None:
@@ -305,7 +311,6 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
             bn_momentum=keras_to_torch_momentum(bn.momentum), stem=stem,
             downsample="avg" if backbone.block_type.endswith("_vd") else "conv", preact=backbone.use_pre_activation,
             project_first=backbone.block_type == "basic_block_vd",
-            preprocessing=_preprocessing(classifier, int(layers["conv1_conv"].kernel.shape[2])),
         )
     except SpecError as exc:
         raise unsupported(PEER, [str(exc)]) from None
@@ -333,14 +338,9 @@ def _export_refusals(spec: ResNetSpec, plan: Plan, options: Mapping[str, Any]) -
     if spec.project_first != (_block_type(spec) == "basic_block_vd"):
         problems.append(f"project_first={spec.project_first} with {_block_type(spec)} (keras-hub projects the "
                         "first block's shortcut exactly in basic_block_vd)")
-    if spec.preprocessing == "caffe":
-        problems.append("preprocessing='caffe' (an ImageConverter scales and offsets; it cannot reverse channels)")
     if not spec.include_top:
         if spec.pooling is not None:
             problems.append(f"pooling={spec.pooling!r} (a ResNetBackbone returns the feature map)")
-        if spec.preprocessing != "torch":
-            problems.append(f"preprocessing={spec.preprocessing!r} without a top (a ResNetBackbone has no image "
-                            "converter to record it)")
         if options:
             problems.append(f"options {sorted(options)} (they go to ResNetImageClassifier: include_top=False "
                             "builds a bare ResNetBackbone)")
@@ -350,14 +350,19 @@ def _export_refusals(spec: ResNetSpec, plan: Plan, options: Mapping[str, Any]) -
 
 
 def to_model(spec: ResNetSpec, weights: Mapping[str, Any], image_shape: tuple | None = None,
-             **options: Any) -> Any:
+             info: WeightsInfo | None = None, **options: Any) -> Any:
     """A keras-hub ResNetBackbone (ResNetImageClassifier with a top) on the current Keras engine, holding ``weights``.
 
     ``image_shape`` goes to the backbone ((None, None, C) by default); ``options`` to the classifier
-    (``activation``, ``dropout``...), whose image converter carries the spec's preprocessing.
+    (``activation``, ``dropout``...), whose image converter carries ``info``'s normalisation ("caffe", BGR,
+    is refused: an ImageConverter cannot reverse channels).
     """
     plan = make_plan(spec)
-    refuse_export(spec, PEER, _export_refusals(spec, plan, options))
+    info = info or WeightsInfo()
+    problems = _export_refusals(spec, plan, options)
+    if info.preprocessing == "caffe" and spec.include_top:
+        problems.append("preprocessing='caffe' (an ImageConverter scales and offsets; it cannot reverse channels)")
+    refuse_export(spec, PEER, problems)
     import keras_hub
 
     stages = range(1, plan.num_stages + 1)
@@ -372,7 +377,7 @@ def to_model(spec: ResNetSpec, weights: Mapping[str, Any], image_shape: tuple | 
     )
     if spec.include_top:
         # No converter for "torch" on other than 3 channels: importing one without a converter says "torch".
-        affine, preprocessor = _affine(spec.preprocessing, spec.in_channels), None
+        affine, preprocessor = _affine(info, spec.in_channels), None
         if affine is not None:
             converter = keras_hub.layers.ResNetImageConverter(scale=affine[0].tolist(), offset=affine[1].tolist())
             preprocessor = keras_hub.models.ResNetImageClassifierPreprocessor(image_converter=converter)

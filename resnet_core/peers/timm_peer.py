@@ -28,6 +28,7 @@ from ..plan import (
     width_per_group_of,
 )
 from ..spec import ResNetSpec, SpecError
+from ..weights_info import WeightsInfo
 from . import _timm, timm_resnetv2
 from ._common import (
     check_round_trip,
@@ -38,7 +39,8 @@ from ._common import (
     stem_counted_output_stride,
     unsupported,
 )
-from ._timm import NORMALISATION, PEER, pool_matches, pool_text, preprocessing_of
+from ._timm import PEER, pool_matches, pool_text, pretrained_cfg
+from ._timm import info_of as info_of  # noqa: F401 - the peer's record reader, for peers.peer_info
 
 MODULES = (ModuleRow("{m:path}", "{m:path}", "module"),)
 TABLE = Table(MODULES, TORCH_KINDS, ignored=TORCH_IGNORED)
@@ -260,7 +262,7 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
             conv_bias=stem_conv.bias is not None, stem=stem, stem_pool=not isinstance(model.maxpool, nn.Identity),
             downsample="avg" if downs == {3} else "conv",
             attention={"SEModule": "se", "EcaModule": "eca"}.get(attention.pop()),
-            se_ratio=se_ratio_for(ses, PEER) if ses else 1.0 / 16, preprocessing=preprocessing_of(model),
+            se_ratio=se_ratio_for(ses, PEER) if ses else 1.0 / 16,
             anti_alias=_anti_alias_of(model, blocks), replace_stem_pool=_replaced_stem_pool(model),
             reduce_first=reduce_first, down_kernel_size=max(kernels, default=1),
         )
@@ -274,10 +276,10 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
     return spec, TABLE.to_canonical(make_plan(spec), _torch.state_numpy(model), PEER)
 
 
-def to_model(spec: ResNetSpec, weights: Mapping[str, Any]) -> Any:
-    """A timm ResNet in eval mode; ``pretrained_cfg`` mean/std carry the spec's preprocessing."""
+def to_model(spec: ResNetSpec, weights: Mapping[str, Any], info: WeightsInfo | None = None) -> Any:
+    """A timm ResNet in eval mode; its ``pretrained_cfg`` carries ``info`` (mean/std, input size...)."""
     if spec.preact:
-        return timm_resnetv2.to_model(spec, weights)
+        return timm_resnetv2.to_model(spec, weights, info)
     from timm.layers import BlurPool2d, SEModule
     from timm.models.resnet import BasicBlock, Bottleneck, ResNet
     from torch import nn
@@ -293,11 +295,10 @@ def to_model(spec: ResNetSpec, weights: Mapping[str, Any]) -> Any:
         problems.append("stride_in_1x1=True (timm strides the 3x3 conv)")
     if spec.conv_bias:
         problems.append("conv_bias=True (timm's convolutions have no bias)")
-    if spec.preprocessing not in NORMALISATION:
-        problems.append(f"preprocessing={spec.preprocessing!r} (timm normalises RGB on [0, 1] by mean/std)")
     if spec.std_conv:
         problems.append("std_conv=True (timm's ResNet takes no conv_layer; its ResNetV2 does, with preact=True)")
     refuse_export(spec, PEER, problems, norms=("batch", "group"), std_conv=True)  # std_conv said above
+    cfg = pretrained_cfg(spec, info)
     block_args: dict[str, Any] = {}
     if spec.attention == "se":
         block_args["attn_layer"] = functools.partial(SEModule, rd_ratio=spec.se_ratio)
@@ -323,8 +324,7 @@ def to_model(spec: ResNetSpec, weights: Mapping[str, Any]) -> Any:
     for module in model.modules():
         if spec.anti_alias == "blur_zero" and isinstance(module, BlurPool2d):
             module.pad_mode = "constant"  # what timm's aa_layer="blurpc" builds
-    mean, std = NORMALISATION[spec.preprocessing]
-    model.pretrained_cfg = {"architecture": spec.name, "mean": mean, "std": std}
+    model.pretrained_cfg = cfg
     _torch.load_state(model, TABLE.to_peer(make_plan(spec), weights), TABLE)
     model.eval()
     check_round_trip(spec, from_model(model)[0], PEER)

@@ -32,6 +32,7 @@ import numpy as np
 from ..name_tables import TORCH_IGNORED, TORCH_KINDS, ModuleRow, Table
 from ..plan import Conv, Norm, Plan, bottleneck_width, make_divisible, make_plan, planes_of, width_per_group_of
 from ..spec import ResNetSpec, SpecError
+from ..weights_info import WeightsInfo
 from . import _timm
 from ._common import (
     check_round_trip,
@@ -42,7 +43,7 @@ from ._common import (
     stem_counted_output_stride,
     unsupported,
 )
-from ._timm import NORMALISATION, PEER, pool_matches, pool_text, preprocessing_of
+from ._timm import PEER, pool_matches, pool_text, pretrained_cfg
 
 MODULES = (
     ModuleRow("stem.conv", "conv1", "module"),  # the 7x7 stem (no norm after it: the first block's norm1 follows)
@@ -250,7 +251,7 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
             **found[1], conv_bias=last.bias is not None, **_std_conv(first_conv),
             stem=stem_type, stem_pool=type(stem.pool) is not nn.Identity,
             downsample="avg" if downs == {"DownsampleAvg"} else "conv", preact=True,
-            stem_pool_padding="zero" if hasattr(stem, "pad") else "-inf", preprocessing=preprocessing_of(model),
+            stem_pool_padding="zero" if hasattr(stem, "pad") else "-inf",
         )
     except SpecError as exc:
         raise unsupported(PEER, [str(exc)]) from None
@@ -286,8 +287,6 @@ def _export_problems(spec: ResNetSpec) -> list[str]:
     if spec.stem_pool and (spec.stem, spec.stem_pool_padding) not in STEM_TYPES:
         problems.append(f"stem_pool_padding={spec.stem_pool_padding!r} with stem={spec.stem!r} (timm has no "
                         "zero-padded 'tiered' stem_type)")
-    if spec.preprocessing not in NORMALISATION:
-        problems.append(f"preprocessing={spec.preprocessing!r} (timm normalises RGB on [0, 1] by mean/std)")
     stem_out = spec.stem_width if spec.stem == "7x7" else 2 * spec.stem_width
     if make_divisible(stem_out) != stem_out:
         problems.append(f"stem_width={spec.stem_width} (ResNetV2 rounds its stem_chs, {stem_out}, to a multiple of 8)")
@@ -311,8 +310,8 @@ def _bottle_ratio(spec: ResNetSpec) -> float:
     return bottleneck_width(spec.base_planes, spec.width_per_group, 1) / (spec.base_planes * spec.expansion)
 
 
-def to_model(spec: ResNetSpec, weights: Mapping[str, Any]) -> Any:
-    """A timm ResNetV2 in eval mode; ``pretrained_cfg`` mean/std carry the spec's preprocessing."""
+def to_model(spec: ResNetSpec, weights: Mapping[str, Any], info: WeightsInfo | None = None) -> Any:
+    """A timm ResNetV2 in eval mode; its ``pretrained_cfg`` carries ``info``."""
     from timm.layers import StdConv2d, create_conv2d
     from timm.models.resnetv2 import ResNetV2
     from torch import nn
@@ -320,6 +319,7 @@ def to_model(spec: ResNetSpec, weights: Mapping[str, Any]) -> Any:
     from . import _torch
 
     refuse_export(spec, PEER, _export_problems(spec), norms=("batch", "group", "evo_s0", "frn"), std_conv=True)
+    cfg = pretrained_cfg(spec, info)
     output_stride = stem_counted_output_stride(spec)
     padding = spec.stem_pool_padding if spec.stem_pool else "-inf"
     model = ResNetV2(
@@ -334,8 +334,7 @@ def to_model(spec: ResNetSpec, weights: Mapping[str, Any]) -> Any:
     )
     if not spec.stem_pool:
         model.stem.pool = nn.Identity()
-    mean, std = NORMALISATION[spec.preprocessing]
-    model.pretrained_cfg = {"architecture": spec.name, "mean": mean, "std": std}
+    model.pretrained_cfg = cfg
     _torch.load_state(model, _unsqueeze_fc(TABLE.to_peer(make_plan(spec), weights)), TABLE)
     model.eval()
     check_round_trip(spec, from_model(model)[0], PEER)

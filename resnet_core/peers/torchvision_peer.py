@@ -12,6 +12,7 @@ import numpy as np
 from ..name_tables import TORCH_IGNORED, TORCH_KINDS, ModuleRow, Table
 from ..plan import make_plan, planes_of
 from ..spec import ResNetSpec, SpecError
+from ..weights_info import WeightsInfo
 from ._common import check_round_trip, match_output_stride, named, refuse_export, unsupported
 
 PEER = "torchvision"
@@ -69,7 +70,7 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
             include_top=top, pooling=None if top else "avg", in_channels=model.conv1.in_channels,
             stem_width=model.conv1.out_channels, base_planes=planes, bn_eps=bn.eps, bn_momentum=bn.momentum,
             stride_in_1x1=bottleneck and tuple(stages[1][0].conv1.stride) != (1, 1),
-            conv_bias=model.conv1.bias is not None, stem="7x7", stem_pool=stem_pool, preprocessing="torch",
+            conv_bias=model.conv1.bias is not None, stem="7x7", stem_pool=stem_pool,
         )
     except SpecError as exc:
         raise unsupported(PEER, [str(exc)]) from None
@@ -78,7 +79,12 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
     return spec, TABLE.to_canonical(make_plan(spec), _torch.state_numpy(model), PEER)
 
 
-def to_model(spec: ResNetSpec, weights: Mapping[str, Any]) -> Any:
+def info_of(model: Any) -> WeightsInfo:
+    """A live torchvision model records nothing of its weights; they take ImageNet mean/std."""
+    return WeightsInfo()
+
+
+def to_model(spec: ResNetSpec, weights: Mapping[str, Any], info: WeightsInfo | None = None) -> Any:
     """A torchvision ResNet in eval mode; a headless spec gets ``fc = Identity()`` (pooled features out)."""
     import torchvision
     from torch import nn
@@ -87,7 +93,7 @@ def to_model(spec: ResNetSpec, weights: Mapping[str, Any]) -> Any:
 
     problems = []
     fixed = dict(stem="7x7", stem_width=64, base_planes=64, in_channels=3, conv_bias=False, stride_in_1x1=False,
-                 downsample="conv", attention=None, preprocessing="torch")
+                 downsample="conv", attention=None)
     problems += [f"{k}={getattr(spec, k)!r} (torchvision has only {k}={v!r})" for k, v in fixed.items()
                  if getattr(spec, k) != v]
     if len(spec.layers) != 4:

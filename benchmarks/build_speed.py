@@ -1,0 +1,91 @@
+"""Build time with weights: ``rc.build("resnet50", backend="keras", weights=FILE)`` + its first call
+against ``keras.applications.ResNet50(weights=None)`` + its first call, on each Keras engine.
+
+Each measurement runs in a fresh process (a build's cost is mostly one-time: initializer compilation
+on JAX, graph tracing), the two sides alternate, and each side's median is reported with its min-max
+spread. The clock starts after ``import keras`` (both sides pay it alike) and includes reading the
+weights file for ours. Targets: ours / anchor <= 0.6 on JAX, <= 1.0 on TensorFlow and torch;
+exits 1 on a miss.
+
+    python benchmarks/build_speed.py [--repeats 5] [--engines jax,tensorflow,torch]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+TARGETS = {"jax": 0.6, "tensorflow": 1.0, "torch": 1.0}
+ROOT = Path(__file__).resolve().parents[1]
+
+_CHILD = r"""
+import json, sys, time
+import numpy as np
+import keras
+x = np.zeros((1, 224, 224, 3), "float32")
+start = time.perf_counter()
+if sys.argv[1] == "ours":
+    import resnet_core as rc
+    model = rc.build("resnet50", backend="keras", weights=sys.argv[2])
+else:
+    model = keras.applications.ResNet50(weights=None)
+keras.ops.convert_to_numpy(model(x))
+print(json.dumps({"seconds": time.perf_counter() - start}))
+"""
+
+
+def _run(engine: str, side: str, weights: str) -> float:
+    env = {**os.environ, "KERAS_BACKEND": engine, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run([sys.executable, "-c", _CHILD, side, weights], env=env, cwd=ROOT, capture_output=True,
+                          text=True, check=False)
+    if done.returncode:
+        raise SystemExit(f"{engine}/{side} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
+
+
+def _weights_file(folder: str) -> str:
+    sys.path.insert(0, str(ROOT))
+    import resnet_core as rc
+    from resnet_core.testing import random_weights
+
+    path = os.path.join(folder, "resnet50.safetensors")
+    rc.write_weights(path, random_weights("resnet50"), "resnet50")
+    return path
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--engines", default="jax,tensorflow,torch")
+    args = parser.parse_args()
+    missed = []
+    with tempfile.TemporaryDirectory() as folder:
+        weights = _weights_file(folder)
+        print(f"{'engine':<11} {'ours s (min-max)':>22} {'anchor s (min-max)':>22} {'ratio':>6} {'target':>7}")
+        for engine in args.engines.split(","):
+            times: dict[str, list[float]] = {"ours": [], "anchor": []}
+            for _ in range(args.repeats):
+                for side in times:
+                    times[side].append(_run(engine, side, weights))
+            ours, anchor = (statistics.median(times[s]) for s in ("ours", "anchor"))
+            ratio = ours / anchor
+            spread = {s: f"{statistics.median(t):6.2f} ({min(t):.2f}-{max(t):.2f})" for s, t in times.items()}
+            ok = ratio <= TARGETS[engine]
+            print(f"{engine:<11} {spread['ours']:>22} {spread['anchor']:>22} {ratio:6.3f} "
+                  f"{'<=' if ok else '> '}{TARGETS[engine]:4.1f}", flush=True)
+            if not ok:
+                missed.append(engine)
+    if missed:
+        print(f"target missed on: {', '.join(missed)}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,87 @@
+"""Fine-tuning overrides on pretrained canonical weights, in numpy, so every backend gets the same tensors.
+
+``num_classes`` other than the source's keeps the backbone and leaves the head to the model's fresh
+initialisation; ``include_top=False`` (or ``num_classes=0``) drops the head, with ``pooling``;
+``in_channels`` adapts the stem kernel as timm's ``adapt_input_conv`` does.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+from .plan import make_plan
+from .spec import ResNetSpec
+from .weights_info import WeightsInfo
+
+logger = logging.getLogger("resnet_core")
+
+FINE_TUNE_FIELDS = ("num_classes", "include_top", "pooling", "in_channels")
+
+
+def adapt_input_conv(kernel: np.ndarray, in_channels: int) -> np.ndarray:
+    """The stem kernel (O, I, kh, kw) for ``in_channels`` inputs, by timm's rule.
+
+    One channel: the sum over the input channels, so a gray image gives exactly what the original
+    model gives on that image repeated on every channel. More: the RGB kernel repeated, cut to
+    ``in_channels`` and scaled by 3 / in_channels, so the activations keep their scale.
+    """
+    out, have, kh, kw = kernel.shape
+    if in_channels == have:
+        return kernel
+    dtype = kernel.dtype
+    k = np.asarray(kernel, np.float32)
+    if in_channels == 1:
+        if have > 3:
+            if have % 3:
+                raise InputError(f"Cannot adapt a stem kernel of {have} input channels to 1 (not a multiple of 3)")
+            k = k.reshape(out, have // 3, 3, kh, kw).sum(axis=2)
+        else:
+            k = k.sum(axis=1, keepdims=True)
+    elif have == 3:
+        repeat = math.ceil(in_channels / 3)
+        k = np.tile(k, (1, repeat, 1, 1))[:, :in_channels] * np.float32(3 / float(in_channels))
+    else:
+        raise InputError(f"Cannot adapt a stem kernel of {have} input channels to {in_channels}: timm's rule "
+                         "starts from 1 or 3")
+    return k.astype(dtype)
+
+
+def fine_tune(spec: ResNetSpec, weights: Mapping[str, np.ndarray], info: WeightsInfo | None = None,
+              **overrides: Any) -> tuple[ResNetSpec, dict[str, np.ndarray], WeightsInfo | None]:
+    """``spec``, ``weights`` and ``info`` changed by the fine-tuning ``overrides`` (see the module docstring);
+    the returned weights lack the head when it is to be initialised afresh."""
+    unknown = sorted(set(overrides) - set(FINE_TUNE_FIELDS))
+    if unknown:
+        raise InputError(f"With pretrained weights, only {FINE_TUNE_FIELDS} can be changed (the rest is the "
+                         f"architecture of the weights). Received: {unknown}")
+    changes = dict(overrides)
+    if changes.get("num_classes") == 0 or changes.get("include_top") is False:
+        changes.update(num_classes=0, include_top=False)
+        changes.setdefault("pooling", "avg")
+    elif changes.get("num_classes") and not spec.include_top:
+        changes.update(include_top=True, pooling=None)
+    new = spec.replace(**changes)
+    plan, new_plan = make_plan(spec), make_plan(new)
+    out = dict(weights)
+    head = plan.head.fc
+    if head is not None and (new_plan.head.fc is None or new_plan.head.fc.out_features != head.out_features):
+        for suffix in (".weight", ".bias"):
+            out.pop(head.name + suffix, None)
+        if new_plan.head.fc is not None:
+            logger.warning("resnet_core: the head (%s) is re-initialised for num_classes=%d; the pretrained "
+                           "backbone is kept (the source has %d classes)", head.name, new.num_classes,
+                           head.out_features)
+        if info is not None:
+            info = info.replace(class_names=None)
+    if new.in_channels != spec.in_channels:
+        stem = plan.stem.units[0].conv.name + ".weight"
+        out[stem] = adapt_input_conv(np.asarray(out[stem]), new.in_channels)
+        if info is not None and info.input_size is not None:
+            info = info.replace(input_size=(new.in_channels, *info.input_size[1:]))
+    return new, out, info

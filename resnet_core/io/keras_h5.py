@@ -1,0 +1,269 @@
+"""Keras 3 ``.weights.h5`` files, read and written with h5py alone.
+
+Writing reproduces ``model.save_weights`` (layout in :mod:`resnet_core.io.keras_layout`) with no Keras
+model, in any engine or none, where that layout was verified for the installed Keras; otherwise Keras's
+own ``save_weights`` writes the file. Either way the file is read back and compared before it is kept.
+Reading goes by the layer name Keras records on each group (``vars.attrs["name"]``) and falls back on
+the layout for files without names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import MissingDependencyError, ResNetCoreError
+from ..keras_graph import VARIABLES
+from ..keras_spec import layout_of
+from ..layouts import Layout
+from ..mapping import canonical_name, keras_table
+from ..plan import make_plan
+from ..spec import ResNetSpec
+from ..weights_info import WeightsInfo
+from .formats import (
+    LIBRARY_KEY,
+    SPEC_KEY,
+    VERSION_KEY,
+    Reader,
+    TensorInfo,
+    WeightsFileError,
+    dtype_by_name,
+    info_from_metadata,
+    spec_from_metadata,
+    spec_metadata,
+)
+from .keras_layout import installed_keras, keras_layout, layout_verified, snake_case
+from .pipeline import prefetch
+from .transpose import to_framework
+
+
+def _h5py():
+    try:
+        import h5py
+    except ImportError as exc:
+        raise MissingDependencyError("Keras weight files need h5py: pip install 'resnet-core[io]'") from exc
+    return h5py
+
+
+def write(path: Path, spec: ResNetSpec, tensors: dict[str, TensorInfo], get: Callable[[str], np.ndarray],
+          progress: Callable[[int], None], info: WeightsInfo | None = None) -> None:
+    """A ``.weights.h5`` exactly as ``model.save_weights`` of the Keras model writes it, plus the spec as
+    root attributes (which Keras ignores); then read back and compared with what was written."""
+    digests: dict[str, bytes] = {}
+
+    def recorded(name: str) -> np.ndarray:
+        value = get(name)
+        digests[name] = _digest(value)
+        return value
+
+    if layout_verified(installed_keras()):
+        _write_h5(path, spec, tensors, recorded, progress, info)
+    else:  # a Keras whose private layout was never checked: let it write its own file
+        from .keras_file import save_weights_through_keras
+
+        save_weights_through_keras(path, spec, tensors, recorded, progress)
+        with _h5py().File(path, "a") as f:
+            for key, value in spec_metadata(spec, info).items():
+                f.attrs[key] = value
+    _verify(path, spec, tensors, digests)
+
+
+def _digest(array: np.ndarray) -> bytes:
+    return hashlib.blake2b(np.ascontiguousarray(array).reshape(-1).view(np.uint8).data).digest()
+
+
+def _write_h5(path: Path, spec: ResNetSpec, tensors: dict[str, TensorInfo], get: Callable[[str], np.ndarray],
+              progress: Callable[[int], None], info: WeightsInfo | None = None) -> None:
+    h5py = _h5py()
+    plan = make_plan(spec)
+    rows = {row.path: row for row in keras_table(plan)}
+    layout = keras_layout(plan)
+    variables = [(layer.name, i, rows[f"{layer.name}/{v}"]) for layer in layout for i, v in enumerate(layer.variables)]
+
+    def prepare(item: tuple[str, int, Any]) -> np.ndarray:
+        row = item[2]
+        return to_framework(row.layout, get(row.canonical))
+
+    with h5py.File(path, "w") as f:
+        for key, value in spec_metadata(spec, info).items():
+            f.attrs[key] = value
+        f.create_group("vars").attrs["name"] = spec.name  # the model's own (empty) entry, as Keras writes it
+        groups = {}
+        for layer in layout:
+            groups[layer.name] = f.create_group(layer.group).create_group("vars")
+            groups[layer.name].attrs["name"] = layer.name
+        for (name, i, _), value in prefetch(variables, prepare, lambda item: tensors[item[2].canonical].nbytes):
+            dataset = groups[name].create_dataset(str(i), data=value)
+            if value.dtype.name == "bfloat16":  # as Keras's H5IOStore stores it: opaque 2-byte values, tagged
+                dataset.attrs["dtype"] = "bfloat16"
+            progress(value.nbytes)
+
+
+def _verify(path: Path, spec: ResNetSpec, tensors: dict[str, TensorInfo], digests: dict[str, bytes]) -> None:
+    """Read the written file back as any reader would: the same spec, names, shapes, dtypes and bits."""
+    with KerasH5Reader(path) as reader:
+        found = reader.tensors(None)
+        wrong = sorted(set(found) ^ set(tensors)) or [n for n, info in tensors.items() if found[n] != info]
+        if reader.stored_spec != spec or wrong:
+            raise WeightsFileError(f"{path}: the written file does not read back as written (spec "
+                                   f"{reader.stored_spec and reader.stored_spec.name}, tensors {wrong[:5]})")
+        for name in tensors:
+            if _digest(reader.read(name)) != digests[name]:
+                raise WeightsFileError(f"{path}: {name} does not read back bit for bit")
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _peer_table(layers: list[str]) -> Any:
+    """keras.applications' name table when the file's layers are named as keras.applications names them
+    (``model.save_weights`` of its ResNet50/101/152 or V2), else None. keras-hub's files are not read by
+    name: its v1 and vd blocks differ only in a weightless pooling layer, which a weights file does not show.
+    """
+    if "conv1_conv" not in layers or not any(n.startswith("conv2_block1_") for n in layers):
+        return None
+    from ..name_tables import KERAS_APPLICATIONS, KERAS_APPLICATIONS_V2
+
+    v2 = "post_bn" in layers or any(n.endswith("_preact_bn") for n in layers)
+    return KERAS_APPLICATIONS_V2 if v2 else KERAS_APPLICATIONS
+
+
+# What h5py raises on a damaged file, depending on which HDF5 call meets the damage first (found by fuzzing).
+H5_DAMAGE = (OSError, KeyError, ValueError, RuntimeError, TypeError)
+
+
+class KerasH5Reader(Reader):
+    format_name = "keras-weights"
+
+    def __init__(self, path: Path, fileobj: Any = None):
+        super().__init__(path)
+        h5py = _h5py()
+        self._fileobj = fileobj
+        try:
+            self._file = h5py.File(fileobj if fileobj is not None else path, "r")
+        except H5_DAMAGE as exc:
+            if fileobj is not None:
+                fileobj.close()
+            raise WeightsFileError(f"{path} is not a readable HDF5 file (truncated or corrupt?): {exc}") from None
+        self._groups: dict[str, tuple[str, str | None, list[Any]]] = {}  # key -> (class, layer name, datasets)
+        try:
+            self._scan(h5py)
+            attrs = {k: _text(v) for k, v in self._file.attrs.items() if k in (SPEC_KEY, VERSION_KEY, LIBRARY_KEY)}
+        except H5_DAMAGE as exc:
+            self.close()
+            if isinstance(exc, ResNetCoreError):
+                raise
+            raise WeightsFileError(f"{path} is not a valid Keras weights file (truncated or corrupt?): {exc}") \
+                from None
+        self.stored_spec = spec_from_metadata(attrs, path)
+        self.stored_info = info_from_metadata(attrs, path)
+        self.producer = (f"resnet-core {attrs[LIBRARY_KEY]} (weights format {attrs.get(VERSION_KEY)})"
+                         if LIBRARY_KEY in attrs else "Keras save_weights")
+        # keras.applications' name table when the layers keep its names; tensors() reads through it.
+        self._peer = _peer_table([name for _, name, datasets in self._groups.values() if datasets and name])
+        if self._peer is not None:
+            self.producer += ", in keras.applications' naming"
+        self._map: dict[str, tuple[Any, Layout]] = {}
+
+    def _scan(self, h5py: Any) -> None:
+        layers = self._file.get("layers")
+        if not isinstance(layers, h5py.Group):
+            raise WeightsFileError(f"{self.path} is not a Keras 3 weights file: it has no 'layers' group")
+        classes = {snake_case(c): c for c in VARIABLES}
+        for key, group in layers.items():
+            variables = group.get("vars") if isinstance(group, h5py.Group) else None
+            if not isinstance(variables, h5py.Group):
+                continue
+            name = variables.attrs.get("name")
+            keys = list(variables.keys())
+            if not all(k.isdigit() for k in keys):
+                raise WeightsFileError(f"{self.path}: unexpected entries {keys} in layers/{key}/vars")
+            datasets = [variables[k] for k in sorted(keys, key=int)]
+            if not all(isinstance(d, h5py.Dataset) for d in datasets):
+                raise WeightsFileError(f"{self.path}: layers/{key}/vars holds entries that are not datasets")
+            cls = classes.get(re.sub(r"_\d+$", "", key), key)
+            if datasets and cls not in VARIABLES:
+                raise WeightsFileError(f"{self.path}: layer group layers/{key} holds weights, but no layer of a "
+                                       "resnet-core Keras model is of that kind")
+            if len(datasets) > len(VARIABLES.get(cls, ())):
+                raise WeightsFileError(f"{self.path}: layers/{key} holds {len(datasets)} variables")
+            self._groups[key] = (cls, None if name is None else _text(name), datasets)
+
+    def raw(self) -> dict[str, TensorInfo]:
+        return {f"layers/{key}/vars/{i}": self._info(ds)
+                for key, (_, _, datasets) in self._groups.items() for i, ds in enumerate(datasets)}
+
+    def _info(self, ds: Any) -> TensorInfo:
+        tagged = _text(ds.attrs.get("dtype", "")) == "bfloat16"
+        return TensorInfo(tuple(ds.shape), dtype_by_name("bfloat16") if tagged else np.dtype(ds.dtype))
+
+    def tensors(self, spec: ResNetSpec | None) -> dict[str, TensorInfo]:
+        try:
+            return self._tensors(spec)
+        except ResNetCoreError:
+            raise
+        except H5_DAMAGE as exc:
+            raise WeightsFileError(f"{self.path} is not a valid Keras weights file (truncated or corrupt?): {exc}") \
+                from None
+
+    def _tensors(self, spec: ResNetSpec | None) -> dict[str, TensorInfo]:
+        named = all(name is not None for _, name, datasets in self._groups.values() if datasets)
+        if spec is None and not named:
+            raise WeightsFileError(f"{self.path} names no layers (written by an older Keras), so its architecture "
+                                   "cannot be inferred; pass --arch")
+        rows = {} if spec is None else {row.path: row for row in keras_table(make_plan(spec))}
+        by_group = {} if named or spec is None else {x.group: x.name for x in keras_layout(make_plan(spec))}
+        peer = self._peer if named else None
+        self._map = {}
+        for key, (cls, name, datasets) in self._groups.items():
+            layer = name if named else by_group.get(f"layers/{key}", f"layers/{key}")
+            for variable, ds in zip(VARIABLES.get(cls, ()), datasets, strict=False):
+                row = rows.get(f"{layer}/{variable}")
+                found = None if peer is None else peer.canonical_name(f"{layer}/{variable}")
+                if found is not None:
+                    self._map[found[0]] = (ds, found[1])
+                elif row is not None:
+                    self._map[row.canonical] = (ds, row.layout)
+                else:
+                    self._map[canonical_name(layer, variable)] = (ds, layout_of(cls, variable))
+        out = {}
+        for canonical, (ds, layout) in self._map.items():
+            info = self._info(ds)
+            shape = tuple(info.shape[i] for i in layout.inverse_axes) if layout.axes and \
+                len(info.shape) == len(layout.axes) else info.shape
+            out[canonical] = TensorInfo(shape, info.dtype)
+        return out
+
+    def read(self, name: str) -> np.ndarray:
+        ds, layout = self._map[name]
+        try:
+            value, tag = ds[()], _text(ds.attrs.get("dtype", ""))
+        except H5_DAMAGE as exc:
+            raise WeightsFileError(f"{self.path}: cannot read {name} (truncated or corrupt?): {exc}") from None
+        if tag == "bfloat16":
+            value = value.view(dtype_by_name("bfloat16")) if value.dtype.kind == "V" else \
+                value.astype(dtype_by_name("bfloat16"))
+        elif value.dtype.kind == "V":
+            raise WeightsFileError(f"{self.path}: {name} is stored as opaque {value.dtype} bytes")
+        if layout.axes and value.ndim == len(layout.axes):
+            value = np.ascontiguousarray(layout.to_canonical(value))
+        return value
+
+    def close(self) -> None:
+        file = getattr(self, "_file", None)
+        if file is not None:
+            file.close()
+            self._file = None
+        if getattr(self, "_fileobj", None) is not None:
+            self._fileobj.close()
+            self._fileobj = None
+
+
+def open_reader(path: Path) -> KerasH5Reader:
+    return KerasH5Reader(path)

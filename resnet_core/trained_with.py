@@ -1,0 +1,74 @@
+"""Find the trained-with record of whatever the user holds, and use it on the way out (class names)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+from .presets import get_spec
+from .spec import ResNetSpec
+from .weights_info import WeightsInfo, legacy_preprocessing, preset_info
+
+
+def _from_file(path: Path) -> WeightsInfo:
+    if path.suffix.lower() == ".json":
+        data = json.loads(path.read_text(encoding="utf-8"))
+        _, mode = legacy_preprocessing(data)
+        return WeightsInfo(preprocessing=mode) if mode else preset_info(str(data.get("name", "")))
+    from .io.formats import format_for
+
+    with format_for(path).open(path) as reader:
+        if reader.stored_info is not None:
+            return reader.stored_info
+        if reader.stored_spec is None:
+            raise InputError(f"{path} stores neither a trained-with record nor a spec, so its preprocessing is "
+                             "unknown; pass a WeightsInfo or a preset name")
+        return preset_info(reader.stored_spec.name)
+
+
+def info_of(source: Any) -> WeightsInfo:
+    """The trained-with record of ``source``: a WeightsInfo, a resnet_core model, ``read_weights``'s result,
+    a spec or preset name (its usual weights' record), a weights file or spec ``.json``."""
+    if isinstance(source, WeightsInfo):
+        return source
+    if isinstance(source, ResNetSpec):
+        return preset_info(source.name)
+    if isinstance(source, tuple) and hasattr(source, "info") and hasattr(source, "spec"):
+        return source.info or preset_info(source.spec.name)
+    if isinstance(source, (str, os.PathLike)):
+        if isinstance(source, str) and not os.path.exists(source):
+            return preset_info(get_spec(source).name)  # KeyError listing the presets
+        return _from_file(Path(source))
+    from .backends import adapter_for
+
+    adapter_for(source)  # TypeError for anything that is not our model
+    return getattr(source, "weights_info", None) or preset_info(source.spec.name)
+
+
+def decode_predictions(logits: Any, source: Any, top: int = 5) -> list[list[tuple[int, str, float]]]:
+    """The ``top`` classes of each row of ``logits``: ``(index, class name, softmax probability)``, best first.
+
+    ``source`` is anything :func:`info_of` takes; its record must carry class names (timm's ``label_names``,
+    transformers' ``id2label``, torchvision's categories).
+    """
+    info = info_of(source)
+    if not info.class_names:
+        raise InputError("These weights carry no class names (their source does not record them); "
+                         "decode the indices with your own label list")
+    x = np.asarray(logits, dtype=np.float64)
+    if x.ndim == 1:
+        x = x[None]
+    if x.ndim != 2 or x.shape[1] != len(info.class_names):
+        raise InputError(f"Expected logits of shape (N, {len(info.class_names)}) (one per class name). "
+                         f"Received shape {np.shape(logits)}")
+    if not isinstance(top, int) or top < 1:
+        raise InputError(f"top must be a positive integer. Received: top={top!r}")
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    p = e / e.sum(axis=1, keepdims=True)
+    order = np.argsort(-x, axis=1, kind="stable")[:, :top]
+    return [[(int(i), info.class_names[i], float(row_p[i])) for i in row] for row, row_p in zip(order, p, strict=True)]

@@ -1,0 +1,179 @@
+"""``.keras`` files load anywhere: plain functional models of built-in layers, spec recovered from layers.
+
+Saved on this engine, a model loads in a fresh process with Keras alone (resnet_core never imported,
+safe mode on) and with resnet_core (spec, weights, readers); outputs are compared bit for bit. The
+built-in -inf padding before the stem pool is checked bit-exact against ``keras.ops.pad(-inf)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+import resnet_core as rc
+from resnet_core.io.keras_file import _without_tensorflow_probe
+from resnet_core.testing import random_weights
+
+pytestmark = pytest.mark.keras
+
+# Pre-activation with -inf stem-pool padding (the built-in border construction), SE, a custom epsilon.
+PREACT = rc.ResNetSpec(block="basic", layers=(1, 1), preact=True, attention="se", se_ratio=0.25, num_classes=5,
+                       bn_eps=2e-5, name="tiny_preact")
+POST = rc.ResNetSpec(block="bottleneck", layers=(1, 1), base_planes=8, groups=2, width_per_group=8, num_classes=4,
+                     stride_in_1x1=True, name="tiny_post")
+VARIANTS = [
+    PREACT, POST,
+    POST.replace(include_top=False, pooling="max", bn_momentum=0.01, num_classes=1000, name="headless"),
+    POST.replace(layers=(1, 1, 1), output_stride=8, zero_init_residual=True, downsample="avg", name="dilated"),
+    PREACT.replace(stride_block="last", stem_pool_padding="zero", attention=None, se_ratio=1 / 16, name="v2"),
+    PREACT.replace(stem_pool=False, stem="deep", name="deep"),
+]
+
+
+@pytest.fixture(scope="module")
+def keras(need):
+    return need("keras", "keras")
+
+
+def _input(shape=(2, 65, 77, 3)) -> np.ndarray:
+    return np.random.default_rng(3).normal(0.0, 2.0, shape).astype("float32")
+
+
+def _model(keras, spec):
+    return rc.build(spec, backend="keras", weights=random_weights(spec, seed=4))
+
+
+def _save(keras, model, path) -> None:
+    with _without_tensorflow_probe():  # TF loaded beside triton crashes later tests (see keras_file)
+        model.save(path)
+
+
+@pytest.mark.parametrize("spec", [PREACT, POST], ids=lambda s: s.name)
+def test_stem_pool_padding_is_bit_exact_minus_inf(keras, spec):
+    """Zero padding after a ReLU, and the -BIG border without one, give exactly PyTorch's -inf padding."""
+    model = _model(keras, spec)
+    pre = model.get_layer("maxpool_pad").input
+    probe = keras.Model(model.input, [pre, model.get_layer("maxpool").output])
+    before, after = (keras.ops.convert_to_numpy(t) for t in probe(_input()))
+    assert (before < 0).any() == spec.preact  # only without a ReLU do negative values meet the border
+    padded = keras.ops.pad(before, [[0, 0], [1, 1], [1, 1], [0, 0]], constant_values=-np.inf)
+    reference = keras.ops.convert_to_numpy(keras.ops.max_pool(padded, 3, 2, "valid"))
+    assert after.dtype == reference.dtype and np.array_equal(after, reference)
+
+
+def test_only_built_in_layers(keras):
+    model = _model(keras, PREACT)
+    assert type(model) is keras.Model or type(model).__name__ == "Functional"
+    assert {type(layer).__module__.split(".")[0] for layer in model.layers} == {"keras"}
+
+
+@pytest.mark.parametrize("spec", VARIANTS, ids=lambda s: s.name)
+def test_spec_recovered_from_layers(keras, spec):
+    """Every field a Keras graph shows comes back (the fields weights do not show included)."""
+    model = _model(keras, spec)
+    expected = rc.get_weights(model)
+    del model.spec, model.plan  # as keras.saving.load_model makes it: layers only
+    recovered = rc.spec_of(model)
+    assert recovered == spec and recovered.name == spec.name
+    assert {k: v.tobytes() for k, v in rc.get_weights(model).items()} == {k: v.tobytes() for k, v in expected.items()}
+
+
+def test_foreign_keras_model_is_not_owned(keras):
+    other = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    with pytest.raises(TypeError, match="Expected a model built by resnet_core"):
+        rc.spec_of(other)
+
+
+_LOAD = """
+import json, sys
+import numpy as np
+import keras
+path, out, x = sys.argv[1], sys.argv[2], np.load(sys.argv[3])
+model = keras.saving.load_model(path)  # Keras alone, safe_mode left on
+plain = {"resnet_core": any(m.startswith("resnet_core") for m in sys.modules), "class": type(model).__name__}
+outputs = {"plain": keras.ops.convert_to_numpy(model(x))}
+outputs.update({f"plain/{i}": keras.ops.convert_to_numpy(w) for i, w in enumerate(model.weights)})
+if sys.argv[4] == "rc":
+    import resnet_core as rc
+    registered = "resnet_core.backends.keras_adapter" in sys.modules  # Keras was imported first
+    model = keras.saving.load_model(path)
+    spec, weights = rc.spec_of(model), rc.get_weights(model)
+    file_spec, file_weights = rc.read_weights(path)
+    rc.set_weights(model, file_weights)
+    outputs["rc"] = keras.ops.convert_to_numpy(model(x))
+    outputs.update({f"rc/{k}": v for k, v in weights.items()})
+    plain.update(spec=spec.to_dict(), file_spec=file_spec.to_dict(), registered=registered,
+                 same=all(np.array_equal(weights[k], file_weights[k]) for k in weights))
+np.savez(out, **outputs)
+print(json.dumps(plain))
+"""
+
+
+@pytest.fixture
+def saved(keras, tmp_path):
+    model = _model(keras, PREACT)
+    path = tmp_path / "m.keras"
+    _save(keras, model, path)
+    return model, path
+
+
+def _child(run_python, tmp_path, path, engine: str, resnet_core: bool):
+    x, out = tmp_path / "x.npy", tmp_path / f"{engine}.npz"
+    np.save(x, _input())
+    script = f"import sys; sys.argv[1:] = {[str(path), str(out), str(x), 'rc' if resnet_core else '']!r}\n" + _LOAD
+    done = run_python(script, env={"KERAS_BACKEND": engine, "TF_CPP_MIN_LOG_LEVEL": "3",
+                                   "PYTHONPATH": os.environ.get("PYTHONPATH")}, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1]), np.load(out)
+
+
+def test_fresh_process_loads_with_keras_alone_then_with_resnet_core(keras, run_python, tmp_path, saved):
+    model, path = saved
+    result, outputs = _child(run_python, tmp_path, path, keras.backend.backend(), resnet_core=True)
+    assert result["resnet_core"] is False and result["class"] == "Functional"
+    expected = keras.ops.convert_to_numpy(model(_input()))
+    assert np.array_equal(outputs["plain"], expected) and np.array_equal(outputs["rc"], expected)
+    variables = [keras.ops.convert_to_numpy(w) for w in model.weights]
+    assert all(np.array_equal(outputs[f"plain/{i}"], w) for i, w in enumerate(variables))
+    assert result["registered"] and result["same"]
+    assert rc.ResNetSpec.from_dict(result["spec"]) == PREACT == rc.ResNetSpec.from_dict(result["file_spec"])
+    assert result["spec"]["name"] == result["file_spec"]["name"] == PREACT.name
+    canonical = rc.get_weights(model)
+    assert all(np.array_equal(outputs[f"rc/{k}"], v) for k, v in canonical.items())
+
+
+def test_saved_on_jax_loads_on_torch_engine(keras, run_python, tmp_path, saved):
+    if keras.backend.backend() != "jax":
+        pytest.skip("one cross-engine case: saved on jax (keras-jax env), loaded on the torch engine")
+    model, path = saved
+    result, outputs = _child(run_python, tmp_path, path, "torch", resnet_core=False)
+    assert result == {"resnet_core": False, "class": "Functional"}
+    reference = keras.ops.convert_to_numpy(model(_input()))
+    assert np.abs(outputs["plain"] - reference).max() <= 1e-5 * np.abs(reference).max()
+
+
+def test_cli_info_and_convert_read_the_functional_file(keras, tmp_path, saved, capsys):
+    from resnet_core.cli import main
+
+    model, path = saved
+    assert main(["info", str(path)]) == 0
+    assert "tiny_preact" in capsys.readouterr().out
+    assert main(["convert", str(path), str(tmp_path / "m.safetensors")]) == 0
+    spec, weights = rc.read_weights(tmp_path / "m.safetensors")
+    assert spec == PREACT and spec.name == PREACT.name
+    expected = rc.get_weights(model)
+    assert all(np.array_equal(weights[k], expected[k]) for k in expected)
+
+
+def test_fast_build_holds_the_weights_and_saves_like_a_random_build(keras):
+    spec = rc.ResNetSpec(block="basic", layers=(1,), num_classes=3, zero_init_residual=True)
+    weights = random_weights(spec, seed=9)
+    fast = rc.build(spec, backend="keras", weights=weights)
+    assert {k: v.tobytes() for k, v in rc.get_weights(fast).items()} == {k: v.tobytes() for k, v in weights.items()}
+    with _without_tensorflow_probe():  # initializers restored: the saved config is a random build's
+        assert fast.get_config() == rc.build(spec, backend="keras").get_config()
+    with pytest.raises(rc.WeightsMismatchError, match="missing 1 key"):
+        rc.build(spec, backend="keras", weights={k: v for k, v in weights.items() if k != "fc.bias"})
