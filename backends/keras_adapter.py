@@ -24,7 +24,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from resnet_core.errors import UnknownNameError
+from resnet_core.errors import InputTypeError, UnknownNameError
 from resnet_core.io.infer import InferenceError
 from resnet_core.io.keras_file import _without_tensorflow_probe
 from resnet_core.keras_graph import VARIABLES, KerasLayer, keras_graph
@@ -91,7 +91,7 @@ class _Given(keras.initializers.Initializer):
 
     def __call__(self, shape: Any, dtype: Any = None) -> Any:
         if tuple(shape) != self.value.shape:  # pragma: no cover - check_weights has compared the shapes
-            raise ValueError(f"Expected a weight of shape {tuple(shape)}, got {self.value.shape}")
+            raise RuntimeError(f"Expected a weight of shape {tuple(shape)}, got {self.value.shape}")
         return keras.ops.convert_to_tensor(self.value, dtype=dtype)
 
 
@@ -132,7 +132,7 @@ def _layer_class(name: str) -> type:
     """A built-in Keras layer, else one of ours registered under the ``resnet_core`` package."""
     found = getattr(keras.layers, name, None) or keras.saving.get_registered_object(f"{PACKAGE}>{name}")
     if found is None:  # pragma: no cover - keras_graph names only layers that exist
-        raise ValueError(f"No Keras layer class {name!r} (built-in or registered as {PACKAGE}>{name})")
+        raise RuntimeError(f"No Keras layer class {name!r} (built-in or registered as {PACKAGE}>{name})")
     return found
 
 
@@ -192,7 +192,7 @@ def spec_of(model: keras.Model) -> ResNetSpec:
     if isinstance(spec, ResNetSpec):
         return spec
     if type(model).__name__ != "Functional":  # ours are plain functional models; subclasses are someone else's
-        raise TypeError(f"Keras model {model.name!r} ({type(model).__name__}) is not a resnet-core model")
+        raise InputTypeError(f"Keras model {model.name!r} ({type(model).__name__}) is not a resnet-core model")
     shapes = canonical_shapes((layer.name, type(layer).__name__, [tuple(w.shape) for w in layer.weights])
                               for layer in model.layers if type(layer).__name__ in VARIABLES)
     with _without_tensorflow_probe():  # get_config would import TensorFlow (seconds) on the other engines
@@ -200,7 +200,7 @@ def spec_of(model: keras.Model) -> ResNetSpec:
     try:
         recovered = recover_spec(config, shapes, name=model.name)
     except InferenceError as exc:
-        raise TypeError(f"Keras model {model.name!r} is not a resnet-core model: {exc}") from None
+        raise InputTypeError(f"Keras model {model.name!r} is not a resnet-core model: {exc}") from None
     _adopt(model, recovered)
     return recovered
 
