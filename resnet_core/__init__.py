@@ -17,6 +17,7 @@ from .presets import get_spec, list_specs, register_spec
 from .selection import BACKENDS, DEFAULT_BACKEND, ENV_VAR, get_backend, use_backend
 from .sources.save import save_pretrained
 from .spec import ResNetSpec, SpecError
+from .table1 import summary
 from .trained_with import decode_predictions, info_of
 from .weights_info import WeightsInfo
 
@@ -29,6 +30,6 @@ __all__ = [
     "SpecError", "WeightsInfo", "WeightsMismatchError", "build", "decode_predictions", "export", "from_peer",
     "get_backend", "get_spec", "get_weights", "info_of", "keras_table", "list_specs", "make_plan", "parity",
     "peer_info", "preprocess", "read_weights", "register_keras_objects", "register_spec", "save_pretrained",
-    "set_weights", "spec_of",
+    "set_weights", "spec_of", "summary",
     "to_peer", "use_backend", "write_weights",
 ]

@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ("resnet_core.summary",)
+MODULES = ("resnet_core.table1",)
 
 
 @pytest.mark.parametrize("name", MODULES)

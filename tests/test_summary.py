@@ -9,7 +9,7 @@ import pytest
 
 import resnet_core as rc
 from resnet_core.cli import main
-from resnet_core.summary import parse_size, summary
+from resnet_core.table1 import parse_size, summary
 
 # torchvision's documented GFLOPS (its weights' meta["_ops"]), rounded as torchvision prints them.
 TORCHVISION_GFLOPS = {

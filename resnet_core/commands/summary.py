@@ -35,7 +35,7 @@ def resolve(value: str):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..summary import summary
+    from ..table1 import summary
 
     table = summary(resolve(args.spec), args.input_size)
     if args.svg:

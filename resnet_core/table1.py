@@ -83,7 +83,7 @@ class Summary:
         lines.append(f"total: {self.params:,} parameters, {self.macs / 1e9:.3f} GMACs")
         paper = PAPER_GFLOPS.get(self.spec.name)
         if paper is not None and self.input_size == (224, 224):
-            lines.append(f"paper's Table 1: {paper} x 10^9 FLOPs (multiply-adds; see docs/summary.md for the "
+            lines.append(f"paper's Table 1: {paper} x 10^9 FLOPs (multiply-adds; see docs/table1.md for the "
                          "difference)")
         return "\n".join(lines)
 
