@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import math
+import sys
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -26,7 +27,7 @@ import numpy as np
 
 from resnet_core.errors import InputTypeError, UnknownNameError
 from resnet_core.io.infer import InferenceError
-from resnet_core.io.keras_file import _without_tensorflow_probe
+from resnet_core.io.keras_model import without_tensorflow_probe
 from resnet_core.keras_graph import VARIABLES, KerasLayer, keras_graph
 from resnet_core.keras_spec import canonical_shapes, recover_spec
 from resnet_core.mapping import check_weights, keras_table
@@ -151,7 +152,7 @@ def build(plan: Plan, weights: Mapping[str, Any] | None = None, dtype: Any = Non
     given = _given(plan, weights)
     layers, output = keras_graph(plan, policy.compute_dtype)
     tensors: dict[str, Any] = {}
-    with _without_cyclic_gc():
+    with _without_cyclic_gc(), _recursion_for(len(layers)):
         for layer in layers:
             if layer.cls == "InputLayer":
                 inputs = tensors[layer.name] = keras.Input(name=layer.name, **layer.config)
@@ -161,6 +162,18 @@ def build(plan: Plan, weights: Mapping[str, Any] | None = None, dtype: Any = Non
             tensors[layer.name] = _call(made, [tensors[i] for i in layer.inputs], given.get(layer.name))
         model = keras.Model(inputs, tensors[output], name=plan.spec.name)
     return _adopt(model, plan.spec)
+
+
+@contextlib.contextmanager
+def _recursion_for(layers: int) -> Iterator[None]:
+    """Keras maps a functional graph recursively, a few frames per layer: ResNet-RS 270/350/420 and
+    ECA-ResNet-269 are deeper than Python's default limit of 1000 frames allows."""
+    before = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(before, 4 * layers + 1000))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(before)
 
 
 @contextlib.contextmanager
@@ -195,7 +208,7 @@ def spec_of(model: keras.Model) -> ResNetSpec:
         raise InputTypeError(f"Keras model {model.name!r} ({type(model).__name__}) is not a resnet-core model")
     shapes = canonical_shapes((layer.name, type(layer).__name__, [tuple(w.shape) for w in layer.weights])
                               for layer in model.layers if type(layer).__name__ in VARIABLES)
-    with _without_tensorflow_probe():  # get_config would import TensorFlow (seconds) on the other engines
+    with without_tensorflow_probe():  # get_config would import TensorFlow (seconds) on the other engines
         config = model.get_config()
     try:
         recovered = recover_spec(config, shapes, name=model.name)

@@ -16,8 +16,8 @@ import pytest
 import resnet_core as rc
 from resnet_core.io import WeightsFileError, read_weights, write_weights
 from resnet_core.io.formats import dtype_by_name
-from resnet_core.io.keras_file import _without_tensorflow_probe
 from resnet_core.io.keras_layout import keras_layout
+from resnet_core.io.keras_model import without_tensorflow_probe
 from resnet_core.testing import random_weights
 
 pytestmark = pytest.mark.keras
@@ -201,7 +201,7 @@ def test_we_read_keras_model_save(keras, tmp_path):
     weights = random_weights(spec)
     model = build(keras, spec)
     assign(model, weights)
-    with _without_tensorflow_probe():  # TF loaded beside triton crashes later tests (see keras_file)
+    with without_tensorflow_probe():  # TF loaded beside triton crashes later tests (see keras_file)
         model.save(tmp_path / "k.keras")
     back_spec, back = read_weights(tmp_path / "k.keras")
     assert back_spec.to_dict() == spec.to_dict()
@@ -210,13 +210,13 @@ def test_we_read_keras_model_save(keras, tmp_path):
 
 def test_other_keras_models_are_refused(keras, tmp_path):
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
-    with _without_tensorflow_probe():
+    with without_tensorflow_probe():
         model.save(tmp_path / "other.keras")
     with pytest.raises(WeightsFileError, match="holds a Keras 'Sequential' model, not a resnet-core"):
         read_weights(tmp_path / "other.keras")
     inputs = keras.Input((4,))
     functional = keras.Model(inputs, keras.layers.Dense(2, name="fc")(inputs))
-    with _without_tensorflow_probe():
+    with without_tensorflow_probe():
         functional.save(tmp_path / "functional.keras")
     with pytest.raises(WeightsFileError, match="holds a Keras functional model that is not a resnet-core network"):
         read_weights(tmp_path / "functional.keras")
@@ -225,12 +225,12 @@ def test_other_keras_models_are_refused(keras, tmp_path):
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_unverified_keras_version_writes_through_save_weights(keras, tmp_path, monkeypatch, dtype):
     """The h5py writer copies Keras's private layout; for a Keras it was not verified on, Keras writes."""
-    from resnet_core.io import keras_file, keras_layout
+    from resnet_core.io import keras_layout, keras_model
 
     monkeypatch.setattr(keras_layout, "VERIFIED_KERAS", ())
     calls = []
-    monkeypatch.setattr(keras_file, "save_weights_through_keras",
-                        lambda *a, _real=keras_file.save_weights_through_keras: calls.append(1) or _real(*a))
+    monkeypatch.setattr(keras_model, "save_weights_through_keras",
+                        lambda *a, _real=keras_model.save_weights_through_keras: calls.append(1) or _real(*a))
     weights = random_weights(SPEC, dtype=dtype_by_name(dtype))
     path = write_weights(tmp_path / "k.weights.h5", weights, SPEC)
     assert calls == [1]

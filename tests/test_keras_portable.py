@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import resnet_core as rc
-from resnet_core.io.keras_file import _without_tensorflow_probe
+from resnet_core.io.keras_model import without_tensorflow_probe
 from resnet_core.testing import random_weights
 
 pytestmark = pytest.mark.keras
@@ -53,7 +53,7 @@ def _model(keras, spec):
 
 
 def _save(keras, model, path) -> None:
-    with _without_tensorflow_probe():  # TF loaded beside triton crashes later tests (see keras_file)
+    with without_tensorflow_probe():  # TF loaded beside triton crashes later tests (see keras_file)
         model.save(path)
 
 
@@ -179,7 +179,20 @@ def test_fast_build_holds_the_weights_and_saves_like_a_random_build(keras):
     weights = random_weights(spec, seed=9)
     fast = rc.build(spec, backend="keras", weights=weights)
     assert {k: v.tobytes() for k, v in rc.get_weights(fast).items()} == {k: v.tobytes() for k, v in weights.items()}
-    with _without_tensorflow_probe():  # initializers restored: the saved config is a random build's
+    with without_tensorflow_probe():  # initializers restored: the saved config is a random build's
         assert fast.get_config() == rc.build(spec, backend="keras").get_config()
     with pytest.raises(rc.WeightsMismatchError, match="missing 1 key"):
         rc.build(spec, backend="keras", weights={k: v for k, v in weights.items() if k != "fc.bias"})
+
+
+def test_networks_deeper_than_the_recursion_limit_build_and_run(keras):
+    """Keras maps a functional graph recursively: ResNet-RS 270-420 and ECA-ResNet-269 exceed Python's default
+    1000 frames. A 300-block stage (2139 layers) builds and runs, and the limit is restored afterwards."""
+    import sys
+
+    before = sys.getrecursionlimit()
+    spec = rc.ResNetSpec(block="basic", layers=(1, 1, 300, 1), base_planes=4, stem_width=4, num_classes=3,
+                         name="deep")
+    model = rc.build(spec, backend="keras")
+    assert len(model.layers) > 2000 and sys.getrecursionlimit() == before
+    assert keras.ops.convert_to_numpy(model(np.zeros((1, 33, 33, 3), "float32"))).shape == (1, 3)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import struct
 import sys
 
 import numpy as np
@@ -70,18 +71,19 @@ def test_record_from_name_json_file_and_weights_file(tmp_path):
 
 def test_files_written_with_preprocessing_in_the_spec_still_load(tmp_path):
     """Before the record existed the spec held ``preprocessing``: the spec loads and the value moves to the record."""
-    from safetensors.numpy import load_file, save_file
-
     path = tmp_path / "old.safetensors"
     rc.write_weights(path, random_weights("tiny_resnext"), "tiny_resnext")
-    tensors = load_file(str(path))
-    from safetensors import safe_open
-
-    with safe_open(str(path), "np") as f:
-        meta = dict(f.metadata())
+    # Rewrite the header as an older resnet-core wrote it (8-byte length, JSON header, data unchanged).
+    raw = path.read_bytes()
+    size = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8:8 + size])
+    meta = header["__metadata__"]
+    meta.pop("resnet_core.weights_info", None)
     spec = json.loads(meta["resnet_core.spec"])
     meta["resnet_core.spec"] = json.dumps({**spec, "preprocessing": "tf"})
-    save_file(tensors, str(path), metadata=meta)
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    path.write_bytes(struct.pack("<Q", len(text)) + text + raw[8 + size:])
     loaded = rc.read_weights(path)
     assert loaded.spec == rc.get_spec("tiny_resnext") and loaded.info == rc.WeightsInfo(preprocessing="tf")
     assert rc.ResNetSpec.from_dict({**spec, "preprocessing": "caffe"}) == rc.get_spec("tiny_resnext")

@@ -64,7 +64,7 @@ def write(path: Path, spec: ResNetSpec, tensors: dict[str, TensorInfo], get: Cal
     if layout_verified(installed_keras()):
         _write_h5(path, spec, tensors, recorded, progress, info)
     else:  # a Keras whose private layout was never checked: let it write its own file
-        from .keras_file import save_weights_through_keras
+        from .keras_model import save_weights_through_keras
 
         save_weights_through_keras(path, spec, tensors, recorded, progress)
         with _h5py().File(path, "a") as f:
