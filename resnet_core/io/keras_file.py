@@ -94,13 +94,13 @@ class KerasFileReader(KerasH5Reader):
         model = config.get("config") or {}
         try:
             self.stored_spec = self._spec(path, config, model)
-            self.stored_info = self._info(path, record, model)
+            self.stored_info = self._stored_info(path, record, model)
         except BaseException:
             self.close()
             raise
 
     @staticmethod
-    def _info(path: Path, record: str | None, model: dict[str, Any]) -> WeightsInfo | None:
+    def _stored_info(path: Path, record: str | None, model: dict[str, Any]) -> WeightsInfo | None:
         """The record member; in files of the former ``KerasResNet``, its config's record or spec preprocessing."""
         if record is None and isinstance(model.get("weights_info"), dict):
             record = json.dumps(model["weights_info"])
