@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ("resnet_core.table1",)
+MODULES = ("resnet_core.plan", "resnet_core.presets", "resnet_core.spec", "resnet_core.table1")
 
 
 @pytest.mark.parametrize("name", MODULES)
