@@ -7,7 +7,15 @@ import importlib
 
 import pytest
 
-MODULES = ("resnet_core.plan", "resnet_core.presets", "resnet_core.spec", "resnet_core.table1")
+MODULES = (
+    "resnet_core.plan",
+    "resnet_core.preprocess",
+    "resnet_core.presets",
+    "resnet_core.spec",
+    "resnet_core.table1",
+    "resnet_core.trained_with",
+    "resnet_core.weights_info",
+)
 
 
 @pytest.mark.parametrize("name", MODULES)
