@@ -9,6 +9,7 @@ import pytest
 
 MODULES = (
     "resnet_core.io.api",
+    "resnet_core.peers",
     "resnet_core.plan",
     "resnet_core.preprocess",
     "resnet_core.presets",
