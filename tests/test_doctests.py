@@ -8,6 +8,7 @@ import importlib
 import pytest
 
 MODULES = (
+    "resnet_core.export",
     "resnet_core.io.api",
     "resnet_core.peers",
     "resnet_core.plan",
