@@ -15,6 +15,7 @@ MODULES = (
     "resnet_core.preprocess",
     "resnet_core.presets",
     "resnet_core.selection",
+    "resnet_core.sources.save",
     "resnet_core.spec",
     "resnet_core.table1",
     "resnet_core.trained_with",
