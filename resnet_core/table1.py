@@ -126,8 +126,8 @@ def summary(spec: str | ResNetSpec, input_size: int | str | tuple[int, int] = 22
         >>> s = summary("resnet50")
         >>> s.params, round(s.macs / 1e9, 2)
         (25557032, 4.09)
-        >>> [row.name for row in s.rows]
-        ['conv1', 'conv2_x', 'conv3_x', 'conv4_x', 'conv5_x', 'head']
+        >>> print(*(row.name for row in s.rows))
+        conv1 conv2_x conv3_x conv4_x conv5_x head
         >>> print(s.format().splitlines()[-2])
         total: 25,557,032 parameters, 4.089 GMACs
         >>> summary("resnet18", "65x77").input_size

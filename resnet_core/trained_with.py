@@ -93,8 +93,10 @@ def decode_predictions(logits: Any, source: Any, top: int = 5) -> list[list[tupl
     Example:
         >>> import resnet_core as rc
         >>> info = rc.WeightsInfo(class_names=("cat", "dog", "fox"))
-        >>> [(i, name, round(p, 3)) for i, name, p in rc.decode_predictions([1.0, 3.0, 2.0], info, top=2)[0]]
-        [(1, 'dog', 0.665), (2, 'fox', 0.245)]
+        >>> for index, name, probability in rc.decode_predictions([1.0, 3.0, 2.0], info, top=2)[0]:
+        ...     print(index, name, round(probability, 3))
+        1 dog 0.665
+        2 fox 0.245
     """
     info = info_of(source)
     if not info.class_names:
