@@ -38,6 +38,38 @@ def build(spec: str | os.PathLike | ResNetSpec = "resnet50", backend: str | None
     ``num_classes`` (a new head, freshly initialised), ``include_top``/``pooling``, ``in_channels``
     (the stem kernel adapted as timm does). ``dtype`` ("bfloat16", "float16") builds the whole model in
     that precision (see ``resnet_core.precision``).
+
+    Args:
+        spec: A preset name, a :class:`ResNetSpec`, or a pretrained source (hub name, model folder,
+            weights file).
+        backend: ``"torch"`` or ``"keras"``; None follows :func:`get_backend`.
+        weights: Weights for the architecture ``spec`` names: a source as above, or a mapping of
+            canonical names to arrays.
+        dtype: Build in this precision (``"bfloat16"``, ``"float16"``) instead of float32.
+        **overrides: Spec fields to replace (only the fine-tuning ones when weights are loaded).
+
+    Returns:
+        The framework's model, carrying ``.spec`` and ``.weights_info`` (None when randomly initialised).
+
+    Raises:
+        UnknownNameError: ``spec`` names no preset.
+        MissingFileError: ``spec`` looks like a path that does not exist.
+        SpecError: An override makes an invalid spec.
+        InputError: ``weights`` hold another architecture, or an override that cannot apply to them.
+        WeightsMismatchError: ``weights`` do not match the architecture's tensors.
+        MissingDependencyError: The backend's framework (or a source's package) is not installed.
+
+    Example:
+        Needs PyTorch (``pip install "resnet-core[torch]"``):
+
+        ```python
+        import torch
+        import resnet_core as rc
+
+        model = rc.build("resnet50", backend="torch", num_classes=10)
+        logits = model(torch.zeros(1, 3, 224, 224))  # shape (1, 10)
+        pretrained = rc.build("torchvision:resnet50.IMAGENET1K_V2", backend="keras")
+        ```
     """
     from .sources import is_source, load_source
 
@@ -115,7 +147,27 @@ def _pretrained(loaded: LoadedWeights, backend: str | None, overrides: Mapping[s
 
 
 def get_weights(model: Any) -> dict[str, np.ndarray]:
-    """The canonical weights of ``model``: torchvision names, PyTorch layouts, numpy arrays."""
+    """The canonical weights of ``model``: torchvision names, PyTorch layouts, numpy arrays.
+
+    Args:
+        model: A model built by :func:`build` (either backend).
+
+    Returns:
+        Canonical name to numpy array, in the spec's order; the same for the two backends.
+
+    Raises:
+        InputTypeError: ``model`` is not a resnet-core model.
+
+    Example:
+        Needs a framework:
+
+        ```python
+        import resnet_core as rc
+
+        weights = rc.get_weights(rc.build("resnet18", backend="keras"))
+        weights["conv1.weight"].shape  # (64, 3, 7, 7): PyTorch's layout, whatever the backend
+        ```
+    """
     return adapter_for(model).get_weights(model)
 
 
@@ -124,13 +176,55 @@ def set_weights(model: Any, weights: Mapping[str, Any], strict: bool = True) -> 
 
     With ``strict``, one error lists every missing, unexpected and mis-shaped key. Shape mismatches
     raise even when not strict.
+
+    Args:
+        model: A model built by :func:`build` (either backend).
+        weights: Canonical name to array (numpy or any framework's tensors), as :func:`get_weights` returns.
+        strict: Require exactly the model's tensors.
+
+    Returns:
+        The canonical names loaded.
+
+    Raises:
+        InputTypeError: ``model`` is not a resnet-core model.
+        WeightsMismatchError: A tensor has the wrong shape, or (with ``strict``) is missing or unexpected.
+
+    Example:
+        Needs PyTorch and Keras; the weights cross frameworks unchanged:
+
+        ```python
+        import resnet_core as rc
+
+        torch_model = rc.build("resnet50", backend="torch")
+        keras_model = rc.build("resnet50", backend="keras")
+        rc.set_weights(keras_model, rc.get_weights(torch_model))
+        ```
     """
     return adapter_for(model).set_weights(model, weights, strict=strict)
 
 
 def spec_of(model: Any) -> ResNetSpec:
     """The spec a resnet_core model was built from; for a Keras model loaded by plain Keras, recovered
-    from its layers."""
+    from its layers.
+
+    Args:
+        model: A model built by :func:`build`, or a Keras model of resnet-core's loaded by Keras.
+
+    Returns:
+        The :class:`ResNetSpec` that rebuilds the architecture.
+
+    Raises:
+        InputTypeError: ``model`` is not a resnet-core model.
+
+    Example:
+        Needs a framework:
+
+        ```python
+        import resnet_core as rc
+
+        rc.spec_of(rc.build("resnet18", backend="torch")) == rc.get_spec("resnet18")  # True
+        ```
+    """
     return adapter_for(model).spec_of(model)
 
 
@@ -140,6 +234,24 @@ def register_keras_objects(only_if_imported: bool = False) -> None:
     Networks of built-in layers need none of this: their ``.keras`` files load in any Keras. Importing
     ``resnet_core`` after ``keras`` calls this; after ``import resnet_core; import keras``, call it yourself.
     ``only_if_imported`` does nothing unless Keras is already imported (``import resnet_core`` imports no framework).
+
+    Args:
+        only_if_imported: Register only when Keras is already imported; never raise.
+
+    Raises:
+        MissingDependencyError: Keras (or a Keras the adapter supports) is not installed, unless
+            ``only_if_imported``.
+
+    Example:
+        Needs Keras:
+
+        ```python
+        import resnet_core as rc
+        import keras
+
+        rc.register_keras_objects()  # resnet_core was imported before keras
+        model = keras.saving.load_model("resnet50.keras")
+        ```
     """
     if not only_if_imported:
         load_adapter("keras")  # the adapter's layers register themselves as it is imported

@@ -619,7 +619,22 @@ def _strides(spec: ResNetSpec, stem_stride: int) -> list[tuple[list[int], int]]:
 
 
 def make_plan(spec: ResNetSpec) -> Plan:
-    """The structure of ``spec``: blocks, strides, shortcuts, channels and canonical names."""
+    """The structure of ``spec``: blocks, strides, shortcuts, channels and canonical names.
+
+    Plans are cached: the same spec gives the same plan object.
+
+    Args:
+        spec: The spec to lay out (already validated when it was built).
+
+    Returns:
+        The :class:`Plan`: stem, blocks and head, with every parameter's canonical name and shape.
+
+    Example:
+        >>> import resnet_core as rc
+        >>> plan = rc.make_plan(rc.get_spec("resnet50"))
+        >>> plan.num_params, len(plan.blocks), plan.stage_widths
+        (25557032, 16, (256, 512, 1024, 2048))
+    """
     # Specs compare equal whatever their name; the cache key includes it so plan.spec keeps its own.
     return _make_plan(spec, spec.name)
 

@@ -62,6 +62,31 @@ def preprocess(images: Any, source: Any, data_format: str = "channels_last") -> 
     ``source`` is anything :func:`resnet_core.info_of` takes: a model built by resnet_core, a
     :class:`WeightsInfo`, ``read_weights``'s result, a weights file, a preset name or spec (the record
     its usual weights imply). Returns float32 in the same layout; the input is never modified.
+
+    Args:
+        images: One image ``(H, W, C)`` or a batch ``(N, H, W, C)`` (channels first with
+            ``data_format="channels_first"``), uint8 or float in [0, 255]; any array-like.
+        source: What the weights were trained with, as :func:`resnet_core.info_of` takes it.
+        data_format: ``"channels_last"`` or ``"channels_first"``.
+
+    Returns:
+        The normalised images, float32, in the layout and shape of ``images``.
+
+    Raises:
+        InputError: An unknown ``data_format``, a shape that is not an image or a batch, float values
+            outside [0, 255], or a channel count the normalisation does not have.
+        InputTypeError: ``images`` is neither uint8 nor floating point.
+        UnknownNameError: ``source`` names no preset (see :func:`resnet_core.info_of`).
+
+    Example:
+        >>> import numpy as np
+        >>> import resnet_core as rc
+        >>> white = np.full((2, 2, 3), 255, np.uint8)
+        >>> x = rc.preprocess(white, "resnet50")  # ImageNet mean and std, RGB on [0, 1]
+        >>> x.dtype, x.shape, [round(float(v), 4) for v in x[0, 0]]
+        (dtype('float32'), (2, 2, 3), [2.2489, 2.4286, 2.64])
+        >>> rc.preprocess(white, rc.WeightsInfo(preprocessing="tf"))[0, 0].tolist()  # x / 127.5 - 1
+        [1.0, 1.0, 1.0]
     """
     if data_format not in DATA_FORMATS:
         raise InputError(f"data_format must be one of {DATA_FORMATS}. Received: {data_format!r}")

@@ -9,7 +9,28 @@ _REGISTRY: dict[str, ResNetSpec] = {}
 
 
 def register_spec(name: str, spec: ResNetSpec, *, overwrite: bool = False) -> ResNetSpec:
-    """Register ``spec`` under ``name``; the stored spec carries that name."""
+    """Register ``spec`` under ``name``; the stored spec carries that name.
+
+    Args:
+        name: The preset name, a non-empty string.
+        spec: The spec to store (a copy named ``name`` is stored).
+        overwrite: Replace a spec already registered under ``name`` instead of raising.
+
+    Returns:
+        The stored spec, whose ``name`` is ``name``.
+
+    Raises:
+        InputError: ``name`` is not a non-empty string, or is taken and ``overwrite`` is false.
+
+    Example:
+        Names are never silently replaced:
+
+        >>> import resnet_core as rc
+        >>> rc.register_spec("resnet18", rc.get_spec("resnet18").replace(num_classes=10))
+        Traceback (most recent call last):
+        ...
+        resnet_core.errors.InputError: A spec named 'resnet18' is already registered; pass overwrite=True to replace it
+    """
     if not isinstance(name, str) or not name:
         raise InputError(f"Preset names are non-empty strings. Received: {name!r}")
     if name in _REGISTRY and not overwrite:
@@ -20,12 +41,45 @@ def register_spec(name: str, spec: ResNetSpec, *, overwrite: bool = False) -> Re
 
 
 def list_specs() -> list[str]:
-    """Registered preset names, sorted."""
+    """Registered preset names, sorted.
+
+    Returns:
+        The names :func:`get_spec` accepts, in alphabetical order.
+
+    Example:
+        >>> import resnet_core as rc
+        >>> "resnet50" in rc.list_specs()
+        True
+        >>> rc.list_specs() == sorted(rc.list_specs())
+        True
+    """
     return sorted(_REGISTRY)
 
 
 def get_spec(name: str | ResNetSpec) -> ResNetSpec:
-    """The preset called ``name`` (a spec passes through unchanged)."""
+    """The preset called ``name`` (a spec passes through unchanged).
+
+    Args:
+        name: A registered preset name (see :func:`list_specs`), or a :class:`ResNetSpec`.
+
+    Returns:
+        The registered spec, or ``name`` itself when it is already a spec.
+
+    Raises:
+        UnknownNameError: No preset is called ``name``; the message lists the known ones.
+
+    Example:
+        >>> import resnet_core as rc
+        >>> spec = rc.get_spec("resnet50")
+        >>> spec.block, spec.layers, spec.depth
+        ('bottleneck', (3, 4, 6, 3), 50)
+        >>> rc.get_spec(spec) is spec
+        True
+        >>> rc.get_spec("resnet51")
+        Traceback (most recent call last):
+        ...
+        resnet_core.errors.UnknownNameError: Unknown ResNet spec 'resnet51'. Known specs: ...
+    """
     if isinstance(name, ResNetSpec):
         return name
     try:

@@ -25,7 +25,28 @@ def _validate(name: object, source: str) -> str:
 
 
 def get_backend(backend: str | None = None) -> str:
-    """Resolve the backend by the documented precedence."""
+    """Resolve the backend by the documented precedence.
+
+    The ``backend`` argument wins, then the innermost :func:`use_backend` block, then the
+    ``RESNET_CORE_BACKEND`` environment variable, then ``"torch"``.
+
+    Args:
+        backend: An explicit choice, ``"torch"`` or ``"keras"`` (case and surrounding spaces ignored).
+
+    Returns:
+        The backend's name, ``"torch"`` or ``"keras"``.
+
+    Raises:
+        InputError: ``backend`` or the environment variable names no backend.
+
+    Example:
+        >>> import resnet_core as rc
+        >>> rc.get_backend(" Keras ")
+        'keras'
+        >>> with rc.use_backend("torch"):
+        ...     rc.get_backend()
+        'torch'
+    """
     if backend is not None:
         return _validate(backend, "the backend= argument")
     current = _current.get()
@@ -39,7 +60,30 @@ def get_backend(backend: str | None = None) -> str:
 
 @contextlib.contextmanager
 def use_backend(backend: str) -> Iterator[str]:
-    """Use ``backend`` inside the block, for this thread or task only."""
+    """Use ``backend`` inside the block, for this thread or task only.
+
+    Leaving the block restores the choice in force before it (blocks nest).
+
+    Args:
+        backend: ``"torch"`` or ``"keras"`` (case and surrounding spaces ignored).
+
+    Yields:
+        The backend's normalised name.
+
+    Raises:
+        InputError: ``backend`` names no backend.
+
+    Example:
+        >>> import resnet_core as rc
+        >>> with rc.use_backend("keras") as name:
+        ...     name, rc.get_backend()
+        ('keras', 'keras')
+        >>> with rc.use_backend("theano"):
+        ...     pass
+        Traceback (most recent call last):
+        ...
+        resnet_core.errors.InputError: Unknown resnet_core backend 'theano' (from use_backend()). Expected ...
+    """
     name = _validate(backend, "use_backend()")
     token = _current.set(name)
     try:

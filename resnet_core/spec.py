@@ -79,6 +79,23 @@ class ResNetSpec:
     The two fused norms need ``preact`` (there every norm carries its activation). ``std_conv``
     standardises every conv kernel in the forward (timm's StdConv2d: per output channel, zero mean and
     unit variance with ``std_conv_eps``), so the stored kernels stay the trained ones (BiT).
+
+    Raises:
+        SpecError: A field holds a value the family cannot express (checked when the spec is built).
+
+    Examples:
+        The defaults are ResNet-50; a ResNeXt changes a few fields:
+
+        >>> from resnet_core import ResNetSpec
+        >>> ResNetSpec().depth
+        50
+        >>> resnext = ResNetSpec(groups=32, width_per_group=4, name="my_resnext50")
+        >>> resnext.block, resnext.layers, resnext.expansion
+        ('bottleneck', (3, 4, 6, 3), 4)
+        >>> ResNetSpec(block="plain")
+        Traceback (most recent call last):
+        ...
+        resnet_core.spec.SpecError: Invalid ResNetSpec.block: expected one of ('basic', 'bottleneck'). Received: ...
     """
 
     block: str = "bottleneck"
@@ -279,7 +296,24 @@ class ResNetSpec:
         return 2 + per_block * sum(self.layers)
 
     def replace(self, **changes: Any) -> ResNetSpec:
-        """A validated copy with ``changes`` applied."""
+        """A validated copy with ``changes`` applied.
+
+        Args:
+            **changes: Field names and their new values.
+
+        Returns:
+            A new spec; this one is unchanged (specs are frozen).
+
+        Raises:
+            SpecError: A new value is invalid.
+            TypeError: A name is not a field of :class:`ResNetSpec`.
+
+        Example:
+            >>> from resnet_core import ResNetSpec
+            >>> spec = ResNetSpec().replace(num_classes=10)
+            >>> spec.num_classes, ResNetSpec().num_classes
+            (10, 1000)
+        """
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
@@ -288,6 +322,19 @@ class ResNetSpec:
         return data
 
     def to_json(self) -> str:
+        """The spec as JSON text (keys sorted), which :meth:`from_json` reads back.
+
+        Returns:
+            One line of JSON holding every field, ``name`` included.
+
+        Example:
+            >>> from resnet_core import ResNetSpec
+            >>> text = ResNetSpec(block="basic", layers=(2, 2, 2, 2)).to_json()
+            >>> text[:40]
+            '{"anti_alias": null, "attention": null, '
+            >>> ResNetSpec.from_json(text) == ResNetSpec(block="basic", layers=(2, 2, 2, 2))
+            True
+        """
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
@@ -303,4 +350,21 @@ class ResNetSpec:
 
     @classmethod
     def from_json(cls, text: str) -> ResNetSpec:
+        """The spec in the JSON ``text`` written by :meth:`to_json` (see :meth:`from_dict`).
+
+        Args:
+            text: A JSON object of spec fields.
+
+        Returns:
+            The validated spec.
+
+        Raises:
+            SpecError: An unknown field, or an invalid value.
+            json.JSONDecodeError: ``text`` is not JSON.
+
+        Example:
+            >>> from resnet_core import ResNetSpec
+            >>> ResNetSpec.from_json('{"block": "basic", "layers": [2, 2, 2, 2], "name": "r18"}').depth
+            18
+        """
         return cls.from_dict(json.loads(text))

@@ -110,9 +110,28 @@ def parse_size(value: int | str | tuple[int, int]) -> tuple[int, int]:
 def summary(spec: str | ResNetSpec, input_size: int | str | tuple[int, int] = 224) -> Summary:
     """Table 1 of ``spec`` (a preset name or a spec) at ``input_size`` (N, "HxW" or (H, W)).
 
-    >>> s = summary("resnet50")
-    >>> s.params, round(s.macs / 1e9, 2)
-    (25557032, 4.09)
+    Args:
+        spec: A preset name or a :class:`~resnet_core.spec.ResNetSpec`.
+        input_size: The input's height and width: ``224``, ``"224"``, ``"65x77"`` or ``(65, 77)``.
+
+    Returns:
+        A :class:`Summary`: one row per stage (stem, ``conv2_x`` ... ``conv5_x``, head) with its output
+        size, block shape, parameters and multiply-accumulates; ``format()`` prints it as the paper does.
+
+    Raises:
+        UnknownNameError: ``spec`` names no preset.
+        InputError: ``input_size`` is not a positive size.
+
+    Example:
+        >>> s = summary("resnet50")
+        >>> s.params, round(s.macs / 1e9, 2)
+        (25557032, 4.09)
+        >>> print(*(row.name for row in s.rows))
+        conv1 conv2_x conv3_x conv4_x conv5_x head
+        >>> print(s.format().splitlines()[-2])
+        total: 25,557,032 parameters, 4.089 GMACs
+        >>> summary("resnet18", "65x77").input_size
+        (65, 77)
     """
     plan = make_plan(get_spec(spec))
     height, width = parse_size(input_size)

@@ -33,7 +33,29 @@ def _from_file(path: Path) -> WeightsInfo:
 
 def info_of(source: Any) -> WeightsInfo:
     """The trained-with record of ``source``: a WeightsInfo, a resnet_core model, ``read_weights``'s result,
-    a spec or preset name (its usual weights' record), a weights file or spec ``.json``."""
+    a spec or preset name (its usual weights' record), a weights file or spec ``.json``.
+
+    Args:
+        source: A :class:`WeightsInfo` (returned as is), a model built by resnet_core, the result of
+            :func:`resnet_core.read_weights`, a :class:`ResNetSpec`, a preset name, or the path of a
+            weights file or spec ``.json``.
+
+    Returns:
+        The record: the one stored with the weights when there is one, else the one the preset's usual
+        weights imply.
+
+    Raises:
+        UnknownNameError: A string that is neither an existing path nor a preset name.
+        InputError: A weights file that stores neither a record nor a spec.
+        InputTypeError: Anything else that is not one of our models.
+
+    Example:
+        >>> import resnet_core as rc
+        >>> rc.info_of("resnet50").preprocessing, rc.info_of("keras_resnet50").preprocessing
+        ('torch', 'caffe')
+        >>> rc.info_of("resnet50").normalisation
+        ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    """
     if isinstance(source, WeightsInfo):
         return source
     if isinstance(source, ResNetSpec):
@@ -55,6 +77,26 @@ def decode_predictions(logits: Any, source: Any, top: int = 5) -> list[list[tupl
 
     ``source`` is anything :func:`info_of` takes; its record must carry class names (timm's ``label_names``,
     transformers' ``id2label``, torchvision's categories).
+
+    Args:
+        logits: Array-like of shape ``(N, classes)``, or ``(classes,)`` for one image.
+        source: Anything :func:`info_of` takes.
+        top: How many classes to return per row.
+
+    Returns:
+        One list per row of ``logits``: ``(index, class name, probability)`` tuples, most likely first.
+
+    Raises:
+        InputError: The record carries no class names, ``logits`` does not have one column per class
+            name, or ``top`` is not a positive integer.
+
+    Example:
+        >>> import resnet_core as rc
+        >>> info = rc.WeightsInfo(class_names=("cat", "dog", "fox"))
+        >>> for index, name, probability in rc.decode_predictions([1.0, 3.0, 2.0], info, top=2)[0]:
+        ...     print(index, name, round(probability, 3))
+        1 dog 0.665
+        2 fox 0.245
     """
     info = info_of(source)
     if not info.class_names:

@@ -44,6 +44,21 @@ class WeightsInfo:
     ``mean``/``std`` (RGB, on [0, 1] inputs) apply to the "torch" mode; None means ImageNet's.
     ``input_size`` is (channels, height, width) as timm writes it; ``crop_pct`` the centre-crop
     fraction; ``class_names`` the label of each logit, in order.
+
+    Raises:
+        WeightsInfoError: A field holds a value no preprocessing can use (checked when the record is built).
+
+    Examples:
+        >>> from resnet_core import WeightsInfo
+        >>> info = WeightsInfo(preprocessing="torch", input_size=(3, 224, 224), crop_pct=0.875)
+        >>> info.normalisation  # None mean/std: ImageNet's
+        ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+        >>> WeightsInfo.from_json(info.to_json()) == info
+        True
+        >>> WeightsInfo(preprocessing="yolo")
+        Traceback (most recent call last):
+        ...
+        resnet_core.weights_info.WeightsInfoError: ...
     """
 
     preprocessing: str = "torch"

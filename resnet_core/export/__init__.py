@@ -96,6 +96,44 @@ def export(model_or_source: Any, path: str | os.PathLike, format: str | None = N
     The batch axis is dynamic; height and width are fixed at ``size`` (default 224, or the calibration
     images'). ``quantize="int8"`` (ONNX only) calibrates on ``calibration``, an ``.npy`` of preprocessed
     NCHW images. The input layout and preprocessing are written into the artifact's metadata.
+
+    Args:
+        model_or_source: A model built by resnet_core, a ``(spec, weights)`` pair, a weights file or a
+            preset name.
+        path: The output: ``.onnx``, ``.pt2``, ``.tflite``, or a folder for a SavedModel.
+        format: The format when the extension does not say (``"saved_model"``).
+        origin: ``"torch"`` or ``"keras"``, the model the artifact is written from.
+        size: Input height and width (one int for both).
+        opset: The ONNX opset.
+        quantize: ``"int8"`` for a statically quantized ONNX model.
+        calibration: An ``.npy`` of preprocessed NCHW images, for ``quantize``.
+        spec: The architecture of a weights file that does not store one.
+        overwrite: Replace an existing output.
+
+    Returns:
+        An :class:`ExportResult`: the path, format, origin, spec, size, opset and quantization written.
+
+    Raises:
+        ExportError: An unknown format, or a combination it cannot express (origin, quantize, opset, size).
+        OutputExistsError: ``path`` exists and ``overwrite`` is false.
+        MissingDependencyError: The exporter's framework or package is not installed.
+        UnknownNameError: ``model_or_source`` names no preset.
+
+    Example:
+        The format is settled before any framework loads:
+
+        >>> import resnet_core as rc
+        >>> rc.export("resnet18", "resnet18.bin")
+        Traceback (most recent call last):
+        ...
+        resnet_core.export.formats.ExportError: Cannot tell the export format of 'resnet18.bin': expected ...
+
+        With PyTorch and onnx installed:
+
+        ```python
+        result = rc.export("resnet50", "resnet50.onnx", size=224)
+        result.format, result.origin  # ('onnx', 'torch')
+        ```
     """
     from ..io.atomic import atomic_folder, atomic_output, check_folder_output, check_output
 

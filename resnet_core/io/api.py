@@ -238,6 +238,43 @@ def read_weights(path: str | os.PathLike, spec: SpecArg = None, dtype: str | Non
     bfloat16 tensors are ``ml_dtypes.bfloat16`` arrays. ``dtype`` casts every tensor. ``path`` may
     also name a pretrained source (``hf-hub:ORG/NAME``, ``torchvision:NAME.TAG``, a model folder; see
     :mod:`resnet_core.sources`); ``.info`` holds what the weights were trained with.
+
+    Args:
+        path: A weights file (``.safetensors``, ``.pth``/``.pt``, ``.weights.h5``, ``.keras``) or a
+            pretrained source name.
+        spec: The architecture (preset name, spec, or spec ``.json``) when the file's own is not wanted.
+        dtype: Cast every tensor to this dtype (``"float32"``, ``"float16"``, ``"bfloat16"``, ...).
+
+    Returns:
+        A :class:`~resnet_core.io.LoadedWeights` named tuple ``(spec, weights, info)``: the spec, a dict of
+        canonical names to numpy arrays, and the trained-with record (None when the file has none).
+
+    Raises:
+        MissingFileError: ``path`` does not exist.
+        NotAFileError: ``path`` is a folder that is not a model folder.
+        InputError: The extension names no supported format.
+        WeightsFileError: The file is damaged or not what its extension says.
+        InferenceError: The file stores no spec and none can be inferred from its tensors.
+        WeightsMismatchError: The tensors do not match the spec (missing, unexpected or misshapen).
+        MissingDependencyError: The format's library (safetensors, h5py, torch) is not installed.
+
+    Example:
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> import resnet_core as rc
+        >>> from resnet_core.testing import random_weights
+        >>> spec = rc.get_spec("tiny_resnext")
+        >>> weights = random_weights(spec)  # canonical names -> numpy arrays
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> path = rc.write_weights(os.path.join(tmp.name, "tiny.safetensors"), weights, spec)
+        >>> loaded = rc.read_weights(path)
+        >>> loaded.spec == spec, len(loaded.weights), loaded.info
+        (True, 102, None)
+        >>> all(np.array_equal(loaded.weights[name], weights[name]) for name in weights)
+        True
+        >>> rc.read_weights(path, dtype="float16").weights["fc.weight"].dtype
+        dtype('float16')
+        >>> tmp.cleanup()
     """
     _, cast = _caster(dtype)
     if _is_named_source(path):
@@ -264,6 +301,42 @@ def write_weights(path: str | os.PathLike, weights: Mapping[str, Any], spec: str
 
     Every format keeps the spec (``.pth`` in the state_dict's ``_metadata``), so :func:`read_weights`
     of the file alone rebuilds the model. Refuses to replace an existing file unless ``overwrite``.
+
+    Args:
+        path: The output file; its extension picks the format (``.safetensors``, ``.pth``/``.pt``,
+            ``.weights.h5``, ``.keras``).
+        weights: Canonical names to arrays (numpy, or any framework's tensors), exactly the spec's.
+        spec: The architecture: a preset name or a spec.
+        dtype: Cast every tensor to this dtype before writing.
+        overwrite: Replace an existing file.
+        info: The trained-with record to store in the file's metadata.
+
+    Returns:
+        ``path``, as a :class:`pathlib.Path`.
+
+    Raises:
+        WeightsMismatchError: ``weights`` does not hold exactly the spec's tensors, in their shapes.
+        OutputExistsError: ``path`` exists and ``overwrite`` is false.
+        InputError: The extension names no supported format.
+        UnknownNameError: ``spec`` names no preset.
+        MissingDependencyError: The format's library (safetensors, h5py, torch, keras) is not installed.
+
+    Example:
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> import resnet_core as rc
+        >>> from resnet_core.testing import random_weights
+        >>> spec = rc.get_spec("tiny_resnext")
+        >>> weights = random_weights(spec)  # canonical names -> numpy arrays
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> path = rc.write_weights(os.path.join(tmp.name, "tiny.safetensors"), weights, spec)
+        >>> path.name
+        'tiny.safetensors'
+        >>> rc.write_weights(path, weights, spec)
+        Traceback (most recent call last):
+        ...
+        resnet_core.errors.OutputExistsError: Output '...tiny.safetensors' already exists; pass --force ...
+        >>> tmp.cleanup()
     """
     path = Path(path)
     fmt = format_for(path)

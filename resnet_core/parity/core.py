@@ -162,6 +162,48 @@ def parity(
     statistics and compares the running statistics after one step; ``grad`` compares the gradients of
     ``sum(output * probe) / batch`` (a fixed random ``probe``) for every weight. ``dtype`` bfloat16 or
     float16 runs mixed precision. Engines that are not installed are reported as skipped.
+
+    Args:
+        spec: A preset name, a :class:`ResNetSpec` or a weights file.
+        backends: The engines to run: some of ``"torch"``, ``"keras-jax"``, ``"keras-tensorflow"``,
+            ``"keras-torch"`` and the exported-artifact engines, as a sequence or a comma-separated string.
+        weights: None (random, from ``seed``), canonical arrays, or a weights file.
+        batch: Images per batch.
+        size: Input height and width (one int for both).
+        mode: ``"eval"`` or ``"train"``.
+        grad: Also compare the gradients of every weight.
+        dtype: ``"float32"``, ``"bfloat16"`` or ``"float16"``.
+        seed: Seed of the random weights, inputs and probe.
+        reference: The engine the others are compared with.
+        tolerance: The pass threshold on relative error; None uses the dtype's default.
+        device: ``"auto"``, ``"cpu"`` or an accelerator.
+        jobs: Engines run at once (each in its own process); None picks.
+        timeout: Seconds each engine may take.
+        engine_weights: Per engine, weights that replace ``weights`` (a mapping or a file).
+        workdir: Keep the inputs and outputs in this folder instead of a temporary one.
+
+    Returns:
+        A :class:`ParityReport`: per-layer errors of each engine, its ``table()`` and ``verdict()``.
+
+    Raises:
+        InputError: An unknown engine, mode, dtype or reference, a non-positive batch or tolerance, or an
+            input too small for the network.
+        InputTypeError: ``weights`` or ``grad`` of the wrong type.
+        UnknownNameError: ``spec`` names no preset.
+        WeightsMismatchError: ``weights`` are not exactly the spec's tensors.
+        MissingFileError: A weights file does not exist.
+        MissingDependencyError: Reading a weights file needs a package that is not installed.
+
+    Example:
+        Needs PyTorch and Keras (with JAX for ``keras-jax``):
+
+        ```python
+        import resnet_core as rc
+
+        report = rc.parity("resnet18", backends="torch,keras-jax", batch=1, size=64)
+        print(report.table())
+        print(report.verdict())
+        ```
     """
     engines = parse_engines(backends)
     if mode not in MODES:

@@ -68,6 +68,29 @@ def from_peer(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
 
     Raises :class:`PeerError` naming whatever the model uses that ResNetSpec cannot express, and
     listing any of its tensors the inferred spec leaves unused.
+
+    Args:
+        model: A live model of a peer: torchvision, timm, transformers, keras-hub or keras.applications.
+
+    Returns:
+        ``(spec, weights)``: the inferred :class:`ResNetSpec` (a preset's name when it equals one) and
+        canonical name to numpy array.
+
+    Raises:
+        PeerError: The model uses something ResNetSpec cannot express, or leaves tensors unused.
+        InputTypeError: ``model`` is not a known peer's (or is already a resnet-core model).
+
+    Example:
+        Needs torchvision:
+
+        ```python
+        import torchvision
+        import resnet_core as rc
+
+        spec, weights = rc.from_peer(torchvision.models.resnet50(weights="IMAGENET1K_V2"))
+        spec.name  # 'resnet50'
+        keras_model = rc.build(spec, backend="keras", weights=weights)
+        ```
     """
     return _module(peer_of(model)).from_model(model)
 
@@ -87,6 +110,40 @@ def to_peer(spec: str | ResNetSpec, weights: Mapping[str, Any], peer: str, info:
     ``classifier_activation``). Specs the peer cannot build exactly are refused, naming the fields,
     so ``from_peer(to_peer(spec, w, peer))`` gives back ``spec`` and ``w`` bit for bit (up to the
     conventions above: ``num_classes`` of a headless spec, ``zero_init_residual``, ``se_ratio``, the name).
+
+    Args:
+        spec: A preset name or a :class:`ResNetSpec`.
+        weights: Canonical name to array, exactly the spec's tensors.
+        peer: One of ``"torchvision"``, ``"timm"``, ``"transformers"``, ``"keras-hub"``, ``"keras.applications"``.
+        info: The trained-with record to store where the peer keeps it.
+        **options: Passed to the peer's constructor where it takes any.
+
+    Returns:
+        The peer's model holding ``weights``.
+
+    Raises:
+        InputError: ``peer`` is not a known peer.
+        UnknownNameError: ``spec`` names no preset.
+        WeightsMismatchError: ``weights`` are not exactly the spec's tensors.
+        PeerError: The peer cannot build ``spec`` exactly; the message names the fields.
+        MissingDependencyError: The peer's package is not installed.
+
+    Example:
+        Peers are checked before any framework is imported:
+
+        >>> import resnet_core as rc
+        >>> rc.to_peer("resnet18", {}, "caffe")
+        Traceback (most recent call last):
+        ...
+        resnet_core.errors.InputError: Unknown peer 'caffe'. Known peers: torchvision, timm, transformers, ...
+
+        With timm installed:
+
+        ```python
+        from resnet_core.testing import random_weights
+
+        model = rc.to_peer("resnet50", random_weights("resnet50"), "timm")  # a timm.models.ResNet
+        ```
     """
     if peer not in PEERS:
         raise InputError(f"Unknown peer {peer!r}. Known peers: {', '.join(PEERS)}")

@@ -125,7 +125,46 @@ def save_pretrained(model_or_weights: Any, folder: str | os.PathLike, layout: st
                     spec: ResNetSpec | None = None, info: WeightsInfo | None = None, overwrite: bool = False) -> Path:
     """Write ``model_or_weights`` (a resnet_core model, ``read_weights``'s result, or canonical weights with
     ``spec``) as a hub folder in ``layout``; returns the folder. Written beside it first and renamed, so a
-    failure leaves nothing; an existing folder is replaced only with ``overwrite``."""
+    failure leaves nothing; an existing folder is replaced only with ``overwrite``.
+
+    The folder holds the layout library's own files and a model card
+    ``README.md`` with the preprocessing and the measured agreement of the peer's output with ours.
+
+    Args:
+        model_or_weights: A model built by resnet_core, the result of :func:`resnet_core.read_weights`, or
+            canonical name to array (then ``spec`` is required).
+        folder: The output folder.
+        layout: ``"timm"``, ``"transformers"`` or ``"keras-hub"``: the library that will load it.
+        spec: The architecture of a plain weights mapping.
+        info: The trained-with record (default: the one the model or file carries).
+        overwrite: Replace an existing folder.
+
+    Returns:
+        ``folder``, as a :class:`pathlib.Path`.
+
+    Raises:
+        InputError: An unknown ``layout``, or a weights mapping without ``spec``.
+        OutputExistsError: ``folder`` exists and ``overwrite`` is false.
+        PeerError: The layout's library cannot express the spec.
+        MissingDependencyError: The layout's library is not installed.
+
+    Example:
+        The layout is checked first:
+
+        >>> import resnet_core as rc
+        >>> rc.save_pretrained({}, "out", layout="onnx")
+        Traceback (most recent call last):
+        ...
+        resnet_core.errors.InputError: Unknown layout 'onnx'. Expected one of ('timm', 'transformers', 'keras-hub')
+
+        With timm installed:
+
+        ```python
+        model = rc.build("resnet50", backend="torch")
+        rc.save_pretrained(model, "my-resnet50", layout="timm")
+        # later: timm.create_model("hf-hub:ORG/my-resnet50", pretrained=True)
+        ```
+    """
     if layout not in LAYOUTS:
         raise InputError(f"Unknown layout {layout!r}. Expected one of {LAYOUTS}")
     folder = Path(folder)
