@@ -22,14 +22,9 @@ MODULES = (
     "resnet_core.weights_info",
 )
 
-# Modules whose examples write files through an optional package (the io extra), not in the core env.
-NEEDS = {"resnet_core.io.api": "safetensors"}
-
 
 @pytest.mark.parametrize("name", MODULES)
 def test_docstring_examples(name):
-    if name in NEEDS:
-        pytest.importorskip(NEEDS[name])
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0, f"{name} has no examples"
     assert result.failed == 0
