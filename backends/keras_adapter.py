@@ -20,7 +20,7 @@ import gc
 import math
 import sys
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, cast
 
 import keras
 import numpy as np
@@ -31,7 +31,7 @@ from resnet_core.io.keras_model import without_tensorflow_probe
 from resnet_core.keras_graph import VARIABLES, KerasLayer, keras_graph
 from resnet_core.keras_spec import canonical_shapes, recover_spec
 from resnet_core.mapping import check_weights, keras_table
-from resnet_core.plan import Plan, binomial_filter, make_plan
+from resnet_core.plan import Dense, Plan, binomial_filter, make_plan
 from resnet_core.spec import ResNetSpec
 
 from . import keras_norms  # noqa: F401 - registers the norm layers under PACKAGE
@@ -78,7 +78,7 @@ def _initializers(layer: KerasLayer, plan: Plan) -> dict[str, Any]:
     if layer.cls == "Conv1D":  # nn.Conv1d's default: uniform, bound 1/sqrt(fan_in)
         return {"kernel_initializer": keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform")}
     if layer.cls == "Dense":
-        bound = 1.0 / math.sqrt(plan.head.fc.in_features)
+        bound = 1.0 / math.sqrt(cast(Dense, plan.head.fc).in_features)
         return {"kernel_initializer": keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform"),
                 "bias_initializer": keras.initializers.RandomUniform(-bound, bound)}
     return {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import cast
 
 import numpy as np
 import torch
@@ -16,6 +17,7 @@ from resnet_core.plan import (
     Block,
     BlurPool,
     ConvNorm,
+    Dense,
     EfficientChannelAttention,
     MaxPool,
     Norm,
@@ -255,7 +257,7 @@ class TorchResNet(nn.Module):
             x = module(x)
             taps[block.name] = x
         if self._norm is not None:
-            x = taps[self.plan.head.norm.name] = _preact(self._norm, x)
+            x = taps[cast(Norm, self.plan.head.norm).name] = _preact(self._norm, x)
         if self.plan.head.pool is not None:
             x = torch.flatten(self.avgpool(x), 1)
             taps["pool"] = x
@@ -280,7 +282,7 @@ def _initialise(model: nn.Module, plan: Plan) -> None:
             bound = 1.0 / np.sqrt(np.prod(p.shape[1:]))
             nn.init.uniform_(t, -bound, bound)
         elif p.init == "linear_uniform":
-            bound = 1.0 / np.sqrt(plan.head.fc.in_features)
+            bound = 1.0 / np.sqrt(cast(Dense, plan.head.fc).in_features)  # only a head's fc inits so
             nn.init.uniform_(t, -bound, bound)
         else:  # pragma: no cover - the plan only names the schemes above
             raise RuntimeError(f"Unknown init scheme {p.init!r} for {p.name}")

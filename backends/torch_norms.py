@@ -7,6 +7,8 @@ names are timm's too (``weight``, ``bias``, ``v``, ``tau``).
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -20,7 +22,7 @@ class StdConv2d(nn.Conv2d):
     def __init__(self, c: Conv):
         super().__init__(c.in_channels, c.out_channels, c.kernel_size, stride=c.stride, padding=c.padding,
                          dilation=c.dilation, groups=c.groups, bias=c.bias)
-        self.eps = c.standardize_eps
+        self.eps = cast(float, c.standardize_eps)  # only a standardised conv builds this module
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight = F.batch_norm(self.weight.reshape(1, self.out_channels, -1), None, None, training=True,

@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -74,7 +74,7 @@ def build(spec: str | os.PathLike | ResNetSpec = "resnet50", backend: str | None
     from .sources import is_source, load_source
 
     if weights is None and is_source(spec):
-        return _pretrained(load_source(spec), backend, overrides, dtype)
+        return _pretrained(load_source(cast("str | os.PathLike", spec)), backend, overrides, dtype)
     if weights is None and isinstance(spec, (str, os.PathLike)) and _looks_like_path(spec):
         raise MissingFileError(f"No such weights file or model folder: {os.fspath(spec)!r}")
     resolved = get_spec(spec)  # type: ignore[arg-type]

@@ -138,7 +138,8 @@ def svg(spec: str | ResNetSpec | Plan, input_size: int = 224) -> str:
         parts.append(_box(x, y + i * (_BOX_H + _GAP), text, kind, w=280))
         if i:
             parts.append(_arrow(x + 140, y + i * (_BOX_H + _GAP) - _GAP, x + 140, y + i * (_BOX_H + _GAP)))
-    height = y + len(net) * (_BOX_H + _GAP)
+    height: float = y + len(net) * (_BOX_H + _GAP)
+    by: float
     bx, by = 360, 70
     seen: set[tuple] = set()
     for block in plan.blocks:

@@ -61,7 +61,7 @@ class _Builder:
         same = c.stride == 1 and 2 * c.padding == c.dilation * (c.kernel_size - 1)
         if c.padding and not same:
             x = self.add("ZeroPadding2D", f"{name}_pad", x, padding=c.padding)
-        zeros = {"kernel_initializer": "zeros"} if c.zero_init else {}
+        zeros: dict[str, Any] = {"kernel_initializer": "zeros"} if c.zero_init else {}
         if c.standardize_eps is not None:
             zeros["eps"] = c.standardize_eps
         cls = "Conv2D" if c.standardize_eps is None else "StdConv2D"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -96,7 +97,7 @@ def _clip(keys: list[str], limit: int = 20) -> str:
     return shown + (f" (+{len(keys) - limit} more)" if len(keys) > limit else "")
 
 
-def check_weights(plan: Plan, weights: Mapping[str, object], strict: bool = True) -> list[str]:
+def check_weights(plan: Plan, weights: Mapping[str, Any], strict: bool = True) -> list[str]:
     """Validate ``weights`` against the plan; return the canonical names to load.
 
     Shape mismatches always raise. With ``strict``, missing and unexpected keys raise too, all in

@@ -41,6 +41,7 @@ class Pattern:
     fields: tuple[tuple[str, bool, int], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        fields: list[tuple[str, bool, int]]
         parts, fields, pos = [], [], 0
         for match in _TOKEN.finditer(self.text):
             name, is_path, shift = match.group(1), bool(match.group(2)), int(match.group(3) or 0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from typing import cast
 
 from .errors import InputError
 from .layouts import Layout
@@ -407,7 +408,7 @@ class Plan:
         return tuple(self.stage_blocks(s)[-1].name for s in range(1, self.num_stages + 1))
 
 
-def _flat(units: tuple[ConvNorm, ...]) -> list[Conv | Norm]:
+def _flat(units: tuple[ConvNorm, ...]) -> list[Conv | ChannelConv | Norm]:
     return [m for u in units for m in (u.conv, u.norm) if m is not None]
 
 
@@ -544,6 +545,7 @@ def _block(spec: ResNetSpec, stage: int, index: int, cin: int, planes: int, stri
     elif spec.attention == "eca":
         attention = EfficientChannelAttention(f"{prefix}se", cout,
                                               ChannelConv(f"{prefix}se.conv", eca_kernel_size(cout)))
+    pool: AvgPool | MaxPool | None
     shortcut = pool = None
     # The shortcut rule, the only place it is written. A change of width projects; a stride alone
     # projects too, except with stride_block="last", whose shortcut only subsamples (keras.applications V2);
@@ -576,7 +578,8 @@ def _stem(spec: ResNetSpec) -> Stem:
     widths = stem_widths(spec.stem, spec.stem_width)
     out = widths[-1]
     if spec.stem == "7x7":
-        units = (_unit(spec, "", "conv1", last_norm, spec.in_channels, out, 7, stride=2, relu=relu),)
+        units: tuple[ConvNorm, ...] = (
+            _unit(spec, "", "conv1", last_norm, spec.in_channels, out, 7, stride=2, relu=relu),)
     else:  # timm's deep stems: three 3x3 convs in a Sequential named conv1, the last norm is bn1
         first, middle, _ = widths
         units = (
@@ -594,7 +597,7 @@ def _stem(spec: ResNetSpec) -> Stem:
         pool = AvgPool("maxpool", 2, 2, "floor")
     elif spec.stem_pool and spec.anti_alias is not None:  # timm: a stride-1 max-pool, then the blur
         pool = MaxPool("maxpool.0", stride=1, pad_value=pad_value, nonnegative_input=nonnegative)
-        blur = _anti_alias(spec, "maxpool.1", out, 2)
+        blur = cast(BlurPool, _anti_alias(spec, "maxpool.1", out, 2))  # not "avg": a BlurPool
     elif spec.stem_pool:
         pool = MaxPool("maxpool", pad_value=pad_value, nonnegative_input=nonnegative)
     return Stem(units, pool, out, blur, stride=4 if spec.stem_pool else 2)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from .errors import InputError
 from .layouts import Layout
-from .plan import Plan, make_plan
+from .plan import Norm, Plan, make_plan
 from .presets import get_spec
 from .spec import ResNetSpec
 
@@ -28,7 +28,7 @@ def random_weights(spec: str | ResNetSpec | Plan, seed: int = 0, dtype: str = "f
     # (a pre-activation branch ends in a bare conv: its kernel is damped instead)
     damped = {(block.main[-1].norm or block.main[-1].conv).name for block in plan.blocks}
     if plan.spec.std_conv:  # a standardised kernel cannot be damped: damp the norm feeding the bare last conv
-        damped |= {block.main[-2].norm.name for block in plan.blocks if block.main[-1].norm is None}
+        damped |= {cast(Norm, block.main[-2].norm).name for block in plan.blocks if block.main[-1].norm is None}
     out: dict[str, np.ndarray] = {}
     for p in plan.params:
         if p.role == "kernel":

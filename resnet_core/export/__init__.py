@@ -12,7 +12,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ..errors import MissingDependencyError
 from .formats import (
@@ -150,7 +150,7 @@ def export(model_or_source: Any, path: str | os.PathLike, format: str | None = N
     if quantize:
         from .quantize import load_calibration
 
-        images = load_calibration(calibration, source.spec.in_channels)
+        images = load_calibration(cast("str | os.PathLike", calibration), source.spec.in_channels)  # checked above
     hw = _size(size, images)
     layout = "NCHW" if origin == "torch" else "NHWC"
     metadata = artifact_metadata(source.spec, layout, hw, getattr(model_or_source, "weights_info", None))

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from dataclasses import dataclass
-from pathlib import Path
 
 from ..errors import InputError
 
@@ -49,7 +49,7 @@ REQUIREMENTS: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {
 QUANTIZE_REQUIREMENTS = (("onnxruntime", "onnx"), ("onnx", "onnx"))
 
 
-def format_for(path: str | Path, name: str | None = None) -> ExportFormat:
+def format_for(path: str | os.PathLike, name: str | None = None) -> ExportFormat:
     """The format ``name`` gives, else the one ``path``'s extension names."""
     if name is not None:
         key = name.lower().replace("-", "_")

@@ -3,6 +3,7 @@ whose ranges come from calibration images (min/max)."""
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -17,7 +18,7 @@ QUANTIZE_MODES = ("int8",)
 CALIBRATION_BATCH = 8
 
 
-def load_calibration(path: str | Path, channels: int) -> np.ndarray:
+def load_calibration(path: str | os.PathLike, channels: int) -> np.ndarray:
     """Calibration images from an ``.npy``: float32, NCHW, preprocessed as the model expects."""
     path = Path(path)
     if path.suffix.lower() != ".npy" or not path.is_file():

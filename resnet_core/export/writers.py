@@ -54,7 +54,7 @@ def write_in_engine(engine: str, fmt: str, source: Source, path: Path, size: tup
         return
     with tempfile.TemporaryDirectory(prefix="resnet-core-export-") as tmp:
         weights = Path(tmp) / "weights.npz"
-        np.savez(weights, **source.weights)
+        np.savez(weights, **source.weights)  # type: ignore[arg-type]  # numpy stub: **kwds might hold allow_pickle
         job = Path(tmp) / "job.json"
         job.write_text(json.dumps({"format": fmt, "spec": source.spec.to_dict(), "weights": str(weights),
                                    "path": str(path), "size": list(size), "opset": opset, "metadata": metadata}))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from ..errors import ResNetCoreError
 from ..plan import make_plan, planes_of, se_ratio_of, width_per_group_fitting, width_per_group_of
@@ -90,9 +90,9 @@ def infer_spec(tensors: Mapping[str, Any]) -> tuple[ResNetSpec, str]:
         invisible += ("norm_groups",)
     if spec.preact:  # a bare projection conv has the same shape after an average pool, or with a moved stride
         invisible += ("downsample", "stride_block", "stem_pool_padding")
-    unseen = ", ".join(f"{f}={getattr(spec, f)!r}" for f in invisible if hasattr(spec, f))
+    assumed = ", ".join(f"{f}={getattr(spec, f)!r}" for f in invisible if hasattr(spec, f))
     return spec, (f"inferred from tensor names and shapes (no preset matches): {found}; "
-                  f"assumed, as weights do not show them: {unseen}")
+                  f"assumed, as weights do not show them: {assumed}")
 
 
 def _norm_fields(shapes: Shapes) -> dict[str, Any]:
@@ -152,7 +152,7 @@ def _structure(shapes: Shapes) -> ResNetSpec:
         first, middle = shape("conv1.0.weight"), shape("conv1.3.weight")
         fields.update(stem="deep" if first[0] == middle[0] else "deep_tiered", stem_width=middle[0],
                       in_channels=first[1])
-    layers = []
+    layers: list[int] = []
     while f"layer{len(layers) + 1}.0.conv1.weight" in shapes:
         stage, depth = len(layers) + 1, 0
         while f"layer{stage}.{depth}.conv1.weight" in shapes:
@@ -178,8 +178,8 @@ def _structure(shapes: Shapes) -> ResNetSpec:
     fields["preact"] = "layer1.0.norm1.weight" in shapes
     fields["replace_stem_pool"] = "maxpool.0.weight" in shapes
     if "layer1.0.conv1.weight" in shapes and not fields["preact"]:  # first conv narrower than the second
-        first, second = shape("layer1.0.conv1.weight")[0], shape("layer1.0.conv2.weight")[0]
-        fields["reduce_first"] = max(1, second // first)
+        conv1_out, conv2_out = shape("layer1.0.conv1.weight")[0], shape("layer1.0.conv2.weight")[0]
+        fields["reduce_first"] = max(1, conv2_out // conv1_out)
     if fields.get("block") == "basic" and not fields["preact"]:  # a projection where nothing changes
         stem_out = fields["stem_width"] * (1 if fields.get("stem", "7x7") == "7x7" else 2)
         fields["project_first"] = stem_out == fields["base_planes"] and any(
@@ -212,12 +212,13 @@ def _structure(shapes: Shapes) -> ResNetSpec:
     guess = None
     for ratio in ratios:
         try:
-            guess = ResNetSpec(**fields, **({} if ratio is None else {"se_ratio": ratio}))
+            guess = ResNetSpec(**fields, **cast(dict[str, Any], {} if ratio is None else {"se_ratio": ratio}))
             signature = _signature(guess)
         except ValueError as exc:
             raise InferenceError(f"the shapes suggest an invalid spec ({exc})") from None
         if signature == shapes:
             return guess
+    guess = cast(ResNetSpec, guess)  # ratios is never empty: the loop made one
     expected = _signature(guess)
     for name, got in shapes.items():
         if expected.get(name) != got:

@@ -13,7 +13,7 @@ import hashlib
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -90,8 +90,8 @@ def _write_h5(path: Path, spec: ResNetSpec, tensors: dict[str, TensorInfo], get:
         return to_framework(row.layout, get(row.canonical))
 
     with h5py.File(path, "w") as f:
-        for key, value in spec_metadata(spec, info).items():
-            f.attrs[key] = value
+        for key, text in spec_metadata(spec, info).items():
+            f.attrs[key] = text
         f.create_group("vars").attrs["name"] = spec.name  # the model's own (empty) entry, as Keras writes it
         groups = {}
         for layer in layout:
@@ -231,7 +231,7 @@ class KerasH5Reader(Reader):
                 elif row is not None:
                     self._map[row.canonical] = (ds, row.layout)
                 else:
-                    self._map[canonical_name(layer, variable)] = (ds, layout_of(cls, variable))
+                    self._map[canonical_name(cast(str, layer), variable)] = (ds, layout_of(cls, variable))
         out = {}
         for canonical, (ds, layout) in self._map.items():
             info = self._info(ds)

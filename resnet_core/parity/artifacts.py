@@ -13,8 +13,9 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -61,9 +62,9 @@ class ArtifactRunner:
         self.name, self.options, self.keras_engine, packages = ARTIFACTS[engine]
         self.workdir = workdir
         self.artifact = workdir / f"{engine}.{self.name}"
-        self.run_fn = None
+        self.run_fn: Callable[[np.ndarray], Any] | None = None
         self._weights: dict[str, np.ndarray] = {}
-        self.info = {"versions": _versions(packages), "device": "cpu", "tf32": "n/a (CPU runtime)",
+        self.info: dict[str, Any] = {"versions": _versions(packages), "device": "cpu", "tf32": "n/a (CPU runtime)",
                      "precision": "float32 artifact", "running_var": "n/a (eval only)"}
 
     def load(self, weights: dict[str, Any]) -> None:
@@ -105,7 +106,8 @@ class ArtifactRunner:
             raise InputError(f"{self.engine} runs an exported inference artifact: eval mode only")
         if self.run_fn is None:
             self._export(*images.shape[2:])
-        out = np.asarray(self.run_fn(np.ascontiguousarray(images, np.float32)), np.float32)
+        run_fn = cast(Callable[[np.ndarray], Any], self.run_fn)  # set by _export
+        out = np.asarray(run_fn(np.ascontiguousarray(images, np.float32)), np.float32)
         return {self.plan.taps[-1]: out}
 
     def grads(self, *args: Any) -> dict[str, np.ndarray]:

@@ -7,7 +7,7 @@ import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -118,11 +118,11 @@ def _resolve(spec: str | ResNetSpec | os.PathLike | None, weights: WeightsArg,
             raise InputError("Give the weights either as the first argument or as weights=, not both")
         weights, spec = spec, None
     if isinstance(weights, (str, os.PathLike)):
-        resolved, loaded, source = read_weights_file(weights, spec)
+        resolved, loaded, source = read_weights_file(weights, cast("str | ResNetSpec | None", spec))
     elif spec is None:
         raise InputError("A spec is needed: a preset name or a ResNetSpec")
     else:
-        resolved = get_spec(spec)
+        resolved = get_spec(cast("str | ResNetSpec", spec))  # a path that holds no weights: an unknown name
         if isinstance(weights, Mapping):
             loaded, source = {k: _as_float32(v) for k, v in weights.items()}, "given"
         elif weights is None:
@@ -228,7 +228,7 @@ def parity(
     if min(counts.values()) < 1:
         raise InputError(f"Input {height}x{width} is too small for {plan.spec.name}: a layer's output would be empty")
     if mode == "train" and min(counts.values()) < 2:
-        small = min(counts, key=counts.get)
+        small = min(counts, key=counts.__getitem__)
         raise InputError(f"Train mode needs more than one value per channel in every batch norm; {small} sees "
                          f"{counts[small]} at batch {batch}, {height}x{width}. Use a larger batch or input")
 
@@ -284,8 +284,8 @@ def _write_inputs(work: Path, plan: Plan, base: dict, engines: Sequence[str], en
     if grad:
         shape = _final_shape(plan, batch, height, width)
         arrays["probe/x"] = np.random.default_rng(seed + 1).normal(0.0, 1.0, shape).astype(np.float32)
-    np.savez(work / "inputs.npz", **arrays)
-    np.savez(work / "weights.npz", **{k: np.asarray(v, np.float32) for k, v in base.items()})
+    np.savez(work / "inputs.npz", **arrays)  # type: ignore[arg-type]  # numpy stub: **kwds might hold allow_pickle
+    np.savez(work / "weights.npz", **{k: np.asarray(v, np.float32) for k, v in base.items()})  # type: ignore[arg-type]
     job = {"spec": plan.spec.to_dict(), "inputs": str(work / "inputs.npz"), "mode": mode, "grad": grad,
            "grad_float64": grad and dtype == "float32",
            "dtype": dtype, "weights": {"format": "npz", "path": str(work / "weights.npz")}}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from .results import Entry, ReportData, group_of
 
@@ -103,7 +103,7 @@ def _section(title: str, entries: Sequence[Entry], engines: Sequence[str], group
             multiple = max(e.engines[engine].get("multiple", -1.0) for e in group if engine in e.engines)
             cells.append(f"{value:.1e}" + (f" ({multiple:.2g}x)" if multiple >= 0 else "") + flag)
         if conditioning:
-            cells.append(f"{max(e.reference_vs_float64 for e in group):.1e}")
+            cells.append(f"{max(cast(float, e.reference_vs_float64) for e in group):.1e}")
         body.append(cells)
     if any("multiple" in m for entry in entries for m in entry.engines.values()):
         tol = "per tensor; (Nx): the worst error / the reference's own fp32-vs-float64 error"
@@ -129,7 +129,8 @@ def _baseline_lines(report: ReportData) -> list[str]:
     header = [f"vs {report.reference} float32", f"{last.name} max rel", "worst layer", "worst max rel"]
     rows = []
     for engine in [report.reference, *report.compared]:
-        values = [(e.name, e.reference_vs_float32 if engine == report.reference else e.engines[engine]["vs_float32"])
+        values = [(e.name, cast(float, e.reference_vs_float32) if engine == report.reference
+                   else e.engines[engine]["vs_float32"])
                   for e in report.layers]
         worst = max(values, key=lambda item: item[1])
         rows.append([f"{engine} {report.dtype}", f"{values[-1][1]:.2e}", worst[0], f"{worst[1]:.2e}"])

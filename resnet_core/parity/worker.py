@@ -29,7 +29,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -161,7 +161,7 @@ class KerasRunner:
             import jax
 
             self.jax = jax
-            self._jit_taps = {}
+            self._jit_taps: dict[bool, Any] = {}
 
     def _numerics(self) -> str:
         if self.engine == "jax":
@@ -319,6 +319,7 @@ def run(job: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     spec = ResNetSpec.from_dict(job["spec"])
     timings: dict[str, float] = {}
     start = time.perf_counter()
+    runner: ArtifactRunner | TorchRunner | KerasRunner
     if engine in ARTIFACTS:
         runner = ArtifactRunner(engine, spec, dtype, Path(job["output"]).parent)
     else:
@@ -328,7 +329,7 @@ def run(job: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     if job.get("save_keras_weights"):
         if engine == "torch":
             raise RuntimeError("save_keras_weights needs a Keras engine")
-        runner.save_weights(job["save_keras_weights"])
+        cast(KerasRunner, runner).save_weights(job["save_keras_weights"])
     initial = runner.weights()
     arrays: dict[str, np.ndarray] = {}
     inputs: dict[str, np.ndarray] = {}
@@ -381,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
                                          "traceback": traceback.format_exc()}))
         traceback.print_exc()
         return 1
-    np.savez(job["output"], **arrays)
+    np.savez(job["output"], **arrays)  # type: ignore[arg-type]  # numpy stub: **kwds might hold allow_pickle
     meta_path.write_text(json.dumps(meta, indent=1))
     return 0
 

@@ -116,6 +116,6 @@ def check_units(plan: Plan, table: Table, layers: dict[str, Any],
         if not isinstance(item, (Conv, Norm)):
             continue
         where = table.peer_module(item.name)
-        check = check_conv if isinstance(item, Conv) else check_norm
+        check: Callable[..., list[str]] = check_conv if isinstance(item, Conv) else check_norm
         faults += check(item, layers.get(where), where)
     return faults

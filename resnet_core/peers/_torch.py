@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,7 +34,7 @@ def load_state(model: nn.Module, tensors: Mapping[str, np.ndarray], table: Table
 
 
 def _pair(value: object) -> tuple[int, int]:
-    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)  # type: ignore[return-value]
+    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
 
 
 def check_conv(conv: Conv, module: object, where: str, cls: type | None = None) -> list[str]:
@@ -60,7 +61,7 @@ def check_norm(n: Norm, module: object, where: str, cls: type | None = None) -> 
         return [f"{where} is missing"]
     if type(module) is not cls:
         return [f"{where} is {type(module).__name__}, expected {cls.__name__} (norm_layer)"]
-    m = module
+    m: nn.BatchNorm2d = module
     faults = []
     if m.num_features != n.channels:
         faults.append(f"{where}.num_features={m.num_features} (spec: {n.channels})")
@@ -80,7 +81,7 @@ def check_plan(plan: Plan, table: Table, model: nn.Module, conv: Callable = chec
     faults = check_units(plan, table, modules, conv, norm)
     if plan.head.fc is not None:
         fc, where = plan.head.fc, table.peer_module(plan.head.fc.name)
-        m = modules.get(where)
+        m: Any = modules.get(where)  # any module, or None: the type test comes first
         if type(m) is not nn.Linear or (m.in_features, m.out_features) != (fc.in_features, fc.out_features):
             faults.append(f"{where} is {m!r}, expected Linear({fc.in_features}, {fc.out_features})")
         elif m.bias is None:
@@ -89,7 +90,7 @@ def check_plan(plan: Plan, table: Table, model: nn.Module, conv: Callable = chec
 
 
 def check_maxpool(module: object, where: str) -> list[str]:
-    m = module
+    m: nn.MaxPool2d = module
     if type(m) is not nn.MaxPool2d:
         return [f"{where} is {type(m).__name__}, expected MaxPool2d(3, 2, 1)"]
     got = (_pair(m.kernel_size), _pair(m.stride), _pair(m.padding), _pair(m.dilation), m.ceil_mode)

@@ -34,9 +34,10 @@ PEER = "keras.applications"
 
 TABLE, TABLE_V2 = KERAS_APPLICATIONS, KERAS_APPLICATIONS_V2
 
-CONSTRUCTORS = {(3, 4, 6, 3): "ResNet50", (3, 4, 23, 3): "ResNet101", (3, 8, 36, 3): "ResNet152"}
+CONSTRUCTORS: dict[tuple[int, ...], str] = {
+    (3, 4, 6, 3): "ResNet50", (3, 4, 23, 3): "ResNet101", (3, 8, 36, 3): "ResNet152"}
 # What each version fixes; anything else is refused on export.
-FIXED = {
+FIXED: dict[bool, dict[str, Any]] = {
     False: dict(stride_in_1x1=True, stride_block="first", stem_pool_padding="-inf"),
     True: dict(stride_in_1x1=False, stride_block="last", stem_pool_padding="zero"),
 }
@@ -74,7 +75,7 @@ def _table(plan: Plan) -> Table:
 def _check_structure(plan: Plan, model: Any) -> list[str]:
     layers = {layer.name: layer for layer in model.layers}
     faults = check_units(plan, _table(plan), layers, check_conv, check_norm)
-    pool = layers.get("pool1_pool")
+    pool: Any = layers.get("pool1_pool")
     if plan.stem.pool is not None:
         cfg = pool.get_config()
         # V1's zero padding equals PyTorch's -inf padding (the pool follows a ReLU); V2's is in the spec.

@@ -22,12 +22,12 @@ import functools
 import math
 import sys
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from ..name_tables import KERAS_KINDS, ModuleRow, Table
-from ..plan import Plan, make_plan, planes_of, stage_planes, tiered_stem_width
+from ..plan import AvgPool, MaxPool, Plan, make_plan, planes_of, stage_planes, tiered_stem_width
 from ..spec import ResNetSpec, SpecError
 from ..weights_info import IMAGENET_MEAN, IMAGENET_STD, WeightsInfo
 from ._common import (
@@ -253,7 +253,7 @@ def _pool_padding(layer: Any, data_format: str) -> tuple[int, float] | None:
 def _check_structure(plan: Plan, backbone: Any, classifier: Any) -> list[str]:
     layers = {layer.name: layer for layer in backbone.layers}
     faults = check_units(plan, table_for(plan.spec), layers, check_conv, check_norm)
-    pool, want = layers["pool1_pool"], plan.stem.pool
+    pool, want = layers["pool1_pool"], cast("MaxPool", plan.stem.pool)  # keras-hub stems end in a max pool
     cfg = pool.get_config()
     pad = _pool_padding(pool, backbone.data_format)
     # Zero padding equals -inf padding after a ReLU (v1's stem ends in one).
@@ -268,14 +268,14 @@ def _check_structure(plan: Plan, backbone: Any, classifier: Any) -> list[str]:
         if b.shortcut is None:
             continue
         where = table_for(plan.spec).peer_module(b.shortcut.conv.name)
-        source = producer(layers[where].input) if where in layers else None
+        source: Any = producer(layers[where].input) if where in layers else None
         have = None
         if type(source).__name__ == "AveragePooling2D":
             p = source.get_config()
             have = (tuple(p["pool_size"]), tuple(p["strides"]), p["padding"])
         # ceil_mode without counting the padding, 2x2 at stride 2, is exactly Keras's 'same'; the plan's
         # "same" mode (zero padding counted in the mean) only comes with dilation, which keras-hub never uses.
-        pool = b.shortcut_pool
+        pool = cast("AvgPool | None", b.shortcut_pool)  # vd: an average pool
         want_pool = None if pool is None else ((pool.kernel_size,) * 2, (pool.stride,) * 2,
                                                "same" if pool.mode == "ceil" else f"PyTorch {pool.mode!r}")
         if have != want_pool:
@@ -299,7 +299,7 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
     if problems:
         raise unsupported(PEER, problems)
     layers = {layer.name: layer for layer in backbone.layers}
-    stem, stem_width = _stem(backbone.input_conv_filters, backbone.input_conv_kernel_sizes)
+    stem, stem_width = cast("tuple[str, int]", _stem(backbone.input_conv_filters, backbone.input_conv_kernel_sizes))
     bn = next(layer for layer in backbone.layers if type(layer).__name__ == "BatchNormalization")
     top = classifier is not None
     try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -130,7 +130,7 @@ def _check_pools(plan: Plan, model: Any) -> list[str]:
                 faults.append(f"{where} is {modules.get(where)!r}, expected {_aa_text(unit.pool)}")
         if isinstance(block.attention, EfficientChannelAttention):
             where, k = block.attention.name, block.attention.conv.kernel_size
-            conv = getattr(modules.get(where), "conv", None)
+            conv: Any = getattr(modules.get(where), "conv", None)
             if type(conv) is not nn.Conv1d or conv.kernel_size != (k,) or conv.padding != ((k - 1) // 2,) \
                     or conv.padding_mode != "zeros":
                 faults.append(f"{where}.conv is {conv!r}, expected Conv1d(1, 1, kernel_size=({k},), "
@@ -138,7 +138,7 @@ def _check_pools(plan: Plan, model: Any) -> list[str]:
         if block.shortcut is None or plan.spec.downsample != "avg":
             continue
         where = f"{block.name}.downsample.0"
-        m, want = modules.get(where), block.shortcut_pool
+        m, want = modules.get(where), cast("AvgPool | None", block.shortcut_pool)  # timm's avg downsample
         faults += [f"{where} is {m!r}, expected {pool_text(want)}"] if not pool_matches(m, want, nn) else []
     return faults
 

@@ -25,12 +25,23 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from ..name_tables import TORCH_IGNORED, TORCH_KINDS, ModuleRow, Table
-from ..plan import Conv, Norm, Plan, bottleneck_width, make_divisible, make_plan, planes_of, width_per_group_of
+from ..plan import (
+    AvgPool,
+    Conv,
+    MaxPool,
+    Norm,
+    Plan,
+    bottleneck_width,
+    make_divisible,
+    make_plan,
+    planes_of,
+    width_per_group_of,
+)
 from ..spec import ResNetSpec, SpecError
 from ..weights_info import WeightsInfo
 from . import _timm
@@ -150,7 +161,7 @@ def _check(plan: Plan, model: Any) -> list[str]:
     faults += _check_stem_pool(plan, modules)
     for block in plan.blocks:
         where = TABLE.peer_module(f"{block.name}.downsample")
-        down = modules.get(where)
+        down: Any = modules.get(where)  # a module or None: its class name is tested first
         if block.shortcut is None:
             faults += [] if down is None else [f"{where} is {type(down).__name__}, expected none (identity)"]
             continue
@@ -160,8 +171,9 @@ def _check(plan: Plan, model: Any) -> list[str]:
             continue
         if type(down.norm) is not nn.Identity:
             faults.append(f"{where}.norm is {type(down.norm).__name__}, expected Identity (preact=True)")
-        if kind == "DownsampleAvg" and not pool_matches(down.pool, block.shortcut_pool, nn):
-            faults.append(f"{where}.pool is {down.pool!r}, expected {pool_text(block.shortcut_pool)}")
+        want = cast("AvgPool | None", block.shortcut_pool)  # DownsampleAvg's pool is an average pool
+        if kind == "DownsampleAvg" and not pool_matches(down.pool, want, nn):
+            faults.append(f"{where}.pool is {down.pool!r}, expected {pool_text(want)}")
     return faults
 
 
@@ -170,8 +182,10 @@ def _check_stem_pool(plan: Plan, modules: dict[str, Any]) -> list[str]:
 
     from . import _torch
 
+    pool: Any
+    pad: Any
     pool, pad = modules.get("stem.pool"), modules.get("stem.pad")
-    want = plan.stem.pool
+    want = cast("MaxPool | None", plan.stem.pool)  # preact: no anti-aliasing, so a max-pool stem
     if want is None:
         return [] if type(pool) is nn.Identity and pad is None else \
             [f"stem.pool is {pool!r} (stem.pad {pad!r}), expected Identity (stem_pool=False)"]
@@ -248,7 +262,7 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
             groups=groups, width_per_group=width_per_group, num_classes=model.head.fc.out_channels if top else 0,
             include_top=top, pooling=None if top else POOLS[model.head.global_pool.pool_type],
             in_channels=first_conv.in_channels, stem_width=stem_width, base_planes=planes,
-            **found[1], conv_bias=last.bias is not None, **_std_conv(first_conv),
+            **cast("tuple[str, dict[str, Any]]", found)[1], conv_bias=last.bias is not None, **_std_conv(first_conv),
             stem=stem_type, stem_pool=type(stem.pool) is not nn.Identity,
             downsample="avg" if downs == {"DownsampleAvg"} else "conv", preact=True,
             stem_pool_padding="zero" if hasattr(stem, "pad") else "-inf",

@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -23,6 +23,9 @@ from ..peers import to_peer
 from ..spec import ResNetSpec
 from ..weights_info import WeightsInfo
 
+if TYPE_CHECKING:
+    from ..io.api import LoadedWeights
+
 LAYOUTS = ("timm", "transformers", "keras-hub")
 CARD_IMAGES = (2, 65, 77)  # batch, height, width of the parity check written into the card
 
@@ -30,7 +33,8 @@ CARD_IMAGES = (2, 65, 77)  # batch, height, width of the parity check written in
 def _parts(model_or_weights: Any, spec: ResNetSpec | None, info: WeightsInfo | None
            ) -> tuple[ResNetSpec, dict[str, np.ndarray], WeightsInfo]:
     if isinstance(model_or_weights, tuple) and hasattr(model_or_weights, "spec"):  # read_weights' result
-        return model_or_weights.spec, dict(model_or_weights.weights), info or model_or_weights.info or WeightsInfo()
+        loaded = cast("LoadedWeights", model_or_weights)
+        return loaded.spec, dict(loaded.weights), info or loaded.info or WeightsInfo()
     if isinstance(model_or_weights, dict):
         if spec is None:
             raise InputError("save_pretrained of a weights dict needs spec=")
