@@ -150,7 +150,7 @@ def build(plan: Plan, weights: Mapping[str, Any] | None = None, dtype: Any = Non
     """
     policy = _policy(dtype)
     given = _given(plan, weights)
-    layers, output = keras_graph(plan, policy.compute_dtype)
+    layers, output = keras_graph(plan)
     tensors: dict[str, Any] = {}
     with _without_cyclic_gc(), _recursion_for(len(layers)):
         for layer in layers:

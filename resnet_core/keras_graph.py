@@ -10,9 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
-from .io.formats import dtype_by_name
 from .mapping import keras_layer_name
 from .plan import AvgPool, Block, BlurPool, ChannelConv, Conv, ConvNorm, MaxPool, Norm, Plan, SqueezeExcite
 
@@ -43,9 +40,8 @@ class KerasLayer:
 
 
 class _Builder:
-    def __init__(self, big: float) -> None:
+    def __init__(self) -> None:
         self.layers: dict[str, KerasLayer] = {}
-        self.big = big
 
     def add(self, cls: str, name: str, *inputs: str, variables: tuple[str, ...] = (), tap: str | None = None,
             **config: Any) -> str:
@@ -100,21 +96,20 @@ class _Builder:
 
     def maxpool(self, x: str, pool: MaxPool) -> str:
         name = keras_layer_name(pool.name)
+        if pool.padding and not pool.zero_padding_exact:
+            # PyTorch's -inf padding from built-in layers only (so the model loads in any Keras): a stride-1
+            # 'same' max-pool pads symmetrically with -inf on every engine (odd kernel, padding (k - 1) / 2),
+            # and subsampling its output at the stride gives exactly the strided pool. No arithmetic is
+            # involved, so no graph optimiser can reassociate it (TensorFlow's did, with a -BIG border added).
+            if 2 * pool.padding != pool.kernel_size - 1:  # pragma: no cover - the plan's pools are all of this kind
+                raise RuntimeError(f"{pool.name}: -inf padding {pool.padding} with kernel {pool.kernel_size}")
+            if pool.stride == 1:
+                return self.add("MaxPooling2D", name, x, pool_size=pool.kernel_size, strides=1, padding="same")
+            x = self.add("MaxPooling2D", f"{name}_same", x, pool_size=pool.kernel_size, strides=1, padding="same")
+            return self.add("MaxPooling2D", name, x, pool_size=1, strides=pool.stride, padding="valid")
         if pool.padding:
             x = self.add("ZeroPadding2D", f"{name}_pad", x, padding=pool.padding)
-            if not pool.zero_padding_exact:
-                x = self.add("Add", f"{name}_pad_border", x, self.border(x, name, pool))
         return self.add("MaxPooling2D", name, x, pool_size=pool.kernel_size, strides=pool.stride, padding="valid")
-
-    def border(self, padded: str, name: str, pool: MaxPool) -> str:
-        """0 inside, -BIG on the padded border (BIG: the compute dtype's largest finite value), from built-in
-        layers only, so the model loads in any Keras. Added to the zero-padded input it makes max-pooling
-        exactly PyTorch's -inf padding for finite inputs: every window holds a real value, and none is below -BIG.
-        """
-        unpadded = self.layers[padded].inputs[0]
-        ones = self.add("Rescaling", f"{name}_pad_ones", unpadded, scale=0.0, offset=1.0)  # x * 0 + 1
-        inside = self.add("ZeroPadding2D", f"{name}_pad_inside", ones, padding=pool.padding)  # 1 inside, 0 border
-        return self.add("Rescaling", f"{name}_pad_mask", inside, scale=self.big, offset=-self.big)
 
     def pool(self, x: str, pool: AvgPool | MaxPool | BlurPool) -> str:
         if isinstance(pool, MaxPool):
@@ -168,13 +163,12 @@ class _Builder:
         return self.add("ReLU", f"{b}_out", self.add("Add", f"{b}_add", y, shortcut), tap=block.name)
 
 
-def keras_graph(plan: Plan, compute_dtype: str = "float32") -> tuple[list[KerasLayer], str]:
+def keras_graph(plan: Plan) -> tuple[list[KerasLayer], str]:
     """Every Keras layer of ``plan`` in creation order (inputs before users), and the output's name.
 
-    Only built-in Keras layers are used. ``compute_dtype`` (the layers' compute dtype) sets the finite
-    stand-in for -inf where a max-pool's padding needs one.
+    Built-in Keras layers wherever Keras has one (a few of resnet_core's own otherwise: blur pools, fused norms).
     """
-    g = _Builder(_largest(compute_dtype))
+    g = _Builder()
     x = g.add("InputLayer", "images", shape=(None, None, plan.spec.in_channels))
     for unit in plan.stem.units:
         x = g.unit(x, unit)
@@ -195,16 +189,6 @@ def keras_graph(plan: Plan, compute_dtype: str = "float32") -> tuple[list[KerasL
         x = g.add("Dense", keras_layer_name(plan.head.fc.name), x, variables=VARIABLES["Dense"], tap="logits",
                   units=plan.head.fc.out_features)
     return list(g.layers.values()), x
-
-
-def _largest(dtype: str) -> float:
-    """The largest finite value of a float dtype (bfloat16 through ml_dtypes, whose finfo numpy lacks)."""
-    resolved = dtype_by_name(dtype)
-    if resolved.name == "bfloat16":
-        import ml_dtypes
-
-        return float(ml_dtypes.finfo(resolved).max)
-    return float(np.finfo(resolved).max)
 
 
 def _with_tap(layer: KerasLayer, tap: str) -> KerasLayer:

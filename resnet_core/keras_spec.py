@@ -121,7 +121,7 @@ def _ours(key: str, value: Any, cls: str) -> Any:
 
 
 def graph_records(spec: ResNetSpec, dtype: str = "float32") -> dict[str, Record]:
-    layers, _ = keras_graph(make_plan(spec), dtype)
+    layers, _ = keras_graph(make_plan(spec))
     return {x.name: (x.cls, x.inputs, tuple(sorted((k, _ours(k, v, x.cls)) for k, v in x.config.items())))
             for x in layers}
 
