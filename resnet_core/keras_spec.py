@@ -60,16 +60,6 @@ def canonical_shapes(layers: Iterable[tuple[str, str, Sequence[tuple[int, ...]]]
     return out
 
 
-def compute_dtype(config: Mapping[str, Any]) -> str:
-    """The compute dtype of a functional model's config (its first layer with a dtype policy)."""
-    for layer in config.get("layers", ()):
-        policy = (layer.get("config") or {}).get("dtype")
-        if isinstance(policy, dict):
-            name = str((policy.get("config") or {}).get("name", "float32"))
-            return name.split("_")[-1] if name.startswith("mixed_") else name
-    return "float32"
-
-
 def _normal(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return tuple(_normal(v) for v in value)
@@ -120,7 +110,7 @@ def _ours(key: str, value: Any, cls: str) -> Any:
     return _normal(value)
 
 
-def graph_records(spec: ResNetSpec, dtype: str = "float32") -> dict[str, Record]:
+def graph_records(spec: ResNetSpec) -> dict[str, Record]:
     layers, _ = keras_graph(make_plan(spec))
     return {x.name: (x.cls, x.inputs, tuple(sorted((k, _ours(k, v, x.cls)) for k, v in x.config.items())))
             for x in layers}
@@ -166,9 +156,9 @@ def _values(name: str, spec: ResNetSpec, seen: Seen) -> tuple[Any, ...]:
     return (short if 1.0 - short == keras_momentum else 1.0 - keras_momentum,)
 
 
-def _settle(spec: ResNetSpec, seen: Seen, dtype: str) -> tuple[ResNetSpec, list[str]]:
+def _settle(spec: ResNetSpec, seen: Seen) -> tuple[ResNetSpec, list[str]]:
     """Change one graph field at a time, keeping the change that leaves fewest layers differing."""
-    best, wrong = spec, _differences(graph_records(spec, dtype), seen)
+    best, wrong = spec, _differences(graph_records(spec), seen)
     while wrong:
         improved = None
         for name in GRAPH_FIELDS:
@@ -177,7 +167,7 @@ def _settle(spec: ResNetSpec, seen: Seen, dtype: str) -> tuple[ResNetSpec, list[
                     continue
                 try:
                     trial = best.replace(**changes)
-                    differing = _differences(graph_records(trial, dtype), seen)
+                    differing = _differences(graph_records(trial), seen)
                 except (ValueError, TypeError):  # an invalid combination of fields
                     continue
                 if len(differing) < len(wrong):
@@ -193,10 +183,9 @@ def recover_spec(config: Mapping[str, Any], shapes: Mapping[str, tuple[int, ...]
     """The spec whose Keras graph is exactly the model's (``config``: the functional model's config;
     ``shapes``: canonical names and shapes of its weights). Raises :class:`InferenceError` otherwise."""
     seen = model_records(config)
-    dtype = compute_dtype(config)
     closest: tuple[ResNetSpec, list[str]] | None = None
     for candidate in candidate_specs(shapes, preferred=name):
-        spec, wrong = _settle(candidate, seen, dtype)
+        spec, wrong = _settle(candidate, seen)
         if not wrong:
             return spec if name is None else spec.replace(name=name)
         if closest is None or len(wrong) < len(closest[1]):
