@@ -1,7 +1,8 @@
 """Inference latency and fidelity: fp32, bfloat16 and int8, our models beside the anchors, one run.
 
 Latency (resnet50, 224x224, batch 1 and 8), each group in its own process, models alternating within it:
-  torch        our torch model fp32 and bf16 (rc.build(dtype=)) vs torchvision fp32 and bf16;
+  torch        our torch model fp32 and bf16 (rc.build(dtype=)) vs torchvision fp32 and bf16 (NCHW and
+               channels-last);
                ONNX Runtime fp32 and int8 (our exports)
   keras-ENGINE our Keras model (keras_resnet50) fp32 vs keras.applications.ResNet50, predict_on_batch
   litert       our .tflite (from the Keras model) in ai_edge_litert
@@ -22,6 +23,7 @@ faster than torchvision fp32; int8 in ONNX Runtime faster than bf16 torch.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import statistics
@@ -94,10 +96,16 @@ def group_torch(repeats: int, work: Path) -> list[dict]:
     rc.set_weights(ours_bf16, weights)
     anchor_bf16 = torchvision.models.resnet50().eval().to(torch.bfloat16)
     anchor_bf16.load_state_dict(ours.state_dict())
+    # The best torchvision does in bfloat16 on CPU: channels-last kernels (what rc.build(dtype=) gives).
+    anchor_bf16_cl = copy.deepcopy(anchor_bf16).to(memory_format=torch.channels_last)
     rc.export(ours, work / "r50.onnx", size=SIZE)
     np.save(work / "calibration.npy", random_images(16, SIZE, SIZE, seed=1))
     rc.export(ours, work / "r50.int8.onnx", size=SIZE, quantize="int8", calibration=work / "calibration.npy")
-    sessions = {name: ort.InferenceSession(str(work / f), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    # ONNX Runtime's idle threads spin after each run by default, taking both cores from the model timed
+    # next in the rotation (it made our torch fp32 look 2.7x slower than torchvision).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    sessions = {name: ort.InferenceSession(str(work / f), options, providers=["CPUExecutionProvider"])
                 for name, f in (("fp32", "r50.onnx"), ("int8", "r50.int8.onnx"))}
     rows = []
     with torch.inference_mode():
@@ -105,10 +113,12 @@ def group_torch(repeats: int, work: Path) -> list[dict]:
             x = torch.from_numpy(random_images(batch, SIZE, SIZE, seed=2))
             fns = {("ours torch", "fp32"): ours, ("torchvision", "fp32"): anchor,
                    ("ours torch", "bf16"): ours_bf16, ("torchvision", "bf16"): anchor_bf16,
+                   ("torchvision channels-last", "bf16"): anchor_bf16_cl,
                    ("onnxruntime", "fp32"): lambda a: sessions["fp32"].run(None, {"images": a}),
                    ("onnxruntime", "int8"): lambda a: sessions["int8"].run(None, {"images": a})}
             inputs = {("ours torch", "fp32"): x, ("torchvision", "fp32"): x, ("ours torch", "bf16"): x.bfloat16(),
-                      ("torchvision", "bf16"): x.bfloat16(), ("onnxruntime", "fp32"): x.numpy(),
+                      ("torchvision", "bf16"): x.bfloat16(), ("torchvision channels-last", "bf16"): x.bfloat16(),
+                      ("onnxruntime", "fp32"): x.numpy(),
                       ("onnxruntime", "int8"): x.numpy()}
             for (model, dtype), t in alternate(fns, inputs, repeats).items():
                 rows.append(row("torch", model, dtype, batch, t))
