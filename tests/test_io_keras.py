@@ -245,7 +245,8 @@ def test_written_file_is_read_back_before_it_is_kept(keras, tmp_path, monkeypatc
     from resnet_core.io import keras_h5
 
     real = keras_h5.to_framework
-    monkeypatch.setattr(keras_h5, "to_framework", lambda layout, a: real(layout, a) + (a.ndim == 1))  # a bad writer
+    monkeypatch.setattr(keras_h5, "to_framework",
+                        lambda layout, a, buffer=None: real(layout, a) + (a.ndim == 1))  # a bad writer
     target = tmp_path / "bad.weights.h5"
     with pytest.raises(WeightsFileError, match="does not read back bit for bit"):
         write_weights(target, random_weights(SPEC), SPEC)

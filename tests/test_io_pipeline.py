@@ -38,3 +38,38 @@ def test_errors_reach_the_consumer():
 
     with pytest.raises(OSError, match="bad sector"):
         list(prefetch(range(10), prepare, lambda i: 10, inline_bytes=1))
+
+
+def test_prefetch_into_keeps_order_and_never_overwrites_a_result_in_use():
+    import time
+
+    import numpy as np
+
+    from resnet_core.io.pipeline import prefetch_into
+
+    sizes = [5, 500, 7, 900, 1, 800, 600, 3, 700]
+
+    def prepare(i, buffer):
+        assert (buffer is None) == (sizes[i] < 100)
+        out = np.empty(sizes[i], np.uint8) if buffer is None else buffer[:sizes[i]]
+        out[:] = i
+        return out
+
+    seen = []
+    for i, value in prefetch_into(range(len(sizes)), prepare, lambda i: sizes[i], inline_bytes=100):
+        time.sleep(0.01)  # the next big item is being prepared meanwhile, into the other buffer
+        assert value.size == sizes[i] and (value == i).all()
+        seen.append(i)
+    assert seen == list(range(len(sizes)))
+
+
+def test_prefetch_into_errors_reach_the_consumer():
+    from resnet_core.io.pipeline import prefetch_into
+
+    def prepare(i, buffer):
+        if i == 3:
+            raise OSError("bad sector")
+        return i
+
+    with pytest.raises(OSError, match="bad sector"):
+        list(prefetch_into(range(10), prepare, lambda i: 10, inline_bytes=1))

@@ -9,7 +9,7 @@ the layout for files without names.
 
 from __future__ import annotations
 
-import hashlib
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -38,7 +38,7 @@ from .formats import (
     spec_metadata,
 )
 from .keras_layout import installed_keras, keras_layout, layout_verified, snake_case
-from .pipeline import prefetch
+from .pipeline import prefetch_into
 from .transpose import to_framework
 
 
@@ -53,28 +53,17 @@ def _h5py():
 def write(path: Path, spec: ResNetSpec, tensors: dict[str, TensorInfo], get: Callable[[str], np.ndarray],
           progress: Callable[[int], None], info: WeightsInfo | None = None) -> None:
     """A ``.weights.h5`` exactly as ``model.save_weights`` of the Keras model writes it, plus the spec as
-    root attributes (which Keras ignores); then read back and compared with what was written."""
-    digests: dict[str, bytes] = {}
-
-    def recorded(name: str) -> np.ndarray:
-        value = get(name)
-        digests[name] = _digest(value)
-        return value
-
+    root attributes (which Keras ignores); then read back and compared with the source tensors."""
     if layout_verified(installed_keras()):
-        _write_h5(path, spec, tensors, recorded, progress, info)
+        _write_h5(path, spec, tensors, get, progress, info)
     else:  # a Keras whose private layout was never checked: let it write its own file
         from .keras_model import save_weights_through_keras
 
-        save_weights_through_keras(path, spec, tensors, recorded, progress)
+        save_weights_through_keras(path, spec, tensors, get, progress)
         with _h5py().File(path, "a") as f:
             for key, value in spec_metadata(spec, info).items():
                 f.attrs[key] = value
-    _verify(path, spec, tensors, digests)
-
-
-def _digest(array: np.ndarray) -> bytes:
-    return hashlib.blake2b(np.ascontiguousarray(array).reshape(-1).view(np.uint8).data).digest()
+    _verify(path, spec, tensors, get)
 
 
 def _write_h5(path: Path, spec: ResNetSpec, tensors: dict[str, TensorInfo], get: Callable[[str], np.ndarray],
@@ -85,9 +74,9 @@ def _write_h5(path: Path, spec: ResNetSpec, tensors: dict[str, TensorInfo], get:
     layout = keras_layout(plan)
     variables = [(layer.name, i, rows[f"{layer.name}/{v}"]) for layer in layout for i, v in enumerate(layer.variables)]
 
-    def prepare(item: tuple[str, int, Any]) -> np.ndarray:
+    def prepare(item: tuple[str, int, Any], buffer: np.ndarray | None) -> np.ndarray:
         row = item[2]
-        return to_framework(row.layout, get(row.canonical))
+        return to_framework(row.layout, get(row.canonical), buffer)
 
     with h5py.File(path, "w") as f:
         for key, text in spec_metadata(spec, info).items():
@@ -97,28 +86,59 @@ def _write_h5(path: Path, spec: ResNetSpec, tensors: dict[str, TensorInfo], get:
         for layer in layout:
             groups[layer.name] = f.create_group(layer.group).create_group("vars")
             groups[layer.name].attrs["name"] = layer.name
-        for (name, i, _), value in prefetch(variables, prepare, lambda item: tensors[item[2].canonical].nbytes):
+        for (name, i, _), value in prefetch_into(variables, prepare, lambda item: tensors[item[2].canonical].nbytes):
             dataset = groups[name].create_dataset(str(i), data=value)
             if value.dtype.name == "bfloat16":  # as Keras's H5IOStore stores it: opaque 2-byte values, tagged
                 dataset.attrs["dtype"] = "bfloat16"
             progress(value.nbytes)
 
 
-def _verify(path: Path, spec: ResNetSpec, tensors: dict[str, TensorInfo], digests: dict[str, bytes]) -> None:
-    """Read the written file back as any reader would: the same spec, names, shapes, dtypes and bits."""
+def _verify(path: Path, spec: ResNetSpec, tensors: dict[str, TensorInfo], get: Callable[[str], np.ndarray]) -> None:
+    """Read the written file back as the reader reads it: the same spec, names, shapes and dtypes, and every
+    tensor bit for bit against the source through numpy's own transpose of the layout (not against what
+    the writer computed, which a wrong transpose would pass). The stored bytes are read straight from the
+    file into one reused buffer and compared a few output channels at a time, as the writer copied them:
+    cheaper than a digest, or than transposing them back."""
     with KerasH5Reader(path) as reader:
         found = reader.tensors(None)
         wrong = sorted(set(found) ^ set(tensors)) or [n for n, info in tensors.items() if found[n] != info]
         if reader.stored_spec != spec or wrong:
             raise WeightsFileError(f"{path}: the written file does not read back as written (spec "
                                    f"{reader.stored_spec and reader.stored_spec.name}, tensors {wrong[:5]})")
+        buffer = np.empty(max((info.nbytes for info in tensors.values()), default=0), np.uint8)
         for name in tensors:
-            if _digest(reader.read(name)) != digests[name]:
+            stored, layout = reader.stored(name, buffer)
+            if not _same_bits(layout, stored, get(name)):
                 raise WeightsFileError(f"{path}: {name} does not read back bit for bit")
+
+
+COMPARED_CHANNELS = 32  # output channels compared at a time: measured fastest on resnet50
+
+
+def _same_bits(layout: Layout, stored: np.ndarray, canonical: np.ndarray) -> bool:
+    """Whether ``stored`` (framework layout) holds exactly the bits of ``canonical`` (NaNs and signed zeros
+    included; bfloat16 may be stored as opaque 2-byte values)."""
+    if stored.dtype.itemsize != canonical.dtype.itemsize or stored.size != canonical.size:
+        return False
+    bits = np.dtype(f"u{canonical.dtype.itemsize}")
+    stored, canonical = stored.view(bits), canonical.view(bits)
+    if not layout.axes or stored.ndim != len(layout.axes) or layout.axes[-1] != 0:
+        return stored.shape == layout.framework_shape(canonical.shape) and \
+            bool(np.array_equal(stored, layout.to_framework(canonical)))
+    step = COMPARED_CHANNELS
+    return all(np.array_equal(stored[..., start:start + step], layout.to_framework(canonical[start:start + step]))
+               for start in range(0, canonical.shape[0], step))
 
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _dtype_tag(dataset: Any) -> str:
+    """The dtype Keras tags a dataset with (bfloat16), or "". Asking first is cheaper than a failed lookup,
+    which costs h5py an error stack: it adds up over a model's hundreds of datasets."""
+    attrs = dataset.attrs
+    return _text(attrs["dtype"]) if "dtype" in attrs else ""
 
 
 def _peer_table(layers: list[str]) -> Any:
@@ -145,6 +165,7 @@ class KerasH5Reader(Reader):
         super().__init__(path)
         h5py = _h5py()
         self._fileobj = fileobj
+        self._raw: Any = None  # the file itself, for stored()
         try:
             self._file = h5py.File(fileobj if fileobj is not None else path, "r")
         except H5_DAMAGE as exc:
@@ -176,17 +197,24 @@ class KerasH5Reader(Reader):
         if not isinstance(layers, h5py.Group):
             raise WeightsFileError(f"{self.path} is not a Keras 3 weights file: it has no 'layers' group")
         classes = {snake_case(c): c for c in VARIABLES}
-        for key, group in layers.items():
-            variables = group.get("vars") if isinstance(group, h5py.Group) else None
-            if not isinstance(variables, h5py.Group):
+        # h5py's low-level calls: its high-level objects cost more than the file access, over hundreds of layers
+        h5o, h5g, h5d = h5py.h5o, h5py.h5g, h5py.h5d
+        for entry in layers.id:
+            key = entry.decode("utf-8", "surrogateescape")
+            group = h5o.open(layers.id, entry)
+            if not isinstance(group, h5g.GroupID) or b"vars" not in group:
                 continue
-            name = variables.attrs.get("name")
-            keys = list(variables.keys())
+            variables = h5o.open(group, b"vars")
+            if not isinstance(variables, h5g.GroupID):
+                continue
+            name = h5py.Group(variables).attrs.get("name")
+            keys = [k.decode("utf-8", "surrogateescape") for k in variables]
             if not all(k.isdigit() for k in keys):
                 raise WeightsFileError(f"{self.path}: unexpected entries {keys} in layers/{key}/vars")
-            datasets = [variables[k] for k in sorted(keys, key=int)]
-            if not all(isinstance(d, h5py.Dataset) for d in datasets):
+            opened = [h5o.open(variables, k.encode()) for k in sorted(keys, key=int)]
+            if not all(isinstance(d, h5d.DatasetID) for d in opened):
                 raise WeightsFileError(f"{self.path}: layers/{key}/vars holds entries that are not datasets")
+            datasets = [h5py.Dataset(d) for d in opened]
             cls = classes.get(re.sub(r"_\d+$", "", key), key)
             if datasets and cls not in VARIABLES:
                 raise WeightsFileError(f"{self.path}: layer group layers/{key} holds weights, but no layer of a "
@@ -200,7 +228,7 @@ class KerasH5Reader(Reader):
                 for key, (_, _, datasets) in self._groups.items() for i, ds in enumerate(datasets)}
 
     def _info(self, ds: Any) -> TensorInfo:
-        tagged = _text(ds.attrs.get("dtype", "")) == "bfloat16"
+        tagged = _dtype_tag(ds) == "bfloat16"
         return TensorInfo(tuple(ds.shape), dtype_by_name("bfloat16") if tagged else np.dtype(ds.dtype))
 
     def tensors(self, spec: ResNetSpec | None) -> dict[str, TensorInfo]:
@@ -243,7 +271,7 @@ class KerasH5Reader(Reader):
     def read(self, name: str) -> np.ndarray:
         ds, layout = self._map[name]
         try:
-            value, tag = ds[()], _text(ds.attrs.get("dtype", ""))
+            value, tag = ds[()], _dtype_tag(ds)
         except H5_DAMAGE as exc:
             raise WeightsFileError(f"{self.path}: cannot read {name} (truncated or corrupt?): {exc}") from None
         if tag == "bfloat16":
@@ -255,7 +283,28 @@ class KerasH5Reader(Reader):
             value = np.ascontiguousarray(layout.to_canonical(value))
         return value
 
+    def stored(self, name: str, buffer: np.ndarray | None = None) -> tuple[np.ndarray, Layout]:
+        """``name`` as stored (Keras's layout; bfloat16 as opaque 2-byte values) and the layout mapping it to
+        canonical. A contiguous dataset of a file on disk is read straight from its offset (where HDF5
+        reads it) into ``buffer`` (uint8, large enough), skipping h5py's per-array costs."""
+        ds, layout = self._map[name]
+        try:
+            offset, size = ds.id.get_offset(), ds.id.get_storage_size()
+            if buffer is None or self._fileobj is not None or offset is None or size != ds.dtype.itemsize * ds.size:
+                return ds[()], layout
+            if self._raw is None:
+                self._raw = open(self.path, "rb")  # noqa: SIM115 - closed in close()
+            if os.preadv(self._raw.fileno(), [buffer[:size]], offset) != size:
+                raise WeightsFileError(f"{self.path}: {name} is cut short (the file ends inside it)")
+            return buffer[:size].view(ds.dtype).reshape(ds.shape), layout
+        except H5_DAMAGE as exc:
+            raise WeightsFileError(f"{self.path}: cannot read {name} (truncated or corrupt?): {exc}") from None
+
     def close(self) -> None:
+        raw = getattr(self, "_raw", None)
+        if raw is not None:
+            raw.close()
+            self._raw = None
         file = getattr(self, "_file", None)
         if file is not None:
             file.close()

@@ -12,7 +12,9 @@ from __future__ import annotations
 import collections
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TypeVar
+from typing import TypeVar, cast
+
+import numpy as np
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -53,3 +55,35 @@ def prefetch(items: Iterable[T], prepare: Callable[[T], R], size: Callable[[T], 
             for _, _, future in queue:
                 if future is not None:
                     future.cancel()
+
+
+def prefetch_into(items: Iterable[T], prepare: Callable[[T, np.ndarray | None], R], size: Callable[[T], int],
+                  inline_bytes: int = INLINE_BYTES) -> Iterator[tuple[T, R]]:
+    """``(item, prepare(item, buffer))`` in order, for results the consumer is done with before it asks for the
+    next (a writer copying them out). Items of ``inline_bytes`` or more are prepared one ahead on a thread,
+    alternately into two uint8 buffers that serve the whole run: new arrays for a whole model cost page
+    faults, and under load as much as the copies themselves. Smaller items are prepared in line, with no
+    buffer. Memory: twice the largest item."""
+    items = list(items)
+    sizes = [size(item) for item in items]
+    big = [i for i, n in enumerate(sizes) if n >= inline_bytes]
+    capacity = max((sizes[i] for i in big), default=0)
+    buffers = [np.empty(capacity, np.uint8) for _ in range(2 if big else 0)]
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="resnet-core-io") as pool:
+
+        def ahead(n: int) -> Future[R] | None:  # the n-th big item, into the buffer the (n-2)-th one used
+            return pool.submit(prepare, items[big[n]], buffers[n % 2]) if n < len(big) else None
+
+        future, n = ahead(0), 0
+        try:
+            for index, item in enumerate(items):
+                if n < len(big) and index == big[n]:
+                    result = cast(Future[R], future).result()
+                    n += 1
+                    future = ahead(n)  # the other buffer: its item was consumed before this one was asked for
+                    yield item, result
+                else:
+                    yield item, prepare(item, None)
+        finally:
+            if future is not None:
+                future.cancel()
