@@ -23,6 +23,17 @@ POOL_PADDINGS = ("-inf", "zero")
 NORMS = ("batch", "group", "evo_s0", "frn")
 FUSED_NORMS = ("evo_s0", "frn")  # norms that compute their own nonlinearity (timm's norm-activation layers)
 GROUPED_NORMS = ("group", "evo_s0")  # norms over groups of channels: norm_groups must divide every normalised width
+# Fields that change nothing in some specs, with the test saying so: equality and hashing read them as
+# their defaults there, so one architecture is one spec whichever value such a field was given.
+_UNUSED_WHEN = {
+    "num_classes": lambda s: not s.include_top,
+    "se_ratio": lambda s: s.attention != "se",
+    "norm_groups": lambda s: s.norm not in GROUPED_NORMS,
+    "bn_momentum": lambda s: s.norm != "batch",  # the other norms keep no running statistics
+    "std_conv_eps": lambda s: not s.std_conv,
+    # after a ReLU (post-activation stems), zero padding is -inf padding for a max-pool
+    "stem_pool_padding": lambda s: not (s.stem_pool and s.preact),
+}
 
 
 class SpecError(ResNetCoreError, ValueError):
@@ -138,6 +149,30 @@ class ResNetSpec:
         if isinstance(self.layers, Sequence) and not isinstance(self.layers, str):
             object.__setattr__(self, "layers", tuple(self.layers))
         self._validate()
+
+    def canonical(self) -> ResNetSpec:
+        """This spec with every field that changes nothing here at its default: the form specs compare in.
+
+        Example:
+            >>> from resnet_core import ResNetSpec
+            >>> spec = ResNetSpec(se_ratio=0.25)  # no attention: the ratio has no effect
+            >>> spec == ResNetSpec(), spec.se_ratio, spec.canonical().se_ratio
+            (True, 0.25, 0.0625)
+        """
+        unused = {name: _DEFAULTS[name] for name, test in _UNUSED_WHEN.items() if test(self)}
+        return self if all(getattr(self, k) == v for k, v in unused.items()) else dataclasses.replace(self, **unused)
+
+    def _key(self) -> tuple[Any, ...]:
+        spec = self.canonical()
+        return tuple(getattr(spec, f.name) for f in dataclasses.fields(spec) if f.compare)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ResNetSpec):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
 
     def _validate(self) -> None:
         if self.block not in BLOCKS:
@@ -368,3 +403,6 @@ class ResNetSpec:
             18
         """
         return cls.from_dict(json.loads(text))
+
+
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ResNetSpec)}
