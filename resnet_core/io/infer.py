@@ -17,6 +17,7 @@ from ..errors import ResNetCoreError
 from ..plan import make_plan, planes_of, se_ratio_of, width_per_group_fitting, width_per_group_of
 from ..presets import get_spec, list_specs
 from ..spec import ResNetSpec
+from ..widths import EXPANSION
 
 Shapes = dict[str, tuple[int, ...]]
 
@@ -180,9 +181,9 @@ def _structure(shapes: Shapes) -> ResNetSpec:
     if "layer1.0.conv1.weight" in shapes and not fields["preact"]:  # first conv narrower than the second
         conv1_out, conv2_out = shape("layer1.0.conv1.weight")[0], shape("layer1.0.conv2.weight")[0]
         fields["reduce_first"] = max(1, conv2_out // conv1_out)
-    if fields.get("block") == "basic" and not fields["preact"]:  # a projection where nothing changes
+    if "block" in fields:  # a projection where nothing changes (keras-hub's basic_block_vd, timm's ResNetV2)
         stem_out = fields["stem_width"] * (1 if fields.get("stem", "7x7") == "7x7" else 2)
-        fields["project_first"] = stem_out == fields["base_planes"] and any(
+        fields["project_first"] = stem_out == fields["base_planes"] * EXPANSION[fields["block"]] and any(
             k.startswith("layer1.0.downsample.") for k in shapes)
     downs = [v for k, v in shapes.items() if k.endswith(".downsample.0.weight") and len(v) == 4]
     if downs and not fields["preact"]:

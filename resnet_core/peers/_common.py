@@ -84,14 +84,14 @@ def refuse_export(spec: ResNetSpec, peer: str, problems: list[str], norms: tuple
 
 
 def comparable(spec: ResNetSpec) -> dict:
-    """Fields that must survive a round trip (num_classes means nothing without a top)."""
-    data = dataclasses.asdict(spec)
-    if not spec.include_top:
-        data.pop("num_classes")
+    """Fields that must survive a round trip, those without effect at their defaults (ResNetSpec.canonical)."""
+    data = dataclasses.asdict(spec.canonical())
     data.pop("zero_init_residual")  # an initialisation choice; no live model records it
+    plan = make_plan(spec)
     # Ratios that round to the same widths build the same network: compare the widths.
-    data["se_ratio"] = tuple(b.attention.fc1.out_channels for b in make_plan(spec).blocks
+    data["se_ratio"] = tuple(b.attention.fc1.out_channels for b in plan.blocks
                              if isinstance(b.attention, SqueezeExcite))
+    data["project_first"] = tuple(b.shortcut is not None for b in plan.blocks)  # where it projects nothing new
     return data
 
 

@@ -4,7 +4,8 @@ timm keeps torchvision's names for the shared parts and the plan uses timm's for
 table is the identity. SE and ECA attention, anti-aliasing (``aa_layer``), ``replace_stem_pool``,
 ``block_reduce_first`` and ``down_kernel_size`` have spec fields; what timm can build but ResNetSpec
 cannot (other attention or activation layers, per-block widths of pruned models...) is refused by name.
-Pre-activation models (timm.models.resnetv2.ResNetV2, specs with ``preact``) go to timm_resnetv2.
+timm.models.resnetv2.ResNetV2 models (pre- and post-activation) and pre-activation specs go to
+timm_resnetv2; so do post-activation specs only ResNetV2(preact=False) can build (see :func:`to_model`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from ..errors import InputError
 from ..name_tables import TORCH_IGNORED, TORCH_KINDS, ModuleRow, Table
 from ..plan import (
     AvgPool,
@@ -46,6 +48,7 @@ MODULES = (ModuleRow("{m:path}", "{m:path}", "module"),)
 TABLE = Table(MODULES, TORCH_KINDS, ignored=TORCH_IGNORED)
 
 STEM_TYPES = {"7x7": "", "deep": "deep", "deep_tiered": "deep_tiered"}
+NORMS = ("batch", "group")  # timm's ResNet: BatchNorm2d, GroupNorm
 
 # Leaf modules a timm ResNet may hold for a spec to describe it; anything else is refused.
 _ALLOWED = ("Conv2d", "BatchNorm2d", "GroupNorm", "ReLU", "MaxPool2d", "AvgPool2d", "AvgPool2dSame", "Identity",
@@ -276,9 +279,54 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
     return spec, TABLE.to_canonical(make_plan(spec), _torch.state_numpy(model), PEER)
 
 
-def to_model(spec: ResNetSpec, weights: Mapping[str, Any], info: WeightsInfo | None = None) -> Any:
-    """A timm ResNet in eval mode; its ``pretrained_cfg`` carries ``info`` (mean/std, input size...)."""
+def _export_problems(spec: ResNetSpec) -> list[str]:
+    """What timm's ResNet class cannot build exactly."""
+    problems = []
     if spec.preact:
+        problems.append("preact=True (timm's ResNet is post-activation; its ResNetV2 builds pre-activation)")
+    if spec.norm not in NORMS:
+        problems.append(f"norm={spec.norm!r} (timm's ResNet builds {' / '.join(NORMS)} norms only)")
+    if len(spec.layers) != 4:
+        problems.append(f"layers={spec.layers} (timm's ResNet runs exactly four stages)")
+    if spec.stem == "7x7" and spec.stem_width != 64:
+        problems.append(f"stem_width={spec.stem_width} with the 7x7 stem (timm's ResNet fixes it at 64)")
+    if spec.stride_in_1x1:
+        problems.append("stride_in_1x1=True (timm strides the 3x3 conv)")
+    if spec.conv_bias:
+        problems.append("conv_bias=True (timm's convolutions have no bias)")
+    if spec.std_conv:
+        problems.append("std_conv=True (timm's ResNet takes no conv_layer; its ResNetV2 does)")
+    if spec.project_first and _projections(spec) != _projections(spec.replace(project_first=False)):
+        problems.append("project_first=True (timm's ResNet projects only where the width or stride changes; "
+                        "its ResNetV2 projects every stage's first block)")
+    return problems
+
+
+def _projections(spec: ResNetSpec) -> list[bool]:
+    return [b.shortcut is not None for b in make_plan(spec).blocks]
+
+
+MODEL_CLASSES = ("ResNet", "ResNetV2")
+
+
+def to_model(spec: ResNetSpec, weights: Mapping[str, Any], info: WeightsInfo | None = None,
+             model_class: str | None = None) -> Any:
+    """A timm ResNet or ResNetV2 in eval mode; its ``pretrained_cfg`` carries ``info`` (mean/std, input size...).
+
+    ``model_class`` (``"ResNet"`` or ``"ResNetV2"``) picks timm's class. By default pre-activation specs
+    build ResNetV2; the others build timm's ResNet, or ResNetV2(preact=False) where only it can (the two
+    compute the same function; ResNetV2's classifier is a 1x1 conv, ResNet's a Linear).
+    """
+    if model_class not in (None, *MODEL_CLASSES):
+        raise InputError(f"Unknown timm model_class {model_class!r}: expected one of {MODEL_CLASSES}")
+    problems = _export_problems(spec)
+    if model_class is None and problems and not spec.preact:
+        v2_problems = timm_resnetv2.export_problems(spec)
+        if v2_problems:  # both refuse: say why each does
+            problems.append(f"nor can timm's ResNetV2(preact=False): {'; '.join(v2_problems)}")
+        else:
+            model_class = "ResNetV2"
+    if model_class == "ResNetV2" or (model_class is None and spec.preact):
         return timm_resnetv2.to_model(spec, weights, info)
     from timm.layers import BlurPool2d, SEModule
     from timm.models.resnet import BasicBlock, Bottleneck, ResNet
@@ -286,18 +334,7 @@ def to_model(spec: ResNetSpec, weights: Mapping[str, Any], info: WeightsInfo | N
 
     from . import _torch
 
-    problems = []
-    if len(spec.layers) != 4:
-        problems.append(f"layers={spec.layers} (timm's ResNet runs exactly four stages)")
-    if spec.stem == "7x7" and spec.stem_width != 64:
-        problems.append(f"stem_width={spec.stem_width} with the 7x7 stem (timm fixes it at 64)")
-    if spec.stride_in_1x1:
-        problems.append("stride_in_1x1=True (timm strides the 3x3 conv)")
-    if spec.conv_bias:
-        problems.append("conv_bias=True (timm's convolutions have no bias)")
-    if spec.std_conv:
-        problems.append("std_conv=True (timm's ResNet takes no conv_layer; its ResNetV2 does, with preact=True)")
-    refuse_export(spec, PEER, problems, norms=("batch", "group"), std_conv=True)  # std_conv said above
+    refuse_export(spec, PEER, problems, norms=NORMS + ("evo_s0", "frn"), std_conv=True)  # said in problems
     cfg = pretrained_cfg(spec, info)
     block_args: dict[str, Any] = {}
     if spec.attention == "se":
