@@ -405,4 +405,4 @@ class ResNetSpec:
         return cls.from_dict(json.loads(text))
 
 
-_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ResNetSpec)}
+_DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(ResNetSpec)}
