@@ -163,8 +163,14 @@ class ResNetSpec:
         return self if all(getattr(self, k) == v for k, v in unused.items()) else dataclasses.replace(self, **unused)
 
     def _key(self) -> tuple[Any, ...]:
-        spec = self.canonical()
-        return tuple(getattr(spec, f.name) for f in dataclasses.fields(spec) if f.compare)
+        """The compared fields, those without effect as their defaults; computed once (specs are frozen)."""
+        key = self.__dict__.get("_architecture")
+        if key is None:
+            unused = {name for name, test in _UNUSED_WHEN.items() if test(self)}
+            key = tuple(_DEFAULTS[f.name] if f.name in unused else getattr(self, f.name)
+                        for f in dataclasses.fields(self) if f.compare)
+            object.__setattr__(self, "_architecture", key)
+        return key
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ResNetSpec):

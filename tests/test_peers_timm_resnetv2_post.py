@@ -129,7 +129,7 @@ _UNSEEN = {"output_stride": 32, "stem_pool_padding": "-inf", "std_conv": False}
 
 
 @pytest.mark.torch
-@pytest.mark.parametrize("key", list(CASES))
+@pytest.mark.parametrize("key", ["bn-deep-fixed-headless", "bit-std-conv-group-norm", "projected-first-block"])
 def test_weight_files_round_trip_and_infer_the_spec(torch, timm, tmp_path, key):
     spec, weights = rc.from_peer(_peer(torch, timm, key, seed=8))
     path = rc.write_weights(tmp_path / "w.safetensors", weights, spec)
