@@ -196,3 +196,10 @@ def test_keras_matches_timm_and_recovers_the_spec(torch, timm, keras, key, parit
     del model.spec, model.plan  # as keras.saving.load_model leaves it: layers only
     assert rc.spec_of(model) == spec
     keras.backend.clear_session()
+
+
+@pytest.mark.torch
+def test_peers_with_one_block_type_and_doubled_widths_refuse_by_field(torch):
+    spec = rc.get_spec("resnet18").replace(planes=(64, 96, 96, 128))
+    with pytest.raises(PeerError, match=r"planes=\(64, 96, 96, 128\) \(torchvision builds one block type"):
+        rc.to_peer(spec, random_weights(spec), "torchvision")

@@ -314,7 +314,8 @@ def to_model(spec: ResNetSpec, weights: Mapping[str, Any], info: WeightsInfo | N
         problems.append("std_conv=True (timm's ResNet takes no conv_layer; its ResNetV2 does, with preact=True)")
     if spec.block_widths is not None and spec.norm != "batch":
         problems.append(f"block_widths with norm={spec.norm!r} (timm's pruning rebuilds batch norms only)")
-    refuse_export(spec, PEER, problems, norms=("batch", "group"), std_conv=True)  # std_conv said above
+    refuse_export(spec, PEER, problems, norms=("batch", "group"), std_conv=True,  # std_conv said above
+                  per_stage=True)
     cfg = pretrained_cfg(spec, info)
     block_args: dict[str, Any] = {}
     if spec.attention == "se":
