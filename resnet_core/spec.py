@@ -184,7 +184,7 @@ class ResNetSpec:
             stages = [(block, self.block_widths[end - depth:end])
                       for block, depth, end in zip(self.stage_block_types, self.layers, ends, strict=True)]
             fields = width_fields(stages, self.groups)
-            if fields["block_widths"] is None:
+            if fields is not None:
                 try:
                     rule = dataclasses.replace(self, **fields)
                 except SpecError:  # e.g. a reduce_first the rule needs, refused with preact: stay explicit
@@ -298,10 +298,9 @@ class ResNetSpec:
                             "first (timm's downsample_conv)", self.down_kernel_size)
         if self.reduce_first != 1 and self.preact:
             raise _expected("reduce_first", "1 with preact", self.reduce_first)
-        stages = zip(self.stage_block_types, self.stage_base_planes, strict=True)
-        for s, (block, base) in enumerate(stages):  # every stage's blocks reduce
-            if self.block_widths is not None:
-                break  # explicit widths: reduce_first keeps its default (checked with them)
+        # Every stage's blocks reduce (explicit block_widths keep reduce_first at 1: checked with them).
+        stages = zip(self.stage_block_types, self.stage_base_planes, strict=True) if self.block_widths is None else ()
+        for s, (block, base) in enumerate(stages):
             planes = base if block == "basic" else bottleneck_width(base, self.width_per_group, self.groups)
             first = planes // self.reduce_first
             if planes % self.reduce_first or first % self.groups or \

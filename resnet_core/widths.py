@@ -37,12 +37,11 @@ def main_widths(block: str, planes: int, width_per_group: int, groups: int, redu
     return (width // reduce_first, width, planes * EXPANSION[block])
 
 
-def width_fields(stages: Sequence[tuple[str, Sequence[tuple[int, ...]]]], groups: int) -> dict[str, Any]:
-    """The spec's width fields giving every block's main conv widths: the inverse of :func:`main_widths`.
+def width_fields(stages: Sequence[tuple[str, Sequence[tuple[int, ...]]]], groups: int) -> dict[str, Any] | None:
+    """The width rule's spec fields giving every block's main-conv widths (the inverse of :func:`main_widths`),
+    read off all stages; None when no rule fields give them (a channel-pruned network).
 
-    ``stages``: per stage, its block type and each block's widths. The rule's fields (``base_planes``,
-    ``planes``, ``width_per_group``, ``reduce_first``) when they reproduce every width, read off all
-    stages; else explicit ``block_widths`` (a channel-pruned model) with the rule fields at their defaults.
+    ``stages``: per stage, its block type and each block's widths.
     """
     types = tuple(block for block, _ in stages)
     planes = tuple(max(1, planes_of(blocks[0][-1], block)) for block, blocks in stages)
@@ -52,15 +51,13 @@ def width_fields(stages: Sequence[tuple[str, Sequence[tuple[int, ...]]]], groups
         per_group = 64 if groups == 1 else None
     first = stages[0][1][0]
     reduce_first = max(1, first[-2 if types[0] == "bottleneck" else -1] // max(1, first[0]))
-    rule = {"block": types[0], "block_types": types, "base_planes": planes[0], "planes": planes,
-            "width_per_group": per_group, "reduce_first": reduce_first, "block_widths": None}
-    if per_group is not None and all(  # the rule gives every width, reduce_first dividing exactly (as the spec asks)
+    if per_group is None or not all(  # the rule gives every width, reduce_first dividing exactly (as the spec asks)
             main_widths(block, p, per_group, groups, reduce_first) == tuple(widths)
             and widths[-2 if block == "bottleneck" else -1] % reduce_first == 0
             for (block, blocks), p in zip(stages, planes, strict=True) for widths in blocks):
-        return rule
-    return {**rule, "base_planes": 64, "planes": None, "width_per_group": 64, "reduce_first": 1,
-            "block_widths": tuple(tuple(w) for _, blocks in stages for w in blocks)}
+        return None
+    return {"block": types[0], "block_types": types, "base_planes": planes[0], "planes": planes,
+            "width_per_group": per_group, "reduce_first": reduce_first, "block_widths": None}
 
 
 def explicit_width_fields(stages: Sequence[tuple[str, Sequence[tuple[int, ...]]]]) -> dict[str, Any]:
