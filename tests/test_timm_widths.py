@@ -203,3 +203,18 @@ def test_peers_with_one_block_type_and_doubled_widths_refuse_by_field(torch):
     spec = rc.get_spec("resnet18").replace(planes=(64, 96, 96, 128))
     with pytest.raises(PeerError, match=r"planes=\(64, 96, 96, 128\) \(torchvision builds one block type"):
         rc.to_peer(spec, random_weights(spec), "torchvision")
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("key", list(SPECS))
+def test_table1_equals_torch_parameters_and_fvcore_macs(torch, need, key):
+    fvcore = need("torch", "fvcore.nn")
+    spec = SPECS[key]
+    table = rc.summary(spec, "65x77")
+    model = rc.build(spec, backend="torch").eval()
+    assert table.params == sum(p.numel() for p in model.parameters())
+    counter = fvcore.FlopCountAnalysis(model, torch.zeros(1, 3, HEIGHT, WIDTH))
+    counter.unsupported_ops_warnings(False)
+    counter.uncalled_modules_warnings(False)
+    ops = counter.by_operator()
+    assert table.macs == ops["conv"] + ops.get("linear", 0)
