@@ -152,9 +152,11 @@ def test_pruned_presets_are_timms_pruning_files(torch, timm):
 
 
 @pytest.mark.torch
-@pytest.mark.parametrize("key", list(SPECS))
+@pytest.mark.parametrize("key", [*SPECS, "eca_kernels"])
 def test_export_to_timm_round_trips_bit_identical(torch, timm, key):
-    spec = SPECS[key]
+    # eca_kernels alone: the rule's widths (16 to 128), kernels 5, 5, 5, 5 where they give 3, 3, 3, 5
+    spec = SPECS.get(key) or rc.get_spec("ecaresnet26t").replace(
+        layers=(1, 1, 1, 1), base_planes=4, eca_kernels=(5, 5, 5, 5), num_classes=7)
     weights = random_weights(spec, seed=4)
     peer = rc.to_peer(spec, weights, "timm")
     assert isinstance(peer, timm.models.resnet.ResNet)
