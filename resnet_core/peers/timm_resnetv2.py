@@ -54,6 +54,7 @@ from ..spec import ResNetSpec, SpecError
 from ..weights_info import WeightsInfo
 from . import _timm
 from ._common import (
+    PER_STAGE_FIELDS,
     check_round_trip,
     check_units,
     match_output_stride,
@@ -331,7 +332,8 @@ def _std_conv(conv: Any) -> dict[str, Any]:
 
 def export_problems(spec: ResNetSpec) -> list[str]:
     """What ResNetV2's constructor cannot build exactly (it rounds every width to a multiple of 8)."""
-    problems = []
+    problems = [f"{f}={getattr(spec, f)!r} (ResNetV2 builds one block type and widths doubled per stage)"
+                for f in PER_STAGE_FIELDS if getattr(spec, f) is not None]
     if not spec.preact:  # ResNetV2(preact=False): timm's post-activation Bottleneck, no timm ResNet options
         if spec.block != "bottleneck":
             problems.append("block='basic' with preact=False (ResNetV2 builds post-activation bottlenecks only)")
@@ -387,7 +389,8 @@ def to_model(spec: ResNetSpec, weights: Mapping[str, Any], info: WeightsInfo | N
 
     from . import _torch
 
-    refuse_export(spec, PEER, export_problems(spec), norms=("batch", "group", "evo_s0", "frn"), std_conv=True)
+    refuse_export(spec, PEER, export_problems(spec), norms=("batch", "group", "evo_s0", "frn"), std_conv=True,
+                  per_stage=True)  # export_problems names the per-stage fields
     cfg = pretrained_cfg(spec, info)
     output_stride = stem_counted_output_stride(spec)
     padding = spec.stem_pool_padding if spec.stem_pool else "-inf"
