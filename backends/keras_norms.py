@@ -1,4 +1,5 @@
-"""Keras layers for the plan's weight-standardised convs and fused norms (EvoNorm-S0, FRN-TLU).
+"""Keras layers for the plan's weight-standardised convs and fused norms (EvoNorm-S0, FRN-TLU), and
+careful batch statistics for Keras's own BatchNormalization.
 
 Group norm needs none: Keras's GroupNormalization groups consecutive channels and adds epsilon to the
 variance inside the rsqrt, as PyTorch does. Each formula follows timm term by term (see
@@ -102,6 +103,38 @@ class FilterResponseNormTLU(_FusedNorm):
         x = x * ops.cast(ops.rsqrt(nu2 + self.epsilon), x.dtype)
         x = x * ops.cast(self.gamma, x.dtype) + ops.cast(self.beta, x.dtype)
         return ops.maximum(x, ops.cast(self.tau, x.dtype))
+
+
+def careful_batch_statistics(layer: keras.layers.BatchNormalization) -> None:
+    """Make ``layer`` compute its training-mode batch variance in two passes, as PyTorch does.
+
+    Keras's torch engine computes it as ``E[x^2] - E[x]^2``, which cancels catastrophically when a
+    channel's mean is large against its spread: at |mean|/std = 100 one BatchNormalization layer's
+    output is 1.3e-3 from float64 (PyTorch: 6e-6), at 1000 it is 0.3. ``mean((x - mean)^2)`` is what
+    JAX and TensorFlow already compute. The method is replaced on this instance only: the layer stays
+    a built-in ``BatchNormalization`` whose saved config is unchanged, so ``.keras`` files still load in
+    plain Keras (which then trains with its own statistics).
+    """
+    if "_moments" not in vars(layer):  # once per layer
+        layer._moments = _TwoPassMoments(layer)
+
+
+class _TwoPassMoments:
+    """Batch mean and biased variance over the layer's reduction axes; a mask goes to Keras's own code."""
+
+    def __init__(self, layer: keras.layers.BatchNormalization):
+        self.layer = layer
+
+    def __call__(self, inputs: Any, mask: Any = None) -> tuple[Any, Any]:
+        layer = self.layer
+        if mask is not None:  # Keras's masked statistics are already two-pass
+            return type(layer)._moments(layer, inputs, mask)
+        axes = layer._reduction_axes
+        mean = ops.mean(inputs, axis=axes, keepdims=True)
+        # The mean's own gradient through the variance is zero (sum(x - mean) = 0): stopped, as
+        # tf.nn.moments and PyTorch's closed-form backward leave it out.
+        variance = ops.mean(ops.square(inputs - ops.stop_gradient(mean)), axis=axes)
+        return ops.squeeze(mean, axis=axes), variance
 
 
 LAYERS = {cls.__name__: cls for cls in (StdConv2D, EvoNormS0, FilterResponseNormTLU)}
