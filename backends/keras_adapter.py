@@ -194,10 +194,10 @@ def _without_cyclic_gc() -> Iterator[None]:
 
 def _adopt(model: keras.Model, spec: ResNetSpec) -> keras.Model:
     """Record the spec on the live model (not saved: a loaded model's is recovered from its layers), and
-    give its batch norms PyTorch's two-pass batch variance (:func:`keras_norms.careful_batch_statistics`)."""
+    give its batch norms PyTorch's training arithmetic (:func:`keras_norms.careful_batch_norm`)."""
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
-            keras_norms.careful_batch_statistics(layer)
+            keras_norms.careful_batch_norm(layer)
     model.spec = spec
     model.plan = make_plan(spec)
     return model
