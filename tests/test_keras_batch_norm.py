@@ -90,7 +90,9 @@ def _relative(a, b) -> float:
     return float(np.abs(np.asarray(a, np.float64) - b).max() / np.abs(b).max())
 
 
-def test_training_step_is_within_float64_rounding_when_the_mean_dwarfs_the_spread(keras):
+def _step_against_float64(keras, careful: bool):
+    """One training step of a BatchNormalization (ours if ``careful``, else Keras's own): the layer, its
+    output and gradients, and the float64 values with the batch mean and variance."""
     from resnet_core.backends import keras_norms
 
     x, gamma, beta, dy = _inputs()
@@ -98,9 +100,13 @@ def test_training_step_is_within_float64_rounding_when_the_mean_dwarfs_the_sprea
     layer.build(x.shape)
     layer.gamma.assign(gamma)
     layer.beta.assign(beta)
-    keras_norms.careful_batch_norm(layer)
-    got = _train_step(keras, layer, x, dy)
-    want, mean, var = _float64_reference(x, gamma, beta, dy)
+    if careful:
+        keras_norms.careful_batch_norm(layer)
+    return layer, _train_step(keras, layer, x, dy), _float64_reference(x, gamma, beta, dy)
+
+
+def test_training_step_is_within_float64_rounding_when_the_mean_dwarfs_the_spread(keras):
+    layer, got, (want, mean, var) = _step_against_float64(keras, careful=True)
     errors = {k: _relative(got[k], want[k]) for k in want}
     assert all(e < BOUND for e in errors.values()), errors
     # The moving statistics move as Keras moves them: biased batch variance, Keras momentum.
@@ -111,13 +117,7 @@ def test_training_step_is_within_float64_rounding_when_the_mean_dwarfs_the_sprea
 
 def test_keras_own_path_is_what_the_careful_one_replaces(keras):
     """The measured reason for the change: on the torch engine Keras's own code is ~50x off (1.5e-3 to 2.1e-3)."""
-    x, gamma, beta, dy = _inputs()
-    layer = keras.layers.BatchNormalization(epsilon=EPS, momentum=MOMENTUM)
-    layer.build(x.shape)
-    layer.gamma.assign(gamma)
-    layer.beta.assign(beta)
-    got = _train_step(keras, layer, x, dy)
-    want, _, _ = _float64_reference(x, gamma, beta, dy)
+    _, got, (want, _, _) = _step_against_float64(keras, careful=False)
     worst = max(_relative(got[k], want[k]) for k in want)
     if keras.backend.backend() == "torch":
         assert worst > 1e-4, worst  # E[x^2] - E[x]^2
