@@ -35,7 +35,7 @@ from resnet_core.mapping import check_weights, keras_table
 from resnet_core.plan import Dense, Plan, binomial_filter, make_plan
 from resnet_core.spec import ResNetSpec
 
-from . import keras_norms  # noqa: F401 - registers the norm layers under PACKAGE
+from . import keras_norms  # registers the norm layers under PACKAGE
 
 PACKAGE = "resnet_core"  # the package our own Keras layers register under: "resnet_core>ClassName"
 
@@ -195,7 +195,11 @@ def _without_cyclic_gc() -> Iterator[None]:
 
 
 def _adopt(model: keras.Model, spec: ResNetSpec) -> keras.Model:
-    """Record the spec on the live model (not saved: a loaded model's is recovered from its layers)."""
+    """Record the spec on the live model (not saved: a loaded model's is recovered from its layers), and
+    give its batch norms PyTorch's training arithmetic (:func:`keras_norms.careful_batch_norm`)."""
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            keras_norms.careful_batch_norm(layer)
     model.spec = spec
     model.plan = make_plan(spec)
     return model

@@ -25,7 +25,7 @@ from pathlib import Path
 import resnet_core as rc
 from resnet_core.parity import ENGINES, TOLERANCES, ParityReport
 from resnet_core.parity.report import format_rows
-from resnet_core.presets import TORCHVISION_PRESETS
+from resnet_core.presets import KERAS_APPLICATIONS_PRESETS, TIMM_BLOCK_PRESETS, TIMM_PRESETS, TORCHVISION_PRESETS
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET = 1e-5
@@ -51,6 +51,7 @@ def fidelity_rows(report: ParityReport) -> list[dict]:
         m = logits.engines[engine]
         worst = max(report.layers, key=lambda e: e.engines[engine]["max_rel"])
         rows.append({"preset": report.spec, "engine": engine, "status": "ok", "max_abs": m["max_abs"],
+                     "date": datetime.date.today().isoformat(),
                      "max_rel": m["max_rel"], "top1": m.get("top1"), "cosine": m["cosine"],
                      "worst_layer": worst.name, "worst_rel": worst.engines[engine]["max_rel"],
                      "seconds": info["seconds"]})
@@ -98,6 +99,42 @@ def _e(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}e}"
 
 
+_FIDELITY_HEADER = ["preset", "engine", "logits max abs", "logits max rel", "top-1", "worst layer",
+                    "worst layer rel", f"within {TARGET:.0e}"]
+FAMILIES = (
+    ("torchvision", set(TORCHVISION_PRESETS)),
+    ("keras.applications", set(KERAS_APPLICATIONS_PRESETS)),
+    ("timm: ECA, anti-aliased, ResNet-RS, SENet-154", set(TIMM_BLOCK_PRESETS)),
+    ("timm: pre-activation ResNetV2, BiT, GroupNorm / EvoNorm / FRN", {
+        p for p in TIMM_PRESETS if p.startswith("resnetv2_") or p == "resnet50_gn"}),
+    ("timm: ResNet-D / -T, SE", set(TIMM_PRESETS)),
+)
+
+
+def _families(fidelity: list[dict]) -> list[tuple[str, list[dict]]]:
+    """Rows grouped by where the preset comes from, in table order; the first family that holds it wins."""
+    groups: dict[str, list[dict]] = {}
+    for r in fidelity:
+        title = next((t for t, members in FAMILIES if r["preset"] in members), "other presets")
+        groups.setdefault(title, []).append(r)
+    order = [t for t, _ in FAMILIES] + ["other presets"]
+    return [(t, groups[t]) for t in order if t in groups]
+
+
+def _fidelity_cells(r: dict) -> list[str]:
+    if r["status"] != "ok":
+        return [r["preset"], r["engine"], r["status"], "-", "-", "-", "-", r.get("reason", "")[:60]]
+    return [r["preset"], r["engine"], _e(r["max_abs"], 2), _e(r["max_rel"], 2), f"{r['top1']:.0%}",
+            r["worst_layer"], _e(r["worst_rel"], 2), "yes" if r["max_rel"] <= TARGET else "**no**"]
+
+
+def merge_rows(saved: list[dict], fresh: list[dict]) -> list[dict]:
+    """The fresh rows replace the saved rows of the presets they cover; the others are kept, in order."""
+    done = {r["preset"] for r in fresh}
+    kept = [r for r in saved if r["preset"] not in done]
+    return kept + fresh
+
+
 def write_markdown(path: Path, fidelity: list[dict], mixed: list[dict], grad: list[dict], env: dict[str, str],
                    args) -> None:
     lines = [
@@ -118,20 +155,18 @@ def write_markdown(path: Path, fidelity: list[dict], mixed: list[dict], grad: li
         "with the largest error on that engine.",
         "",
     ]
-    rows = [["preset", "engine", "logits max abs", "logits max rel", "top-1", "worst layer", "worst layer rel",
-             f"within {TARGET:.0e}"]]
-    for r in fidelity:
-        if r["status"] != "ok":
-            rows.append([r["preset"], r["engine"], r["status"], "-", "-", "-", "-", r.get("reason", "")[:60]])
-            continue
-        rows.append([r["preset"], r["engine"], _e(r["max_abs"], 2), _e(r["max_rel"], 2), f"{r['top1']:.0%}",
-                     r["worst_layer"], _e(r["worst_rel"], 2), "yes" if r["max_rel"] <= TARGET else "**no**"])
-    lines += _pipe_table(rows)
+    for title, members in _families(fidelity):
+        lines += [f"### {title}", ""]
+        lines += _pipe_table([_FIDELITY_HEADER, *(_fidelity_cells(r) for r in members)])
+        lines.append("")
     ok = [r for r in fidelity if r["status"] == "ok"]
     if ok:
         worst = max(ok, key=lambda r: r["max_rel"])
-        lines += ["", f"Worst logits error: {worst['max_rel']:.2e} ({worst['preset']} on {worst['engine']}); "
-                      f"{sum(r['max_rel'] <= TARGET for r in ok)}/{len(ok)} preset-engine pairs within {TARGET:.0e}."]
+        lines += [f"Worst logits error: {worst['max_rel']:.2e} ({worst['preset']} on {worst['engine']}); "
+                  f"{sum(r['max_rel'] <= TARGET for r in ok)}/{len(ok)} preset-engine pairs within {TARGET:.0e}."]
+        when = sorted({r["date"] for r in fidelity if "date" in r})
+        if len(when) > 1:
+            lines += ["", f"Rows measured between {when[0]} and {when[-1]} (`--merge` updates the presets re-run)."]
     if mixed:
         lines += [
             "",
@@ -294,7 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--sections", default=",".join(SECTIONS),
                         help="fidelity (fp32 eval, every preset), mixed (bf16/fp16), grad (fp32 gradients)")
-    parser.add_argument("--merge", metavar="JSON", help="keep the sections not run from an earlier --json file")
+    parser.add_argument("--merge", metavar="JSON", help="start from an earlier --json file: keep its sections not run "
+                        "and its fidelity rows of presets not run")
     parser.add_argument("--output", default=str(ROOT / "docs" / "parity.md"))
     parser.add_argument("--json", help="also write every row as JSON")
     parser.add_argument("--render", metavar="JSON", help="only rewrite the markdown from a --json file")
@@ -317,7 +353,8 @@ def main(argv: list[str] | None = None) -> int:
     env = saved.get("environment", {})
     reports: list[ParityReport] = []
     if "fidelity" in sections:
-        results["fidelity"], done = run_fidelity(presets, args)
+        fresh, done = run_fidelity(presets, args)
+        results["fidelity"] = merge_rows(results["fidelity"], fresh)
         reports += done
     if "mixed" in sections:
         results["mixed"], done = run_measured(("bfloat16", "float16"), (("eval", False), ("train", True)), args)

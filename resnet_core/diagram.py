@@ -151,7 +151,8 @@ def svg(spec: str | ResNetSpec | Plan, input_size: int = 224) -> str:
         parts += drawn
     height = max(height, by) + 20
     width = bx + 2 * _BOX_W + 60
-    title = escape(f"{plan.spec.name}: {plan.spec.block} blocks, layers {'-'.join(map(str, plan.spec.layers))}")
+    types = "/".join(plan.spec.block_types) if plan.spec.block_types else plan.spec.block  # one type per stage
+    title = escape(f"{plan.spec.name}: {types} blocks, layers {'-'.join(map(str, plan.spec.layers))}")
     return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height:.0f}" '
             f'font-family="sans-serif" font-size="12">'
             '<defs><marker id="a" markerWidth="8" markerHeight="8" refX="7" refY="4" orient="auto">'

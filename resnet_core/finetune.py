@@ -2,7 +2,8 @@
 
 ``num_classes`` other than the source's keeps the backbone and leaves the head to the model's fresh
 initialisation; ``include_top=False`` (or ``num_classes=0``) drops the head, with ``pooling``;
-``in_channels`` adapts the stem kernel as timm's ``adapt_input_conv`` does.
+``in_channels`` adapts the stem kernel as timm's ``adapt_input_conv`` does, and the recorded input
+normalisation with it (see :func:`adapt_normalisation`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 
 from .errors import InputError
 from .plan import make_plan
+from .preprocess import normalisation_of
 from .spec import ResNetSpec
 from .weights_info import WeightsInfo
 
@@ -82,6 +84,31 @@ def fine_tune(spec: ResNetSpec, weights: Mapping[str, np.ndarray], info: Weights
     if new.in_channels != spec.in_channels:
         stem = plan.stem.units[0].conv.name + ".weight"
         out[stem] = adapt_input_conv(np.asarray(out[stem]), new.in_channels)
-        if info is not None and info.input_size is not None:
-            info = info.replace(input_size=(new.in_channels, *info.input_size[1:]))
+        if info is not None:
+            info = adapt_normalisation(info, new.in_channels)
     return new, out, info
+
+
+def adapt_normalisation(info: WeightsInfo, in_channels: int) -> WeightsInfo:
+    """``info`` for a stem adapted to ``in_channels`` by :func:`adapt_input_conv`.
+
+    The normalisation follows the kernel: input channel i of a tiled kernel is the source's channel i % 3,
+    so it takes that channel's mean and std; a single channel sees the sum of the three kernels, so it
+    takes their average (exact when the three are equal; timm records no rule for it). "tf" scaling is
+    the same on any channel count. "caffe" is restated as "torch" mean/std in the model's channel order
+    (B, G, R, B, ...): a new channel count has no RGB to reverse.
+    """
+    size = None if info.input_size is None else (in_channels, *info.input_size[1:])
+    norm = normalisation_of(info)
+    if info.preprocessing == "tf" or in_channels == len(norm.mean):
+        return info.replace(input_size=size)
+    if norm.bgr:  # caffe: x - mean on [0, 255] is (x / 255 - mean / 255) / (1 / 255)
+        mean, std = tuple(m / 255.0 for m in norm.mean), (1 / 255.0,) * len(norm.mean)
+    else:
+        mean, std = norm.on_unit_range() or info.normalisation
+    if in_channels == 1:
+        mean, std = (sum(mean) / len(mean),), (sum(std) / len(std),)
+    else:
+        mean, std = tuple(mean[i % len(mean)] for i in range(in_channels)), tuple(
+            std[i % len(std)] for i in range(in_channels))
+    return info.replace(preprocessing="torch", mean=mean, std=std, input_size=size)

@@ -18,6 +18,9 @@ from .spec import FUSED_NORMS, GROUPED_NORMS, ResNetSpec, SpecError
 from .widths import (  # noqa: F401 - importers read the width rules from the plan
     EXPANSION,
     bottleneck_width,
+    eca_kernel_size,
+    explicit_width_fields,
+    main_widths,
     make_divisible,
     planes_of,
     se_ratio_of,
@@ -167,12 +170,6 @@ class EfficientChannelAttention:
     name: str
     channels: int
     conv: ChannelConv
-
-
-def eca_kernel_size(channels: int, gamma: float = 2, beta: float = 1) -> int:
-    """ECA's kernel size for ``channels``: the odd number nearest |log2(C) + beta| / gamma, at least 3 (timm)."""
-    t = int(abs(math.log(channels, 2) + beta) / gamma)
-    return max(t if t % 2 else t + 1, 3)
 
 
 @dataclass(frozen=True)
@@ -498,26 +495,25 @@ def _norm(spec: ResNetSpec, name: str, channels: int, zero_init: bool = False) -
                 kind=spec.norm, groups=groups)
 
 
-def _main(spec: ResNetSpec, prefix: str, cin: int, planes: int, stride: int, first_dilation: int,
-          dilation: int) -> tuple[ConvNorm, ...]:
-    """The main path. Post-activation names are torchvision's (conv1, bn1, ...); pre-activation ones
-    timm's ResNetV2 (norm1 is the block's pre-norm, the norm after conv{i} is norm{i+1}, the last conv bare)."""
-    cout = planes * spec.expansion
+def _main(spec: ResNetSpec, prefix: str, cin: int, block: str, widths: tuple[int, ...], stride: int,
+          first_dilation: int, dilation: int) -> tuple[ConvNorm, ...]:
+    """The main path, its convs ``widths`` wide. Post-activation names are torchvision's (conv1, bn1, ...);
+    pre-activation ones timm's ResNetV2 (norm1 is the block's pre-norm, the norm after conv{i} is norm{i+1},
+    the last conv bare)."""
     zero = spec.zero_init_residual
     pre = spec.preact
     norm = (lambda i: f"norm{i + 1}") if pre else (lambda i: f"bn{i}")  # noqa: E731
     # timm anti-aliases the 3x3 conv that strides, or that changes dilation (there a stride-1 blur).
     aa = spec.anti_alias is not None and (stride == 2 or first_dilation != dilation)
-    if spec.block == "basic":
-        first = planes // spec.reduce_first
+    if block == "basic":
+        first, cout = widths
         return (
             _unit(spec, prefix, "conv1", norm(1), cin, first, 3, stride=stride, dilation=first_dilation,
                   anti_alias=aa),
-            _unit(spec, prefix, "conv2", None if pre else norm(2), first, planes, 3, relu=False, zero_init=zero,
+            _unit(spec, prefix, "conv2", None if pre else norm(2), first, cout, 3, relu=False, zero_init=zero,
                   dilation=dilation),
         )
-    width = bottleneck_width(planes, spec.width_per_group, spec.groups)
-    first = width // spec.reduce_first
+    first, width, cout = widths
     s1, s3 = (stride, 1) if spec.stride_in_1x1 else (1, stride)
     return (
         _unit(spec, prefix, "conv1", norm(1), cin, first, 1, stride=s1),
@@ -527,13 +523,13 @@ def _main(spec: ResNetSpec, prefix: str, cin: int, planes: int, stride: int, fir
     )
 
 
-def _block(spec: ResNetSpec, stage: int, index: int, cin: int, planes: int, stride: int,
+def _block(spec: ResNetSpec, stage: int, index: int, cin: int, widths: tuple[int, ...], stride: int,
            first_dilation: int, dilation: int) -> Block:
     """One block; ``first_dilation`` is the previous stage's dilation (timm and torchvision agree)."""
     prefix = f"layer{stage}.{index}."
-    cout = planes * spec.expansion
+    cout = widths[-1]
     block_stride = stride
-    main = _main(spec, prefix, cin, planes, stride, first_dilation, dilation)
+    main = _main(spec, prefix, cin, spec.stage_block_types[stage - 1], widths, stride, first_dilation, dilation)
     attention: SqueezeExcite | EfficientChannelAttention | None = None
     if spec.attention == "se":
         reduced = se_width(cout, spec.se_ratio)
@@ -544,7 +540,8 @@ def _block(spec: ResNetSpec, stage: int, index: int, cin: int, planes: int, stri
         )
     elif spec.attention == "eca":
         attention = EfficientChannelAttention(f"{prefix}se", cout,
-                                              ChannelConv(f"{prefix}se.conv", eca_kernel_size(cout)))
+                                              ChannelConv(f"{prefix}se.conv",
+                                                                          spec.stage_eca_kernels()[stage - 1]))
     pool: AvgPool | MaxPool | None
     shortcut = pool = None
     # The shortcut rule, the only place it is written. A change of width projects; a stride alone
@@ -648,11 +645,10 @@ def _make_plan(spec: ResNetSpec, name: str) -> Plan:
     blocks: list[Block] = []
     cin = stem.out_channels
     prev_dilation = 1
-    planes_per_stage = stage_planes(spec.base_planes, len(spec.layers))
+    widths = iter(spec.main_widths())
     for s, (strides, dilation) in enumerate(_strides(spec, stem.stride)):
-        planes = planes_per_stage[s]
         for i, stride in enumerate(strides):
-            block = _block(spec, s + 1, i, cin, planes, stride, prev_dilation, dilation)
+            block = _block(spec, s + 1, i, cin, next(widths), stride, prev_dilation, dilation)
             blocks.append(block)
             prev_dilation = dilation
             cin = block.out_channels

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .errors import InputError, UnknownNameError
+from .pruned_widths import ECARESNET50D_PRUNED_WIDTHS, ECARESNET101D_PRUNED_WIDTHS
 from .spec import ResNetSpec
 
 _REGISTRY: dict[str, ResNetSpec] = {}
@@ -150,6 +151,16 @@ for _name, _spec in {
     "ecaresnet101d": _timm_d.replace(layers=(3, 4, 23, 3), attention="eca"),
     "ecaresnet269d": _timm_d.replace(layers=(3, 30, 48, 8), attention="eca"),
     "ecaresnetlight": _bottleneck.replace(layers=(1, 1, 11, 3), downsample="avg", attention="eca"),
+    # Channel-pruned ECA-ResNet-D: every block's widths from timm's pruning file; the ECA kernels stay
+    # those of the unpruned widths.
+    "ecaresnet50d_pruned": _timm_d.replace(attention="eca", block_widths=ECARESNET50D_PRUNED_WIDTHS,
+                                           eca_kernels=(5, 5, 5, 7)),
+    "ecaresnet101d_pruned": _timm_d.replace(layers=(3, 4, 23, 3), attention="eca",
+                                            block_widths=ECARESNET101D_PRUNED_WIDTHS, eca_kernels=(5, 5, 5, 7)),
+    # timm's tiny test network: a block type and a base width per stage.
+    "test_resnet": _basic.replace(layers=(1, 1, 1, 1), block_types=("basic", "basic", "bottleneck", "basic"),
+                                  base_planes=32, planes=(32, 48, 48, 96), stem="deep", stem_width=16,
+                                  downsample="avg"),
     # Anti-aliased downsampling (timm's aa_layer): a 2x2 average pool, or a binomial blur pool.
     "resnetaa50": _bottleneck.replace(anti_alias="avg"),
     "resnetaa50d": _timm_d.replace(anti_alias="avg"),
@@ -187,6 +198,7 @@ for _name, _spec in {
 # timm's ECA, anti-aliased, ResNet-RS and SENet-154 architectures
 TIMM_BLOCK_PRESETS = (
     "ecaresnet26t", "ecaresnet50t", "ecaresnet50d", "ecaresnet101d", "ecaresnet269d", "ecaresnetlight",
+    "ecaresnet50d_pruned", "ecaresnet101d_pruned", "test_resnet",
     "resnetaa50", "resnetaa50d", "resnetaa101d", "resnetblur50", "seresnextaa101d_32x8d", "seresnextaa201d_32x8d",
     *(f"resnetrs{depth}" for depth in RESNET_RS_LAYERS), "senet154",
 )

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ResNetCoreError
-from .widths import EXPANSION, bottleneck_width, stage_planes, stem_widths, tiered_stem_width
+from .widths import (
+    EXPANSION,
+    bottleneck_width,
+    eca_kernel_size,
+    main_widths,
+    stage_planes,
+    stem_widths,
+    tiered_stem_width,
+    width_fields,
+)
 
 BLOCKS = ("basic", "bottleneck")
 POOLINGS = (None, "avg", "max")
@@ -23,6 +33,17 @@ POOL_PADDINGS = ("-inf", "zero")
 NORMS = ("batch", "group", "evo_s0", "frn")
 FUSED_NORMS = ("evo_s0", "frn")  # norms that compute their own nonlinearity (timm's norm-activation layers)
 GROUPED_NORMS = ("group", "evo_s0")  # norms over groups of channels: norm_groups must divide every normalised width
+# Fields that change nothing in some specs, with the test saying so: equality and hashing read them as
+# their defaults there, so one architecture is one spec whichever value such a field was given.
+_UNUSED_WHEN = {
+    "num_classes": lambda s: not s.include_top,
+    "se_ratio": lambda s: s.attention != "se",
+    "norm_groups": lambda s: s.norm not in GROUPED_NORMS,
+    "bn_momentum": lambda s: s.norm != "batch",  # the other norms keep no running statistics
+    "std_conv_eps": lambda s: not s.std_conv,
+    # after a ReLU (post-activation stems), zero padding is -inf padding for a max-pool
+    "stem_pool_padding": lambda s: not (s.stem_pool and s.preact),
+}
 
 
 class SpecError(ResNetCoreError, ValueError):
@@ -80,6 +101,16 @@ class ResNetSpec:
     standardises every conv kernel in the forward (timm's StdConv2d: per output channel, zero mean and
     unit variance with ``std_conv_eps``), so the stored kernels stay the trained ones (BiT).
 
+    Per-stage and per-block widths (timm's ``block``/``channels`` lists and its pruned models):
+    ``block_types`` gives each stage its block type (``block`` is then stage 1's) and ``planes`` each
+    stage's base width (timm's ``channels``; ``planes[0]`` is ``base_planes``), instead of one type and
+    ``base_planes`` doubled per stage. ``block_widths`` gives every block's main-conv output widths
+    explicitly, in network order ((conv1, conv2, conv3) for a bottleneck, (conv1, conv2) for a basic
+    block; the last, the block's output, shared by a stage), replacing the width rule (whose fields then
+    keep their defaults): channel-pruned models (timm's ``*_pruned``). ``eca_kernels`` is each stage's
+    ECA kernel size where it is not the one computed from the width (a pruned model keeps the kernels
+    of its unpruned widths). Each of these is None when the single-value fields already say it.
+
     Raises:
         SpecError: A field holds a value the family cannot express (checked when the spec is built).
 
@@ -131,13 +162,106 @@ class ResNetSpec:
     norm_groups: int = 32
     std_conv: bool = False
     std_conv_eps: float = 1e-6
+    block_types: tuple[str, ...] | None = None
+    planes: tuple[int, ...] | None = None
+    block_widths: tuple[tuple[int, ...], ...] | None = None
+    eca_kernels: tuple[int, ...] | None = None
     name: str = field(default="resnet", compare=False)
 
     def __post_init__(self) -> None:
         # Normalise sequences at the edge (lists from JSON or users become tuples, so specs hash).
         if isinstance(self.layers, Sequence) and not isinstance(self.layers, str):
             object.__setattr__(self, "layers", tuple(self.layers))
+        for name in ("block_types", "planes", "eca_kernels"):
+            value = getattr(self, name)
+            if isinstance(value, Sequence) and not isinstance(value, str):
+                object.__setattr__(self, name, tuple(value))
+        if isinstance(self.block_widths, Sequence) and not isinstance(self.block_widths, str):
+            object.__setattr__(self, "block_widths", tuple(
+                tuple(w) if isinstance(w, Sequence) and not isinstance(w, str) else w for w in self.block_widths))
         self._validate()
+        self._normalise_per_stage()
+
+    def _normalise_per_stage(self) -> None:
+        """One representation per network: a per-stage or per-block field that the single-value fields
+        already give becomes None (so a spec read from weights equals the preset it is)."""
+        n = len(self.layers)
+        if self.block_types is not None and set(self.block_types) == {self.block}:
+            object.__setattr__(self, "block_types", None)
+        if self.planes == stage_planes(self.base_planes, n):
+            object.__setattr__(self, "planes", None)
+        if self.block_widths is not None:  # widths the rule gives: said by the rule's fields
+            ends = list(itertools.accumulate(self.layers))
+            stages = [(block, self.block_widths[end - depth:end])
+                      for block, depth, end in zip(self.stage_block_types, self.layers, ends, strict=True)]
+            fields = width_fields(stages, self.groups)
+            if fields is not None:
+                try:
+                    rule = dataclasses.replace(self, **fields)
+                except SpecError:  # e.g. a reduce_first the rule needs, refused with preact: stay explicit
+                    return
+                for name in fields:
+                    object.__setattr__(self, name, getattr(rule, name))
+        if self.eca_kernels is not None and self.eca_kernels == self._derived_eca_kernels():
+            object.__setattr__(self, "eca_kernels", None)
+
+    @property
+    def stage_block_types(self) -> tuple[str, ...]:
+        """Each stage's block type."""
+        return self.block_types if self.block_types is not None else (self.block,) * len(self.layers)
+
+    @property
+    def stage_base_planes(self) -> tuple[int, ...]:
+        """Each stage's base width (planes); a block's output is ``EXPANSION[type]`` times it by the rule."""
+        return self.planes if self.planes is not None else stage_planes(self.base_planes, len(self.layers))
+
+    def _rule_widths(self) -> tuple[tuple[int, ...], ...]:
+        return tuple(main_widths(block, planes, self.width_per_group, self.groups, self.reduce_first)
+                     for block, planes, depth in zip(self.stage_block_types, self.stage_base_planes, self.layers,
+                                                     strict=True) for _ in range(depth))
+
+    def main_widths(self) -> tuple[tuple[int, ...], ...]:
+        """Every block's main-conv output widths, in network order (the last is the block's output)."""
+        return self.block_widths if self.block_widths is not None else self._rule_widths()
+
+    def stage_eca_kernels(self) -> tuple[int, ...]:
+        """Each stage's ECA kernel size (meaningful with ``attention="eca"``)."""
+        return self.eca_kernels if self.eca_kernels is not None else self._derived_eca_kernels()
+
+    def _derived_eca_kernels(self) -> tuple[int, ...]:
+        ends = list(itertools.accumulate(self.layers))
+        widths = self.main_widths()
+        return tuple(eca_kernel_size(widths[end - 1][-1]) for end in ends)
+
+    def canonical(self) -> ResNetSpec:
+        """This spec with every field that changes nothing here at its default: the form specs compare in.
+
+        Example:
+            >>> from resnet_core import ResNetSpec
+            >>> spec = ResNetSpec(se_ratio=0.25)  # no attention: the ratio has no effect
+            >>> spec == ResNetSpec(), spec.se_ratio, spec.canonical().se_ratio
+            (True, 0.25, 0.0625)
+        """
+        unused = {name: _DEFAULTS[name] for name, test in _UNUSED_WHEN.items() if test(self)}
+        return self if all(getattr(self, k) == v for k, v in unused.items()) else dataclasses.replace(self, **unused)
+
+    def _key(self) -> tuple[Any, ...]:
+        """The compared fields, those without effect as their defaults; computed once (specs are frozen)."""
+        key = self.__dict__.get("_architecture")
+        if key is None:
+            unused = {name for name, test in _UNUSED_WHEN.items() if test(self)}
+            key = tuple(_DEFAULTS[f.name] if f.name in unused else getattr(self, f.name)
+                        for f in dataclasses.fields(self) if f.compare)
+            object.__setattr__(self, "_architecture", key)
+        return key
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ResNetSpec):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
 
     def _validate(self) -> None:
         if self.block not in BLOCKS:
@@ -152,7 +276,8 @@ class ResNetSpec:
                 raise _expected(name, "a positive integer", value)
         if not _is_int(self.num_classes) or self.num_classes < 0:
             raise _expected("num_classes", "a non-negative integer", self.num_classes)
-        if self.block == "basic" and (self.groups != 1 or self.width_per_group != 64):
+        self._validate_per_stage()
+        if "basic" in self.stage_block_types and (self.groups != 1 or self.width_per_group != 64):
             raise SpecError(
                 "Invalid ResNetSpec: the basic block allows only groups=1 and width_per_group=64. "
                 f"Received: groups={self.groups!r}, width_per_group={self.width_per_group!r}"
@@ -171,7 +296,7 @@ class ResNetSpec:
             raise _expected("bn_eps", "a float in (0, 1)", self.bn_eps)
         if not _is_number(self.bn_momentum) or not 0 <= self.bn_momentum <= 1:
             raise _expected("bn_momentum", "a float in [0, 1] (PyTorch's convention)", self.bn_momentum)
-        if self.stride_in_1x1 and self.block != "bottleneck":
+        if self.stride_in_1x1 and "basic" in self.stage_block_types:
             raise _expected("stride_in_1x1", "False for the basic block (it has no 1x1 conv)", self.stride_in_1x1)
         if self.stem not in STEMS:
             raise _expected("stem", f"one of {STEMS}", self.stem)
@@ -214,8 +339,10 @@ class ResNetSpec:
                             "first (timm's downsample_conv)", self.down_kernel_size)
         if self.reduce_first != 1 and self.preact:
             raise _expected("reduce_first", "1 with preact", self.reduce_first)
-        for s, base in enumerate(stage_planes(self.base_planes, len(self.layers))):  # every stage's blocks reduce
-            planes = base if self.block == "basic" else bottleneck_width(base, self.width_per_group, self.groups)
+        # Every stage's blocks reduce (explicit block_widths keep reduce_first at 1: checked with them).
+        stages = zip(self.stage_block_types, self.stage_base_planes, strict=True) if self.block_widths is None else ()
+        for s, (block, base) in enumerate(stages):
+            planes = base if block == "basic" else bottleneck_width(base, self.width_per_group, self.groups)
             first = planes // self.reduce_first
             if planes % self.reduce_first or first % self.groups or \
                     (self.norm in GROUPED_NORMS and first % self.norm_groups):
@@ -227,7 +354,7 @@ class ResNetSpec:
         if self.stem == "deep_tiered" and tiered_stem_width(self.stem_width) < 1:
             raise _expected("stem_width", "at least 4 for the deep_tiered stem (its first conv has "
                             f"3*(stem_width//4) = {tiered_stem_width(self.stem_width)} channels)", self.stem_width)
-        if self.block == "bottleneck":
+        if self.block_widths is None:
             self._validate_bottleneck_widths()
         if self.norm in GROUPED_NORMS:
             for where, width in self._normalised_widths():
@@ -248,24 +375,79 @@ class ResNetSpec:
                                     "standardising a one-element kernel leaves 0, and PyTorch refuses it",
                                     self.std_conv)
 
+    def _validate_per_stage(self) -> None:
+        """block_types, planes, block_widths and eca_kernels: one entry per stage (per block), consistent."""
+        n = len(self.layers)
+        if self.block_types is not None:
+            if not isinstance(self.block_types, tuple) or len(self.block_types) != n or \
+                    any(b not in BLOCKS for b in self.block_types):
+                raise _expected("block_types", f"None or one of {BLOCKS} per stage ({n} stages)", self.block_types)
+            if self.block_types[0] != self.block:
+                raise _expected("block", f"stage 1's type block_types[0]={self.block_types[0]!r}", self.block)
+        if self.planes is not None:
+            if not isinstance(self.planes, tuple) or len(self.planes) != n or \
+                    not all(_is_int(p) and p > 0 for p in self.planes):
+                raise _expected("planes", f"None or a positive integer per stage ({n} stages)", self.planes)
+            if self.planes[0] != self.base_planes:
+                raise _expected("base_planes", f"stage 1's width planes[0]={self.planes[0]}", self.base_planes)
+        if self.block_widths is not None:
+            self._validate_block_widths()
+        if self.eca_kernels is not None:
+            if self.attention != "eca":
+                raise _expected("eca_kernels", "None without attention='eca'", self.eca_kernels)
+            if not isinstance(self.eca_kernels, tuple) or len(self.eca_kernels) != n or \
+                    not all(_is_int(k) and k > 0 and k % 2 for k in self.eca_kernels):
+                raise _expected("eca_kernels", f"None or a positive odd integer per stage ({n} stages)",
+                                self.eca_kernels)
+
+    def _validate_block_widths(self) -> None:
+        types = [b for b, d in zip(self.stage_block_types, self.layers, strict=True) for _ in range(d)]
+        lengths = [{"basic": 2, "bottleneck": 3}[b] for b in types]
+        widths = self.block_widths
+        if not isinstance(widths, tuple) or len(widths) != len(types) or not all(
+                isinstance(w, tuple) and len(w) == k and all(_is_int(c) and c > 0 for c in w)
+                for w, k in zip(widths, lengths, strict=True)):
+            raise _expected("block_widths", f"None or, for each of the {len(types)} blocks, its positive conv "
+                            "widths: (conv1, conv2, conv3) per bottleneck, (conv1, conv2) per basic block", widths)
+        start = 0
+        for s, depth in enumerate(self.layers):
+            outs = {w[-1] for w in widths[start:start + depth]}
+            if len(outs) > 1:
+                raise _expected("block_widths", f"one output width per stage (the identity shortcuts add them); "
+                                f"stage {s + 1} has {sorted(outs)}", widths)
+            start += depth
+        for i, w in enumerate(widths):
+            if len(w) == 3 and (w[0] % self.groups or w[1] % self.groups):
+                raise _expected("block_widths", f"widths the 3x3 conv's groups={self.groups} divide (block {i + 1} "
+                                f"has conv1, conv2 = {w[0]}, {w[1]})", widths)
+        rule = {"reduce_first": 1, "base_planes": 64, "width_per_group": 64, "planes": None}
+        changed = {k: getattr(self, k) for k, v in rule.items() if getattr(self, k) != v}
+        if changed:
+            raise _expected("block_widths", f"None with width-rule fields off their defaults {changed} (explicit "
+                            f"widths replace the rule: keep {rule})", widths)
+
     def _normalised_widths(self) -> list[tuple[str, int]]:
         """Every conv's output width, by where it is: each is normalised (after the conv, or before the next
         block or the head in pre-activation networks)."""
         out = [(f"the stem's conv {i + 1}", w) for i, w in enumerate(stem_widths(self.stem, self.stem_width))]
-        for s, planes in enumerate(stage_planes(self.base_planes, len(self.layers))):
-            if self.block == "bottleneck":
+        if self.block_widths is not None:
+            return out + [(f"block {i + 1}'s conv{k + 1}", w) for i, widths in enumerate(self.block_widths)
+                          for k, w in enumerate(widths)]
+        for s, (block, planes) in enumerate(zip(self.stage_block_types, self.stage_base_planes, strict=True)):
+            if block == "bottleneck":
                 out.append((f"stage {s + 1}'s bottleneck width",
                             bottleneck_width(planes, self.width_per_group, self.groups)))
-            out.append((f"stage {s + 1}'s {'output' if self.block == 'bottleneck' else 'width'}",
-                        planes * EXPANSION[self.block]))
+            out.append((f"stage {s + 1}'s {'output' if block == 'bottleneck' else 'width'}",
+                        planes * EXPANSION[block]))
         return out
 
     def _validate_bottleneck_widths(self) -> None:
-        for s, planes in enumerate(stage_planes(self.base_planes, len(self.layers))):
+        for s, (block, planes) in enumerate(zip(self.stage_block_types, self.stage_base_planes, strict=True)):
             width = bottleneck_width(planes, self.width_per_group, self.groups)
-            if width < 1:
+            if block == "bottleneck" and width < 1:
+                where = f"planes[{s}]" if self.planes is not None else f"base_planes*2**{s}"
                 raise SpecError(
-                    f"Invalid ResNetSpec: stage {s + 1}'s bottleneck width int(base_planes*2**{s} * width_per_group/64)"
+                    f"Invalid ResNetSpec: stage {s + 1}'s bottleneck width int({where} * width_per_group/64)"
                     f" * groups = int({planes} * {self.width_per_group}/64) * {self.groups} = {width}; a conv needs at "
                     "least 1 channel, so base_planes * width_per_group must be at least 64. Received: "
                     f"base_planes={self.base_planes!r}, width_per_group={self.width_per_group!r}, "
@@ -292,8 +474,8 @@ class ResNetSpec:
     @property
     def depth(self) -> int:
         """Weighted layers on the main path, the number in a model's name."""
-        per_block = 3 if self.block == "bottleneck" else 2
-        return 2 + per_block * sum(self.layers)
+        per_block = {"basic": 2, "bottleneck": 3}
+        return 2 + sum(per_block[b] * d for b, d in zip(self.stage_block_types, self.layers, strict=True))
 
     def replace(self, **changes: Any) -> ResNetSpec:
         """A validated copy with ``changes`` applied.
@@ -368,3 +550,6 @@ class ResNetSpec:
             18
         """
         return cls.from_dict(json.loads(text))
+
+
+_DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(ResNetSpec)}

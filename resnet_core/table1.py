@@ -7,6 +7,7 @@ GFLOPS (resnet50: 4.09) and what fvcore's ``FlopCountAnalysis`` reports for thos
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -205,16 +206,22 @@ def _stem_row(plan: Plan, sizes: dict[str, tuple[int, int]], params: dict[str, i
     return StageRow("conv1", sizes[units[-1].conv.name], shape, params.get("stem", 0), macs)
 
 
+def _block_shape(block: Block) -> str:
+    inner = [_unit_shape(u.conv) for u in block.main]
+    if isinstance(block.attention, SqueezeExcite):
+        se = block.attention
+        inner.append(f"SE {se.fc1.in_channels}-{se.fc1.out_channels}-{se.fc2.out_channels}")
+    elif block.attention is not None:
+        inner.append(f"ECA k={block.attention.conv.kernel_size}")
+    return "; ".join(inner)
+
+
 def _stage_row(plan: Plan, stage: int, sizes: dict[str, tuple[int, int]], params: dict[str, int]) -> StageRow:
     blocks = plan.stage_blocks(stage)
     first = blocks[0]
-    inner = [_unit_shape(u.conv) for u in first.main]
-    if isinstance(first.attention, SqueezeExcite):
-        se = first.attention
-        inner.append(f"SE {se.fc1.in_channels}-{se.fc1.out_channels}-{se.fc2.out_channels}")
-    elif first.attention is not None:
-        inner.append(f"ECA k={first.attention.conv.kernel_size}")
-    shape = f"[{'; '.join(inner)}] x {len(blocks)}"
+    # Runs of blocks of one shape; a channel-pruned stage (per-block widths) lists each run.
+    shape = ", ".join(f"[{inner}] x {len(list(run))}" for inner, run in
+                      itertools.groupby(_block_shape(b) for b in blocks))
     if first.pre_norm is not None:
         shape = f"pre-act {shape}"
     if stage == 1 and plan.stem.pool is not None:

@@ -6,7 +6,9 @@ refuse a spec whose computed width would be zero without importing the plan (whi
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 # A block's output channels over its base width (planes), by block type: torchvision's ``expansion``.
 EXPANSION = {"basic": 1, "bottleneck": 4}
@@ -25,6 +27,51 @@ def planes_of(out_channels: int, block: str) -> int:
 def bottleneck_width(planes: int, width_per_group: int, groups: int) -> int:
     """Channels of a bottleneck's 3x3 conv (torchvision's rule)."""
     return int(planes * (width_per_group / 64.0)) * groups
+
+
+def main_widths(block: str, planes: int, width_per_group: int, groups: int, reduce_first: int) -> tuple[int, ...]:
+    """Output widths of a block's main-path convs by the width rule; the last is the block's output."""
+    if block == "basic":
+        return (planes // reduce_first, planes)
+    width = bottleneck_width(planes, width_per_group, groups)
+    return (width // reduce_first, width, planes * EXPANSION[block])
+
+
+def width_fields(stages: Sequence[tuple[str, Sequence[tuple[int, ...]]]], groups: int) -> dict[str, Any] | None:
+    """The width rule's spec fields giving every block's main-conv widths (the inverse of :func:`main_widths`),
+    read off all stages; None when no rule fields give them (a channel-pruned network).
+
+    ``stages``: per stage, its block type and each block's widths.
+    """
+    types = tuple(block for block, _ in stages)
+    planes = tuple(max(1, planes_of(blocks[0][-1], block)) for block, blocks in stages)
+    bottlenecks = [(p, blocks[0][1]) for (block, blocks), p in zip(stages, planes, strict=True) if block != "basic"]
+    per_group = width_per_group_fitting(bottlenecks, groups) if bottlenecks else 64
+    if "basic" in types:  # basic blocks take no width_per_group or groups: only the defaults can hold them
+        per_group = 64 if groups == 1 else None
+    first = stages[0][1][0]
+    reduce_first = max(1, first[-2 if types[0] == "bottleneck" else -1] // max(1, first[0]))
+    if per_group is None or not all(  # the rule gives every width, reduce_first dividing exactly (as the spec asks)
+            main_widths(block, p, per_group, groups, reduce_first) == tuple(widths)
+            and widths[-2 if block == "bottleneck" else -1] % reduce_first == 0
+            for (block, blocks), p in zip(stages, planes, strict=True) for widths in blocks):
+        return None
+    return {"block": types[0], "block_types": types, "base_planes": planes[0], "planes": planes,
+            "width_per_group": per_group, "reduce_first": reduce_first, "block_widths": None}
+
+
+def explicit_width_fields(stages: Sequence[tuple[str, Sequence[tuple[int, ...]]]]) -> dict[str, Any]:
+    """The spec fields stating every block's widths explicitly (``stages`` as :func:`width_fields` takes);
+    the spec turns them into the rule's fields when those give the same widths, so importers pass these."""
+    types = tuple(block for block, _ in stages)
+    return {"block": types[0], "block_types": types,
+            "block_widths": tuple(tuple(w) for _, blocks in stages for w in blocks)}
+
+
+def eca_kernel_size(channels: int, gamma: float = 2, beta: float = 1) -> int:
+    """ECA's kernel size for ``channels``: the odd number nearest |log2(C) + beta| / gamma, at least 3 (timm)."""
+    t = int(abs(math.log(channels, 2) + beta) / gamma)
+    return max(t if t % 2 else t + 1, 3)
 
 
 def width_per_group_of(width: int, groups: int, planes: int) -> int:

@@ -84,6 +84,12 @@ def torch(need):
     return torch
 
 
+@pytest.fixture(scope="module")
+def timm(need, torch):
+    """timm (a torch peer), for the timm test files."""
+    return need("torch", "timm")
+
+
 @pytest.fixture(scope="session")
 def need():
     """``need(framework, module)``: import an extra module under the same error-or-skip rule."""

@@ -43,12 +43,53 @@ NOT_SEARCHED = ("name",)
 
 
 def _bottleneck(drawn: Mapping[str, Any]) -> bool:
-    return drawn["block"] == "bottleneck"
+    """Every stage is a bottleneck (groups and width_per_group are the bottleneck's)."""
+    return set(_types(drawn)) == {"bottleneck"}
+
+
+def _types(drawn: Mapping[str, Any]) -> tuple[str, ...]:
+    return drawn["block_types"] or (drawn["block"],) * len(drawn["layers"])
+
+
+def _block_types(drawn: Mapping[str, Any]) -> SearchStrategy:
+    """None, or a type per stage, stage 1's being ``block``."""
+    rest = st.lists(st.sampled_from(BLOCKS), min_size=len(drawn["layers"]) - 1, max_size=len(drawn["layers"]) - 1)
+    return st.none() | rest.map(lambda types: (drawn["block"], *types))
+
+
+def _block_widths(drawn: Mapping[str, Any]) -> SearchStrategy:
+    """None, or every block's conv widths with one output width per stage (widths that norm_groups divide)."""
+    width = st.sampled_from((4, 8, 12))
+
+    def stage(block: str, depth: int) -> SearchStrategy:
+        inner = st.lists(width, min_size=2 if block == "bottleneck" else 1, max_size=2 if block == "bottleneck" else 1)
+        return st.tuples(width, st.lists(inner, min_size=depth, max_size=depth)).map(
+            lambda drawn_stage: tuple((*inner, drawn_stage[0]) for inner in drawn_stage[1]))
+
+    stages = st.tuples(*(stage(b, n) for b, n in zip(_types(drawn), drawn["layers"], strict=True)))
+    return st.none() | stages.map(lambda per_stage: tuple(w for blocks in per_stage for w in blocks))
+
+
+def _planes(drawn: Mapping[str, Any]) -> SearchStrategy:
+    """None, or a base width per stage from ``base_planes`` (explicit block widths replace them)."""
+    if drawn["block_widths"] is not None:
+        return st.none()
+    rest = st.lists(st.integers(1, 12), min_size=len(drawn["layers"]) - 1, max_size=len(drawn["layers"]) - 1)
+    return st.none() | rest.map(lambda planes: (drawn["base_planes"], *planes))
+
+
+def _eca_kernels(drawn: Mapping[str, Any]) -> SearchStrategy:
+    if drawn["attention"] != "eca":
+        return st.none()
+    n = len(drawn["layers"])
+    return st.none() | st.lists(st.sampled_from((1, 3, 5, 7)), min_size=n, max_size=n).map(tuple)
 
 
 def _width_per_group(drawn: Mapping[str, Any]) -> SearchStrategy:
     """Bottleneck: every width from the smallest that leaves stage 1 a channel (planes * wpg >= 64) up."""
     if not _bottleneck(drawn):
+        return st.just(64)
+    if drawn["block_widths"] is not None:
         return st.just(64)
     smallest = -(-64 // drawn["base_planes"])
     return st.integers(smallest, max(smallest, 32))
@@ -58,8 +99,12 @@ def _width_per_group(drawn: Mapping[str, Any]) -> SearchStrategy:
 VALID: dict[str, Choice] = {
     "block": st.sampled_from(BLOCKS),
     "layers": st.lists(st.integers(1, 2), min_size=1, max_size=4).map(tuple),
-    "base_planes": st.integers(1, 12),
-    "groups": lambda d: st.sampled_from((1, 2, 3, 4)) if _bottleneck(d) else st.just(1),
+    "block_types": _block_types,
+    "block_widths": _block_widths,
+    "base_planes": lambda d: st.just(64) if d["block_widths"] is not None else st.integers(1, 12),
+    "planes": _planes,
+    "groups": lambda d: st.sampled_from((1, 2, 3, 4)) if _bottleneck(d) and d["block_widths"] is None
+    else st.just(1),
     "width_per_group": _width_per_group,
     "in_channels": st.integers(1, 4),
     "stem": st.sampled_from(STEMS),
@@ -69,6 +114,7 @@ VALID: dict[str, Choice] = {
     "downsample": st.sampled_from(DOWNSAMPLES),
     "attention": st.sampled_from(ATTENTIONS),
     "se_ratio": st.sampled_from((1 / 16, 0.25, 1.0)) | st.floats(0.01, 1.0),
+    "eca_kernels": _eca_kernels,
     "preact": st.booleans(),
     "norm": lambda d: st.sampled_from(NORMS if d["preact"] else tuple(n for n in NORMS if n not in FUSED_NORMS)),
     "norm_groups": st.sampled_from((1, 2, 4)),  # widths it does not divide are filtered out
@@ -79,7 +125,7 @@ VALID: dict[str, Choice] = {
     "stride_in_1x1": lambda d: st.booleans() if _bottleneck(d) else st.just(False),
     "anti_alias": lambda d: st.just(None) if d["preact"] or d["stride_in_1x1"] else st.sampled_from(ANTI_ALIASES),
     "replace_stem_pool": st.booleans(),  # combinations the spec refuses are filtered out
-    "reduce_first": st.sampled_from((1, 2)),
+    "reduce_first": lambda d: st.just(1) if d["block_widths"] is not None else st.sampled_from((1, 2)),
     "down_kernel_size": st.sampled_from((1, 3)),
     "project_first": st.booleans(),
     "conv_bias": st.booleans(),
@@ -104,6 +150,10 @@ RAW: dict[str, Choice] = {
     "pooling": st.sampled_from(POOLINGS),
     "norm": st.sampled_from(NORMS),
     "norm_groups": st.integers(1, 8),
+    "block_types": st.none() | st.lists(st.sampled_from((*BLOCKS, "plain")), max_size=4).map(tuple),
+    "planes": st.none() | st.lists(st.integers(0, 16), max_size=4).map(tuple),
+    "block_widths": st.none() | st.lists(st.lists(st.integers(0, 12), max_size=3).map(tuple), max_size=6).map(tuple),
+    "eca_kernels": st.none() | st.lists(st.integers(0, 8), max_size=4).map(tuple),
 }
 
 SPEC_FIELDS = tuple(f.name for f in dataclasses.fields(ResNetSpec) if f.name not in NOT_SEARCHED)

@@ -28,14 +28,13 @@ VARIANTS = [
     PREACT, POST,
     POST.replace(include_top=False, pooling="max", bn_momentum=0.01, num_classes=1000, name="headless"),
     POST.replace(layers=(1, 1, 1), output_stride=8, zero_init_residual=True, downsample="avg", name="dilated"),
-    PREACT.replace(stride_block="last", stem_pool_padding="zero", attention=None, se_ratio=1 / 16, name="v2"),
+    PREACT.replace(stride_block="last", stem_pool_padding="zero", attention=None, name="v2"),
     PREACT.replace(stem_pool=False, stem="deep", name="deep"),
     # Fields only the layers show in the newer families: blur anti-aliasing (resnet_core's BlurPool2D), weight
     # standardisation with its epsilon (StdConv2D), group counts of grouped norms.
     POST.replace(anti_alias="blur", attention="eca", stride_in_1x1=False, name="blur_eca"),
-    PREACT.replace(std_conv=True, std_conv_eps=1e-8, norm="group", norm_groups=4, attention=None, se_ratio=1 / 16,
-                   name="bit"),
-    PREACT.replace(norm="evo_s0", norm_groups=2, attention=None, se_ratio=1 / 16, name="evonorm"),
+    PREACT.replace(std_conv=True, std_conv_eps=1e-8, norm="group", norm_groups=4, attention=None, name="bit"),
+    PREACT.replace(norm="evo_s0", norm_groups=2, attention=None, name="evonorm"),
 ]
 
 
@@ -89,6 +88,19 @@ def test_spec_recovered_from_layers(keras, spec):
     recovered = rc.spec_of(model)
     assert recovered == spec and recovered.name == spec.name
     assert {k: v.tobytes() for k, v in rc.get_weights(model).items()} == {k: v.tobytes() for k, v in expected.items()}
+
+
+def test_fields_without_effect_recover_as_the_canonical_spec(keras):
+    """se_ratio without SE, norm_groups of batch norms, std_conv_eps without std_conv, num_classes without a
+    top, the stem pool's padding after a ReLU: no layer shows them, and the recovered spec equals the one
+    built, and its canonical form, field for field."""
+    spec = POST.replace(se_ratio=0.5, norm_groups=3, std_conv_eps=1e-3, include_top=False, pooling="avg",
+                        num_classes=7, stem_pool_padding="zero", name="noisy")
+    model = _model(keras, spec)
+    del model.spec, model.plan
+    recovered = rc.spec_of(model)
+    assert recovered == spec and hash(recovered) == hash(spec)
+    assert recovered.canonical().to_dict() == spec.canonical().to_dict()
 
 
 def test_foreign_keras_model_is_not_owned(keras):

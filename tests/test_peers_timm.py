@@ -6,18 +6,10 @@ import gc
 
 import numpy as np
 import pytest
+from timm_helpers import BATCH, HEIGHT, WIDTH, assert_keras_matches, assert_refused, holding, run
 
 import resnet_core as rc
-from resnet_core.testing import (
-    assert_same_weights,
-    loaded,
-    random_images,
-    random_weights,
-    relative_error,
-    to_channels_last,
-)
-
-HEIGHT, WIDTH, BATCH = 65, 77, 2
+from resnet_core.testing import assert_same_weights, loaded, random_images, random_weights, relative_error
 
 # (timm model name, create_model kwargs, the spec from_peer must infer)
 CASES = {
@@ -37,26 +29,11 @@ CASES = {
 KERAS_CASES = ("resnet18d", "resnet26t", "seresnext26d_32x4d-os16", "resnet26t-os8-headless")
 
 
-
-@pytest.fixture(scope="module")
-def timm(need, torch):
-    return need("torch", "timm")
-
-
 def _peer(torch, timm, key, seed=0):
     """A timm model holding random_weights of the expected spec, set by timm's own state_dict names."""
     name, kwargs, spec = CASES[key]
     weights = random_weights(spec, seed=seed)
-    model = timm.create_model(name, pretrained=False, **kwargs)
-    result = model.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()}, strict=False)
-    assert not result.unexpected_keys
-    assert all(k.endswith("num_batches_tracked") for k in result.missing_keys)
-    return spec, weights, model.eval()
-
-
-def _run(torch, model, images):
-    with torch.no_grad():
-        return model(torch.from_numpy(images)).numpy()
+    return spec, weights, holding(torch, timm.create_model(name, pretrained=False, **kwargs), weights)
 
 
 @pytest.mark.torch
@@ -68,7 +45,7 @@ def test_from_peer_infers_spec_and_matches_in_torch(torch, timm, key, parity_rec
     assert got_spec.name == CASES[key][0]  # the preset's (or timm's architecture) name
     assert_same_weights(got, weights)
     images = random_images(BATCH, HEIGHT, WIDTH, seed=2)
-    error = relative_error(_run(torch, loaded(got_spec, got), images), _run(torch, peer, images))
+    error = relative_error(run(torch, loaded(got_spec, got), images), run(torch, peer, images))
     parity_record(f"timm:{key}", "torch logits", error)
     assert error <= 1e-6
     del peer, got, weights
@@ -79,16 +56,8 @@ def test_from_peer_infers_spec_and_matches_in_torch(torch, timm, key, parity_rec
 @pytest.mark.torch
 @pytest.mark.parametrize("key", KERAS_CASES, ids=str)
 def test_import_runs_in_our_keras_model(torch, timm, key, parity_record):
-    import keras
-
     _, _, peer = _peer(torch, timm, key, seed=3)
-    spec, weights = rc.from_peer(peer)
-    images = random_images(BATCH, HEIGHT, WIDTH, seed=4)
-    out = keras.ops.convert_to_numpy(loaded(spec, weights, "keras")(to_channels_last(images), training=False))
-    error = relative_error(out, _run(torch, peer, images))
-    parity_record(f"timm:{key}", f"keras[{keras.backend.backend()}] logits", error)
-    assert error < 1e-5
-    keras.backend.clear_session()
+    assert_keras_matches(torch, peer, parity_record, f"timm:{key}")
 
 
 ROUND_TRIP = {
@@ -117,7 +86,7 @@ def test_to_peer_round_trip_and_outputs(torch, timm, key):
     assert back_spec == spec
     assert_same_weights(back, weights)
     images = random_images(BATCH, HEIGHT, WIDTH, seed=6)
-    assert np.array_equal(_run(torch, peer, images), _run(torch, loaded(spec, weights), images))
+    assert np.array_equal(run(torch, peer, images), run(torch, loaded(spec, weights), images))
     mean = timm.data.resolve_data_config({}, model=peer)["mean"]
     assert mean == ((0.5, 0.5, 0.5) if info else (0.485, 0.456, 0.406))
 
@@ -146,9 +115,7 @@ REFUSALS = [
 @pytest.mark.parametrize(("name", "kwargs", "text"), [r[1:] for r in REFUSALS], ids=[r[0] for r in REFUSALS])
 def test_unexpressible_timm_options_are_refused_by_name(torch, timm, name, kwargs, text):
     peer = timm.create_model(name, pretrained=False, **kwargs)
-    with pytest.raises(rc.PeerError) as info:
-        rc.from_peer(peer)
-    assert text in str(info.value)
+    assert_refused(lambda: rc.from_peer(peer), [text])
 
 
 @pytest.mark.torch
@@ -159,9 +126,8 @@ def test_unexpressible_timm_options_are_refused_by_name(torch, timm, name, kwarg
 ], ids=["stride-in-1x1", "7x7-stem-width", "caffe"])
 def test_to_peer_refuses_what_timm_cannot_build(torch, timm, spec, text):
     record = rc.WeightsInfo(preprocessing="caffe") if "caffe" in text else None
-    with pytest.raises(rc.PeerError, match="timm cannot build") as info:
-        rc.to_peer(spec, random_weights(spec), "timm", info=record)
-    assert text in str(info.value)
+    assert_refused(lambda: rc.to_peer(spec, random_weights(spec), "timm", info=record), [text],
+                   match="timm cannot build")
 
 
 @pytest.mark.torch

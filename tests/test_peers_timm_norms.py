@@ -14,6 +14,7 @@ import functools
 
 import numpy as np
 import pytest
+from timm_helpers import BATCH, HEIGHT, WIDTH, assert_keras_matches, assert_refused, perturb, run
 
 import resnet_core as rc
 from resnet_core.testing import (
@@ -25,7 +26,7 @@ from resnet_core.testing import (
     to_channels_last,
 )
 
-HEIGHT, WIDTH, BATCH, CLASSES = 65, 77, 2, 10
+CLASSES = 10
 SMALL = {"layers": (1, 1, 1, 1), "base_planes": 32, "num_classes": CLASSES}  # half width: 32 groups still divide
 # family -> the timm architecture of its small member (built with timm's own kwargs)
 FAMILIES = {
@@ -36,11 +37,6 @@ FAMILIES = {
     "resnetv2_50d_frn": "resnetv2",
 }
 KERAS_FAMILIES = ("resnet50_gn", "resnetv2_50x1_bit", "resnetv2_50d_evos", "resnetv2_50d_frn")
-
-
-@pytest.fixture(scope="module")
-def timm(need, torch):
-    return need("torch", "timm")
 
 
 def _small_timm(timm, name: str):
@@ -56,37 +52,9 @@ def _small_timm(timm, name: str):
     return timm.create_model(name, pretrained=False, **small)
 
 
-def _perturb(torch, model, seed: int):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, t in model.state_dict().items():
-            if not t.is_floating_point():
-                continue
-            if name.endswith(".v"):
-                t.copy_(torch.rand(t.shape, generator=g) * 2.0 - 0.5)
-            elif name.endswith(".tau"):
-                t.copy_(torch.randn(t.shape, generator=g) * 0.3)
-            elif name.endswith("running_var"):
-                t.copy_(torch.rand(t.shape, generator=g) * 1.5 + 0.5)
-            elif name.endswith(("running_mean", "bias")):
-                t.copy_(torch.randn(t.shape, generator=g) * 0.2)
-            elif t.ndim == 1:  # gamma
-                t.copy_(torch.rand(t.shape, generator=g) + 0.5)
-            elif t.ndim == 4 and t.shape[2:] != (1, 1) or name.endswith("conv.weight"):  # a per-channel offset
-                t.add_(torch.randn(t.shape[0], 1, 1, 1, generator=g) * t.std())
-            if name in ("head.fc.weight", "fc.weight"):
-                t.copy_(torch.randn(t.shape, generator=g) * 0.05)
-    return model.eval()
-
-
 def _peer(torch, timm, name, seed=0):
     torch.manual_seed(seed)
-    return _perturb(torch, _small_timm(timm, name), seed)
-
-
-def _run(torch, model, images):
-    with torch.no_grad():
-        return model(torch.from_numpy(images)).numpy()
+    return perturb(torch, _small_timm(timm, name), seed)
 
 
 @pytest.mark.torch
@@ -100,7 +68,7 @@ def test_small_member_imports_with_its_preset_structure_and_runs_as_timm(torch, 
     images = random_images(BATCH, HEIGHT, WIDTH, seed=2)
     ours = loaded(spec, weights)
     x = torch.from_numpy(images)
-    error = relative_error(_run(torch, ours, images), _run(torch, peer, images))
+    error = relative_error(run(torch, ours, images), run(torch, peer, images))
     parity_record(f"timm:{name}", "torch logits", error)
     if FAMILIES[name] == "resnet":
         assert error == 0.0
@@ -121,7 +89,7 @@ def test_export_round_trips_through_timm(torch, timm, name):
     assert back_spec == spec
     assert_same_weights(back, weights)
     images = random_images(BATCH, HEIGHT, WIDTH, seed=6)
-    assert relative_error(_run(torch, peer, images), _run(torch, loaded(spec, weights), images)) <= 1e-6
+    assert relative_error(run(torch, peer, images), run(torch, loaded(spec, weights), images)) <= 1e-6
 
 
 @pytest.mark.torch
@@ -136,16 +104,7 @@ def test_full_size_presets_have_timms_parameter_count(torch, timm, name):
 @pytest.mark.torch
 @pytest.mark.parametrize("name", KERAS_FAMILIES)
 def test_import_runs_in_our_keras_model(torch, timm, name, parity_record):
-    import keras
-
-    peer = _peer(torch, timm, name, seed=3)
-    spec, weights = rc.from_peer(peer)
-    images = random_images(BATCH, HEIGHT, WIDTH, seed=4)
-    out = keras.ops.convert_to_numpy(loaded(spec, weights, "keras")(to_channels_last(images), training=False))
-    error = relative_error(out, _run(torch, peer, images))
-    parity_record(f"timm:{name}", f"keras[{keras.backend.backend()}] logits", error)
-    assert error < 1e-5
-    keras.backend.clear_session()
+    assert_keras_matches(torch, _peer(torch, timm, name, seed=3), parity_record, f"timm:{name}")
 
 
 @pytest.mark.keras
@@ -193,13 +152,19 @@ REFUSALS = [
 @pytest.mark.torch
 @pytest.mark.parametrize(("build", "texts"), [r[1:] for r in REFUSALS], ids=[r[0] for r in REFUSALS])
 def test_unexpressible_norm_options_are_refused_by_name(torch, timm, build, texts):
-    with pytest.raises(rc.PeerError) as info:
-        rc.from_peer(build(timm))
-    assert all(text in str(info.value) for text in texts), str(info.value)
+    assert_refused(lambda: rc.from_peer(build(timm)), texts)
 
 
 @pytest.mark.torch
-def test_timms_resnet_cannot_standardise_weights(torch, timm):
+def test_post_activation_weight_standardisation_exports_as_resnetv2(torch, timm):
+    """timm's ResNet takes no conv_layer: a post-activation std_conv spec becomes ResNetV2(preact=False)."""
     spec = rc.get_spec("resnet50_gn").replace(std_conv=True, **SMALL)
-    with pytest.raises(rc.PeerError, match="std_conv=True"):
-        rc.to_peer(spec, random_weights(spec), "timm")
+    weights = random_weights(spec, seed=11)
+    assert_refused(lambda: rc.to_peer(spec, weights, "timm", model_class="ResNet"), ["std_conv=True"])
+    peer = rc.to_peer(spec, weights, "timm")
+    assert isinstance(peer, timm.models.resnetv2.ResNetV2) and type(peer.stem.conv).__name__ == "StdConv2d"
+    back, back_weights = rc.from_peer(peer)
+    assert back == spec
+    assert_same_weights(back_weights, weights)
+    images = random_images(BATCH, HEIGHT, WIDTH, seed=12)
+    assert relative_error(run(torch, peer, images), run(torch, loaded(spec, weights), images)) <= 1e-6

@@ -131,7 +131,8 @@ def _tables(spec: ResNetSpec) -> dict[str, object]:
         torchvision_peer,
     )
 
-    tables = {"torchvision": torchvision_peer.TABLE, "timm": timm_peer.TABLE, "timm ResNetV2": timm_resnetv2.TABLE,
+    tables = {"torchvision": torchvision_peer.TABLE, "timm": timm_peer.TABLE,
+              "timm ResNetV2": timm_resnetv2.table_for(spec),
               "keras.applications": keras_applications_peer.TABLE,
               "keras.applications V2": keras_applications_peer.TABLE_V2,
               "keras-hub": keras_hub_peer.table_for(spec)}

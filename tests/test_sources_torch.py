@@ -200,6 +200,8 @@ def test_gray_image_gives_the_rgb_features_of_that_image_repeated(torch, timm_re
     want = _logits(torch, rgb, np.repeat(image, 3, axis=1))
     error = relative_error(_logits(torch, gray, image), want)
     assert error <= 1e-6, error
+    mean, std = rc.info_of(gray).normalisation  # the record follows the stem: one channel, the RGB average
+    assert len(mean) == len(std) == 1 and abs(mean[0] - sum(rc.info_of(rgb).normalisation[0]) / 3) < 1e-12
 
 
 def test_local_folder_and_bad_sources(torch, need, timm_repo, offline, tmp_path, run_cli):

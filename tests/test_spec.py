@@ -213,3 +213,38 @@ def test_depth_matches_the_number_in_the_name(name):
 @pytest.mark.parametrize(("block", "expansion"), [("basic", 1), ("bottleneck", 4)])
 def test_expansion(block, expansion):
     assert ResNetSpec(block=block).expansion == expansion
+
+
+# (field, a value without effect, the spec changes that leave it without effect, one that gives it effect)
+NO_EFFECT = [
+    ("se_ratio", 0.25, {}, {"attention": "se"}),
+    ("se_ratio", 0.25, {"attention": "eca"}, {"attention": "se"}),
+    ("num_classes", 7, {"include_top": False, "pooling": "avg"}, {"include_top": True, "pooling": None}),
+    ("norm_groups", 8, {}, {"norm": "group"}),
+    ("bn_momentum", 0.01, {"norm": "group"}, {"norm": "batch"}),
+    ("std_conv_eps", 1e-3, {}, {"std_conv": True}),
+    ("stem_pool_padding", "zero", {}, {"preact": True}),
+    ("stem_pool_padding", "zero", {"preact": True, "stem_pool": False}, {"stem_pool": True}),
+]
+
+
+@pytest.mark.parametrize(("field", "value", "base", "effect"), NO_EFFECT,
+                         ids=[f"{r[0]}-{'-'.join(r[2]) or 'default'}" for r in NO_EFFECT])
+def test_fields_without_effect_compare_as_their_defaults_and_keep_their_value(field, value, base, effect):
+    plain = ResNetSpec(layers=(1, 1), base_planes=32, **base)
+    noisy = plain.replace(**{field: value})
+    assert noisy == plain and hash(noisy) == hash(plain) and len({noisy, plain}) == 1
+    assert getattr(noisy, field) == value and getattr(noisy.canonical(), field) == getattr(plain, field)
+    tensors = [[(p.name, p.shape) for p in rc.make_plan(s).params] for s in (noisy, plain)]
+    assert tensors[0] == tensors[1]
+    # the value is kept, so giving the field an effect uses it, and then the specs differ
+    assert getattr(noisy.replace(**effect), field) == value
+    assert noisy.replace(**effect) != plain.replace(**effect)
+    back = ResNetSpec.from_json(noisy.to_json())
+    assert back == noisy and getattr(back, field) == value
+
+
+def test_fields_with_effect_still_tell_specs_apart():
+    spec = ResNetSpec(attention="se")
+    assert spec.replace(se_ratio=0.25) != spec and spec.canonical() is spec
+    assert ResNetSpec(num_classes=7) != ResNetSpec() and ResNetSpec(name="a") == ResNetSpec(name="b")

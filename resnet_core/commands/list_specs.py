@@ -12,7 +12,8 @@ from ..weights_info import preset_info
 # Structural options shown when a preset departs from torchvision's defaults.
 _VARIANT_FIELDS = ("preact", "stride_block", "stride_in_1x1", "conv_bias", "stem", "downsample", "attention",
                    "anti_alias", "replace_stem_pool", "reduce_first", "down_kernel_size", "project_first",
-                   "output_stride", "stem_pool_padding", "norm", "norm_groups", "std_conv", "std_conv_eps")
+                   "output_stride", "stem_pool_padding", "norm", "norm_groups", "std_conv", "std_conv_eps",
+                   "planes", "eca_kernels")
 
 
 def variant(spec: ResNetSpec) -> str:
@@ -21,6 +22,8 @@ def variant(spec: ResNetSpec) -> str:
     default = ResNetSpec()
     parts = [f"{f}={getattr(spec, f)}" if not isinstance(getattr(spec, f), bool) else f
              for f in _VARIANT_FIELDS if getattr(spec, f) != getattr(default, f)]
+    if spec.block_widths is not None:  # too long to print: a pruned network's widths, one triple per block
+        parts.append("block_widths (per block)")
     mode = preset_info(spec.name).preprocessing
     return ", ".join(parts + ([f"preprocessing={mode}"] if mode != "torch" else []))
 
@@ -36,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
     for name in list_specs():
         spec = get_spec(name)
         layers = "-".join(str(d) for d in spec.layers)
-        rows.append((name, spec.block, layers, f"{spec.groups}x{spec.width_per_group}",
+        block = "/".join(spec.block_types) if spec.block_types else spec.block
+        rows.append((name, block, layers, f"{spec.groups}x{spec.width_per_group}",
                      f"{make_plan(spec).num_params:,}", variant(spec)))
     header = ("name", "block", "layers", "groups x width", "params", "variant")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]

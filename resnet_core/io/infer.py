@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 from ..errors import ResNetCoreError
-from ..plan import make_plan, planes_of, se_ratio_of, width_per_group_fitting, width_per_group_of
+from ..plan import explicit_width_fields, make_plan, se_ratio_of
 from ..presets import get_spec, list_specs
 from ..spec import ResNetSpec
 
@@ -138,6 +138,17 @@ def candidate_specs(tensors: Mapping[str, Any], preferred: str | None = None) ->
     return fits or [_structure(shapes)]
 
 
+def _stage_widths(shapes: Shapes, stage: int, depth: int) -> tuple[str, list[tuple[int, ...]]]:
+    """A stage's block type and each block's main-conv output widths."""
+    block = "bottleneck" if f"layer{stage}.0.conv3.weight" in shapes else "basic"
+    convs = (1, 2, 3) if block == "bottleneck" else (1, 2)
+    names = [[f"layer{stage}.{i}.conv{k}.weight" for k in convs] for i in range(depth)]
+    missing = next((n for block_names in names for n in block_names if n not in shapes), None)
+    if missing is not None:
+        raise InferenceError(f"no tensor {missing!r}, which a {block} block has")
+    return block, [tuple(shapes[n][0] for n in block_names) for block_names in names]
+
+
 def _structure(shapes: Shapes) -> ResNetSpec:
     def shape(name: str) -> tuple[int, ...]:
         if name not in shapes:
@@ -161,34 +172,28 @@ def _structure(shapes: Shapes) -> ResNetSpec:
     if not layers:
         raise InferenceError("no residual blocks (layer1.0.conv1.weight)")
     fields["layers"] = tuple(layers)
-    if "layer1.0.conv3.weight" in shapes:
-        conv2 = shape("layer1.0.conv2.weight")
-        base = planes_of(shape("layer1.0.conv3.weight")[0], "bottleneck")
-        groups = max(1, shape("layer1.0.conv1.weight")[0] // max(1, conv2[1]))  # conv2's input / per group
-        widths = [(base * 2**s, shapes[f"layer{s + 1}.0.conv2.weight"][0]) for s in range(len(layers))
-                  if f"layer{s + 1}.0.conv2.weight" in shapes]
-        fitting = width_per_group_fitting(widths, groups)
-        fields.update(block="bottleneck", base_planes=base, groups=groups,
-                      width_per_group=width_per_group_of(conv2[0], groups, base) if fitting is None else fitting)
-    else:
-        fields.update(block="basic", base_planes=shape("layer1.0.conv2.weight")[0])
+    stages = [_stage_widths(shapes, s + 1, depth) for s, depth in enumerate(layers)]
+    bottlenecks = [s + 1 for s, (block, _) in enumerate(stages) if block == "bottleneck"]
+    groups = 1
+    if bottlenecks:  # conv2's input over its input per group
+        conv2 = shape(f"layer{bottlenecks[0]}.0.conv2.weight")
+        groups = max(1, shape(f"layer{bottlenecks[0]}.0.conv1.weight")[0] // max(1, conv2[1]))
+    fields.update(explicit_width_fields(stages), groups=groups)
     # Pre-activation networks bias only the convs no norm follows, so look at any conv's bias.
     fields["conv_bias"] = any(k.endswith(".bias") and len(shapes.get(k[:-4] + "weight", ())) == 4
                               and ".se." not in k for k in shapes)
     fields["preact"] = "layer1.0.norm1.weight" in shapes
     fields["replace_stem_pool"] = "maxpool.0.weight" in shapes
-    if "layer1.0.conv1.weight" in shapes and not fields["preact"]:  # first conv narrower than the second
-        conv1_out, conv2_out = shape("layer1.0.conv1.weight")[0], shape("layer1.0.conv2.weight")[0]
-        fields["reduce_first"] = max(1, conv2_out // conv1_out)
-    if fields.get("block") == "basic" and not fields["preact"]:  # a projection where nothing changes
-        stem_out = fields["stem_width"] * (1 if fields.get("stem", "7x7") == "7x7" else 2)
-        fields["project_first"] = stem_out == fields["base_planes"] and any(
+    # a projection where nothing changes (keras-hub's basic_block_vd, the bottlenecks of timm's ResNetV2)
+    stem_out = fields["stem_width"] * (1 if fields.get("stem", "7x7") == "7x7" else 2)
+    fields["project_first"] = stem_out == stages[0][1][0][-1] and any(
             k.startswith("layer1.0.downsample.") for k in shapes)
     downs = [v for k, v in shapes.items() if k.endswith(".downsample.0.weight") and len(v) == 4]
     if downs and not fields["preact"]:
         fields["down_kernel_size"] = max(v[-1] for v in downs)
     if "layer1.0.se.conv.weight" in shapes:
         fields["attention"] = "eca"
+        fields["eca_kernels"] = tuple(shape(f"layer{s + 1}.0.se.conv.weight")[-1] for s in range(len(layers)))
     fields.update(_norm_fields(shapes))
     if any(k.endswith(".downsample.2.weight") for k in shapes):
         fields["downsample"] = "avg"
@@ -196,7 +201,7 @@ def _structure(shapes: Shapes) -> ResNetSpec:
         fields.update(include_top=True, num_classes=shape("fc.weight")[0])
     else:
         fields.update(include_top=False)
-    ratios: list[float | None] = [None]
+    ratio_field: dict[str, Any] = {}
     se = [(s[1], s[0]) for k, s in shapes.items() if k.endswith(".se.fc1.weight") and len(s) == 4]
     if se:
         fields["attention"] = "se"
@@ -204,21 +209,26 @@ def _structure(shapes: Shapes) -> ResNetSpec:
         if ratio is None:
             raise InferenceError(f"the squeeze-excitation widths {se[:4]} (channels, reduced) follow no "
                                  "se_ratio rounded to a multiple of 8")
-        ratios = [ratio]
+        ratio_field = {"se_ratio": ratio}
     known = {f.name for f in dataclasses.fields(ResNetSpec)}
     unknown = sorted(set(fields) - known)
     if unknown:  # pragma: no cover - only if spec fields are renamed
         raise InferenceError(f"this resnet-core has no spec field(s) {unknown}")
     guess = None
-    for ratio in ratios:
+    # Stages of equal width meet without a projection when the stride moves to the previous stage's last
+    # block (stride_block="last", a max-pool shortcut): that is how such a file shows it.
+    for extra in ({}, cast(dict[str, Any], {"stride_block": "last"})):
         try:
-            guess = ResNetSpec(**fields, **cast(dict[str, Any], {} if ratio is None else {"se_ratio": ratio}))
-            signature = _signature(guess)
+            trial = ResNetSpec(**fields, **ratio_field, **extra)
+            signature = _signature(trial)
         except ValueError as exc:
+            if extra:
+                continue
             raise InferenceError(f"the shapes suggest an invalid spec ({exc})") from None
         if signature == shapes:
-            return guess
-    guess = cast(ResNetSpec, guess)  # ratios is never empty: the loop made one
+            return trial
+        guess = guess or trial
+    guess = cast(ResNetSpec, guess)  # the first trial raised or made one
     expected = _signature(guess)
     for name, got in shapes.items():
         if expected.get(name) != got:

@@ -106,10 +106,11 @@ def to_peer(spec: str | ResNetSpec, weights: Mapping[str, Any], peer: str, info:
 
     ``info`` (a :class:`WeightsInfo`) goes where the peer keeps it (timm's ``pretrained_cfg``, a keras-hub
     image converter, transformers' ``id2label``). ``options`` reach the peer's constructor where it takes
-    any (keras.applications: ``input_shape``,
-    ``classifier_activation``). Specs the peer cannot build exactly are refused, naming the fields,
-    so ``from_peer(to_peer(spec, w, peer))`` gives back ``spec`` and ``w`` bit for bit (up to the
-    conventions above: ``num_classes`` of a headless spec, ``zero_init_residual``, ``se_ratio``, the name).
+    any (keras.applications: ``input_shape``, ``classifier_activation``; timm: ``model_class="ResNet"`` or
+    ``"ResNetV2"``, by default the class that builds the spec). Specs the peer cannot build exactly are
+    refused, naming the fields, so ``from_peer(to_peer(spec, w, peer))`` gives back ``spec`` and ``w`` bit
+    for bit (up to the conventions above: ``num_classes`` of a headless spec, ``zero_init_residual``,
+    ``se_ratio``, the name).
 
     Args:
         spec: A preset name or a :class:`ResNetSpec`.

@@ -70,11 +70,20 @@ def unsupported(peer: str, problems: list[str]) -> PeerError:
     return PeerError(f"Cannot express this {peer} model as a ResNetSpec: " + "; ".join(problems))
 
 
+# Per-stage and per-block width fields: only timm's ResNet builds them (a block class and channels per stage,
+# and its pruning); every other peer has one block type and doubled widths.
+PER_STAGE_FIELDS = ("block_types", "planes", "block_widths", "eca_kernels")
+
+
 def refuse_export(spec: ResNetSpec, peer: str, problems: list[str], norms: tuple[str, ...] = ("batch",),
-                  std_conv: bool = False) -> None:
-    """Raise naming every problem; ``norms`` / ``std_conv``: the norm kinds and weight standardisation the
-    peer can build (most peers know batch norm only, so a spec with another norm is refused here, once)."""
+                  std_conv: bool = False, per_stage: bool = False) -> None:
+    """Raise naming every problem; ``norms`` / ``std_conv`` / ``per_stage``: the norm kinds, weight
+    standardisation and per-stage widths the peer can build (most peers know one block type, doubled
+    widths and batch norm only, so a spec with more is refused here, once)."""
     problems = list(problems)
+    if not per_stage:
+        problems += [f"{f}={getattr(spec, f)!r} ({peer} builds one block type and widths doubled per stage)"
+                     for f in PER_STAGE_FIELDS if getattr(spec, f) is not None]
     if spec.norm not in norms:
         problems.append(f"norm={spec.norm!r} ({peer} builds {' / '.join(norms)} norms only)")
     if spec.std_conv and not std_conv:
@@ -84,14 +93,14 @@ def refuse_export(spec: ResNetSpec, peer: str, problems: list[str], norms: tuple
 
 
 def comparable(spec: ResNetSpec) -> dict:
-    """Fields that must survive a round trip (num_classes means nothing without a top)."""
-    data = dataclasses.asdict(spec)
-    if not spec.include_top:
-        data.pop("num_classes")
+    """Fields that must survive a round trip, those without effect at their defaults (ResNetSpec.canonical)."""
+    data = dataclasses.asdict(spec.canonical())
     data.pop("zero_init_residual")  # an initialisation choice; no live model records it
+    plan = make_plan(spec)
     # Ratios that round to the same widths build the same network: compare the widths.
-    data["se_ratio"] = tuple(b.attention.fc1.out_channels for b in make_plan(spec).blocks
+    data["se_ratio"] = tuple(b.attention.fc1.out_channels for b in plan.blocks
                              if isinstance(b.attention, SqueezeExcite))
+    data["project_first"] = tuple(b.shortcut is not None for b in plan.blocks)  # where it projects nothing new
     return data
 
 

@@ -27,7 +27,7 @@ def pretrained_cfg(spec: ResNetSpec, info: WeightsInfo | None) -> dict[str, Any]
         return {"architecture": spec.name, "num_classes": spec.num_classes if spec.include_top else 0,
                 "input_size": (spec.in_channels, 224, 224), **to_timm_cfg(info or WeightsInfo())}
     except WeightsInfoError as exc:
-        refuse_export(spec, PEER, [str(exc)])
+        refuse_export(spec, PEER, [str(exc)], per_stage=True)  # only the record is at fault here
         raise  # pragma: no cover - refuse_export raised
 
 
@@ -88,8 +88,9 @@ def norm_kind(module: Any) -> tuple[str, dict[str, Any]] | None:
     return None
 
 
-def check_norm(n: Norm, module: Any, where: str, act: bool = False) -> list[str]:
-    """A timm norm's class and fields against the plan's; ``act``: a norm-activation layer (ResNetV2)."""
+def check_norm(n: Norm, module: Any, where: str, act: bool = False, relu: bool = True) -> list[str]:
+    """A timm norm's class and fields against the plan's; ``act``: a norm-activation layer (ResNetV2),
+    whose activation is a ReLU where ``relu`` (the plan's ReLU after that norm), else off (apply_act=False)."""
     from torch import nn
 
     from . import _torch
@@ -115,8 +116,10 @@ def check_norm(n: Norm, module: Any, where: str, act: bool = False) -> list[str]
         if n.kind == "frn" and not m.rms:
             faults.append(f"{where}.rms=False (spec: FilterResponseNorm divides by the root mean square)")
     if type(module) in classes and hasattr(module, "drop"):  # BatchNormAct2d / GroupNormAct
-        if type(module.act) is not nn.ReLU:  # every norm of a pre-activation plan is followed by a ReLU
+        if relu and type(module.act) is not nn.ReLU:
             faults.append(f"{where}.act is {type(module.act).__name__}, expected ReLU (apply_act=True, act_layer=ReLU)")
+        elif not relu and type(module.act) is not nn.Identity:
+            faults.append(f"{where}.act is {type(module.act).__name__}, expected Identity (apply_act=False)")
         if type(module.drop) is not nn.Identity:
             faults.append(f"{where}.drop is {type(module.drop).__name__}, expected Identity")
     return faults

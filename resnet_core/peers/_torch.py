@@ -74,6 +74,11 @@ def check_norm(n: Norm, module: object, where: str, cls: type | None = None) -> 
     return faults
 
 
+def _type_name(module: Any) -> str:
+    """The class's full name; timm's pruned models rebuild the classifier as timm's Linear, the same F.linear."""
+    return f"{type(module).__module__}.{type(module).__qualname__}"
+
+
 def check_plan(plan: Plan, table: Table, model: nn.Module, conv: Callable = check_conv,
                norm: Callable = check_norm) -> list[str]:
     """Every conv, norm and the classifier of ``plan`` against the module the table maps it to."""
@@ -82,7 +87,8 @@ def check_plan(plan: Plan, table: Table, model: nn.Module, conv: Callable = chec
     if plan.head.fc is not None:
         fc, where = plan.head.fc, table.peer_module(plan.head.fc.name)
         m: Any = modules.get(where)  # any module, or None: the type test comes first
-        if type(m) is not nn.Linear or (m.in_features, m.out_features) != (fc.in_features, fc.out_features):
+        linear = type(m) is nn.Linear or _type_name(m) == "timm.layers.linear.Linear"
+        if not linear or (m.in_features, m.out_features) != (fc.in_features, fc.out_features):
             faults.append(f"{where} is {m!r}, expected Linear({fc.in_features}, {fc.out_features})")
         elif m.bias is None:
             faults.append(f"{where} has no bias")

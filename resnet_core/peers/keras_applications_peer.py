@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..name_tables import KERAS_APPLICATIONS, KERAS_APPLICATIONS_V2, Table
-from ..plan import Plan, make_plan, planes_of, width_per_group_of
+from ..plan import Plan, explicit_width_fields, make_plan
 from ..spec import ResNetSpec, SpecError
 from ..weights_info import WeightsInfo
 from ._common import (
@@ -127,14 +127,15 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
     kind = type(out).__name__
     pooling = None if top else {"GlobalAveragePooling2D": "avg", "GlobalMaxPooling2D": "max"}.get(kind)
     stem, bn = layers["conv1_conv"], layers["post_bn" if v2 else "conv1_bn"]
-    c1, c2, c3 = (layers[f"conv2_block1_{i}_conv"] for i in (1, 2, 3))
-    planes, groups = planes_of(c3.filters, "bottleneck"), c2.groups
+    # Every block's conv widths, all stages read (the spec turns them into its width rule's fields).
+    widths = [("bottleneck", [tuple(layers[f"conv{s}_block{i}_{k}_conv"].filters for k in (1, 2, 3))
+                              for i in range(1, depth + 1)]) for s, depth in enumerate(depths, 2)]
     try:
         spec = ResNetSpec(
-            block="bottleneck", layers=tuple(depths), groups=groups,
-            width_per_group=width_per_group_of(c2.filters, groups, planes), num_classes=out.units if top else 0,
+            **explicit_width_fields(widths), layers=tuple(depths), groups=layers["conv2_block1_2_conv"].groups,
+            num_classes=out.units if top else 0,
             include_top=top, pooling=pooling, in_channels=int(stem.kernel.shape[2]), stem_width=stem.filters,
-            base_planes=planes, bn_eps=float(bn.epsilon), bn_momentum=keras_to_torch_momentum(bn.momentum),
+            bn_eps=float(bn.epsilon), bn_momentum=keras_to_torch_momentum(bn.momentum),
             conv_bias=bool(stem.use_bias), stem_pool="pool1_pool" in layers, preact=v2, **FIXED[v2],
         )
         if not v2 and "conv3_block1_1_conv" in layers:  # else checked against the plan below

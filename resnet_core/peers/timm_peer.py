@@ -2,9 +2,12 @@
 
 timm keeps torchvision's names for the shared parts and the plan uses timm's for the rest, so the
 table is the identity. SE and ECA attention, anti-aliasing (``aa_layer``), ``replace_stem_pool``,
-``block_reduce_first`` and ``down_kernel_size`` have spec fields; what timm can build but ResNetSpec
-cannot (other attention or activation layers, per-block widths of pruned models...) is refused by name.
-Pre-activation models (timm.models.resnetv2.ResNetV2, specs with ``preact``) go to timm_resnetv2.
+``block_reduce_first`` and ``down_kernel_size`` have spec fields, so do per-stage block classes and
+``channels`` (``block_types``, ``planes``) and the per-block widths of timm's pruned models
+(``block_widths``, ``eca_kernels``); what timm can build but ResNetSpec cannot (other attention or
+activation layers...) is refused by name.
+timm.models.resnetv2.ResNetV2 models (pre- and post-activation) and pre-activation specs go to
+timm_resnetv2; so do post-activation specs only ResNetV2(preact=False) can build (see :func:`to_model`).
 """
 
 from __future__ import annotations
@@ -16,16 +19,15 @@ from typing import Any, cast
 
 import numpy as np
 
+from ..errors import InputError
 from ..name_tables import TORCH_IGNORED, TORCH_KINDS, ModuleRow, Table
 from ..plan import (
     AvgPool,
     BlurPool,
     EfficientChannelAttention,
     Plan,
+    explicit_width_fields,
     make_plan,
-    planes_of,
-    stage_planes,
-    width_per_group_of,
 )
 from ..spec import ResNetSpec, SpecError
 from ..weights_info import WeightsInfo
@@ -46,6 +48,7 @@ MODULES = (ModuleRow("{m:path}", "{m:path}", "module"),)
 TABLE = Table(MODULES, TORCH_KINDS, ignored=TORCH_IGNORED)
 
 STEM_TYPES = {"7x7": "", "deep": "deep", "deep_tiered": "deep_tiered"}
+NORMS = ("batch", "group")  # timm's ResNet: BatchNorm2d, GroupNorm
 
 # Leaf modules a timm ResNet may hold for a spec to describe it; anything else is refused.
 _ALLOWED = ("Conv2d", "BatchNorm2d", "GroupNorm", "ReLU", "MaxPool2d", "AvgPool2d", "AvgPool2dSame", "Identity",
@@ -99,17 +102,36 @@ def _refusals(model: Any, activations: set[str]) -> list[str]:
             refused.append(name)
     problems = [f"{names[0]}{f' (+{len(names) - 1} more)' if len(names) > 1 else ''} is {problem}"
                 for problem, names in found.items()]
-    stages = _stages(model)
-    kinds = [type(b).__name__ for stage in stages for b in stage]
-    if len(set(kinds)) > 1:
-        problems.append(f"block types {kinds} differ between stages: ResNetSpec.block is one type")
-    for number, stage in enumerate(stages, 1):
-        widths = {(b.conv1.out_channels, b.conv2.out_channels) for b in stage}
-        if len(widths) > 1:  # timm's *_pruned models: widths read from a file, per block
-            problems.append(f"the blocks of layer{number} have different widths (conv1, conv2) {sorted(widths)[:4]}"
-                            " (a pruned model): ResNetSpec has one width rule per stage")
-            break
+    kernels = {(number, b.se.conv.kernel_size[0]) for number, stage in enumerate(_stages(model), 1) for b in stage
+               if type(b.se).__name__ == "EcaModule"}
+    numbers = [number for number, _ in kernels]
+    if len(set(numbers)) < len(numbers):
+        problems.append(f"ECA kernel sizes {sorted(kernels)} (stage, kernel) differ inside a stage: "
+                        "ResNetSpec.eca_kernels has one per stage")
     return problems
+
+
+def _pruned(model: Any, plan: Plan) -> Any:
+    """The unpruned timm model cut to the plan's widths by timm's own pruning (``adapt_model_from_string``,
+    which its ``*_pruned`` models use), its ECA convs given the plan's kernel sizes (timm keeps the
+    unpruned widths' kernels there)."""
+    from timm.models._prune import adapt_model_from_string
+    from torch import nn
+
+    shapes = {p.name: p.shape for p in plan.params if p.role in ("kernel", "gamma")}
+    model = adapt_model_from_string(model, "***".join(f"{k}:{list(v)}" for k, v in shapes.items()))
+    for block in plan.blocks:
+        if isinstance(block.attention, EfficientChannelAttention):
+            eca = model.get_submodule(block.attention.name)
+            k = block.attention.conv.kernel_size
+            if eca.conv.kernel_size != (k,):
+                eca.conv = nn.Conv1d(1, 1, k, padding=(k - 1) // 2, bias=False)
+    return model
+
+
+def _main_widths(block: Any) -> tuple[int, ...]:
+    convs = (block.conv1, block.conv2, block.conv3) if hasattr(block, "conv3") else (block.conv1, block.conv2)
+    return tuple(conv.out_channels for conv in convs)
 
 
 def _stages(model: Any) -> list[Any]:
@@ -224,16 +246,11 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
     if problems:
         raise unsupported(PEER, problems)
 
-    first = stages[0][0]
-    bottleneck = isinstance(first, Bottleneck)
-    if bottleneck:
-        width, planes = first.conv2.out_channels, planes_of(first.conv3.out_channels, "bottleneck")
-        groups = first.conv2.groups
-        width_per_group = width_per_group_of(width, groups, planes)
-    else:
-        planes, groups, width_per_group = first.conv2.out_channels, 1, 64
-        width = planes
-    reduce_first = max(1, width // first.conv1.out_channels)
+    per_stage = [("bottleneck" if isinstance(stage[0], Bottleneck) else "basic",
+                  [_main_widths(b) for b in stage]) for stage in stages]
+    groups = next((stage[0].conv2.groups for stage in stages if isinstance(stage[0], Bottleneck)), 1)
+    widths = explicit_width_fields(per_stage)
+    eca = [stage[0].se.conv.kernel_size[0] for stage in stages if type(stage[0].se).__name__ == "EcaModule"]
     deep = isinstance(model.conv1, nn.Sequential)
     stem_conv = model.conv1[0] if deep else model.conv1
     if deep:
@@ -254,17 +271,18 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
         raise unsupported(PEER, [f"bn1 is {type(model.bn1).__name__}: norm_layer has no ResNetSpec option"])
     try:
         spec = ResNetSpec(
-            block="bottleneck" if bottleneck else "basic", layers=tuple(len(s) for s in stages), groups=groups,
-            width_per_group=width_per_group, num_classes=model.fc.out_features if top else 0, include_top=top,
+            **widths, layers=tuple(len(s) for s in stages), groups=groups,
+            num_classes=model.fc.out_features if top else 0, include_top=top,
             pooling=None if top else pools[pool_type], in_channels=stem_conv.in_channels, stem_width=stem_width,
-            base_planes=planes, **found[1],
-            stride_in_1x1=bottleneck and tuple(stages[1][0].conv1.stride) != (1, 1),
+            **found[1], eca_kernels=tuple(eca) if len(eca) == len(stages) else None,
+            stride_in_1x1=any(isinstance(stage[0], Bottleneck) and tuple(stage[0].conv1.stride) != (1, 1)
+                              for stage in stages),
             conv_bias=stem_conv.bias is not None, stem=stem, stem_pool=not isinstance(model.maxpool, nn.Identity),
             downsample="avg" if downs == {3} else "conv",
             attention={"SEModule": "se", "EcaModule": "eca"}.get(attention.pop()),
             se_ratio=se_ratio_for(ses, PEER) if ses else 1.0 / 16,
             anti_alias=_anti_alias_of(model, blocks), replace_stem_pool=_replaced_stem_pool(model),
-            reduce_first=reduce_first, down_kernel_size=max(kernels, default=1),
+            down_kernel_size=max(kernels, default=1),
         )
     except SpecError as exc:
         raise unsupported(PEER, [str(exc)]) from None
@@ -276,9 +294,56 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
     return spec, TABLE.to_canonical(make_plan(spec), _torch.state_numpy(model), PEER)
 
 
-def to_model(spec: ResNetSpec, weights: Mapping[str, Any], info: WeightsInfo | None = None) -> Any:
-    """A timm ResNet in eval mode; its ``pretrained_cfg`` carries ``info`` (mean/std, input size...)."""
+def _export_problems(spec: ResNetSpec) -> list[str]:
+    """What timm's ResNet class cannot build exactly."""
+    problems = []
     if spec.preact:
+        problems.append("preact=True (timm's ResNet is post-activation; its ResNetV2 builds pre-activation)")
+    if spec.norm not in NORMS:
+        problems.append(f"norm={spec.norm!r} (timm's ResNet builds {' / '.join(NORMS)} norms only)")
+    if len(spec.layers) != 4:
+        problems.append(f"layers={spec.layers} (timm's ResNet runs exactly four stages)")
+    if spec.stem == "7x7" and spec.stem_width != 64:
+        problems.append(f"stem_width={spec.stem_width} with the 7x7 stem (timm's ResNet fixes it at 64)")
+    if spec.stride_in_1x1:
+        problems.append("stride_in_1x1=True (timm strides the 3x3 conv)")
+    if spec.conv_bias:
+        problems.append("conv_bias=True (timm's convolutions have no bias)")
+    if spec.std_conv:
+        problems.append("std_conv=True (timm's ResNet takes no conv_layer; its ResNetV2 does)")
+    if spec.block_widths is not None and spec.norm != "batch":
+        problems.append(f"block_widths with norm={spec.norm!r} (timm's pruning rebuilds batch norms only)")
+    if spec.project_first and _projections(spec) != _projections(spec.replace(project_first=False)):
+        problems.append("project_first=True (timm's ResNet projects only where the width or stride changes; "
+                        "its ResNetV2 projects every stage's first block)")
+    return problems
+
+
+def _projections(spec: ResNetSpec) -> list[bool]:
+    return [b.shortcut is not None for b in make_plan(spec).blocks]
+
+
+MODEL_CLASSES = ("ResNet", "ResNetV2")
+
+
+def to_model(spec: ResNetSpec, weights: Mapping[str, Any], info: WeightsInfo | None = None,
+             model_class: str | None = None) -> Any:
+    """A timm ResNet or ResNetV2 in eval mode; its ``pretrained_cfg`` carries ``info`` (mean/std, input size...).
+
+    ``model_class`` (``"ResNet"`` or ``"ResNetV2"``) picks timm's class. By default pre-activation specs
+    build ResNetV2; the others build timm's ResNet, or ResNetV2(preact=False) where only it can (the two
+    compute the same function; ResNetV2's classifier is a 1x1 conv, ResNet's a Linear).
+    """
+    if model_class not in (None, *MODEL_CLASSES):
+        raise InputError(f"Unknown timm model_class {model_class!r}: expected one of {MODEL_CLASSES}")
+    problems = _export_problems(spec)
+    if model_class is None and problems and not spec.preact:
+        v2_problems = timm_resnetv2.export_problems(spec)
+        if v2_problems:  # both refuse: say why each does
+            problems.append(f"nor can timm's ResNetV2(preact=False): {'; '.join(v2_problems)}")
+        else:
+            model_class = "ResNetV2"
+    if model_class == "ResNetV2" or (model_class is None and spec.preact):
         return timm_resnetv2.to_model(spec, weights, info)
     from timm.layers import BlurPool2d, SEModule
     from timm.models.resnet import BasicBlock, Bottleneck, ResNet
@@ -286,18 +351,8 @@ def to_model(spec: ResNetSpec, weights: Mapping[str, Any], info: WeightsInfo | N
 
     from . import _torch
 
-    problems = []
-    if len(spec.layers) != 4:
-        problems.append(f"layers={spec.layers} (timm's ResNet runs exactly four stages)")
-    if spec.stem == "7x7" and spec.stem_width != 64:
-        problems.append(f"stem_width={spec.stem_width} with the 7x7 stem (timm fixes it at 64)")
-    if spec.stride_in_1x1:
-        problems.append("stride_in_1x1=True (timm strides the 3x3 conv)")
-    if spec.conv_bias:
-        problems.append("conv_bias=True (timm's convolutions have no bias)")
-    if spec.std_conv:
-        problems.append("std_conv=True (timm's ResNet takes no conv_layer; its ResNetV2 does, with preact=True)")
-    refuse_export(spec, PEER, problems, norms=("batch", "group"), std_conv=True)  # std_conv said above
+    refuse_export(spec, PEER, problems, norms=NORMS + ("evo_s0", "frn"), std_conv=True,  # said in problems
+                  per_stage=True)
     cfg = pretrained_cfg(spec, info)
     block_args: dict[str, Any] = {}
     if spec.attention == "se":
@@ -306,14 +361,15 @@ def to_model(spec: ResNetSpec, weights: Mapping[str, Any], info: WeightsInfo | N
         block_args["attn_layer"] = "eca"
     # timm's stem takes only a class, so the zero-padded blur is built as BlurPool2d and re-padded below.
     aa_layer = {None: None, "avg": nn.AvgPool2d, "blur": BlurPool2d, "blur_zero": BlurPool2d}[spec.anti_alias]
+    classes = {"bottleneck": Bottleneck, "basic": BasicBlock}
     model = ResNet(
-        Bottleneck if spec.block == "bottleneck" else BasicBlock, list(spec.layers),
+        [classes[block] for block in spec.stage_block_types], list(spec.layers),
         num_classes=spec.num_classes if spec.include_top else 0, in_chans=spec.in_channels,
         output_stride=stem_counted_output_stride(spec),
         global_pool="avg" if spec.include_top else {"avg": "avg", "max": "max", None: ""}[spec.pooling],
         cardinality=spec.groups, base_width=spec.width_per_group, stem_width=spec.stem_width,
         stem_type=STEM_TYPES[spec.stem], avg_down=spec.downsample == "avg",
-        channels=stage_planes(spec.base_planes, 4),
+        channels=spec.stage_base_planes,
         norm_layer=_timm.norm_layer(spec, act=False),
         zero_init_last=spec.zero_init_residual, block_args=block_args, aa_layer=aa_layer,
         replace_stem_pool=spec.replace_stem_pool, block_reduce_first=spec.reduce_first,
@@ -321,10 +377,12 @@ def to_model(spec: ResNetSpec, weights: Mapping[str, Any], info: WeightsInfo | N
     )
     if not spec.stem_pool:
         model.maxpool = nn.Identity()
+    model.pretrained_cfg = cfg
+    if spec.block_widths is not None or spec.eca_kernels is not None:
+        model = _pruned(model, make_plan(spec))
     for module in model.modules():
         if spec.anti_alias == "blur_zero" and isinstance(module, BlurPool2d):
             module.pad_mode = "constant"  # what timm's aa_layer="blurpc" builds
-    model.pretrained_cfg = cfg
     _torch.load_state(model, TABLE.to_peer(make_plan(spec), weights), TABLE)
     model.eval()
     check_round_trip(spec, from_model(model)[0], PEER)

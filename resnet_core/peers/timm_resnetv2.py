@@ -1,4 +1,4 @@
-"""timm.models.resnetv2.ResNetV2 (pre-activation, preact=True) <-> ResNetSpec with ``preact=True``.
+"""timm.models.resnetv2.ResNetV2 <-> ResNetSpec: pre-activation (``preact=True``) and post-activation networks.
 
 The models built with ``conv_layer=create_conv2d`` and ``norm_layer=BatchNormAct2d`` (resnetv2_18/34/50/
 50d/50t/101...) are the spec's pre-activation ResNet: BN-ReLU before each conv, the stride on the
@@ -16,8 +16,17 @@ after the structure check has proven the kernel is 1x1.
 The BiT models (StdConv2d weight standardisation, GroupNormAct, the 'fixed' stem), GroupNormAct,
 EvoNorm2dS0 and FilterResponseNormTlu2d norms are the spec's ``std_conv`` and ``norm`` options.
 Refused by name: other norm layers, activations other than ReLU, a norm ``drop_layer``, the input-size
-dependent 'same' stems and 'same'-padded convs (StdConv2dSame), scaled weight standardisation, and
-``preact=False`` (a post-activation network).
+dependent 'same' stems and 'same'-padded convs (StdConv2dSame), scaled weight standardisation.
+
+``ResNetV2(preact=False)`` (timm's ViT-hybrid backbones) is the post-activation bottleneck network the
+spec already describes with ``preact=False``: a norm-activation after the stem conv, conv-norm-act per
+block with ``norm3(apply_act=False)``, the add, then a ReLU, and a normed projection (``apply_act=False``)
+in every stage's first block. It computes the same function as timm's ResNet of that spec (the layers
+differ only in where the ReLU module sits), so it imports to the same spec; the tables below rename
+its modules to torchvision's (:func:`table_for`). Exporting such a spec builds timm's ResNet, unless
+only ResNetV2 can build it (``std_conv``, a 7x7 stem other than 64 wide, not four stages, a
+``project_first`` that projects a block timm's ResNet would not) or ``to_peer(..., model_class="ResNetV2")``
+asks for it.
 """
 
 from __future__ import annotations
@@ -34,7 +43,6 @@ from ..plan import (
     AvgPool,
     Conv,
     MaxPool,
-    Norm,
     Plan,
     bottleneck_width,
     make_divisible,
@@ -46,6 +54,7 @@ from ..spec import ResNetSpec, SpecError
 from ..weights_info import WeightsInfo
 from . import _timm
 from ._common import (
+    PER_STAGE_FIELDS,
     check_round_trip,
     check_units,
     match_output_stride,
@@ -69,6 +78,30 @@ MODULES = (
     ModuleRow("head.fc", "fc", "module"),  # a 1x1 conv: see the module docstring
 )
 TABLE = Table(MODULES, TORCH_KINDS, ignored=TORCH_IGNORED)
+_BLOCK = "stages.{s}.blocks.{b}"
+_LAYER = "layer{s+1}.{b}"
+
+
+@functools.cache
+def _post_table(deep: bool, avg: bool) -> Table:
+    """Post-activation (preact=False) names: the stem's and the shortcut's canonical names depend on the
+    stem (the last stem norm is bn1) and the shortcut (avg: pool, conv, norm), so one table per pair."""
+    stem = (("stem.conv1", "conv1.0"), ("stem.norm1", "conv1.1"), ("stem.conv2", "conv1.3"),
+            ("stem.norm2", "conv1.4"), ("stem.conv3", "conv1.6"), ("stem.norm3", "bn1")) if deep else \
+        (("stem.conv", "conv1"), ("stem.norm", "bn1"))
+    first = 1 if avg else 0
+    rows = (*stem, (f"{_BLOCK}.conv{{i}}", f"{_LAYER}.conv{{i}}"), (f"{_BLOCK}.norm{{i}}", f"{_LAYER}.bn{{i}}"),
+            (f"{_BLOCK}.downsample.conv", f"{_LAYER}.downsample.{first}"),
+            (f"{_BLOCK}.downsample.norm", f"{_LAYER}.downsample.{first + 1}"), ("head.fc", "fc"))
+    return Table((ModuleRow(peer, canonical, "module") for peer, canonical in rows), TORCH_KINDS,
+                 ignored=TORCH_IGNORED)
+
+
+def table_for(spec: ResNetSpec) -> Table:
+    """The name table of ResNetV2 built for ``spec`` (pre- or post-activation)."""
+    return TABLE if spec.preact else _post_table(spec.stem != "7x7", spec.downsample == "avg")
+
+
 FC_WEIGHT = "head.fc.weight"
 
 STEM_TYPES = {("7x7", "-inf"): "", ("deep", "-inf"): "deep", ("deep_tiered", "-inf"): "tiered",
@@ -76,9 +109,9 @@ STEM_TYPES = {("7x7", "-inf"): "", ("deep", "-inf"): "deep", ("deep_tiered", "-i
 POOLS = {"avg": "avg", "max": "max", "": None}
 
 # Modules a ResNetV2 may hold for a spec to describe it (containers included); anything else is refused.
-_ALLOWED = ("ResNetV2", "Sequential", "ResNetStage", "PreActBottleneck", "PreActBasic", "DownsampleConv",
-            "DownsampleAvg", "BatchNormAct2d", "GroupNormAct", "EvoNorm2dS0", "EvoNorm2dS0a", "FilterResponseNormTlu2d",
-            "StdConv2d", "ClassifierHead", "SelectAdaptivePool2d", "Conv2d", "ReLU",
+_ALLOWED = ("ResNetV2", "Sequential", "ResNetStage", "PreActBottleneck", "PreActBasic", "Bottleneck",
+            "DownsampleConv", "DownsampleAvg", "BatchNormAct2d", "GroupNormAct", "EvoNorm2dS0", "EvoNorm2dS0a",
+            "FilterResponseNormTlu2d", "StdConv2d", "ClassifierHead", "SelectAdaptivePool2d", "Conv2d", "ReLU",
             "Identity", "MaxPool2d", "ConstantPad2d", "AvgPool2d", "AvgPool2dSame", "Flatten", "AdaptiveAvgPool2d",
             "AdaptiveMaxPool2d", "Dropout", "DropPath")  # the last two act only in training
 # Named refusals, then where an unexpected module sits -> the timm option that put it there.
@@ -110,6 +143,7 @@ def _refusals(model: Any) -> list[str]:
 
     modules = dict(model.named_modules())
     acts = [f"{name}.act" for name, m in modules.items() if isinstance(m, (BatchNormAct2d, GroupNormAct))]
+    acts += [f"{name}.act3" for name, m in modules.items() if type(m).__name__ == "Bottleneck"]  # after the add
     found: dict[str, list[str]] = {}  # problem -> modules showing it
     refused: list[str] = []  # modules already reported; their children are not
     for name, module in modules.items():
@@ -129,7 +163,9 @@ def _refusals(model: Any) -> list[str]:
             refused.append(name)
     problems = [f"{names[0]}{f' (+{len(names) - 1} more)' if len(names) > 1 else ''} is {problem}"
                 for problem, names in found.items()]
-    problems += _torch.check_relus(model, [a for a in acts if a in modules])
+    # apply_act=False leaves an Identity: where that is right, the structure check says
+    problems += _torch.check_relus(model, [a for a in acts if type(modules.get(a)).__name__ not in ("NoneType",
+                                                                                                   "Identity")])
     pool_type = model.head.global_pool.pool_type
     top = type(model.head.fc).__name__ != "Identity"
     if (top and pool_type != "avg") or pool_type not in POOLS:
@@ -138,9 +174,13 @@ def _refusals(model: Any) -> list[str]:
     return problems
 
 
-def _check_norm(norm: Norm, module: object, where: str) -> list[str]:
-    """Every norm of a pre-activation plan carries its activation: timm's norm-activation layers."""
-    return _timm.check_norm(norm, module, where, act=True)
+def _relu_norms(plan: Plan) -> set[str]:
+    """The norms a ReLU follows: timm's norm-activation layers with ``apply_act=True`` (every norm of a
+    pre-activation plan; in a post-activation one, all but the last of each block and the projection's)."""
+    units = [*plan.stem.units, *(u for b in plan.blocks for u in (*b.main, *([b.shortcut] if b.shortcut else [])))]
+    found = {u.norm.name for u in units if u.norm is not None and u.relu}
+    found |= {b.pre_norm.name for b in plan.blocks if b.pre_norm is not None}
+    return found | ({plan.head.norm.name} if plan.head.norm is not None else set())
 
 
 def _check(plan: Plan, model: Any) -> list[str]:
@@ -150,7 +190,9 @@ def _check(plan: Plan, model: Any) -> list[str]:
     from . import _torch
 
     modules = dict(model.named_modules())
-    faults = check_units(plan, TABLE, modules, _timm.check_conv, _check_norm)
+    relu = _relu_norms(plan)
+    faults = check_units(plan, table_for(plan.spec), modules, _timm.check_conv,
+                         lambda n, m, where: _timm.check_norm(n, m, where, act=True, relu=n.name in relu))
     fc = modules.get("head.fc")
     if plan.head.fc is None:
         faults += [] if type(fc) is nn.Identity else [f"head.fc is {fc!r}, expected Identity (num_classes=0)"]
@@ -160,7 +202,7 @@ def _check(plan: Plan, model: Any) -> list[str]:
         faults += _torch.check_conv(conv, fc, "head.fc")
     faults += _check_stem_pool(plan, modules)
     for block in plan.blocks:
-        where = TABLE.peer_module(f"{block.name}.downsample")
+        where = f"stages.{block.stage - 1}.blocks.{block.index}.downsample"
         down: Any = modules.get(where)  # a module or None: its class name is tested first
         if block.shortcut is None:
             faults += [] if down is None else [f"{where} is {type(down).__name__}, expected none (identity)"]
@@ -169,11 +211,13 @@ def _check(plan: Plan, model: Any) -> list[str]:
         if type(down).__name__ != kind:
             faults.append(f"{where} is {type(down).__name__}, expected {kind}")
             continue
-        if type(down.norm) is not nn.Identity:
+        if plan.spec.preact and type(down.norm) is not nn.Identity:  # post-activation: checked as a unit
             faults.append(f"{where}.norm is {type(down.norm).__name__}, expected Identity (preact=True)")
         want = cast("AvgPool | None", block.shortcut_pool)  # DownsampleAvg's pool is an average pool
         if kind == "DownsampleAvg" and not pool_matches(down.pool, want, nn):
             faults.append(f"{where}.pool is {down.pool!r}, expected {pool_text(want)}")
+    if not plan.spec.preact and type(model.norm) is not nn.Identity:
+        faults.append(f"norm is {type(model.norm).__name__}, expected Identity (preact=False)")
     return faults
 
 
@@ -218,35 +262,35 @@ def _unsqueeze_fc(tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
-    from timm.models.resnetv2 import PreActBottleneck
     from torch import nn
 
     from . import _torch
 
     blocks = [b for stage in model.stages for b in stage.blocks]
-    kinds = sorted({type(b).__name__ for b in blocks} - {"PreActBottleneck", "PreActBasic"})
-    if kinds or type(model.norm) is nn.Identity:
-        raise unsupported(PEER, [
-            f"a ResNetV2 built with preact=False ({', '.join(kinds) or 'no final norm'}): its post-activation "
-            "blocks (norm after each conv, ReLU after the addition, a normed projection) are not what this "
-            "importer maps; timm.models.resnet.ResNet builds that network"])
+    kinds = {type(b).__name__ for b in blocks}
+    preact = not kinds & {"Bottleneck"}  # preact=False builds timm's (post-activation) Bottleneck only
+    if len(kinds) > 1 and not preact:
+        raise unsupported(PEER, [f"block types {sorted(kinds)}: ResNetV2 mixing pre- and post-activation blocks"])
+    stem = model.stem
+    deep = hasattr(stem, "conv1")
+    # the norm whose class says the spec's norm: the final one (pre-activation), else the stem's last
+    norm = model.norm if preact else getattr(stem, "norm3" if deep else "norm", None)
     problems = _refusals(model)
-    found = _timm.norm_kind(model.norm)
+    found = None if norm is None else _timm.norm_kind(norm)
     if found is None and not problems:  # pragma: no cover - _refusals names any other norm class first
-        problems.append(f"norm is {type(model.norm).__name__}: norm_layer has no ResNetSpec option")
+        problems.append(f"{'norm' if preact else 'the stem norm'} is {type(norm).__name__}: norm_layer has no "
+                        "ResNetSpec option")
     if problems:
         raise unsupported(PEER, problems)
 
     first = blocks[0]
-    bottleneck = isinstance(first, PreActBottleneck)
+    bottleneck = type(first).__name__ in ("PreActBottleneck", "Bottleneck")
     if bottleneck:
         width, planes = first.conv2.out_channels, planes_of(first.conv3.out_channels, "bottleneck")
         groups = first.conv2.groups
         width_per_group = width_per_group_of(width, groups, planes)
     else:
         planes, groups, width_per_group = first.conv2.out_channels, 1, 64
-    stem = model.stem
-    deep = hasattr(stem, "conv1")
     if deep:  # timm's stem_chs is the output width; the spec's stem_width is half of it
         stem_width, last = stem.conv2.out_channels, stem.conv3
         stem_type = "deep" if stem.conv1.out_channels == stem_width else "deep_tiered"
@@ -264,15 +308,19 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
             in_channels=first_conv.in_channels, stem_width=stem_width, base_planes=planes,
             **cast("tuple[str, dict[str, Any]]", found)[1], conv_bias=last.bias is not None, **_std_conv(first_conv),
             stem=stem_type, stem_pool=type(stem.pool) is not nn.Identity,
-            downsample="avg" if downs == {"DownsampleAvg"} else "conv", preact=True,
+            downsample="avg" if downs == {"DownsampleAvg"} else "conv", preact=preact,
             stem_pool_padding="zero" if hasattr(stem, "pad") else "-inf",
+            # ResNetV2's bottlenecks project every stage's first block; the spec says so only where nothing
+            # else would (its basic blocks project only where the width or stride changes)
+            project_first=bottleneck and first.downsample is not None
+            and last.out_channels == first.conv3.out_channels,
         )
     except SpecError as exc:
         raise unsupported(PEER, [str(exc)]) from None
     spec = match_output_stride(spec, lambda plan: _check(plan, model), PEER)
     cfg = getattr(model, "pretrained_cfg", None) or {}
     spec = named(spec, cfg.get("architecture") or "resnetv2")
-    return spec, TABLE.to_canonical(make_plan(spec), _squeeze_fc(_torch.state_numpy(model)), PEER)
+    return spec, table_for(spec).to_canonical(make_plan(spec), _squeeze_fc(_torch.state_numpy(model)), PEER)
 
 
 def _std_conv(conv: Any) -> dict[str, Any]:
@@ -282,12 +330,17 @@ def _std_conv(conv: Any) -> dict[str, Any]:
     return {"std_conv": True, "std_conv_eps": conv.eps} if type(conv) is StdConv2d else {}
 
 
-def _export_problems(spec: ResNetSpec) -> list[str]:
+def export_problems(spec: ResNetSpec) -> list[str]:
     """What ResNetV2's constructor cannot build exactly (it rounds every width to a multiple of 8)."""
-    problems = []
-    if not spec.preact:
-        problems.append("preact=False (timm's ResNetV2 peer builds pre-activation networks; "
-                        "timm.models.resnet.ResNet builds the others)")
+    problems = [f"{f}={getattr(spec, f)!r} (ResNetV2 builds one block type and widths doubled per stage)"
+                for f in PER_STAGE_FIELDS if getattr(spec, f) is not None]
+    if not spec.preact:  # ResNetV2(preact=False): timm's post-activation Bottleneck, no timm ResNet options
+        if spec.block != "bottleneck":
+            problems.append("block='basic' with preact=False (ResNetV2 builds post-activation bottlenecks only)")
+        for field, default in (("anti_alias", None), ("replace_stem_pool", False), ("reduce_first", 1),
+                               ("down_kernel_size", 1)):
+            if getattr(spec, field) != default:
+                problems.append(f"{field}={getattr(spec, field)!r} (an option of timm's ResNet, not of ResNetV2)")
     if spec.stride_block != "first":
         problems.append(f"stride_block={spec.stride_block!r} (ResNetV2 strides each stage's first block)")
     if spec.stride_in_1x1:
@@ -305,6 +358,10 @@ def _export_problems(spec: ResNetSpec) -> list[str]:
     if make_divisible(stem_out) != stem_out:
         problems.append(f"stem_width={spec.stem_width} (ResNetV2 rounds its stem_chs, {stem_out}, to a multiple of 8)")
     plan = make_plan(spec)
+    if spec.block == "bottleneck" and plan.stage_blocks(1)[0].shortcut is None:
+        problems.append(f"project_first=False while stage 1's first block keeps its width ({plan.stem.out_channels} "
+                        "channels): ResNetV2's bottlenecks project every stage's first block (project_first=True "
+                        "builds that)")
     for s in range(1, plan.num_stages + 1):
         first = plan.stage_blocks(s)[0]
         mid = first.main[0].conv.out_channels
@@ -325,14 +382,15 @@ def _bottle_ratio(spec: ResNetSpec) -> float:
 
 
 def to_model(spec: ResNetSpec, weights: Mapping[str, Any], info: WeightsInfo | None = None) -> Any:
-    """A timm ResNetV2 in eval mode; its ``pretrained_cfg`` carries ``info``."""
+    """A timm ResNetV2 (``preact`` as the spec's) in eval mode; its ``pretrained_cfg`` carries ``info``."""
     from timm.layers import StdConv2d, create_conv2d
     from timm.models.resnetv2 import ResNetV2
     from torch import nn
 
     from . import _torch
 
-    refuse_export(spec, PEER, _export_problems(spec), norms=("batch", "group", "evo_s0", "frn"), std_conv=True)
+    refuse_export(spec, PEER, export_problems(spec), norms=("batch", "group", "evo_s0", "frn"), std_conv=True,
+                  per_stage=True)  # export_problems names the per-stage fields
     cfg = pretrained_cfg(spec, info)
     output_stride = stem_counted_output_stride(spec)
     padding = spec.stem_pool_padding if spec.stem_pool else "-inf"
@@ -341,7 +399,7 @@ def to_model(spec: ResNetSpec, weights: Mapping[str, Any], info: WeightsInfo | N
         num_classes=spec.num_classes if spec.include_top else 0, in_chans=spec.in_channels,
         global_pool="avg" if spec.include_top else {"avg": "avg", "max": "max", None: ""}[spec.pooling],
         output_stride=output_stride, stem_chs=spec.stem_width if spec.stem == "7x7" else 2 * spec.stem_width,
-        stem_type=STEM_TYPES[spec.stem, padding], avg_down=spec.downsample == "avg", preact=True,
+        stem_type=STEM_TYPES[spec.stem, padding], avg_down=spec.downsample == "avg", preact=spec.preact,
         basic=spec.block == "basic", bottle_ratio=_bottle_ratio(spec), act_layer=nn.ReLU,
         norm_layer=_timm.norm_layer(spec, act=True),
         conv_layer=functools.partial(StdConv2d, eps=spec.std_conv_eps) if spec.std_conv else create_conv2d,
@@ -349,7 +407,8 @@ def to_model(spec: ResNetSpec, weights: Mapping[str, Any], info: WeightsInfo | N
     if not spec.stem_pool:
         model.stem.pool = nn.Identity()
     model.pretrained_cfg = cfg
-    _torch.load_state(model, _unsqueeze_fc(TABLE.to_peer(make_plan(spec), weights)), TABLE)
+    table = table_for(spec)
+    _torch.load_state(model, _unsqueeze_fc(table.to_peer(make_plan(spec), weights)), table)
     model.eval()
     check_round_trip(spec, from_model(model)[0], PEER)
     return model

@@ -1,0 +1,84 @@
+"""What the timm test files share: timm models holding known weights, one perturbation of their norms,
+running them, the Keras parity check and the refusal check. Frameworks come in as arguments (the
+``torch`` / ``timm`` fixtures), so importing this module imports none."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import pytest
+
+import resnet_core as rc
+from resnet_core.testing import loaded, random_images, relative_error, to_channels_last
+
+HEIGHT, WIDTH, BATCH = 65, 77, 2  # odd sizes: asymmetric padding and floor/ceil rounding show
+
+
+def holding(torch, model: Any, weights: Mapping[str, np.ndarray]) -> Any:
+    """``model`` (a timm ResNet, whose names are the canonical ones) holding ``weights``, in eval mode."""
+    result = model.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()}, strict=False)
+    assert not result.unexpected_keys
+    assert all(k.endswith("num_batches_tracked") for k in result.missing_keys)
+    return model.eval()
+
+
+def perturb(torch, model: Any, seed: int) -> Any:
+    """Non-trivial norm statistics and affine parameters (EvoNorm's ``v`` and FRN's ``tau`` on both sides
+    of 0), kernels with a per-channel offset (so weight standardisation changes them) and a classifier
+    worth comparing, in place; returns the model in eval mode."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, t in model.state_dict().items():
+            if not t.is_floating_point():
+                continue
+            if name.endswith(".v"):
+                t.copy_(torch.rand(t.shape, generator=g) * 2.0 - 0.5)
+            elif name.endswith(".tau"):
+                t.copy_(torch.randn(t.shape, generator=g) * 0.3)
+            elif name.endswith("running_var"):
+                t.copy_(torch.rand(t.shape, generator=g) * 1.5 + 0.5)
+            elif name.endswith(("running_mean", "bias")):
+                t.copy_(torch.randn(t.shape, generator=g) * 0.2)
+            elif t.ndim == 1:  # gamma
+                t.copy_(torch.rand(t.shape, generator=g) + 0.5)
+            elif t.ndim == 4 and t.shape[2:] != (1, 1) or name.endswith("conv.weight"):  # a per-channel offset
+                t.add_(torch.randn(t.shape[0], 1, 1, 1, generator=g) * t.std())
+            if name in ("head.fc.weight", "fc.weight"):
+                t.copy_(torch.randn(t.shape, generator=g) * 0.05)
+    return model.eval()
+
+
+def run(torch, model: Any, images: np.ndarray) -> np.ndarray:
+    """A torch model's output for NCHW numpy ``images``, without autograd."""
+    with torch.no_grad():
+        return model(torch.from_numpy(images)).numpy()
+
+
+def assert_keras_matches(torch, peer: Any, record: Callable[[str, str, float], None], key: str,
+                         size: tuple[int, int] = (HEIGHT, WIDTH), batch: int = BATCH, seed: int = 4,
+                         keep_weights: bool = False) -> dict[str, np.ndarray] | None:
+    """Import ``peer``, run it in our Keras model on this engine and assert within 1e-5 of the peer
+    (recorded under ``key``); returns the Keras model's canonical weights when ``keep_weights``."""
+    import keras
+
+    spec, weights = rc.from_peer(peer)
+    model = loaded(spec, weights, "keras")
+    images = random_images(batch, *size, channels=spec.in_channels, seed=seed)
+    out = keras.ops.convert_to_numpy(model(to_channels_last(images), training=False))
+    error = relative_error(out, run(torch, peer, images))
+    what = "logits" if spec.include_top else "features"
+    record(key, f"keras[{keras.backend.backend()}] {what}", error)
+    assert error < 1e-5
+    got = rc.get_weights(model) if keep_weights else None
+    keras.backend.clear_session()
+    return got
+
+
+def assert_refused(call: Callable[[], Any], texts: Iterable[str], error: type = rc.PeerError,
+                   match: str | None = None) -> None:
+    """``call`` raises ``error`` whose message holds every one of ``texts``."""
+    with pytest.raises(error, match=match) as info:
+        call()
+    assert all(text in str(info.value) for text in texts), str(info.value)
