@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -67,6 +67,9 @@ class TensorInfo:
         return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
 
 
+_R = TypeVar("_R", bound="Reader")
+
+
 class Reader:
     """An open weights file. Subclasses fill the attributes and implement :meth:`tensors` and :meth:`read`."""
 
@@ -93,7 +96,7 @@ class Reader:
     def close(self) -> None:
         pass
 
-    def __enter__(self) -> Reader:
+    def __enter__(self: _R) -> _R:
         return self
 
     def __exit__(self, *exc: object) -> None:

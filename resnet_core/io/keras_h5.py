@@ -294,7 +294,7 @@ class KerasH5Reader(Reader):
                 return ds[()], layout
             if self._raw is None:
                 self._raw = open(self.path, "rb")  # noqa: SIM115 - closed in close()
-            if os.preadv(self._raw.fileno(), [buffer[:size]], offset) != size:
+            if os.preadv(self._raw.fileno(), [buffer[:size].data], offset) != size:
                 raise WeightsFileError(f"{self.path}: {name} is cut short (the file ends inside it)")
             return buffer[:size].view(ds.dtype).reshape(ds.shape), layout
         except H5_DAMAGE as exc:
