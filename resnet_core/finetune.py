@@ -17,7 +17,7 @@ import numpy as np
 
 from .errors import InputError
 from .plan import make_plan
-from .preprocess import normalisation_of
+from .preprocess import NORMALISATIONS
 from .spec import ResNetSpec
 from .weights_info import WeightsInfo
 
@@ -99,13 +99,15 @@ def adapt_normalisation(info: WeightsInfo, in_channels: int) -> WeightsInfo:
     (B, G, R, B, ...): a new channel count has no RGB to reverse.
     """
     size = None if info.input_size is None else (in_channels, *info.input_size[1:])
-    norm = normalisation_of(info)
-    if info.preprocessing == "tf" or in_channels == len(norm.mean):
+    if info.preprocessing == "tf":
         return info.replace(input_size=size)
-    if norm.bgr:  # caffe: x - mean on [0, 255] is (x / 255 - mean / 255) / (1 / 255)
-        mean, std = tuple(m / 255.0 for m in norm.mean), (1 / 255.0,) * len(norm.mean)
+    if info.preprocessing == "caffe":  # x - mean on [0, 255] is (x / 255 - mean / 255) / (1 / 255)
+        caffe = NORMALISATIONS["caffe"].mean
+        mean, std = tuple(m / 255.0 for m in caffe), (1 / 255.0,) * len(caffe)
     else:
-        mean, std = norm.on_unit_range() or info.normalisation
+        mean, std = info.normalisation
+    if in_channels == len(mean):
+        return info.replace(input_size=size)
     if in_channels == 1:
         mean, std = (sum(mean) / len(mean),), (sum(std) / len(std),)
     else:

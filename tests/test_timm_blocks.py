@@ -11,7 +11,7 @@ import gc
 
 import numpy as np
 import pytest
-from timm_helpers import assert_keras_matches, assert_refused, holding, run
+from timm_helpers import assert_keras_matches, assert_refused, assert_timm_round_trip, holding, run
 
 import resnet_core as rc
 from resnet_core.io import infer_spec, read_weights, write_weights
@@ -113,14 +113,7 @@ def test_keras_files_keep_eca_and_blur(keras, tmp_path):
 @pytest.mark.parametrize("family", ["eca", "aa-avg", "aa-blur-os16", "resnet-rs", "senet154"])
 def test_export_to_timm_round_trips(torch, timm, family):
     spec = expected_spec(family)
-    weights = random_weights(spec, seed=5)
-    peer = rc.to_peer(spec, weights, "timm")
-    assert isinstance(peer, timm.models.resnet.ResNet)
-    back_spec, back = rc.from_peer(peer)
-    assert back_spec == spec
-    assert_same_weights(back, weights)
-    images = random_images(BATCH, HEIGHT, WIDTH, seed=6)
-    assert np.array_equal(run(torch, peer, images), run(torch, loaded(spec, weights), images))
+    assert_timm_round_trip(torch, timm, spec, random_weights(spec, seed=5), seed=6, size=(HEIGHT, WIDTH), batch=BATCH)
 
 
 @pytest.mark.torch

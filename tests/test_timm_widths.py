@@ -12,6 +12,7 @@ import re
 
 import numpy as np
 import pytest
+from timm_helpers import BATCH, HEIGHT, WIDTH, assert_timm_round_trip, holding, run
 
 import resnet_core as rc
 from resnet_core.io import infer_spec, read_weights, write_weights
@@ -26,7 +27,6 @@ from resnet_core.testing import (
     to_channels_last,
 )
 
-HEIGHT, WIDTH, BATCH = 65, 77, 2
 # An ECA-ResNet-D cut to per-block widths, stages of 1, 2, 1, 1 blocks; kernel 7 where the width gives 3.
 PRUNED = rc.get_spec("ecaresnet50d").replace(
     layers=(1, 2, 1, 1), block_widths=((5, 7, 9), (6, 3, 11), (4, 5, 11), (10, 6, 13), (7, 12, 17)),
@@ -108,22 +108,9 @@ def test_weights_file_round_trip_and_inference_without_the_stored_spec(tmp_path)
 
 # --- timm (torch) -------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def timm(need, torch):
-    return need("torch", "timm")
-
-
-def _run(torch, model, images):
-    with torch.no_grad():
-        return model(torch.from_numpy(images)).numpy()
-
-
 def _timm_model(torch, timm, name: str, weights: dict[str, np.ndarray]):
     """timm's own architecture (its pruning included) holding ``weights`` (perturbed norm statistics)."""
-    model = timm.create_model(name, pretrained=False)
-    result = model.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()}, strict=False)
-    assert not result.unexpected_keys and all(k.endswith("num_batches_tracked") for k in result.missing_keys)
-    return model.eval()
+    return holding(torch, timm.create_model(name, pretrained=False), weights)
 
 
 @pytest.mark.torch
@@ -135,7 +122,7 @@ def test_timm_import_is_the_preset_and_bit_identical(torch, timm, name, parity_r
     assert spec == rc.get_spec(name) and spec.name == name
     assert_same_weights(got, weights)
     images = random_images(BATCH, HEIGHT, WIDTH, seed=3)
-    error = relative_error(_run(torch, loaded(spec, got), images), _run(torch, peer, images))
+    error = relative_error(run(torch, loaded(spec, got), images), run(torch, peer, images))
     parity_record(f"timm:{name}", "torch logits", error)
     assert error == 0.0
 
@@ -158,14 +145,7 @@ def test_export_to_timm_round_trips_bit_identical(torch, timm, key):
     # eca_kernels alone: the rule's widths (16 to 128), kernels 5, 5, 5, 5 where they give 3, 3, 3, 5
     spec = SPECS.get(key) or rc.get_spec("ecaresnet26t").replace(
         layers=(1, 1, 1, 1), base_planes=4, eca_kernels=(5, 5, 5, 5), num_classes=7)
-    weights = random_weights(spec, seed=4)
-    peer = rc.to_peer(spec, weights, "timm")
-    assert isinstance(peer, timm.models.resnet.ResNet)
-    back_spec, back = rc.from_peer(peer)
-    assert back_spec == spec
-    assert_same_weights(back, weights)
-    images = random_images(BATCH, HEIGHT, WIDTH, seed=5)
-    assert np.array_equal(_run(torch, peer, images), _run(torch, loaded(spec, weights), images))
+    assert_timm_round_trip(torch, timm, spec, random_weights(spec, seed=4), seed=5)
 
 
 @pytest.mark.torch
@@ -193,7 +173,7 @@ def test_keras_matches_timm_and_recovers_the_spec(torch, timm, keras, key, parit
     images = random_images(BATCH, HEIGHT, WIDTH, seed=8)
     model = rc.build(spec, backend="keras", weights=weights)
     out = keras.ops.convert_to_numpy(model(to_channels_last(images), training=False))
-    error = relative_error(out, _run(torch, peer, images))
+    error = relative_error(out, run(torch, peer, images))
     parity_record(f"timm:{key}", f"keras[{keras.backend.backend()}] logits", error)
     assert error < 1e-5
     del model.spec, model.plan  # as keras.saving.load_model leaves it: layers only

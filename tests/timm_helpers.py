@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import resnet_core as rc
-from resnet_core.testing import loaded, random_images, relative_error, to_channels_last
+from resnet_core.testing import assert_same_weights, loaded, random_images, relative_error, to_channels_last
 
 HEIGHT, WIDTH, BATCH = 65, 77, 2  # odd sizes: asymmetric padding and floor/ceil rounding show
 
@@ -48,6 +48,19 @@ def perturb(torch, model: Any, seed: int) -> Any:
             if name in ("head.fc.weight", "fc.weight"):
                 t.copy_(torch.randn(t.shape, generator=g) * 0.05)
     return model.eval()
+
+
+def assert_timm_round_trip(torch, timm, spec: rc.ResNetSpec, weights: Mapping[str, np.ndarray], seed: int,
+                           size: tuple[int, int] = (HEIGHT, WIDTH), batch: int = BATCH) -> None:
+    """``spec`` exports to timm's ResNet and imports back to the same spec and weights; timm's model computes
+    ours bit for bit."""
+    peer = rc.to_peer(spec, weights, "timm")
+    assert isinstance(peer, timm.models.resnet.ResNet)
+    back_spec, back = rc.from_peer(peer)
+    assert back_spec == spec
+    assert_same_weights(back, weights)
+    images = random_images(batch, *size, seed=seed)
+    assert np.array_equal(run(torch, peer, images), run(torch, loaded(spec, weights), images))
 
 
 def run(torch, model: Any, images: np.ndarray) -> np.ndarray:

@@ -290,10 +290,6 @@ def read_weights(path: str | os.PathLike, spec: SpecArg = None, dtype: str | Non
         return LoadedWeights(opened.spec, weights, opened.info)
 
 
-def _as_array(name: str, value: Any) -> np.ndarray:
-    return to_numpy(value)
-
-
 def write_weights(path: str | os.PathLike, weights: Mapping[str, Any], spec: str | ResNetSpec,
                   dtype: str | None = None, overwrite: bool = False, info: WeightsInfo | None = None) -> Path:
     """Write canonical ``weights`` of ``spec`` to ``path`` in the format its extension names, with ``info``
@@ -342,7 +338,7 @@ def write_weights(path: str | os.PathLike, weights: Mapping[str, Any], spec: str
     fmt = format_for(path)
     resolved = resolve_spec(spec)
     plan = make_plan(resolved)
-    arrays = {name: _as_array(name, value) for name, value in weights.items()}
+    arrays = {name: to_numpy(value) for name, value in weights.items()}
     check_weights(plan, arrays, strict=True)
     cast_info, cast = _caster(dtype)
     tensors = {p.name: cast_info(TensorInfo(tuple(arrays[p.name].shape), arrays[p.name].dtype)) for p in plan.params}
