@@ -24,10 +24,11 @@ def holding(torch, model: Any, weights: Mapping[str, np.ndarray]) -> Any:
     return model.eval()
 
 
-def perturb(torch, model: Any, seed: int) -> Any:
+def perturb(torch, model: Any, seed: int, kernel_offsets: bool = True) -> Any:
     """Non-trivial norm statistics and affine parameters (EvoNorm's ``v`` and FRN's ``tau`` on both sides
-    of 0), kernels with a per-channel offset (so weight standardisation changes them) and a classifier
-    worth comparing, in place; returns the model in eval mode."""
+    of 0), kernels with a per-channel offset (so weight standardisation changes them; ``kernel_offsets``
+    False leaves kernels alone: the offsets overflow a deep pre-activation residual stream such as
+    resnetv2_101's to inf) and a classifier worth comparing, in place; returns the model in eval mode."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, t in model.state_dict().items():
@@ -43,7 +44,7 @@ def perturb(torch, model: Any, seed: int) -> Any:
                 t.copy_(torch.randn(t.shape, generator=g) * 0.2)
             elif t.ndim == 1:  # gamma
                 t.copy_(torch.rand(t.shape, generator=g) + 0.5)
-            elif t.ndim == 4 and t.shape[2:] != (1, 1) or name.endswith("conv.weight"):  # a per-channel offset
+            elif kernel_offsets and (t.ndim == 4 and t.shape[2:] != (1, 1) or name.endswith("conv.weight")):
                 t.add_(torch.randn(t.shape[0], 1, 1, 1, generator=g) * t.std())
             if name in ("head.fc.weight", "fc.weight"):
                 t.copy_(torch.randn(t.shape, generator=g) * 0.05)
