@@ -94,6 +94,10 @@ class _Given(keras.initializers.Initializer):
     def __call__(self, shape: Any, dtype: Any = None) -> Any:
         if tuple(shape) != self.value.shape:  # pragma: no cover - check_weights has compared the shapes
             raise RuntimeError(f"Expected a weight of shape {tuple(shape)}, got {self.value.shape}")
+        if keras.backend.backend() == "torch" and keras.backend.standardize_dtype(dtype) == self.value.dtype.name:
+            import torch  # the torch engine's convert_to_tensor copies every numpy array (100 MB for a resnet50);
+
+            return torch.from_numpy(self.value)  # _given's arrays are the model's own, so the variable may keep them
         return keras.ops.convert_to_tensor(self.value, dtype=dtype)
 
 
@@ -107,7 +111,10 @@ def _given(plan: Plan, weights: Mapping[str, Any] | None) -> dict[str, dict[str,
         value = np.asarray(weights[row.canonical])
         # Contiguous: the torch engine would keep a transposed view's strides, and compute differently with them.
         # The blocked transpose: the same bytes as numpy's, in half the time (a third of a resnet50 build).
-        out.setdefault(row.layer, {})[row.variable] = to_framework(row.layout, value)
+        framework = to_framework(row.layout, value)
+        if framework is value or not framework.flags.owndata:  # _Given hands these to the torch engine uncopied:
+            framework = np.array(framework)  # never the caller's array, nor a read-only view of a weights file
+        out.setdefault(row.layer, {})[row.variable] = framework
     return out
 
 

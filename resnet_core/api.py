@@ -74,7 +74,7 @@ def build(spec: str | os.PathLike | ResNetSpec = "resnet50", backend: str | None
     from .sources import is_source, load_source
 
     if weights is None and is_source(spec):
-        return _pretrained(load_source(cast("str | os.PathLike", spec)), backend, overrides, dtype)
+        return _pretrained(load_source(cast("str | os.PathLike", spec), views=True), backend, overrides, dtype)
     if weights is None and isinstance(spec, (str, os.PathLike)) and _looks_like_path(spec):
         raise MissingFileError(f"No such weights file or model folder: {os.fspath(spec)!r}")
     resolved = get_spec(spec)  # type: ignore[arg-type]
@@ -89,7 +89,7 @@ def build(spec: str | os.PathLike | ResNetSpec = "resnet50", backend: str | None
     if isinstance(weights, Mapping):
         loaded = LoadedWeights(resolved, {k: np.asarray(v) for k, v in weights.items()}, None)
     else:
-        loaded = load_source(weights, spec=None if _stores_spec(weights) else resolved)
+        loaded = load_source(weights, spec=None if _stores_spec(weights) else resolved, views=True)
     _check_architecture(resolved, loaded.spec, weights)
     keep = {f: getattr(loaded.spec, f) for f in FINE_TUNE_FIELDS}
     return _pretrained(LoadedWeights(resolved.replace(**keep), loaded.weights, loaded.info), backend, overrides,

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import functools
 import math
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import cast
 
@@ -523,10 +525,29 @@ def _main(spec: ResNetSpec, prefix: str, cin: int, block: str, widths: tuple[int
     )
 
 
+def block_prefix(stage: int, index: int) -> str:
+    """The canonical name prefix of block ``index`` (from 0) of stage ``stage`` (from 1): torchvision's."""
+    return f"layer{stage}.{index}."
+
+
+_BLOCK_PREFIX = re.compile(r"layer(\d+)\.(\d+)\.")
+
+
+def depths_shown(names: Iterable[str]) -> tuple[int, ...]:
+    """The blocks per stage that canonical ``names`` hold (the inverse of :func:`block_prefix`): a plan's
+    own names give its ``spec.layers``, so a cheap first test of whether tensors can fit a spec."""
+    blocks: dict[int, set[int]] = {}
+    for name in names:
+        found = _BLOCK_PREFIX.match(name)
+        if found:
+            blocks.setdefault(int(found[1]), set()).add(int(found[2]))
+    return tuple(len(blocks[stage]) for stage in sorted(blocks))
+
+
 def _block(spec: ResNetSpec, stage: int, index: int, cin: int, widths: tuple[int, ...], stride: int,
            first_dilation: int, dilation: int) -> Block:
     """One block; ``first_dilation`` is the previous stage's dilation (timm and torchvision agree)."""
-    prefix = f"layer{stage}.{index}."
+    prefix = block_prefix(stage, index)
     cout = widths[-1]
     block_stride = stride
     main = _main(spec, prefix, cin, spec.stage_block_types[stage - 1], widths, stride, first_dilation, dilation)

@@ -10,6 +10,7 @@ import resnet_core as rc
 from resnet_core import presets
 from resnet_core.io import InferenceError, infer_spec, read_weights
 from resnet_core.io.infer import _structure
+from resnet_core.plan import depths_shown
 from resnet_core.testing import random_weights
 
 FIELDS = {f.name for f in dataclasses.fields(rc.ResNetSpec)}
@@ -140,3 +141,10 @@ def _strip_metadata(path):
     header.pop("__metadata__")
     blob = json.dumps(header).encode()
     path.write_bytes(struct.pack("<Q", len(blob)) + blob + raw[8 + n:])
+
+
+@pytest.mark.parametrize("name", rc.list_specs())
+def test_plan_names_show_the_stage_depths(name):
+    """Inference rules out presets by the depths the names show before making their plans: the names must show them."""
+    spec = rc.get_spec(name)
+    assert depths_shown(p.name for p in rc.make_plan(spec).params) == tuple(spec.layers)

@@ -172,3 +172,37 @@ def test_fresh_models_follow_the_plan_init(model):
             assert (got[p.name] == 1).all(), p.name
         else:
             assert got[p.name].std() > 0, p.name
+
+
+def _train_step(model, backend: str) -> None:
+    """One SGD step that writes every trainable variable (and the norm statistics) in place."""
+    if backend == "torch":
+        import torch
+
+        model.train()
+        model(torch.rand(2, 3, 33, 35)).square().sum().backward()
+        with torch.no_grad():  # by hand: torch.optim imports dynamo, which crashes beside TensorFlow
+            for parameter in model.parameters():
+                parameter -= 0.5 * parameter.grad
+    else:
+        import keras
+
+        model.compile(optimizer=keras.optimizers.SGD(0.5), loss="mse")
+        model.fit(np.random.rand(2, 33, 35, 3).astype("float32"), np.zeros((2, 10), "float32"), verbose=0)
+
+
+@pytest.mark.parametrize("given", ["file", "mapping"])
+def test_built_models_own_their_weights(backend, weights, tmp_path, given):
+    """A model built from a file (its arrays may be read-only views of a memory map) or from the caller's
+    arrays trains without touching either: on Keras's torch engine a variable would otherwise share them."""
+    path = rc.write_weights(tmp_path / "w.safetensors", weights, SPEC)
+    before = path.read_bytes()
+    kept = {k: v.copy() for k, v in weights.items()}
+    model = rc.build(path, backend=backend) if given == "file" else rc.build(SPEC, backend=backend, weights=weights)
+    assert _same(rc.get_weights(model), kept)
+    _train_step(model, backend)
+    trained = rc.get_weights(model)
+    assert not np.array_equal(trained["fc.weight"], kept["fc.weight"])
+    assert not np.array_equal(trained["bn1.running_mean"], kept["bn1.running_mean"])
+    assert _same(weights, kept)  # the caller's arrays
+    assert path.read_bytes() == before  # the file

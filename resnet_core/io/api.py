@@ -282,11 +282,26 @@ def read_weights(path: str | os.PathLike, spec: SpecArg = None, dtype: str | Non
 
         loaded = load_source(path)
         return LoadedWeights(loaded.spec, {k: cast(v) for k, v in loaded.weights.items()}, loaded.info)
+    return _read_file(path, spec, cast, copy=True)
+
+
+def read_for_build(path: str | os.PathLike, spec: SpecArg = None) -> LoadedWeights:
+    """``read_weights(path, spec)`` whose arrays may be read-only views of the file (a memory map).
+
+    For the adapters' build paths only, which copy every tensor into the framework anyway: skipping
+    read_weights' own copy saves a pass over the weights (a tenth of a second for resnet50).
+    """
+    return _read_file(path, spec, lambda array: array, copy=False)
+
+
+def _read_file(path: str | os.PathLike, spec: SpecArg, cast: Callable[[np.ndarray], np.ndarray],
+               copy: bool) -> LoadedWeights:
     with open_weights(path, spec) as opened:
         weights = {}
         for name in opened.tensors:
             array = cast(opened.reader.read(name))
-            weights[name] = array if array.flags.owndata and not isinstance(array, np.memmap) else np.array(array)
+            owned = array.flags.owndata and not isinstance(array, np.memmap)
+            weights[name] = np.array(array) if copy and not owned else array
         return LoadedWeights(opened.spec, weights, opened.info)
 
 

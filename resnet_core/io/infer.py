@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 from ..errors import ResNetCoreError
-from ..plan import explicit_width_fields, make_plan, se_ratio_of
+from ..plan import depths_shown, explicit_width_fields, make_plan, se_ratio_of
 from ..presets import get_spec, list_specs
 from ..spec import ResNetSpec
 
@@ -115,7 +115,10 @@ def _norm_fields(shapes: Shapes) -> dict[str, Any]:
 
 def _preset_fits(shapes: Shapes) -> list[ResNetSpec]:
     fits: list[ResNetSpec] = []
+    depths = depths_shown(shapes)
     for name in list_specs():
+        if tuple(get_spec(name).layers) != depths:  # cheap: most presets are ruled out before making a plan
+            continue
         candidate = _fit_head(get_spec(name), shapes)
         if candidate is not None and _signature(candidate) == shapes and candidate not in fits:
             fits.append(candidate)

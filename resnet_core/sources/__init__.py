@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..io.api import LoadedWeights, read_weights
+from ..io.api import LoadedWeights, read_for_build, read_weights
 from ..spec import ResNetSpec
 from ._errors import SourceError
 
@@ -31,10 +31,12 @@ def is_source(value: Any) -> bool:
     return isinstance(value, (str, os.PathLike)) and os.path.exists(value)
 
 
-def load_source(source: str | os.PathLike, spec: str | ResNetSpec | None = None) -> LoadedWeights:
+def load_source(source: str | os.PathLike, spec: str | ResNetSpec | None = None, *,
+                views: bool = False) -> LoadedWeights:
     """``(spec, weights)`` and ``.info`` (the trained-with record) of ``source``: canonical numpy weights.
 
     ``spec`` is only for weight files that store none and whose architecture cannot be inferred.
+    ``views``: a weights file's arrays may be read-only views of it (for callers that copy them anyway).
     Raises :class:`SourceError` (one line naming the source and what to do) when it cannot be fetched.
     """
     text = os.fspath(source)
@@ -51,4 +53,4 @@ def load_source(source: str | os.PathLike, spec: str | ResNetSpec | None = None)
         from .folder import load_folder
 
         return load_folder(path, text)
-    return read_weights(path, spec)
+    return read_for_build(path, spec) if views else read_weights(path, spec)
