@@ -28,7 +28,7 @@ import numpy as np
 from resnet_core.errors import InputTypeError, UnknownNameError
 from resnet_core.io.infer import InferenceError
 from resnet_core.io.keras_model import without_tensorflow_probe
-from resnet_core.io.transpose import to_framework
+from resnet_core.io.transpose import fresh_in_framework_layout
 from resnet_core.keras_graph import VARIABLES, KerasLayer, keras_graph
 from resnet_core.keras_spec import canonical_shapes, recover_spec
 from resnet_core.mapping import check_weights, keras_table
@@ -85,6 +85,9 @@ def _initializers(layer: KerasLayer, plan: Plan) -> dict[str, Any]:
     return {}
 
 
+_TORCH_NUMPY_FLOATS = ("float16", "float32", "float64")  # torch.from_numpy takes these (not ml_dtypes' bfloat16)
+
+
 class _Given(keras.initializers.Initializer):
     """Returns the given array: a variable is created holding its weight, with no random draw to compile."""
 
@@ -94,7 +97,8 @@ class _Given(keras.initializers.Initializer):
     def __call__(self, shape: Any, dtype: Any = None) -> Any:
         if tuple(shape) != self.value.shape:  # pragma: no cover - check_weights has compared the shapes
             raise RuntimeError(f"Expected a weight of shape {tuple(shape)}, got {self.value.shape}")
-        if keras.backend.backend() == "torch" and keras.backend.standardize_dtype(dtype) == self.value.dtype.name:
+        if keras.backend.backend() == "torch" and keras.backend.standardize_dtype(dtype) == self.value.dtype.name \
+                and self.value.dtype.name in _TORCH_NUMPY_FLOATS:
             import torch  # the torch engine's convert_to_tensor copies every numpy array (100 MB for a resnet50);
 
             return torch.from_numpy(self.value)  # _given's arrays are the model's own, so the variable may keep them
@@ -106,15 +110,14 @@ def _given(plan: Plan, weights: Mapping[str, Any] | None) -> dict[str, dict[str,
     if weights is None:
         return {}
     check_weights(plan, weights, strict=True)
+    rows = keras_table(plan)
+    # Contiguous: the torch engine would keep a transposed view's strides, and compute differently with them.
+    # New arrays: _Given hands them to the torch engine uncopied, so never the caller's array, nor a read-only
+    # view of a weights file. The blocked transpose: the same bytes as numpy's, in half the time.
+    arrays = fresh_in_framework_layout([(row.layout, np.asarray(weights[row.canonical])) for row in rows])
     out: dict[str, dict[str, np.ndarray]] = {}
-    for row in keras_table(plan):
-        value = np.asarray(weights[row.canonical])
-        # Contiguous: the torch engine would keep a transposed view's strides, and compute differently with them.
-        # The blocked transpose: the same bytes as numpy's, in half the time (a third of a resnet50 build).
-        framework = to_framework(row.layout, value)
-        if framework is value or not framework.flags.owndata:  # _Given hands these to the torch engine uncopied:
-            framework = np.array(framework)  # never the caller's array, nor a read-only view of a weights file
-        out.setdefault(row.layer, {})[row.variable] = framework
+    for row, array in zip(rows, arrays, strict=True):
+        out.setdefault(row.layer, {})[row.variable] = array
     return out
 
 

