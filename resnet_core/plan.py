@@ -381,6 +381,11 @@ class Plan:
         return tuple(b for b in self.blocks if b.stage == stage)
 
     @property
+    def projections(self) -> tuple[bool, ...]:
+        """Whether each block's shortcut is a projection (a conv), in block order."""
+        return tuple(b.shortcut is not None for b in self.blocks)
+
+    @property
     def num_stages(self) -> int:
         return len(self.spec.layers)
 

@@ -242,16 +242,19 @@ class ResNetSpec:
             >>> spec == ResNetSpec(), spec.se_ratio, spec.canonical().se_ratio
             (True, 0.25, 0.0625)
         """
-        unused = {name: _DEFAULTS[name] for name, test in _UNUSED_WHEN.items() if test(self)}
+        unused = self._unused()
         return self if all(getattr(self, k) == v for k, v in unused.items()) else dataclasses.replace(self, **unused)
+
+    def _unused(self) -> dict[str, Any]:
+        """The fields that change nothing in this spec, each with its default."""
+        return {name: _DEFAULTS[name] for name, test in _UNUSED_WHEN.items() if test(self)}
 
     def _key(self) -> tuple[Any, ...]:
         """The compared fields, those without effect as their defaults; computed once (specs are frozen)."""
         key = self.__dict__.get("_architecture")
         if key is None:
-            unused = {name for name, test in _UNUSED_WHEN.items() if test(self)}
-            key = tuple(_DEFAULTS[f.name] if f.name in unused else getattr(self, f.name)
-                        for f in dataclasses.fields(self) if f.compare)
+            unused = self._unused()
+            key = tuple(unused.get(f.name, getattr(self, f.name)) for f in dataclasses.fields(self) if f.compare)
             object.__setattr__(self, "_architecture", key)
         return key
 

@@ -117,9 +117,10 @@ def _preset_fits(shapes: Shapes) -> list[ResNetSpec]:
     fits: list[ResNetSpec] = []
     depths = depths_shown(shapes)
     for name in list_specs():
-        if tuple(get_spec(name).layers) != depths:  # cheap: most presets are ruled out before making a plan
+        preset = get_spec(name)
+        if tuple(preset.layers) != depths:  # cheap: most presets are ruled out before making a plan
             continue
-        candidate = _fit_head(get_spec(name), shapes)
+        candidate = _fit_head(preset, shapes)
         if candidate is not None and _signature(candidate) == shapes and candidate not in fits:
             fits.append(candidate)
     return fits
@@ -190,7 +191,7 @@ def _structure(shapes: Shapes) -> ResNetSpec:
     # a projection where nothing changes (keras-hub's basic_block_vd, the bottlenecks of timm's ResNetV2)
     stem_out = fields["stem_width"] * (1 if fields.get("stem", "7x7") == "7x7" else 2)
     fields["project_first"] = stem_out == stages[0][1][0][-1] and any(
-            k.startswith("layer1.0.downsample.") for k in shapes)
+        k.startswith("layer1.0.downsample.") for k in shapes)
     downs = [v for k, v in shapes.items() if k.endswith(".downsample.0.weight") and len(v) == 4]
     if downs and not fields["preact"]:
         fields["down_kernel_size"] = max(v[-1] for v in downs)

@@ -35,7 +35,6 @@ def to_framework(layout: Layout, array: np.ndarray, buffer: np.ndarray | None = 
     return out
 
 
-
 def fresh_in_framework_layout(items: Sequence[tuple[Layout, np.ndarray]]) -> list[np.ndarray]:
     """``to_framework`` of every ``(layout, array)``, each a new C-contiguous array (never an input, nor a view
     of one), copied in threads.

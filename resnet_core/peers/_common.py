@@ -100,7 +100,7 @@ def comparable(spec: ResNetSpec) -> dict:
     # Ratios that round to the same widths build the same network: compare the widths.
     data["se_ratio"] = tuple(b.attention.fc1.out_channels for b in plan.blocks
                              if isinstance(b.attention, SqueezeExcite))
-    data["project_first"] = tuple(b.shortcut is not None for b in plan.blocks)  # where it projects nothing new
+    data["project_first"] = plan.projections  # where it projects nothing new
     return data
 
 

@@ -313,14 +313,11 @@ def _export_problems(spec: ResNetSpec) -> list[str]:
         problems.append("std_conv=True (timm's ResNet takes no conv_layer; its ResNetV2 does)")
     if spec.block_widths is not None and spec.norm != "batch":
         problems.append(f"block_widths with norm={spec.norm!r} (timm's pruning rebuilds batch norms only)")
-    if spec.project_first and _projections(spec) != _projections(spec.replace(project_first=False)):
+    if spec.project_first and make_plan(spec).projections != make_plan(spec.replace(project_first=False)).projections:
         problems.append("project_first=True (timm's ResNet projects only where the width or stride changes; "
                         "its ResNetV2 projects every stage's first block)")
     return problems
 
-
-def _projections(spec: ResNetSpec) -> list[bool]:
-    return [b.shortcut is not None for b in make_plan(spec).blocks]
 
 
 MODEL_CLASSES = ("ResNet", "ResNetV2")

@@ -337,9 +337,8 @@ def export_problems(spec: ResNetSpec) -> list[str]:
     if not spec.preact:  # ResNetV2(preact=False): timm's post-activation Bottleneck, no timm ResNet options
         if spec.block != "bottleneck":
             problems.append("block='basic' with preact=False (ResNetV2 builds post-activation bottlenecks only)")
-        for field, default in (("anti_alias", None), ("replace_stem_pool", False), ("reduce_first", 1),
-                               ("down_kernel_size", 1)):
-            if getattr(spec, field) != default:
+        for field in ("anti_alias", "replace_stem_pool", "reduce_first", "down_kernel_size"):
+            if getattr(spec, field) != ResNetSpec.__dataclass_fields__[field].default:
                 problems.append(f"{field}={getattr(spec, field)!r} (an option of timm's ResNet, not of ResNetV2)")
     if spec.stride_block != "first":
         problems.append(f"stride_block={spec.stride_block!r} (ResNetV2 strides each stage's first block)")
@@ -358,7 +357,7 @@ def export_problems(spec: ResNetSpec) -> list[str]:
     if make_divisible(stem_out) != stem_out:
         problems.append(f"stem_width={spec.stem_width} (ResNetV2 rounds its stem_chs, {stem_out}, to a multiple of 8)")
     plan = make_plan(spec)
-    if spec.block == "bottleneck" and plan.stage_blocks(1)[0].shortcut is None:
+    if spec.block == "bottleneck" and not plan.projections[0]:
         problems.append(f"project_first=False while stage 1's first block keeps its width ({plan.stem.out_channels} "
                         "channels): ResNetV2's bottlenecks project every stage's first block (project_first=True "
                         "builds that)")
