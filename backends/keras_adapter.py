@@ -7,7 +7,7 @@ run 'valid' (TF's 'same' pads asymmetrically at stride 2), max-pooling pads as P
 The model is a plain functional ``keras.Model`` of built-in layers, so ``model.save("m.keras")`` loads in
 any Keras 3 with ``keras.saving.load_model``, resnet-core installed or not, safe mode on. Its spec rides
 along as ``model.spec`` while the model lives; a loaded model's spec is recovered from its layers
-(:mod:`resnet_core.keras_spec`). A layer Keras lacks belongs in this module, registered with
+(:mod:`resnet_core.io.keras_spec`). A layer Keras lacks belongs in this module, registered with
 ``@keras.saving.register_keras_serializable(package=PACKAGE)``: importing ``resnet_core`` (with
 Keras already imported) or this adapter registers it, and :func:`resnet_core.register_keras_objects`
 does so explicitly.
@@ -28,9 +28,9 @@ import numpy as np
 from resnet_core.errors import InputTypeError, UnknownNameError
 from resnet_core.io.infer import InferenceError
 from resnet_core.io.keras_model import without_tensorflow_probe
+from resnet_core.io.keras_spec import canonical_shapes, recover_spec
 from resnet_core.io.transpose import fresh_in_framework_layout
 from resnet_core.keras_graph import VARIABLES, KerasLayer, keras_graph
-from resnet_core.keras_spec import canonical_shapes, recover_spec
 from resnet_core.mapping import check_weights, keras_table
 from resnet_core.plan import Dense, Plan, binomial_filter, make_plan
 from resnet_core.spec import ResNetSpec

@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import MissingDependencyError
+from .errors import InputError, MissingDependencyError
+from .layouts import Layout
 
 
 def bfloat16() -> np.dtype:
@@ -58,3 +59,22 @@ def to_torch(array: Any) -> Any:
         if array.dtype.name == "bfloat16":
             return torch.from_numpy(array.view(np.int16)).view(torch.bfloat16)
         return torch.from_numpy(array)
+
+
+def relative_error(output: np.ndarray, reference: np.ndarray) -> float:
+    """max |output - reference| / max |reference|: the figure every parity claim here uses."""
+    output, reference = np.asarray(output, np.float64), np.asarray(reference, np.float64)
+    if output.shape != reference.shape:
+        raise InputError(f"Shapes differ: output {output.shape} vs reference {reference.shape}")
+    scale = np.abs(reference).max()
+    return float(np.abs(output - reference).max() / (scale if scale > 0 else 1.0))
+
+
+def to_channels_last(images: np.ndarray) -> np.ndarray:
+    """NCHW -> NHWC (contiguous), by :attr:`Layout.IMAGES`; other ranks are returned as they are."""
+    return np.ascontiguousarray(Layout.IMAGES.to_framework(images)) if np.ndim(images) == 4 else images
+
+
+def to_channels_first(images: np.ndarray) -> np.ndarray:
+    """NHWC -> NCHW (contiguous): the inverse of :func:`to_channels_last`."""
+    return np.ascontiguousarray(Layout.IMAGES.to_canonical(images)) if np.ndim(images) == 4 else images

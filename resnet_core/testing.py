@@ -1,80 +1,23 @@
-"""Weights and metrics for parity checks, framework-free so every engine sees identical inputs."""
+"""Helpers for tests and examples. Production code imports none of this module: the random weights and
+images live in :mod:`resnet_core.random_weights`, the error metric and image layouts in
+:mod:`resnet_core.arrays`; they are re-exported here for tests and docs."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
-from .errors import InputError
-from .layouts import Layout
-from .plan import Norm, Plan, make_plan
-from .presets import get_spec
+from .arrays import relative_error, to_channels_first, to_channels_last
+from .random_weights import random_images, random_weights
 from .spec import ResNetSpec
 
-
-def random_weights(spec: str | ResNetSpec | Plan, seed: int = 0, dtype: str = "float32") -> dict[str, np.ndarray]:
-    """Canonical weights with non-trivial batch-norm statistics and affine parameters.
-
-    Parity tests on freshly initialised models prove little: mean 0, variance 1, gamma 1 and beta 0
-    hide a swapped or mis-ordered BN tensor, and zero biases hide a missing one. Here every tensor is
-    distinct and away from its init value, scaled (He, fan-in) so activations stay finite in deep
-    presets; the last norm of each residual branch is damped as a trained network's would be.
-    """
-    plan = spec if isinstance(spec, Plan) else make_plan(get_spec(spec))
-    rng = np.random.default_rng(seed)
-    # (a pre-activation branch ends in a bare conv: its kernel is damped instead)
-    damped = {(block.main[-1].norm or block.main[-1].conv).name for block in plan.blocks}
-    if plan.spec.std_conv:  # a standardised kernel cannot be damped: damp the norm feeding the bare last conv
-        damped |= {cast(Norm, block.main[-2].norm).name for block in plan.blocks if block.main[-1].norm is None}
-    out: dict[str, np.ndarray] = {}
-    for p in plan.params:
-        if p.role == "kernel":
-            fan_in = int(np.prod(p.shape[1:]))
-            value = rng.normal(0.0, np.sqrt(2.0 / fan_in), p.shape) * (0.25 if p.module in damped else 1.0)
-        elif p.role == "gamma":
-            low, high = (0.1, 0.4) if p.module in damped else (0.5, 1.5)
-            value = rng.uniform(low, high, p.shape)
-        elif p.role in ("beta", "bias"):
-            value = rng.normal(0.0, 0.2, p.shape)
-        elif p.role == "moving_mean":
-            value = rng.normal(0.0, 0.5, p.shape)
-        elif p.role == "moving_variance":
-            value = rng.uniform(0.5, 2.0, p.shape)
-        elif p.role == "v":  # EvoNorm's gate slope: away from 1, some negative
-            value = rng.uniform(-0.5, 1.5, p.shape)
-        elif p.role == "tau":  # FRN's threshold: either side of 0, so the TLU clips both ways
-            value = rng.normal(0.0, 0.3, p.shape)
-        else:  # pragma: no cover - the plan's roles are listed above
-            raise RuntimeError(f"Unknown role {p.role!r} for {p.name}")
-        out[p.name] = value.astype(dtype)
-    return out
-
-
-def random_images(batch: int, height: int, width: int, channels: int = 3, seed: int = 0) -> np.ndarray:
-    """NCHW float32 images in roughly the range a normalised photo has."""
-    return np.random.default_rng(seed).normal(0.0, 1.0, (batch, channels, height, width)).astype("float32")
-
-
-def relative_error(output: np.ndarray, reference: np.ndarray) -> float:
-    """max |output - reference| / max |reference|: the figure every parity claim here uses."""
-    output, reference = np.asarray(output, np.float64), np.asarray(reference, np.float64)
-    if output.shape != reference.shape:
-        raise InputError(f"Shapes differ: output {output.shape} vs reference {reference.shape}")
-    scale = np.abs(reference).max()
-    return float(np.abs(output - reference).max() / (scale if scale > 0 else 1.0))
-
-
-def to_channels_last(images: np.ndarray) -> np.ndarray:
-    """NCHW -> NHWC (contiguous), by :attr:`Layout.IMAGES`; other ranks are returned as they are."""
-    return np.ascontiguousarray(Layout.IMAGES.to_framework(images)) if np.ndim(images) == 4 else images
-
-
-def to_channels_first(images: np.ndarray) -> np.ndarray:
-    """NHWC -> NCHW (contiguous): the inverse of :func:`to_channels_last`."""
-    return np.ascontiguousarray(Layout.IMAGES.to_canonical(images)) if np.ndim(images) == 4 else images
+__all__ = [
+    "assert_same_weights", "loaded", "place_in_hf_cache", "random_images", "random_weights",
+    "randomise_keras_variables", "relative_error", "softmax", "to_channels_first", "to_channels_last",
+]
 
 
 def randomise_keras_variables(model: Any, seed: int = 0) -> Any:

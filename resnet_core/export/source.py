@@ -49,7 +49,7 @@ def resolve_source(source: Any, spec: str | ResNetSpec | None = None, seed: int 
     if isinstance(source, ResNetSpec) or (isinstance(source, str) and not os.path.exists(source)
                                           and not source.lower().endswith((".npz", ".pth", ".pt", ".safetensors",
                                                                            ".h5", ".keras"))):
-        from ..testing import random_weights
+        from ..random_weights import random_weights
 
         resolved = get_spec(source)
         return Source(resolved, random_weights(resolved, seed=seed), f"random weights (seed {seed})")

@@ -131,7 +131,7 @@ def candidate_specs(tensors: Mapping[str, Any], preferred: str | None = None) ->
     the tensors fit), else the structure read off the tensors.
 
     Fields weights cannot show take the presets' (or the defaults') values; a caller that sees more
-    (a Keras model's layer configs) settles them, see :mod:`resnet_core.keras_spec`.
+    (a Keras model's layer configs) settles them, see :mod:`resnet_core.io.keras_spec`.
     """
     shapes = _shapes(tensors)
     fits = _preset_fits(shapes)

@@ -1,7 +1,7 @@
 """Whole Keras 3 models (``.keras``): written through Keras, read with zipfile and h5py alone.
 
 A resnet-core model is saved as a plain functional ``keras.Model`` of built-in layers; its spec is
-recovered from the file's config and weights (:mod:`resnet_core.keras_spec`), so no Keras is needed
+recovered from the file's config and weights (:mod:`resnet_core.io.keras_spec`), so no Keras is needed
 to read one. Files of the former ``KerasResNet`` class, which stored the spec, are read too.
 """
 
@@ -17,13 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from ..keras_spec import recover_spec
 from ..spec import ResNetSpec
 from ..weights_info import WeightsInfo
 from .formats import INFO_KEY, TensorInfo, WeightsFileError, info_from_metadata, legacy_info, spec_from_json
 from .infer import InferenceError
 from .keras_h5 import KerasH5Reader
 from .keras_model import keras_model, without_tensorflow_probe
+from .keras_spec import recover_spec
 
 LEGACY_CLASS = ("resnet_core>KerasResNet", "KerasResNet")  # (registered name, class name) that stored the spec
 WEIGHTS_MEMBER = "model.weights.h5"

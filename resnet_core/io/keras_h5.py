@@ -20,7 +20,6 @@ import numpy as np
 
 from ..errors import MissingDependencyError, ResNetCoreError
 from ..keras_graph import VARIABLES
-from ..keras_spec import layout_of
 from ..layouts import Layout
 from ..mapping import canonical_name, keras_table
 from ..plan import make_plan
@@ -39,6 +38,7 @@ from .formats import (
     spec_metadata,
 )
 from .keras_layout import installed_keras, keras_layout, layout_verified, snake_case
+from .keras_spec import layout_of
 from .pipeline import prefetch_into
 from .transpose import to_framework
 

@@ -16,8 +16,8 @@ from ..errors import InputError, InputTypeError, MissingDependencyError, Missing
 from ..mapping import check_weights
 from ..plan import Plan, make_plan
 from ..presets import get_spec
+from ..random_weights import random_images, random_weights
 from ..spec import ResNetSpec
-from ..testing import random_images, random_weights
 from .artifacts import artifact_job_error, is_artifact
 from .engines import ALL_ENGINES, ENGINES, EngineRun, parse_engines, run_engine_jobs, run_engines
 from .metrics import (

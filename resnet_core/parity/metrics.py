@@ -1,6 +1,6 @@
 """How two results are compared and what counts as agreement, with numpy alone.
 
-Relative error is max |diff| / max |reference| per tensor (:func:`resnet_core.testing.relative_error`),
+Relative error is max |diff| / max |reference| per tensor (:func:`resnet_core.arrays.relative_error`),
 so a tensor of small values is judged by its own scale, and a layer's figure does not depend on
 how many elements it has.
 """
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..arrays import relative_error
 from ..plan import Plan
-from ..testing import relative_error
 
 # Largest relative error accepted against the reference, by dtype, by what is compared and, where the
 # engines measured apart, by engine ("*": any other). Set at about twice the worst figure measured on

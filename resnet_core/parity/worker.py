@@ -296,13 +296,13 @@ class KerasRunner:
 
 
 def _nhwc(a: np.ndarray) -> np.ndarray:
-    from ..testing import to_channels_last
+    from ..arrays import to_channels_last
 
     return to_channels_last(a)
 
 
 def _nchw(a: np.ndarray) -> np.ndarray:
-    from ..testing import to_channels_first
+    from ..arrays import to_channels_first
 
     return to_channels_first(a)
 

@@ -141,7 +141,7 @@ def to_peer(spec: str | ResNetSpec, weights: Mapping[str, Any], peer: str, info:
         With timm installed:
 
         ```python
-        from resnet_core.testing import random_weights
+        from resnet_core.random_weights import random_weights
 
         model = rc.to_peer("resnet50", random_weights("resnet50"), "timm")  # a timm.models.ResNet
         ```

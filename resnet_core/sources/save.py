@@ -48,7 +48,8 @@ def _parts(model_or_weights: Any, spec: ResNetSpec | None, info: WeightsInfo | N
 def _parity(layout: str, peer: Any, spec: ResNetSpec, weights: dict[str, np.ndarray]) -> tuple[float, str]:
     """Max relative error of the peer's output against ours on one random batch, and what ran."""
     from ..api import build, set_weights
-    from ..testing import random_images, relative_error
+    from ..arrays import relative_error
+    from ..random_weights import random_images
 
     batch, height, width = CARD_IMAGES
     images = random_images(batch, height, width, channels=spec.in_channels, seed=0)

@@ -13,12 +13,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from .io.infer import InferenceError, candidate_specs
-from .keras_graph import VARIABLES, keras_graph
-from .layouts import Layout
-from .mapping import canonical_name
-from .plan import make_plan
-from .spec import ANTI_ALIASES, DOWNSAMPLES, OUTPUT_STRIDES, POOL_PADDINGS, POOLINGS, STRIDE_BLOCKS, ResNetSpec
+from ..keras_graph import VARIABLES, keras_graph
+from ..layouts import Layout
+from ..mapping import canonical_name
+from ..plan import make_plan
+from ..spec import ANTI_ALIASES, DOWNSAMPLES, OUTPUT_STRIDES, POOL_PADDINGS, POOLINGS, STRIDE_BLOCKS, ResNetSpec
+from .infer import InferenceError, candidate_specs
 
 Record = tuple[str, tuple[str, ...], tuple[tuple[str, Any], ...]]  # class, input layers, configured items
 Seen = dict[str, tuple[str, tuple[str, ...], dict[str, Any]]]  # a model's layers: class, input layers, config
