@@ -28,11 +28,11 @@ import numpy as np
 from resnet_core.errors import InputTypeError, UnknownNameError
 from resnet_core.io.infer import InferenceError
 from resnet_core.io.keras_model import without_tensorflow_probe
-from resnet_core.io.keras_spec import canonical_shapes, recover_spec
+from resnet_core.io.keras_spec import canonical_shapes, recover_plan
 from resnet_core.io.transpose import fresh_in_framework_layout
 from resnet_core.keras_graph import VARIABLES, KerasLayer, keras_graph
 from resnet_core.mapping import check_weights, keras_table
-from resnet_core.plan import Dense, Plan, binomial_filter, make_plan
+from resnet_core.plan import Dense, Plan, binomial_filter
 from resnet_core.spec import ResNetSpec
 
 from . import keras_norms  # registers the norm layers under PACKAGE
@@ -173,7 +173,7 @@ def build(plan: Plan, weights: Mapping[str, Any] | None = None, dtype: Any = Non
                                            **{**layer.config, **_initializers(layer, plan)})
             tensors[layer.name] = _call(made, [tensors[i] for i in layer.inputs], given.get(layer.name))
         model = keras.Model(inputs, tensors[output], name=plan.spec.name)
-    return _adopt(model, plan.spec)
+    return _adopt(model, plan)
 
 
 @contextlib.contextmanager
@@ -204,22 +204,28 @@ def _without_cyclic_gc() -> Iterator[None]:
         gc.unfreeze()
 
 
-def _adopt(model: keras.Model, spec: ResNetSpec) -> keras.Model:
-    """Record the spec on the live model (not saved: a loaded model's is recovered from its layers), and
-    give its batch norms PyTorch's training arithmetic (:func:`keras_norms.careful_batch_norm`)."""
+def _adopt(model: keras.Model, plan: Plan) -> keras.Model:
+    """Record the plan (and its spec) on the live model (not saved: a loaded model's is recovered from its
+    layers), and give its batch norms PyTorch's training arithmetic (:func:`keras_norms.careful_batch_norm`)."""
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             keras_norms.careful_batch_norm(layer)
-    model.spec = spec
-    model.plan = make_plan(spec)
+    model.spec = plan.spec
+    model.plan = plan
     return model
 
 
 def spec_of(model: keras.Model) -> ResNetSpec:
     """The spec of a model built by this adapter, or of one loaded by plain Keras (recovered once, then kept)."""
-    spec = getattr(model, "spec", None)
-    if isinstance(spec, ResNetSpec):
-        return spec
+    return plan_of(model).spec
+
+
+def plan_of(model: keras.Model) -> Plan:
+    """The plan a model was built from, or, for one loaded by plain Keras, the plan recovered from its
+    layers (once, then kept on the model)."""
+    plan = getattr(model, "plan", None)
+    if isinstance(plan, Plan):
+        return plan
     if type(model).__name__ != "Functional":  # ours are plain functional models; subclasses are someone else's
         raise InputTypeError(f"Keras model {model.name!r} ({type(model).__name__}) is not a resnet-core model")
     shapes = canonical_shapes((layer.name, type(layer).__name__, [tuple(w.shape) for w in layer.weights])
@@ -227,7 +233,7 @@ def spec_of(model: keras.Model) -> ResNetSpec:
     with without_tensorflow_probe():  # get_config would import TensorFlow (seconds) on the other engines
         config = model.get_config()
     try:
-        recovered = recover_spec(config, shapes, name=model.name)
+        recovered = recover_plan(config, shapes, name=model.name)
     except InferenceError as exc:
         raise InputTypeError(f"Keras model {model.name!r} is not a resnet-core model: {exc}") from None
     _adopt(model, recovered)
@@ -236,14 +242,14 @@ def spec_of(model: keras.Model) -> ResNetSpec:
 
 def _tap_layers(model: keras.Model) -> dict[str, str]:
     """tap -> Keras layer name, in network order."""
-    layers, _ = keras_graph(make_plan(spec_of(model)))
+    layers, _ = keras_graph(plan_of(model))
     return {layer.tap: layer.name for layer in layers if layer.tap}
 
 
 def tap_model(model: keras.Model, taps: tuple[str, ...] | None = None) -> keras.Model:
     """A model sharing ``model``'s layers that returns a dict of tap outputs (all taps by default)."""
     layers = _tap_layers(model)
-    wanted = make_plan(spec_of(model)).taps if taps is None else taps
+    wanted = plan_of(model).taps if taps is None else taps
     unknown = [t for t in wanted if t not in layers]
     if unknown:
         raise UnknownNameError(f"Unknown tap(s) {unknown}. Known taps: {list(layers)}")
@@ -253,7 +259,7 @@ def tap_model(model: keras.Model, taps: tuple[str, ...] | None = None) -> keras.
 def feature_model(model: keras.Model) -> keras.Model:
     """Outputs of every stage (C2..C5), a list in stage order, for detection and segmentation."""
     layers = _tap_layers(model)
-    return keras.Model(model.input, [model.get_layer(layers[t]).output for t in make_plan(spec_of(model)).feature_taps])
+    return keras.Model(model.input, [model.get_layer(layers[t]).output for t in plan_of(model).feature_taps])
 
 
 def owns(model: object) -> bool:
@@ -261,7 +267,7 @@ def owns(model: object) -> bool:
     if not isinstance(model, keras.Model):
         return False
     try:
-        spec_of(model)
+        plan_of(model)
     except (TypeError, ValueError, KeyError):
         return False
     return True
@@ -273,14 +279,14 @@ def _variable(model: keras.Model, layer: str, variable: str):
 
 def get_weights(model: keras.Model) -> dict[str, np.ndarray]:
     out = {}
-    for row in keras_table(make_plan(spec_of(model))):
+    for row in keras_table(plan_of(model)):
         value = keras.ops.convert_to_numpy(_variable(model, row.layer, row.variable))
         out[row.canonical] = np.ascontiguousarray(row.layout.to_canonical(value))
     return out
 
 
 def set_weights(model: keras.Model, weights: Mapping[str, object], strict: bool = True) -> list[str]:
-    plan = make_plan(spec_of(model))
+    plan = plan_of(model)
     names = set(check_weights(plan, weights, strict=strict))
     for row in keras_table(plan):
         if row.canonical in names:

@@ -24,7 +24,6 @@ from resnet_core.plan import (
     Plan,
     SqueezeExcite,
     binomial_filter,
-    make_plan,
 )
 from resnet_core.spec import ResNetSpec
 
@@ -50,6 +49,7 @@ def _build_norm(root: nn.Module, prefix: str, n: Norm | None) -> nn.Module | Non
     if n is None:
         return None
     norm = _norm(n)
+    norm.fused_act = n.fused_act  # the plan's rule, read by _preact: the norm computes its own nonlinearity
     _place(root, _relative(n.name, prefix), norm)
     return norm
 
@@ -70,8 +70,7 @@ def _build_units(root: nn.Module, prefix: str, units: tuple[ConvNorm, ...]) -> U
     for unit in units:
         conv = _conv(unit.conv)
         _place(root, _relative(unit.conv.name, prefix), conv)
-        # A fused norm (EvoNorm, FRN) computes the activation itself: no separate ReLU.
-        relu = unit.relu and not (unit.norm is not None and unit.norm.fused_act)
+        relu = unit.act == "relu"  # the plan's ConvNorm.act: a fused norm (EvoNorm, FRN) needs no separate ReLU
         out.append((conv, _build_norm(root, prefix, unit.norm), relu, _build_pool(root, prefix, unit.pool)))
     return out
 
@@ -194,12 +193,11 @@ class TorchBlock(nn.Module):
 
 
 class TorchResNet(nn.Module):
-    """A ResNet compiled from a plan; ``forward`` returns logits (or features without a top)."""
+    """A ResNet compiled from a plan (kept as ``plan``); ``forward`` returns logits (or features without a top)."""
 
-    def __init__(self, spec: ResNetSpec, initialise: bool = True):
+    def __init__(self, plan: Plan, initialise: bool = True):
         super().__init__()
-        plan = make_plan(spec)
-        self.spec = spec
+        self.spec = plan.spec
         self.plan = plan
         self._stem = _build_units(self, "", plan.stem.units)
         self.relu = nn.ReLU(inplace=True)
@@ -294,10 +292,10 @@ def build(plan: Plan, weights: Mapping[str, object] | None = None) -> TorchResNe
     """The model of ``plan``. With canonical ``weights`` (loaded strictly) nothing is initialised at random:
     the modules are made on the meta device and the weights become their tensors (copies)."""
     if weights is None:
-        return TorchResNet(plan.spec)
+        return TorchResNet(plan)
     check_weights(plan, weights, strict=True)
     with torch.device("meta"):
-        model = TorchResNet(plan.spec, initialise=False)
+        model = TorchResNet(plan, initialise=False)
     state = {}
     for name, empty in model.state_dict().items():
         if name.endswith(".num_batches_tracked") and name not in weights:  # training state, not a weight

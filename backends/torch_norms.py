@@ -31,8 +31,6 @@ class StdConv2d(nn.Conv2d):
 
 
 class _Affine(nn.Module):
-    fused_act = True  # the plan's Norm.fused_act: the nonlinearity is inside, no ReLU follows
-
     def __init__(self, n: Norm, extra: str, init: float):
         super().__init__()
         self.eps = n.eps

@@ -12,21 +12,10 @@ from typing import Any
 
 from .mapping import keras_layer_name
 from .plan import AvgPool, Block, BlurPool, ChannelConv, Conv, ConvNorm, MaxPool, Norm, Plan, SqueezeExcite
+from .tensor_roles import KERAS_VARIABLES, NORM_CLASSES
 
-# Variables of each weighted Keras layer class, in the order Keras creates (and saves) them.
-VARIABLES = {
-    "Conv2D": ("kernel", "bias"),
-    "Conv1D": ("kernel", "bias"),
-    "BatchNormalization": ("gamma", "beta", "moving_mean", "moving_variance"),
-    "Dense": ("kernel", "bias"),
-    "StdConv2D": ("kernel", "bias"),  # resnet_core's own, like the two fused norms below
-    "GroupNormalization": ("gamma", "beta"),
-    "EvoNormS0": ("gamma", "beta", "v"),
-    "FilterResponseNormTLU": ("gamma", "beta", "tau"),
-}
-# The Keras class of each plan norm kind (Norm.kind).
-NORM_CLASSES = {"batch": "BatchNormalization", "group": "GroupNormalization", "evo_s0": "EvoNormS0",
-                "frn": "FilterResponseNormTLU"}
+# Variables of each weighted Keras layer class, in the order Keras creates (and saves) them (tensor_roles).
+VARIABLES = KERAS_VARIABLES
 
 
 @dataclass(frozen=True)
@@ -90,7 +79,7 @@ class _Builder:
         x = self.conv(x, unit.conv)
         if unit.norm is not None:
             x = self.norm(x, unit.norm)
-        if unit.relu and not (unit.norm is not None and unit.norm.fused_act):
+        if unit.act == "relu":  # the plan's rule: a fused norm computes the nonlinearity itself
             x = self.add("ReLU", f"{keras_layer_name((unit.norm or unit.conv).name)}_relu", x)
         return x if unit.pool is None else self.pool(x, unit.pool)
 

@@ -14,20 +14,8 @@ import numpy as np
 
 from .errors import InputTypeError, ResNetCoreError
 from .layouts import Layout
-from .plan import CANONICAL_SUFFIX, Param, Plan
-
-# Keras variable name of each role (the PyTorch names are the canonical suffixes, see plan.py).
-KERAS_VARIABLE = {
-    "kernel": "kernel",
-    "bias": "bias",
-    "gamma": "gamma",
-    "beta": "beta",
-    "moving_mean": "moving_mean",
-    "moving_variance": "moving_variance",
-    "v": "v",
-    "tau": "tau",
-}
-ROLE_OF_KERAS_VARIABLE = {variable: role for role, variable in KERAS_VARIABLE.items()}
+from .plan import Param, Plan
+from .tensor_roles import CANONICAL_SUFFIX, KERAS_VARIABLE, ROLE_OF_KERAS_VARIABLE  # noqa: F401 - declared there
 
 # Keras layer names may contain neither '.' (the torch engine rejects it) nor '/': each canonical
 # module's '.' becomes '_'. Canonical module names hold no '_', so the rule is inverted exactly.

@@ -25,6 +25,7 @@ from .arrays import to_numpy
 from .errors import ResNetCoreError
 from .layouts import Layout
 from .plan import Plan
+from .tensor_roles import canonical_suffixes, keras_variables
 
 _TOKEN = re.compile(r"\{(\w+)(?::(path))?([+-]\d+)?\}")
 
@@ -177,16 +178,7 @@ class Table:
 
 
 # A PyTorch module's tensors: the canonical suffixes are PyTorch's own names, in PyTorch's layout.
-TORCH_KINDS = {
-    "module": (
-        ("weight", "weight", Layout.SAME),
-        ("bias", "bias", Layout.SAME),
-        ("running_mean", "running_mean", Layout.SAME),
-        ("running_var", "running_var", Layout.SAME),
-        ("v", "v", Layout.SAME),  # EvoNorm-S0
-        ("tau", "tau", Layout.SAME),  # FilterResponseNorm
-    ),
-}
+TORCH_KINDS = {"module": tuple((suffix, suffix, Layout.SAME) for suffix in canonical_suffixes())}
 # BatchNorm's batch counter is training state, not a weight: the only tensor an import may skip.
 TORCH_IGNORED = ("{m:path}.num_batches_tracked",)
 
@@ -195,13 +187,8 @@ def _clip(items: list[str], limit: int = 12) -> str:
     return ", ".join(items[:limit]) + (f" (+{len(items) - limit} more)" if len(items) > limit else "")
 
 
-# A Keras layer's variables by kind: the canonical suffixes are PyTorch's names, in PyTorch's layout.
-KERAS_KINDS = {
-    "conv": (("kernel", "weight", Layout.CONV), ("bias", "bias", Layout.SAME)),
-    "bn": (("gamma", "weight", Layout.SAME), ("beta", "bias", Layout.SAME),
-           ("moving_mean", "running_mean", Layout.SAME), ("moving_variance", "running_var", Layout.SAME)),
-    "dense": (("kernel", "weight", Layout.DENSE), ("bias", "bias", Layout.SAME)),
-}
+# A Keras layer's variables by kind (tensor_roles' vocabulary): Keras variable, canonical suffix, Keras layout.
+KERAS_KINDS = {"conv": keras_variables("conv"), "bn": keras_variables("batch"), "dense": keras_variables("dense")}
 
 # transformers: ResNetModel / ResNetForImageClassification.
 # The backbone, as ResNetModel names it; stage and layer indices count from 0 there, from 1 here.

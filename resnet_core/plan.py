@@ -17,6 +17,12 @@ from typing import cast
 from .errors import InputError
 from .layouts import Layout
 from .spec import FUSED_NORMS, GROUPED_NORMS, ResNetSpec, SpecError
+from .tensor_roles import (  # noqa: F401 - importers read NORM_ROLES from the plan; declared in tensor_roles
+    CANONICAL_SUFFIX,
+    KINDS,
+    NORM_ROLES,
+    ROLES,
+)
 from .widths import (  # noqa: F401 - importers read the width rules from the plan
     EXPANSION,
     bottleneck_width,
@@ -123,8 +129,19 @@ class ConvNorm:
 
     conv: Conv
     norm: Norm | None
-    relu: bool
+    relu: bool  # the unit is activated (by a separate ReLU or by its fused norm, see ``act``)
     pool: AvgPool | BlurPool | None = None
+
+    @property
+    def act(self) -> str | None:
+        """How the unit is activated: "relu" (a separate ReLU after the norm, or after a bare conv),
+        "fused" (the norm computes the nonlinearity itself: EvoNorm, FRN), or None (linear).
+
+        The one place the fused-norm rule is applied; adapters add a ReLU exactly where this says "relu".
+        """
+        if not self.relu:
+            return None
+        return "fused" if self.norm is not None and self.norm.fused_act else "relu"
 
 
 @dataclass(frozen=True)
@@ -239,33 +256,13 @@ class Param:
 
     @property
     def trainable(self) -> bool:
-        return self.role not in ("moving_mean", "moving_variance")
+        return ROLES[self.role].trainable
 
     @property
     def size(self) -> int:
         return math.prod(self.shape)
 
 
-# Canonical tensor suffix of each role: the PyTorch attribute names, which torchvision checkpoints use.
-CANONICAL_SUFFIX = {
-    "kernel": "weight",
-    "bias": "bias",
-    "gamma": "weight",
-    "beta": "bias",
-    "moving_mean": "running_mean",
-    "moving_variance": "running_var",
-    "v": "v",  # EvoNorm-S0's gate
-    "tau": "tau",  # FilterResponseNorm's TLU threshold
-}
-# The tensors of each norm kind (timm's state_dict: GroupNorm, EvoNorm and FRN keep no running statistics).
-NORM_ROLES = {
-    "batch": ("gamma", "beta", "moving_mean", "moving_variance"),
-    "group": ("gamma", "beta"),
-    "evo_s0": ("gamma", "beta", "v"),
-    "frn": ("gamma", "beta", "tau"),
-}
-_ROLE_INIT = {"gamma": "ones", "beta": "zeros", "moving_mean": "zeros", "moving_variance": "ones", "v": "ones",
-              "tau": "zeros"}
 
 
 @dataclass(frozen=True)
@@ -283,8 +280,10 @@ class Plan:
             out.extend(_conv_params(item) if isinstance(item, (Conv, ChannelConv)) else _norm_params(item))
         if self.head.fc is not None:
             fc = self.head.fc
-            out.append(_param(fc.name, "kernel", (fc.out_features, fc.in_features), Layout.DENSE, "linear_uniform"))
-            out.append(_param(fc.name, "bias", (fc.out_features,), Layout.SAME, "linear_uniform"))
+            dense = KINDS["dense"]
+            out.append(_param(fc.name, "kernel", (fc.out_features, fc.in_features), dense.layout("kernel"),
+                              "linear_uniform"))
+            out.append(_param(fc.name, "bias", (fc.out_features,), dense.layout("bias"), "linear_uniform"))
         return tuple(out)
 
     @functools.cached_property
@@ -448,19 +447,23 @@ def _param(module: str, role: str, shape: tuple[int, ...], layout: Layout, init:
 
 def _conv_params(conv: Conv | ChannelConv) -> list[Param]:
     if isinstance(conv, ChannelConv):  # nn.Conv1d's default init: uniform, bound 1/sqrt(fan_in)
-        return [_param(conv.name, "kernel", (1, 1, conv.kernel_size), Layout.CONV1D, "fan_in_uniform")]
+        layout = KINDS["channel_conv"].layout("kernel")
+        return [_param(conv.name, "kernel", (1, 1, conv.kernel_size), layout, "fan_in_uniform")]
+    kind = KINDS["conv"]
     shape = (conv.out_channels, conv.in_channels // conv.groups, conv.kernel_size, conv.kernel_size)
-    params = [_param(conv.name, "kernel", shape, Layout.CONV, "zeros" if conv.zero_init else "kaiming_normal_fan_out")]
+    params = [_param(conv.name, "kernel", shape, kind.layout("kernel"),
+                     "zeros" if conv.zero_init else ROLES["kernel"].init)]
     if conv.bias:
-        params.append(_param(conv.name, "bias", (conv.out_channels,), Layout.SAME, "zeros"))
+        params.append(_param(conv.name, "bias", (conv.out_channels,), kind.layout("bias"), ROLES["bias"].init))
     return params
 
 
 def _norm_params(norm: Norm) -> list[Param]:
     c = (norm.channels,)
-    return [_param(norm.name, role, c, Layout.SAME,
-                   "zeros" if role == "gamma" and norm.zero_init else _ROLE_INIT[role])
-            for role in NORM_ROLES[norm.kind]]
+    kind = KINDS[norm.kind]
+    return [_param(norm.name, role, c, kind.layout(role), "zeros" if role == "gamma" and norm.zero_init else
+                   ROLES[role].init)
+            for role in kind.roles]
 
 
 def _anti_alias(spec: ResNetSpec, name: str, channels: int, stride: int) -> AvgPool | BlurPool | None:
@@ -615,7 +618,7 @@ def _stem(spec: ResNetSpec) -> Stem:
     pool: MaxPool | AvgPool | None = None
     blur = None
     pad_value = -math.inf if spec.stem_pool_padding == "-inf" else 0.0
-    nonnegative = units[-1].relu  # after a ReLU, zero padding is exactly -inf padding for a max-pool
+    nonnegative = units[-1].act == "relu"  # after a ReLU, zero padding is exactly -inf padding for a max-pool
     if spec.stem_pool and spec.anti_alias == "avg":  # timm: nn.AvgPool2d(2) instead of the max-pool
         pool = AvgPool("maxpool", 2, 2, "floor")
     elif spec.stem_pool and spec.anti_alias is not None:  # timm: a stride-1 max-pool, then the blur

@@ -179,3 +179,15 @@ def test_a_checkout_adds_backends_alone_to_the_package():
     backends, others = out.stdout.splitlines()
     assert Path(backends).parent in (checkout / "backends", ROOT / "backends")
     assert others == "[]"
+
+
+def test_adapters_build_from_the_plan_they_are_given():
+    """An adapter only turns plan entries into layers: it never lays out a spec again (``make_plan``)."""
+    backends = ROOT.parent / "backends" if (ROOT.parent / "backends").is_dir() else ROOT / "backends"
+    called = {path.name: sorted({node.id if isinstance(node, ast.Name) else node.attr
+                                 for node in ast.walk(ast.parse(path.read_text()))
+                                 if isinstance(node, (ast.Name, ast.Attribute))
+                                 and (node.id if isinstance(node, ast.Name) else node.attr) == "make_plan"})
+              for path in sorted(backends.glob("*.py"))}
+    assert "torch_adapter.py" in called and "keras_adapter.py" in called
+    assert {name: found for name, found in called.items() if found} == {}

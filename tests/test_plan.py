@@ -114,10 +114,12 @@ def test_kernels_and_padding(case):
     (stem,) = plan.stem.units
     assert (stem.conv.kernel_size, stem.conv.stride, stem.conv.padding) == (7, 2, 3)
     assert (plan.stem.pool.kernel_size, plan.stem.pool.stride, plan.stem.pool.padding) == (3, 2, 1)
+    # torchvision's conv1x1 pads 0 and conv3x3 pads 1 (none of these cases dilates); no conv of theirs has a
+    # bias, while keras.applications' v1 biases every conv
     for item in plan.modules():
         if isinstance(item, Conv):
-            assert item.padding == item.dilation * (item.kernel_size - 1) // 2, item.name
-            assert item.bias is (spec.conv_bias or item.name.split(".")[-2:-1] == ["se"]), item.name
+            assert (item.kernel_size, item.padding, item.dilation) in ((1, 0, 1), (3, 1, 1), (7, 3, 1)), item.name
+            assert item.bias is (spec.name == "keras_resnet50"), item.name
         else:
             assert item.eps == spec.bn_eps and item.momentum == spec.bn_momentum
 
@@ -197,20 +199,31 @@ def test_param_shapes_roles_and_layouts(case):
     spec, plan, _ = case
     suffix_role = {"running_mean": {"moving_mean"}, "running_var": {"moving_variance"},
                    "weight": {"kernel", "gamma"}, "bias": {"bias", "beta"}}
-    convs = {c.name: c for c in plan.modules() if isinstance(c, Conv)}
     for p in plan.params:
         assert p.role in suffix_role[p.name.rsplit(".", 1)[1]], p.name
-        assert p.trainable is (p.role not in ("moving_mean", "moving_variance"))
+        assert p.trainable is not p.name.endswith(("running_mean", "running_var")), p.name  # PyTorch's buffers
         assert p.size == math.prod(p.shape)
-        if p.role == "kernel" and p.module in convs:
-            c = convs[p.module]
-            assert p.shape == (c.out_channels, c.in_channels // c.groups, c.kernel_size, c.kernel_size)
-            assert p.layout is Layout.CONV
-        elif p.role == "kernel":
-            assert p.module == "fc" and p.shape == (spec.num_classes, plan.head.fc.in_features)
-            assert p.layout is Layout.DENSE
-        else:
-            assert len(p.shape) == 1 and p.layout is Layout.SAME
+        assert p.layout is {4: Layout.CONV, 2: Layout.DENSE, 1: Layout.SAME}[len(p.shape)], p.name
+        assert (p.role == "kernel") is (len(p.shape) > 1), p.name
+
+
+# Shapes of torchvision's state_dict tensors (torchvision.models.resnet50().state_dict(), resnext50_32x4d's).
+TORCHVISION_SHAPES = {
+    "resnet50": {"conv1.weight": (64, 3, 7, 7), "layer1.0.conv2.weight": (64, 64, 3, 3),
+                 "layer1.0.downsample.0.weight": (256, 64, 1, 1), "layer2.0.conv1.weight": (128, 256, 1, 1),
+                 "layer3.5.bn3.running_var": (1024,), "layer4.2.conv3.weight": (2048, 512, 1, 1),
+                 "fc.weight": (1000, 2048), "fc.bias": (1000,)},
+    "resnext50_32x4d": {"layer1.0.conv2.weight": (128, 4, 3, 3), "layer4.0.conv2.weight": (1024, 32, 3, 3),
+                        "layer4.0.downsample.0.weight": (2048, 1024, 1, 1)},
+    "resnet18": {"layer1.1.conv2.weight": (64, 64, 3, 3), "layer2.0.downsample.0.weight": (128, 64, 1, 1),
+                 "fc.weight": (1000, 512)},
+}
+
+
+@pytest.mark.parametrize("name", list(TORCHVISION_SHAPES))
+def test_param_shapes_are_torchvisions(name):
+    params = rc.make_plan(rc.get_spec(name)).param_index
+    assert {k: params[k].shape for k in TORCHVISION_SHAPES[name]} == TORCHVISION_SHAPES[name]
 
 
 def test_bn_statistics_are_not_counted(case):
@@ -221,14 +234,11 @@ def test_bn_statistics_are_not_counted(case):
     assert plan.num_params == sum(p.size for p in plan.params) - buffers
 
 
-def test_taps_in_network_order(case):
-    spec, plan, _ = case
-    blocks = [b.name for b in plan.blocks]
-    head = []
-    if spec.include_top or spec.pooling is not None:
-        head.append("pool")
-    if spec.include_top:
-        head.append("logits")
+@pytest.mark.parametrize(("name", "head"), [("resnet18", ("pool", "logits")), ("headless-max", ("pool",)),
+                                          ("headless-none", ())])
+def test_taps_in_network_order(name, head):
+    plan = rc.make_plan(CASES[name][0])
+    blocks = [f"layer{s}.{i}" for s, depth in enumerate(plan.spec.layers, 1) for i in range(depth)]
     assert plan.taps == ("stem", *blocks, *head)
     assert len(set(plan.taps)) == len(plan.taps)
 
@@ -258,3 +268,21 @@ def test_make_plan_is_cached_per_spec():
 def test_plan_spec_keeps_the_requested_name():
     rc.make_plan(ResNetSpec(layers=(1, 2, 1, 1), name="first"))
     assert rc.make_plan(ResNetSpec(layers=(1, 2, 1, 1), name="second")).spec.name == "second"
+
+
+@pytest.mark.parametrize(("name", "act"), [("resnetv2_50d_gn", "relu"), ("resnetv2_50d_frn", "fused"),
+                                           ("resnetv2_50d_evos", "fused"), ("resnet50", "relu")])
+def test_activation_of_normed_units_is_decided_in_the_plan(name, act):
+    """timm's EvoNorm and FRN layers are norm-and-activation in one (no nn.ReLU follows them); the Keras graph,
+    built from the plan alone, has a ReLU after a unit's norm exactly where the plan says "relu"."""
+    from resnet_core.keras_graph import keras_graph
+    from resnet_core.mapping import keras_layer_name
+
+    plan = rc.make_plan(rc.get_spec(name))
+    units = [u for u in (*plan.stem.units, *(u for b in plan.blocks for u in b.main)) if u.norm is not None]
+    assert {u.act for u in units if u.relu} == {act}
+    assert {u.act for u in units if not u.relu} <= {None}
+    layers, _ = keras_graph(plan)
+    relus = {layer.name for layer in layers if layer.cls == "ReLU"}
+    assert {u.norm.name for u in units if f"{keras_layer_name(u.norm.name)}_relu" in relus} == \
+        {u.norm.name for u in units if u.act == "relu"}

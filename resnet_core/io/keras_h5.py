@@ -24,6 +24,7 @@ from ..layouts import Layout
 from ..mapping import canonical_name, keras_table
 from ..plan import make_plan
 from ..spec import ResNetSpec
+from ..tensor_roles import keras_layout as layout_of
 from ..weights_info import WeightsInfo
 from .formats import (
     LIBRARY_KEY,
@@ -38,7 +39,6 @@ from .formats import (
     spec_metadata,
 )
 from .keras_layout import installed_keras, keras_layout, layout_verified, snake_case
-from .keras_spec import layout_of
 from .pipeline import prefetch_into
 from .transpose import to_framework
 

@@ -14,10 +14,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ..keras_graph import VARIABLES, keras_graph
-from ..layouts import Layout
 from ..mapping import canonical_name
-from ..plan import make_plan
+from ..plan import Plan, make_plan
 from ..spec import ANTI_ALIASES, DOWNSAMPLES, OUTPUT_STRIDES, POOL_PADDINGS, POOLINGS, STRIDE_BLOCKS, ResNetSpec
+from ..tensor_roles import NORM_CLASSES
+from ..tensor_roles import keras_layout as layout_of
 from .infer import InferenceError, candidate_specs
 
 Record = tuple[str, tuple[str, ...], tuple[tuple[str, Any], ...]]  # class, input layers, configured items
@@ -39,16 +40,8 @@ GRAPH_FIELDS: dict[str, tuple[Any, ...] | None] = {
     "std_conv": (False, True),  # set together with std_conv_eps, read off the StdConv2D layers
     "norm_groups": None,
 }
-# Norm layer classes and the config key of their epsilon; the grouped ones also record their group count.
-_NORM_EPS = {"BatchNormalization": "epsilon", "GroupNormalization": "epsilon", "EvoNormS0": "epsilon",
-             "FilterResponseNormTLU": "epsilon"}
-
-
-def layout_of(cls: str, variable: str) -> Layout:
-    """The layout of a Keras variable: kernels are transposed, everything else is stored as is."""
-    if variable == "kernel":
-        return {"Conv2D": Layout.CONV, "StdConv2D": Layout.CONV, "Conv1D": Layout.CONV1D}.get(cls, Layout.DENSE)
-    return Layout.SAME
+# Norm layer classes (every one records its epsilon as "epsilon"; the grouped ones their group count).
+_NORM_LAYERS = tuple(NORM_CLASSES.values())
 
 
 def canonical_shapes(layers: Iterable[tuple[str, str, Sequence[tuple[int, ...]]]]) -> dict[str, tuple[int, ...]]:
@@ -145,9 +138,9 @@ def _values(name: str, spec: ResNetSpec, seen: Seen) -> tuple[Any, ...]:
         return choices
     if name == "norm_groups":
         return tuple({config["groups"] for cls, _, config in seen.values() if "groups" in config
-                      and cls in ("GroupNormalization", "EvoNormS0")})
+                      and cls in (NORM_CLASSES["group"], NORM_CLASSES["evo_s0"])})
     if name == "bn_eps":
-        return tuple({config.get(_NORM_EPS[cls]) for cls, _, config in seen.values() if cls in _NORM_EPS})[:1]
+        return tuple({config.get("epsilon") for cls, _, config in seen.values() if cls in _NORM_LAYERS})[:1]
     norms = [config for cls, _, config in seen.values() if cls == "BatchNormalization"]
     if not norms:
         return ()
@@ -176,6 +169,12 @@ def _settle(spec: ResNetSpec, seen: Seen) -> tuple[ResNetSpec, list[str]]:
             break
         best = improved
     return best, wrong
+
+
+def recover_plan(config: Mapping[str, Any], shapes: Mapping[str, tuple[int, ...]], name: str | None = None
+                 ) -> Plan:
+    """The plan of :func:`recover_spec`'s spec: what an adapter needs to read a model loaded by plain Keras."""
+    return make_plan(recover_spec(config, shapes, name))
 
 
 def recover_spec(config: Mapping[str, Any], shapes: Mapping[str, tuple[int, ...]], name: str | None = None
