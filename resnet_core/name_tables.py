@@ -208,24 +208,28 @@ TRANSFORMERS_TABLES = {
     "ResNetForImageClassification": Table(CLASSIFIER, TORCH_KINDS, ignored=TORCH_IGNORED),
 }
 
-# keras.applications ResNet50/101/152 (v1) and ResNet50V2/101V2/152V2, by layer name.
+# keras.applications ResNet50/101/152 (v1) and ResNet50V2/101V2/152V2, by layer name. Both name the stem conv,
+# the main convs and the classifier alike; the shortcut conv (block layer 0) is matched before the {i} rows.
+_KA_STEM = ModuleRow("conv1_conv", "conv1", "conv")
+_KA_CONV = ModuleRow("conv{s+1}_block{b+1}_{i}_conv", "layer{s}.{b}.conv{i}", "conv")
+_KA_HEAD = ModuleRow("predictions", "fc", "dense")
 KERAS_APPLICATIONS_MODULES = (
-    ModuleRow("conv1_conv", "conv1", "conv"),
+    _KA_STEM,
     ModuleRow("conv1_bn", "bn1", "bn"),
-    ModuleRow("conv{s+1}_block{b+1}_0_conv", "layer{s}.{b}.downsample.0", "conv"),  # before the {i} rows
+    ModuleRow("conv{s+1}_block{b+1}_0_conv", "layer{s}.{b}.downsample.0", "conv"),
     ModuleRow("conv{s+1}_block{b+1}_0_bn", "layer{s}.{b}.downsample.1", "bn"),
-    ModuleRow("conv{s+1}_block{b+1}_{i}_conv", "layer{s}.{b}.conv{i}", "conv"),
+    _KA_CONV,
     ModuleRow("conv{s+1}_block{b+1}_{i}_bn", "layer{s}.{b}.bn{i}", "bn"),
-    ModuleRow("predictions", "fc", "dense"),
+    _KA_HEAD,
 )
 KERAS_APPLICATIONS = Table(KERAS_APPLICATIONS_MODULES, KERAS_KINDS, separator="/")
 KERAS_APPLICATIONS_MODULES_V2 = (
-    ModuleRow("conv1_conv", "conv1", "conv"),
+    _KA_STEM,
     ModuleRow("conv{s+1}_block{b+1}_preact_bn", "layer{s}.{b}.norm1", "bn"),
     ModuleRow("conv{s+1}_block{b+1}_0_conv", "layer{s}.{b}.downsample.conv", "conv"),
-    ModuleRow("conv{s+1}_block{b+1}_{i}_conv", "layer{s}.{b}.conv{i}", "conv"),
+    _KA_CONV,
     ModuleRow("conv{s+1}_block{b+1}_{i}_bn", "layer{s}.{b}.norm{i+1}", "bn"),
     ModuleRow("post_bn", "norm", "bn"),
-    ModuleRow("predictions", "fc", "dense"),
+    _KA_HEAD,
 )
 KERAS_APPLICATIONS_V2 = Table(KERAS_APPLICATIONS_MODULES_V2, KERAS_KINDS, separator="/")

@@ -191,3 +191,27 @@ def test_adapters_build_from_the_plan_they_are_given():
               for path in sorted(backends.glob("*.py"))}
     assert "torch_adapter.py" in called and "keras_adapter.py" in called
     assert {name: found for name, found in called.items() if found} == {}
+
+
+# The layers, top down: a unit may import its own layer's units and lower layers' only
+# (commands -> api/parity/export -> sources/io/peers -> plan -> spec).
+LAYERS = (
+    {"cli", "commands"},
+    {"api", "parity", "export", "testing"},
+    {"sources", "io", "peers", "finetune", "precision", "diagram", "table1", "trained_with", "preprocess"},
+    {"plan", "mapping", "name_tables", "keras_graph", "random_weights", "tensor_roles", "arrays", "quiet"},
+    {"spec", "presets", "pruned_widths", "widths", "layouts", "errors", "weights_info", "selection", "_source_tree"},
+)
+# Upward imports being removed by the source-resolver work (issue 18, part 1); none may be added.
+KNOWN_UPWARD = {("sources", "api")}
+
+
+def test_dependencies_point_one_way():
+    layer = {unit: i for i, units in enumerate(LAYERS) for unit in units}
+    graph = unit_graph(import_graph())
+    short = lambda unit: unit.removeprefix("resnet_core.")  # noqa: E731
+    units = {short(u) for u in graph} - {"resnet_core"}
+    assert units <= set(layer), f"units in no layer: {sorted(units - set(layer))}"
+    upward = {(short(a), short(b)) for a, deps in graph.items() if a != "resnet_core"
+              for b in deps if layer[short(b)] < layer[short(a)]}
+    assert upward <= KNOWN_UPWARD
