@@ -150,15 +150,15 @@ def bench(source: Any = "resnet50", engines: str | Sequence[str] | None = None,
         raise InputError(f"threads must be a positive integer. Received: {threads!r}")
     if min(fidelity_images, min_calls, max_calls) < 1 or max_calls < min_calls:
         raise InputError("fidelity_images, min_calls and max_calls must be positive, max_calls >= min_calls")
-    if missing("torch") is not None:
-        raise MissingDependencyError("bench compares every engine with our float32 torch model: pip install "
-                                     "'resnet-core[torch]'")
-    resolved, weights, note = load_source(source, spec, seed)
     if images is not None and size is not None:
         raise InputError("Give --size or --images, not both: the images set the input size")
+    resolved, weights, note = load_source(source, spec, seed)
     hw = _size(size if size is not None else 224)
     fidelity, images_note = _images(images, fidelity_images, hw, resolved.in_channels, seed + 1)
     hw = (int(fidelity.shape[2]), int(fidelity.shape[3]))
+    if missing("torch") is not None:
+        raise MissingDependencyError("bench compares every engine with our float32 torch model: pip install "
+                                     "'resnet-core[torch]'")
     versions = {"python": sys.version.split()[0], "numpy": np.__version__}
     machine = {**cpu_features.machine(), "load_average": [round(v, 2) for v in os.getloadavg()],
                "versions": versions}
