@@ -6,12 +6,10 @@ Exit status: 0 when a variant meets the fidelity bound, 1 when none does (or the
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
-from pathlib import Path
 
 from ..bench import DEFAULT_TOP1, DTYPES, ENGINES, bench
-from ..errors import MissingDependencyError, MissingFileError
+from .report_files import check_report_files, print_report
 
 EPILOG = """examples:
   resnet-core bench resnet50
@@ -54,11 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from .parity import parse_size
 
-    for option, path in (("--json", args.json), ("--plot", args.plot)):
-        if path and not Path(path).resolve().parent.is_dir():
-            raise MissingFileError(f"{option}: the folder of {path!r} does not exist")
-    if args.plot and importlib.util.find_spec("matplotlib") is None:
-        raise MissingDependencyError("--plot needs matplotlib: pip install 'resnet-core[plot]'")
+    check_report_files(args)
 
     def progress(text: str) -> None:
         print(f"resnet-core bench: {text}", file=sys.stderr, flush=True)
@@ -67,11 +61,5 @@ def run(args: argparse.Namespace) -> int:
                    size=parse_size(args.size) if args.size else None, threads=args.threads, images=args.images,
                    min_top1=args.min_top1, max_rel_err=args.max_rel_err, spec=args.spec, budget=args.budget,
                    timeout=args.timeout, progress=None if args.quiet else progress)
-    print(report.table())
-    if args.json:
-        report.to_json(args.json)
-        print(f"wrote {args.json}")
-    if args.plot:
-        report.plot(args.plot)
-        print(f"wrote {args.plot}")
+    print_report(report, args)
     return 0 if report.recommended else 1
