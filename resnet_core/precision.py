@@ -40,8 +40,9 @@ def build_in_dtype(plan: Plan, backend: str, dtype: str) -> Any:
 
     A reduced-precision torch model keeps its conv kernels channels-last: oneDNN's bfloat16 kernels run
     1.7x (batch 1) to 2.4x (batch 8) faster than torchvision fp32 that way, against 1.4x / 1.7x in NCHW
-    (resnet50, this CPU; ``benchmarks/inference.py``). Inputs may stay NCHW. float32 models keep the
-    default layout, which is what makes them bit-identical to torchvision's."""
+    (resnet50, a CPU with avx512_bf16; ``benchmarks/inference.py``). Without native bf16 they are emulated,
+    about 6x slower than fp32: that build warns (:func:`warn_if_bf16_emulated`). Inputs may stay NCHW.
+    float32 models keep the default layout, which is what makes them bit-identical to torchvision's."""
     check_dtype(dtype)
     warn_if_bf16_emulated(dtype)
     adapter = load_adapter(backend)

@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -93,23 +93,28 @@ def _run_worker(engine: str, job: dict[str, Any], work: Path, progress: Progress
     proc = subprocess.Popen([sys.executable, "-m", "resnet_core.bench.worker", str(job_path)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     other: list[str] = []
-    deadline = None if timeout is None else time.monotonic() + timeout
+    timer = threading.Timer(timeout, proc.kill) if timeout is not None else None
+    if timer is not None:
+        timer.start()
     assert proc.stderr is not None
-    for line in proc.stderr:
-        if line.startswith("@@progress "):
-            progress(line[len("@@progress "):].rstrip())
-        else:
-            other.append(line)
-        if deadline is not None and time.monotonic() > deadline:
-            proc.kill()
-    code = proc.wait()
+    try:
+        for line in proc.stderr:
+            if line.startswith("@@progress "):
+                progress(line[len("@@progress "):].rstrip())
+            else:
+                other.append(line)
+        code = proc.wait()
+    finally:
+        if timer is not None:
+            timer.cancel()
     result_path = Path(job["result"])
     result = json.loads(result_path.read_text()) if result_path.exists() else {}
     if code == EXIT_UNAVAILABLE:
         return {"skipped": result.get("error", "cannot import")}
     if code != 0 or "rows" not in result:
-        reason = "timed out" if deadline is not None and time.monotonic() > deadline else f"exit {code}"
-        return {"error": _tail("".join(other)) or reason}
+        if timer is not None and timer.finished.is_set() and code < 0:
+            return {"error": f"timed out after {timeout:g} s"}
+        return {"error": _tail("".join(other)) or f"exit {code}"}
     with np.load(job["output"]) as data:
         result["logits"] = {k: data[k] for k in data.files}
     return result
@@ -199,9 +204,9 @@ def bench(source: Any = "resnet50", engines: str | Sequence[str] | None = None,
         failed = next((r.get("error", "") for r in rows if r["engine"] == "torch"), "")
         raise RuntimeError(f"The reference (our float32 torch model) did not run: {failed or 'see stderr'}")
     _fidelity(rows, logits, logits[REFERENCE.key])
-    for row in rows:
-        if row["status"] == "ok":
-            row["median_ms"] = round(row["median_ms"], 3)
+    for row in rows:  # every row has every field; None where a failed row has no figure
+        for key in ("median_ms", "min_ms", "max_ms", "calls", "images_per_s", "max_rel_err", "top1_agreement"):
+            row.setdefault(key, None)
     settings = {"source": note, "spec": resolved.name, "size": list(hw), "batches": list(batches),
                 "threads": threads, "images": images_note, "min_calls": min_calls, "max_calls": max_calls,
                 "budget_s": budget, "bound": {"min_top1": min_top1, "max_rel_err": max_rel_err}}
