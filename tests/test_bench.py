@@ -14,6 +14,7 @@ import resnet_core as rc
 from resnet_core import cpu_features, precision
 from resnet_core.bench import recommend, run, variants
 from resnet_core.cli import main
+from resnet_core.testing import random_images
 
 SPEC = "tiny_resnext"
 ROW_KEYS = {"engine", "dtype", "batch", "median_ms", "min_ms", "max_ms", "max_rel_err", "top1_agreement"}
@@ -148,7 +149,9 @@ def bench_run(tmp_path_factory, torch):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(variants, "missing", lambda e: "not installed: faked" if e in FAKED_MISSING else real_missing(e))
         mp.setattr(run, "_run_worker", worker)
-        argv = ["bench", SPEC, "--size", "32", "--batch", "1,2", "--budget", "0", "--dtypes", "fp32,bf16,int8",
+        np.save(out / "images.npy", random_images(6, 32, 32, seed=5))  # real images would be preprocessed photos
+        argv = ["bench", SPEC, "--images", str(out / "images.npy"), "--batch", "1,2", "--budget", "0",
+                "--dtypes", "fp32,bf16,int8",
                 "--json", str(out / "bench.json"), "--plot", str(out / "bench.png"), "-q"]
         code = main(argv)
     return code, json.loads((out / "bench.json").read_text()), out
@@ -161,6 +164,7 @@ def test_the_json_has_the_fields(bench_run):
     machine = report["machine"]
     assert machine["features"] == cpu_features.features() and isinstance(machine["features"], list)
     assert machine["cpu"] and machine["threads"] >= 1 and "torch" in machine["versions"]
+    assert report["settings"]["size"] == [32, 32] and "images.npy" in report["settings"]["images"]
     ok = [r for r in report["rows"] if r["status"] == "ok"]
     assert {(r["engine"], r["dtype"]) for r in ok} >= {("torch", "float32"), ("torch", "bfloat16"),
                                                        ("onnxruntime", "float32"), ("onnxruntime", "int8")}
