@@ -5,6 +5,7 @@ Importing this package imports no framework; adapters load on first use.
 
 from . import _source_tree  # noqa: F401 - first: lets a source checkout find resnet_core.backends
 from .api import build, get_weights, register_keras_objects, set_weights, spec_of
+from .bench import bench
 from .errors import ResNetCoreError
 from .export import export
 from .io import read_weights, write_weights
@@ -27,7 +28,7 @@ register_keras_objects(only_if_imported=True)  # Keras already loaded: its custo
 
 __all__ = [
     "BACKENDS", "DEFAULT_BACKEND", "ENV_VAR", "ParityReport", "PeerError", "Plan", "ResNetCoreError", "ResNetSpec",
-    "SpecError", "WeightsInfo", "WeightsMismatchError", "build", "decode_predictions", "export", "from_peer",
+    "SpecError", "WeightsInfo", "WeightsMismatchError", "bench", "build", "decode_predictions", "export", "from_peer",
     "get_backend", "get_spec", "get_weights", "info_of", "keras_table", "list_specs", "make_plan", "parity",
     "peer_info", "preprocess", "read_weights", "register_keras_objects", "register_spec", "save_pretrained",
     "set_weights", "spec_of", "summary",

@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "resnet_core.commands.info",
     "resnet_core.commands.summary",
     "resnet_core.commands.export",
+    "resnet_core.commands.bench",
 )
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
+from . import cpu_features
 from .backends import load_adapter
 from .errors import InputError
 from .plan import Plan
@@ -17,15 +19,32 @@ def check_dtype(dtype: str) -> str:
     return dtype
 
 
+EMULATED_BF16 = ("bfloat16 is emulated on this CPU ({cpu}: no avx512_bf16 / amx_bf16 in /proc/cpuinfo), so a "
+                 "bfloat16 model runs slower than float32 here (6x on an AVX2-only EPYC, resnet50). For speed use "
+                 "int8 through onnxruntime (resnet_core.export(..., quantize='int8')), or keep float32; "
+                 "`resnet-core bench MODEL` measures every option on this machine.")
+_warned: list[bool] = []  # warn once per process
+
+
+def warn_if_bf16_emulated(dtype: str) -> None:
+    """A bfloat16 build on a CPU without native bf16 warns, once: it is the slow path there, not the fast one."""
+    if dtype != "bfloat16" or _warned or cpu_features.native_bf16():
+        return
+    _warned.append(True)
+    warnings.warn(EMULATED_BF16.format(cpu=cpu_features.cpu_model()), UserWarning, stacklevel=4)
+
+
 def build_in_dtype(plan: Plan, backend: str, dtype: str) -> Any:
     """torch: the module cast to ``dtype`` (feed it inputs of that dtype); keras: every layer's dtype policy is
     ``dtype`` (Keras casts float inputs itself). BatchNorm statistics are held in ``dtype`` too.
 
     A reduced-precision torch model keeps its conv kernels channels-last: oneDNN's bfloat16 kernels run
     1.7x (batch 1) to 2.4x (batch 8) faster than torchvision fp32 that way, against 1.4x / 1.7x in NCHW
-    (resnet50, this CPU; ``benchmarks/inference.py``). Inputs may stay NCHW. float32 models keep the
-    default layout, which is what makes them bit-identical to torchvision's."""
+    (resnet50, a CPU with avx512_bf16; ``benchmarks/inference.py``). Without native bf16 they are emulated,
+    about 6x slower than fp32: that build warns (:func:`warn_if_bf16_emulated`). Inputs may stay NCHW.
+    float32 models keep the default layout, which is what makes them bit-identical to torchvision's."""
     check_dtype(dtype)
+    warn_if_bf16_emulated(dtype)
     adapter = load_adapter(backend)
     if backend == "keras":
         return adapter.build(plan, dtype=dtype)

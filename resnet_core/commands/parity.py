@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import logging
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
-from ..errors import InputError, MissingDependencyError, MissingFileError
+from ..errors import InputError
 from ..parity import DTYPES, ENGINES, MODES, parity
 from ..parity.engines import ARTIFACT_ENGINES
 from ..parity.engines import log as engines_log
+from .report_files import check_report_files, print_report
 
 EPILOG = """examples:
   resnet-core parity resnet50 --backends torch,keras-jax,keras-tensorflow,keras-torch
@@ -116,11 +115,7 @@ def run(args: argparse.Namespace) -> int:
     if args.weights and args.spec:
         raise InputError("--spec names the preset of a weights file given as SPEC_OR_WEIGHTS; with --weights, "
                          "give the preset as SPEC_OR_WEIGHTS")
-    for option, path in (("--json", args.json), ("--plot", args.plot)):
-        if path and not Path(path).resolve().parent.is_dir():
-            raise MissingFileError(f"{option}: the folder of {path!r} does not exist")
-    if args.plot and importlib.util.find_spec("matplotlib") is None:
-        raise MissingDependencyError("--plot needs matplotlib: pip install 'resnet-core[plot]'")
+    check_report_files(args)
     spec, weights = args.model, args.weights
     if args.spec:
         spec, weights = args.spec, args.model
@@ -131,11 +126,5 @@ def run(args: argparse.Namespace) -> int:
             tolerance=args.tolerance, device=args.device, jobs=args.jobs, timeout=args.timeout,
             engine_weights=_engine_weights(args.engine_weights),
         )
-    print(report.table())
-    if args.json:
-        report.to_json(args.json)
-        print(f"wrote {args.json}")
-    if args.plot:
-        report.plot(args.plot)
-        print(f"wrote {args.plot}")
+    print_report(report, args)
     return 0 if report.ok else 1
