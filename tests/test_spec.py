@@ -330,3 +330,9 @@ def test_a_value_without_effect_has_no_place_in_the_spec(field, value, base, eff
 def test_specs_differing_in_a_used_value_or_only_in_name():
     assert ResNetSpec(attention="se").replace(se_ratio=0.25) != ResNetSpec(attention="se")
     assert ResNetSpec(num_classes=7) != ResNetSpec() and ResNetSpec(name="a") == ResNetSpec(name="b")
+
+
+def test_build_refuses_an_unknown_override_naming_the_closest_field():
+    """rc.build routes overrides through spec.replace: the error comes before any framework loads."""
+    with pytest.raises(rc.SpecError, match=r"^Unknown ResNetSpec field 'num_class'; did you mean 'num_classes'\?$"):
+        rc.build("resnet18", backend="torch", num_class=10)
