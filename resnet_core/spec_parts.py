@@ -360,13 +360,13 @@ def _view_norm(norm: Norm) -> dict[str, Any]:
 
 def _make_norm(flat: dict[str, Any]) -> Norm:
     kind, eps = flat["norm"], flat["bn_eps"]
-    if kind == "batch":
-        return BatchNorm(eps, flat["bn_momentum"])
-    if kind in ("group", "evo_s0"):
-        return (GroupNorm if kind == "group" else EvoNormS0)(flat["norm_groups"], eps)
-    if kind == "frn":
-        return FilterResponseNorm(eps)
-    raise expected("norm", f"one of {NORMS}", kind)
+    if kind not in NORMS:
+        raise expected("norm", f"one of {NORMS}", kind)
+    # every flat value given is checked, whether or not the norm chosen takes it (as 0.1 did)
+    made = {"batch": BatchNorm(eps, flat["bn_momentum"]), "group": GroupNorm(flat["norm_groups"], eps)}
+    if kind in made:
+        return made[kind]
+    return EvoNormS0(flat["norm_groups"], eps) if kind == "evo_s0" else FilterResponseNorm(eps)
 
 
 def _view_attention(attention: Attention | None) -> dict[str, Any]:
@@ -375,11 +375,11 @@ def _view_attention(attention: Attention | None) -> dict[str, Any]:
 
 
 def _make_attention(flat: dict[str, Any]) -> Attention | None:
-    kind = flat["attention"]
+    kind, se = flat["attention"], SE(flat["se_ratio"])  # the ratio is checked with or without SE (as in 0.1)
     if kind != "eca" and flat["eca_kernels"] is not None:
         raise expected("eca_kernels", "None without attention='eca'", flat["eca_kernels"])
     if kind == "se":
-        return SE(flat["se_ratio"])
+        return se
     if kind == "eca":
         return ECA(flat["eca_kernels"])
     if kind is not None:
@@ -418,6 +418,8 @@ def _view_head(head: Head) -> dict[str, Any]:
 def _make_head(flat: dict[str, Any]) -> Head:
     _bool("include_top", flat["include_top"], "head_spec")
     if not flat["include_top"]:
+        if not is_int(flat["num_classes"]) or flat["num_classes"] < 0:  # checked without a classifier too
+            raise expected("num_classes", "a non-negative integer", flat["num_classes"])
         return Features(flat["pooling"])
     if flat["pooling"] is not None:
         raise expected("pooling", f"None when include_top=True (the head always average-pools; {POOLINGS} "
@@ -431,7 +433,8 @@ def _view_std_conv(std: StdConv | None) -> dict[str, Any]:
 
 def _make_std_conv(flat: dict[str, Any]) -> StdConv | None:
     _bool("std_conv", flat["std_conv"], "std_conv_spec")
-    return StdConv(flat["std_conv_eps"]) if flat["std_conv"] else None
+    std = StdConv(flat["std_conv_eps"])  # checked with or without standardised convs (as in 0.1)
+    return std if flat["std_conv"] else None
 
 
 # sub-spec field -> its family; each view's keys are the flat names it answers for.
