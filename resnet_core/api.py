@@ -113,7 +113,7 @@ def _looks_like_path(value: str | os.PathLike) -> bool:
 
 
 def _check_architecture(named: ResNetSpec, found: ResNetSpec, source: Any) -> None:
-    diffs = [f"{f}={getattr(found, f)!r} (not {getattr(named, f)!r})" for f in named.to_dict()
+    diffs = [f"{f}={getattr(found, f)!r} (not {getattr(named, f)!r})" for f in named.to_dict(flat=True)
              if f not in _NOT_ARCHITECTURE and getattr(found, f) != getattr(named, f)]
     if diffs:
         label = "the weights given" if isinstance(source, Mapping) else os.fspath(source)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .errors import InputError, UnknownNameError
 from .pruned_widths import ECARESNET50D_PRUNED_WIDTHS, ECARESNET101D_PRUNED_WIDTHS
-from .spec import ResNetSpec
+from .spec import Basic, BatchNorm, Bottleneck, GroupNorm, ResNetSpec, Shortcut, StdConv, Stem
 
 _REGISTRY: dict[str, ResNetSpec] = {}
 
@@ -89,16 +89,20 @@ def get_spec(name: str | ResNetSpec) -> ResNetSpec:
         raise UnknownNameError(f"Unknown ResNet spec {name!r}. Known specs: {', '.join(list_specs())}") from None
 
 
-_basic = ResNetSpec(block="basic", layers=(2, 2, 2, 2))
-_bottleneck = ResNetSpec(block="bottleneck", layers=(3, 4, 6, 3))
-_keras_v1 = _bottleneck.replace(stride_in_1x1=True, conv_bias=True, bn_eps=1.001e-5, bn_momentum=0.01)
+# The families' bases in sub-specs; the presets below change them with flat names (both are fields' names).
+_basic = ResNetSpec(block_spec=Basic(), layers=(2, 2, 2, 2))
+_bottleneck = ResNetSpec(block_spec=Bottleneck(), layers=(3, 4, 6, 3))
+_keras_norm = BatchNorm(eps=1.001e-5, momentum=0.01)  # Keras's epsilon and momentum (0.99 in Keras)
+_keras_v1 = _bottleneck.replace(block_spec=Bottleneck(stride_in_1x1=True), conv_bias=True, norm_spec=_keras_norm)
 _preact = _bottleneck.replace(preact=True)
-_preact_d = _preact.replace(stem="deep", stem_width=32, downsample="avg")  # their weights expect 'tf' inputs
-_bit = _preact.replace(norm="group", std_conv=True, std_conv_eps=1e-8, stem_pool_padding="zero")  # and these too
-_keras_v2 = _preact.replace(stride_block="last", conv_bias=True, stem_pool_padding="zero", bn_eps=1.001e-5,
-                            bn_momentum=0.01)
+_d_stem = {"stem_spec": Stem(kind="deep", width=32), "shortcut_spec": Shortcut(kind="avg")}  # timm's "d"
+_preact_d = _preact.replace(**_d_stem)  # their weights expect 'tf' inputs
+_bit = _preact.replace(norm_spec=GroupNorm(), std_conv_spec=StdConv(eps=1e-8),  # and these too
+                       stem_spec=Stem(pool_padding="zero"))
+_keras_v2 = _preact.replace(stride_block="last", conv_bias=True, stem_spec=Stem(pool_padding="zero"),
+                            norm_spec=_keras_norm)
 
-_timm_d = _bottleneck.replace(stem="deep", stem_width=32, downsample="avg")
+_timm_d = _bottleneck.replace(**_d_stem)
 _timm_t = _timm_d.replace(stem="deep_tiered")
 RESNET_RS_LAYERS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3), 200: (3, 24, 36, 3),
                     270: (4, 29, 53, 4), 350: (4, 36, 72, 4), 420: (4, 44, 87, 4)}

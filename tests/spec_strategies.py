@@ -1,10 +1,11 @@
 """Hypothesis strategies over the ResNetSpec option space, and the settings every property test uses.
 
-Adding a spec option is one entry in ``VALID`` (a field -> strategy table); add one to ``RAW`` too when
-the option has values or combinations the spec must refuse. An entry is a strategy, or a function of
-the fields drawn so far (entries are drawn in table order) returning one, for options valid only
-with others (groups only with the bottleneck, say). ``test_every_spec_field_has_a_strategy`` fails
-when a spec field has no entry, so a new option cannot be left out of the search unnoticed.
+Adding a spec option is one entry in ``VALID`` (a ResNetSpec field -> strategy table; a sub-spec field
+draws the sub-specs whole, e.g. a new block type is one more ``st.builds`` in ``_block_spec``); add one to
+``RAW`` (0.1's flat names, the alias path) too when the option has values or combinations the spec must
+refuse. An entry is a strategy, or a function of the fields drawn so far (entries are drawn in table
+order) returning one, for options valid only with others. ``test_every_spec_field_has_a_strategy``
+fails when a spec field has no entry, so a new option cannot be left out of the search unnoticed.
 
 Widths and depths are small so that hundreds of networks build in seconds; sizes are odd on purpose.
 """
@@ -25,15 +26,28 @@ from resnet_core.spec import (
     ATTENTIONS,
     BLOCKS,
     DOWNSAMPLES,
-    FUSED_NORMS,
+    ECA,
+    FIELD_NAMES,
     NORMS,
     OUTPUT_STRIDES,
     POOL_PADDINGS,
     POOLINGS,
+    SE,
     STEMS,
     STRIDE_BLOCKS,
+    Basic,
+    BatchNorm,
+    Bottleneck,
+    Classifier,
+    EvoNormS0,
+    Features,
+    FilterResponseNorm,
+    GroupNorm,
     ResNetSpec,
+    Shortcut,
     SpecError,
+    StdConv,
+    Stem,
 )
 
 Choice = SearchStrategy | Callable[[Mapping[str, Any]], SearchStrategy]
@@ -42,23 +56,24 @@ Choice = SearchStrategy | Callable[[Mapping[str, Any]], SearchStrategy]
 NOT_SEARCHED = ("name",)
 
 
+def _kinds(drawn: Mapping[str, Any]) -> tuple[str, ...]:
+    """Each stage's block type."""
+    return drawn["_types"] or (drawn["_block"],) * len(drawn["layers"])
+
+
 def _bottleneck(drawn: Mapping[str, Any]) -> bool:
     """Every stage is a bottleneck (groups and width_per_group are the bottleneck's)."""
-    return set(_types(drawn)) == {"bottleneck"}
+    return set(_kinds(drawn)) == {"bottleneck"}
 
 
-def _types(drawn: Mapping[str, Any]) -> tuple[str, ...]:
-    return drawn["block_types"] or (drawn["block"],) * len(drawn["layers"])
-
-
-def _block_types(drawn: Mapping[str, Any]) -> SearchStrategy:
-    """None, or a type per stage, stage 1's being ``block``."""
+def _types(drawn: Mapping[str, Any]) -> SearchStrategy:
+    """None (one type), or a type per stage, stage 1's being ``_block``."""
     rest = st.lists(st.sampled_from(BLOCKS), min_size=len(drawn["layers"]) - 1, max_size=len(drawn["layers"]) - 1)
-    return st.none() | rest.map(lambda types: (drawn["block"], *types))
+    return st.none() | rest.map(lambda types: (drawn["_block"], *types))
 
 
 def _block_widths(drawn: Mapping[str, Any]) -> SearchStrategy:
-    """None, or every block's conv widths with one output width per stage (widths that norm_groups divide)."""
+    """None, or every block's conv widths with one output width per stage (widths that norm groups divide)."""
     width = st.sampled_from((4, 8, 12))
 
     def stage(block: str, depth: int) -> SearchStrategy:
@@ -66,7 +81,7 @@ def _block_widths(drawn: Mapping[str, Any]) -> SearchStrategy:
         return st.tuples(width, st.lists(inner, min_size=depth, max_size=depth)).map(
             lambda drawn_stage: tuple((*inner, drawn_stage[0]) for inner in drawn_stage[1]))
 
-    stages = st.tuples(*(stage(b, n) for b, n in zip(_types(drawn), drawn["layers"], strict=True)))
+    stages = st.tuples(*(stage(b, n) for b, n in zip(_kinds(drawn), drawn["layers"], strict=True)))
     return st.none() | stages.map(lambda per_stage: tuple(w for blocks in per_stage for w in blocks))
 
 
@@ -78,78 +93,113 @@ def _planes(drawn: Mapping[str, Any]) -> SearchStrategy:
     return st.none() | rest.map(lambda planes: (drawn["base_planes"], *planes))
 
 
-def _eca_kernels(drawn: Mapping[str, Any]) -> SearchStrategy:
-    if drawn["attention"] != "eca":
-        return st.none()
+def _block_spec(drawn: Mapping[str, Any]) -> SearchStrategy:
+    """Basic or Bottleneck (its groups, width per group and stride placement), one per stage when types vary."""
+    if _bottleneck(drawn) and drawn["block_widths"] is None:
+        smallest = -(-64 // drawn["base_planes"])  # planes * wpg >= 64 leaves stage 1 a channel
+        bottleneck = st.builds(Bottleneck, st.sampled_from((1, 2, 3, 4)), st.integers(smallest, max(smallest, 32)),
+                               st.booleans())
+    else:
+        bottleneck = st.just(Bottleneck())
+    if drawn["_types"] is None:
+        return bottleneck if drawn["_block"] == "bottleneck" else st.just(Basic())
+    return bottleneck.map(lambda b: tuple(b if kind == "bottleneck" else Basic() for kind in drawn["_types"]))
+
+
+def _stride_in_1x1(drawn: Mapping[str, Any]) -> bool:
+    blocks = drawn["block_spec"] if isinstance(drawn["block_spec"], tuple) else (drawn["block_spec"],)
+    return any(getattr(b, "stride_in_1x1", False) for b in blocks)
+
+
+_EPS = st.sampled_from((1e-5, 1.001e-5, 1e-3))
+_GROUPS = st.sampled_from((1, 2, 4))  # widths it does not divide are filtered out
+
+
+def _norm_spec(drawn: Mapping[str, Any]) -> SearchStrategy:
+    """Any norm; the fused ones (EvoNorm-S0, FRN) in pre-activation networks only."""
+    batch = st.builds(BatchNorm, _EPS, st.sampled_from((0.1, 0.01)) | st.floats(0.0, 1.0))
+    norms = batch | st.builds(GroupNorm, _GROUPS, _EPS)
+    fused = st.builds(EvoNormS0, _GROUPS, _EPS) | st.builds(FilterResponseNorm, _EPS)
+    return norms | fused if drawn["preact"] else norms
+
+
+def _attention_spec(drawn: Mapping[str, Any]) -> SearchStrategy:
     n = len(drawn["layers"])
-    return st.none() | st.lists(st.sampled_from((1, 3, 5, 7)), min_size=n, max_size=n).map(tuple)
+    kernels = st.none() | st.lists(st.sampled_from((1, 3, 5, 7)), min_size=n, max_size=n).map(tuple)
+    ratio = st.sampled_from((1 / 16, 0.25, 1.0)) | st.floats(0.01, 1.0)
+    return st.none() | st.builds(SE, ratio) | st.builds(ECA, kernels)
 
 
-def _width_per_group(drawn: Mapping[str, Any]) -> SearchStrategy:
-    """Bottleneck: every width from the smallest that leaves stage 1 a channel (planes * wpg >= 64) up."""
-    if not _bottleneck(drawn):
-        return st.just(64)
-    if drawn["block_widths"] is not None:
-        return st.just(64)
-    smallest = -(-64 // drawn["base_planes"])
-    return st.integers(smallest, max(smallest, 32))
+def _stem_spec(drawn: Mapping[str, Any]) -> SearchStrategy:
+    """Any stem; a strided-conv stem pool ("conv") post-activation and without anti-aliasing (others filtered)."""
+    kind = st.sampled_from(STEMS)
+    return kind.flatmap(lambda k: st.builds(Stem, st.just(k), st.integers(4 if k == "deep_tiered" else 1, 12),
+                                            st.sampled_from(("max", "conv", None)), st.sampled_from(POOL_PADDINGS)))
 
 
-# Valid specs. Dependent entries read the fields above them.
+# Valid specs, one entry per ResNetSpec field (sub-specs drawn whole), and helpers ("_" names) the later
+# entries read. Dependent entries read the entries above them.
 VALID: dict[str, Choice] = {
-    "block": st.sampled_from(BLOCKS),
     "layers": st.lists(st.integers(1, 2), min_size=1, max_size=4).map(tuple),
-    "block_types": _block_types,
+    "_block": st.sampled_from(BLOCKS),
+    "_types": _types,
     "block_widths": _block_widths,
     "base_planes": lambda d: st.just(64) if d["block_widths"] is not None else st.integers(1, 12),
     "planes": _planes,
-    "groups": lambda d: st.sampled_from((1, 2, 3, 4)) if _bottleneck(d) and d["block_widths"] is None
-    else st.just(1),
-    "width_per_group": _width_per_group,
+    "block_spec": _block_spec,
     "in_channels": st.integers(1, 4),
-    "stem": st.sampled_from(STEMS),
-    "stem_width": lambda d: st.integers(4 if d["stem"] == "deep_tiered" else 1, 12),
-    "stem_pool": st.booleans(),
-    "stem_pool_padding": st.sampled_from(POOL_PADDINGS),
-    "downsample": st.sampled_from(DOWNSAMPLES),
-    "attention": st.sampled_from(ATTENTIONS),
-    "se_ratio": st.sampled_from((1 / 16, 0.25, 1.0)) | st.floats(0.01, 1.0),
-    "eca_kernels": _eca_kernels,
+    "stem_spec": _stem_spec,
+    "shortcut_spec": st.builds(Shortcut, st.sampled_from(DOWNSAMPLES), st.just(1), st.booleans())
+    | st.builds(Shortcut, st.just("conv"), st.sampled_from((1, 3)), st.booleans()),
+    "attention_spec": _attention_spec,
     "preact": st.booleans(),
-    "norm": lambda d: st.sampled_from(NORMS if d["preact"] else tuple(n for n in NORMS if n not in FUSED_NORMS)),
-    "norm_groups": st.sampled_from((1, 2, 4)),  # widths it does not divide are filtered out
-    "std_conv": st.booleans(),
-    "std_conv_eps": st.sampled_from((1e-6, 1e-5, 1e-8)),
+    "norm_spec": _norm_spec,
+    "std_conv_spec": st.none() | st.builds(StdConv, st.sampled_from((1e-6, 1e-5, 1e-8))),
     "stride_block": st.sampled_from(STRIDE_BLOCKS),
     "output_stride": lambda d: st.just(32) if d["stride_block"] == "last" else st.sampled_from(OUTPUT_STRIDES),
-    "stride_in_1x1": lambda d: st.booleans() if _bottleneck(d) else st.just(False),
-    "anti_alias": lambda d: st.just(None) if d["preact"] or d["stride_in_1x1"] else st.sampled_from(ANTI_ALIASES),
-    "replace_stem_pool": st.booleans(),  # combinations the spec refuses are filtered out
+    "anti_alias": lambda d: st.just(None) if d["preact"] or _stride_in_1x1(d) else st.sampled_from(ANTI_ALIASES),
     "reduce_first": lambda d: st.just(1) if d["block_widths"] is not None else st.sampled_from((1, 2)),
-    "down_kernel_size": st.sampled_from((1, 3)),
-    "project_first": st.booleans(),
     "conv_bias": st.booleans(),
     "zero_init_residual": st.booleans(),
-    "include_top": st.booleans(),
-    "num_classes": lambda d: st.integers(1, 7) if d["include_top"] else st.integers(0, 7),
-    "pooling": lambda d: st.just(None) if d["include_top"] else st.sampled_from(POOLINGS),
-    "bn_eps": st.sampled_from((1e-5, 1.001e-5, 1e-3)),
-    "bn_momentum": st.sampled_from((0.1, 0.01)) | st.floats(0.0, 1.0),
+    "head_spec": st.builds(Classifier, st.integers(1, 7)) | st.builds(Features, st.sampled_from(POOLINGS)),
 }
 
-# Every combination, valid or not: the spec must refuse what it cannot build (independent draws, widths from 0).
+# Every combination, valid or not, in resnet-core 0.1's flat names (the alias path): the spec must refuse
+# what it cannot build (independent draws, widths from 0).
 RAW: dict[str, Choice] = {
-    **VALID,
+    "block": st.sampled_from(BLOCKS),
+    "layers": st.lists(st.integers(1, 2), min_size=1, max_size=4).map(tuple),
     "base_planes": st.integers(0, 16),
     "groups": st.integers(1, 4),
     "width_per_group": st.integers(1, 64) | st.just(64),
+    "in_channels": st.integers(1, 4),
+    "stem": st.sampled_from(STEMS),
     "stem_width": st.integers(0, 12),
-    "output_stride": st.sampled_from(OUTPUT_STRIDES),
-    "stride_in_1x1": st.booleans(),
-    "num_classes": st.integers(0, 7),
-    "pooling": st.sampled_from(POOLINGS),
+    "stem_pool": st.booleans(),
+    "replace_stem_pool": st.booleans(),
+    "stem_pool_padding": st.sampled_from(POOL_PADDINGS),
+    "downsample": st.sampled_from(DOWNSAMPLES),
+    "down_kernel_size": st.sampled_from((1, 3)),
+    "project_first": st.booleans(),
+    "attention": st.sampled_from(ATTENTIONS),
+    "se_ratio": st.sampled_from((1 / 16, 0.25, 1.0)) | st.floats(0.01, 1.0),
+    "preact": st.booleans(),
     "norm": st.sampled_from(NORMS),
     "norm_groups": st.integers(1, 8),
+    "std_conv": st.booleans(),
+    "std_conv_eps": st.sampled_from((1e-6, 1e-5, 1e-8)),
+    "stride_block": st.sampled_from(STRIDE_BLOCKS),
+    "output_stride": st.sampled_from(OUTPUT_STRIDES),
+    "stride_in_1x1": st.booleans(),
+    "anti_alias": st.sampled_from(ANTI_ALIASES),
+    "reduce_first": st.sampled_from((1, 2)),
+    "conv_bias": st.booleans(),
+    "zero_init_residual": st.booleans(),
+    "include_top": st.booleans(),
+    "num_classes": st.integers(0, 7),
+    "pooling": st.sampled_from(POOLINGS),
+    "bn_eps": st.sampled_from((1e-5, 1.001e-5, 1e-3)),
+    "bn_momentum": st.sampled_from((0.1, 0.01)) | st.floats(0.0, 1.0),
     "block_types": st.none() | st.lists(st.sampled_from((*BLOCKS, "plain")), max_size=4).map(tuple),
     "planes": st.none() | st.lists(st.integers(0, 16), max_size=4).map(tuple),
     "block_widths": st.none() | st.lists(st.lists(st.integers(0, 12), max_size=3).map(tuple), max_size=6).map(tuple),
@@ -161,12 +211,13 @@ SPEC_FIELDS = tuple(f.name for f in dataclasses.fields(ResNetSpec) if f.name not
 
 @st.composite
 def spec_fields(draw: Callable[[SearchStrategy], Any], table: Mapping[str, Choice] = VALID) -> dict[str, Any]:
-    """A dict of spec fields drawn from ``table`` (fields the spec no longer has are skipped)."""
+    """A dict of spec fields (or flat names) drawn from ``table``; helper entries ("_" names) are drawn for
+    later entries to read, and names the spec no longer takes are skipped."""
     drawn: dict[str, Any] = {}
     for name, choice in table.items():
-        if name in SPEC_FIELDS:
+        if name.startswith("_") or name in FIELD_NAMES:
             drawn[name] = draw(choice if isinstance(choice, SearchStrategy) else choice(drawn))
-    return drawn
+    return {k: v for k, v in drawn.items() if not k.startswith("_")}
 
 
 def _spec_or_none(fields: Mapping[str, Any]) -> ResNetSpec | None:

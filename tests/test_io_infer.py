@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
 import resnet_core as rc
@@ -13,7 +11,7 @@ from resnet_core.io.infer import _structure
 from resnet_core.plan import depths_shown
 from resnet_core.testing import random_weights
 
-FIELDS = {f.name for f in dataclasses.fields(rc.ResNetSpec)}
+FIELDS = set(rc.spec.FIELD_NAMES)  # fields and 0.1's flat names
 
 
 def shapes(spec: rc.ResNetSpec) -> dict[str, tuple[int, ...]]:

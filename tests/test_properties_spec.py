@@ -13,12 +13,14 @@ from spec_strategies import RAW, SPEC_FIELDS, VALID, ci_settings, size_the_plan_
 
 from resnet_core.io.infer import infer_spec
 from resnet_core.plan import Conv, make_plan
-from resnet_core.spec import ResNetSpec, SpecError
+from resnet_core.spec import FIELD_NAMES, FLAT_FIELDS, ResNetSpec, SpecError
 
 
 def test_every_spec_field_has_a_strategy():
     missing = [f for f in SPEC_FIELDS if f not in VALID]
     assert not missing, f"add a strategy for {missing} to VALID in tests/spec_strategies.py (one line per field)"
+    flat = [f for f in FLAT_FIELDS if f not in RAW and f != "name"]
+    assert not flat, f"add a strategy for the flat names {flat} to RAW in tests/spec_strategies.py"
 
 
 def check_buildable(spec: ResNetSpec) -> None:
@@ -57,7 +59,7 @@ def test_a_spec_is_refused_by_name_or_plans_a_buildable_network(fields):
         message = str(exc)
         assert message.startswith(("Invalid ResNetSpec", "Unknown ResNetSpec")), message
         named = re.findall(r"\w+", message)
-        assert any(field in named for field in SPEC_FIELDS), f"the error names no field: {message}"
+        assert any(field in named for field in FIELD_NAMES), f"the error names no field: {message}"
         return
     check_buildable(spec)
 
@@ -79,9 +81,12 @@ def test_computed_widths_the_frameworks_refuse_are_spec_errors_naming_the_width(
 
 @ci_settings(max_examples=150)
 @given(valid_specs())
-def test_specs_round_trip_through_json(spec):
-    again = ResNetSpec.from_json(spec.to_json())
-    assert again == spec and make_plan(again) == make_plan(spec)
+def test_specs_round_trip_through_json_and_the_flat_names(spec):
+    """Format 2 JSON, and 0.1's flat names (the alias table says every sub-spec parameter, both ways)."""
+    text = spec.to_json()
+    assert ResNetSpec.from_json(text) == spec and ResNetSpec.from_json(text).to_json() == text
+    assert ResNetSpec(**spec.to_dict(flat=True)) == spec
+    assert ResNetSpec.from_dict(spec.to_dict(flat=True)).to_json() == text
 
 
 # Fields a weights file shows (shapes and names), and those it shows only under conditions checked below.
@@ -108,7 +113,7 @@ def test_spec_inferred_from_a_weights_file_gives_the_spec_back(spec):
     shapes = signature(spec)
     inferred, note = infer_spec(shapes)
     assert signature(inferred) == shapes, note
-    visible = [f for f in VISIBLE if f in SPEC_FIELDS]
+    visible = [f for f in VISIBLE if f in FIELD_NAMES]
     if spec.block == "bottleneck":
         visible.append("groups")
     if spec.include_top:

@@ -1,15 +1,32 @@
-"""ResNetSpec: validation messages, immutability, normalisation and serialisation (framework-free)."""
+"""ResNetSpec: validation messages, the sub-specs and 0.1's flat names, normalisation and serialisation
+(framework-free)."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import math
+from pathlib import Path
 
 import pytest
 
 import resnet_core as rc
-from resnet_core.spec import ResNetSpec
+from resnet_core.spec import (
+    ALIASES,
+    FLAT_FIELDS,
+    SE,
+    Basic,
+    BatchNorm,
+    Bottleneck,
+    Classifier,
+    Features,
+    GroupNorm,
+    ResNetSpec,
+    StdConv,
+    Stem,
+)
+
+FIXTURE_SPEC = Path(__file__).parent / "fixtures" / "v0_1" / "specs" / "resnet18_like.json"
 
 # (id, constructor kwargs, field the message must name, received value as the message must show it,
 #  text of the allowed values the message must contain)
@@ -38,8 +55,8 @@ INVALID = [
     ("in_channels-zero", {"in_channels": 0}, "in_channels", "0", "positive integer"),
     ("stem_width-negative", {"stem_width": -64}, "stem_width", "-64", "positive integer"),
     ("base_planes-float", {"base_planes": 1.5}, "base_planes", "1.5", "positive integer"),
-    ("num_classes-negative", {"num_classes": -1}, "num_classes", "-1", "non-negative integer"),
-    ("num_classes-float", {"num_classes": 10.0}, "num_classes", "10.0", "non-negative integer"),
+    ("num_classes-negative", {"num_classes": -1}, "num_classes", "-1", "positive integer"),
+    ("num_classes-float", {"num_classes": 10.0}, "num_classes", "10.0", "positive integer"),
     ("num_classes-zero-with-top", {"num_classes": 0}, "num_classes", "0", "positive integer when include_top=True"),
     ("basic-groups", {"block": "basic", "layers": (2, 2, 2, 2), "groups": 32}, "groups", "32", "groups=1"),
     ("basic-width", {"block": "basic", "layers": (2, 2, 2, 2), "width_per_group": 128}, "width_per_group", "128",
@@ -74,6 +91,19 @@ INVALID = [
     ("stem_width-tiered-too-small", {"stem": "deep_tiered", "stem_width": 3}, "stem_width", "3", "at least 4"),
     ("name-empty", {"name": ""}, "name", "''", "non-empty string"),
     ("name-none", {"name": None}, "name", "None", "non-empty string"),
+    ("eca_kernels-without-eca", {"eca_kernels": (3, 3, 3, 3)}, "eca_kernels", "(3, 3, 3, 3)", "attention='eca'"),
+    ("eca_kernels-even", {"attention": "eca", "eca_kernels": (3, 4, 3, 3)}, "eca_kernels", "(3, 4, 3, 3)", "odd"),
+    ("block_types-unknown", {"block_types": ("bottleneck", "plain")}, "block_types", "('bottleneck', 'plain')",
+     "('basic', 'bottleneck') per stage"),
+    ("replace_stem_pool-without-pool", {"stem_pool": False, "replace_stem_pool": True}, "replace_stem_pool", "True",
+     "False without stem_pool"),
+    ("norm-unknown", {"norm": "layer"}, "norm", "'layer'", "('batch', 'group', 'evo_s0', 'frn')"),
+    ("norm_groups-zero", {"norm": "group", "norm_groups": 0}, "norm_groups", "0", "positive integer"),
+    ("std_conv_eps-zero", {"std_conv": True, "std_conv_eps": 0}, "std_conv_eps", "0", "(0, 1)"),
+    ("norm_spec-a-string", {"norm_spec": "batch"}, "norm_spec", "'batch'", "BatchNorm or GroupNorm"),
+    ("attention_spec-a-string", {"attention_spec": "se"}, "attention_spec", "'se'", "SE or ECA or None"),
+    ("block_spec-per-stage-count", {"block_spec": (Basic(), Basic())}, "block_types", "('basic', 'basic')",
+     "per stage (4 stages)"),
 ]
 
 
@@ -104,7 +134,7 @@ VALID = [
     ("bn_momentum-zero", {"bn_momentum": 0}),
     ("bn_momentum-one", {"bn_momentum": 1.0}),
     ("bn_eps-tiny", {"bn_eps": 1e-12}),
-    ("headless-zero-classes", {"include_top": False, "num_classes": 0}),
+    ("headless", {"include_top": False}),
     ("headless-max", {"include_top": False, "pooling": "max"}),
     ("headless-avg", {"include_top": False, "pooling": "avg"}),
     ("stride_in_1x1-bottleneck", {"stride_in_1x1": True}),
@@ -118,13 +148,6 @@ def test_valid_specs_keep_their_values(kwargs):
     for key, value in kwargs.items():
         expected = tuple(value) if key == "layers" else value
         assert getattr(spec, key) == expected
-
-
-def test_spec_is_frozen():
-    spec = ResNetSpec()
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        spec.groups = 32  # type: ignore[misc]
-    assert spec.groups == 1
 
 
 def test_specs_are_hashable_and_equal_specs_hash_equal():
@@ -172,16 +195,64 @@ def test_json_round_trip_of_every_preset(name):
 
 
 def test_to_dict_from_dict_round_trip_with_every_field_changed():
-    spec = ResNetSpec(block="bottleneck", layers=(1, 2), groups=2, width_per_group=8, num_classes=7,
-                      include_top=False, pooling="max", in_channels=1, stem_width=8, base_planes=8,
-                      bn_eps=1e-3, bn_momentum=0.01, zero_init_residual=True, stride_in_1x1=True,
-                      conv_bias=True, name="custom")
+    spec = ResNetSpec(block="bottleneck", layers=(1, 2), groups=2, width_per_group=8, include_top=False,
+                      pooling="max", in_channels=1, stem_width=8, base_planes=8, bn_eps=1e-3, bn_momentum=0.01,
+                      zero_init_residual=True, stride_in_1x1=True, conv_bias=True, name="custom")
     data = spec.to_dict()
-    assert set(data) == {f.name for f in dataclasses.fields(ResNetSpec)}
+    assert data["format"] == 2 and data["norm_spec"] == {"type": "batch", "eps": 1e-3, "momentum": 0.01}
+    assert data["head_spec"] == {"type": "features", "pooling": "max"}
     back = ResNetSpec.from_dict(data)
     assert back == spec and back.name == "custom"
-    assert all(getattr(back, k) == getattr(spec, k) for k in data)
+    assert back.to_dict(flat=True) == spec.to_dict(flat=True)
     assert ResNetSpec.from_json(spec.to_json()).to_dict() == data
+
+
+def test_the_flat_names_are_those_of_0_1_and_read_what_they_did():
+    old = json.loads(FIXTURE_SPEC.read_text())  # resnet-core 0.1's to_json: every field it had
+    assert set(FLAT_FIELDS) == set(old)
+    assert set(ALIASES) == set(old) - {f.name for f in dataclasses.fields(ResNetSpec)}
+    spec = ResNetSpec.from_dict(old)
+    assert spec.to_dict(flat=True) == old  # each flat attribute reads what 0.1 stored
+
+
+def test_flat_and_structured_keywords_build_the_same_spec():
+    flat = ResNetSpec(block="basic", layers=(1, 1), norm="group", norm_groups=8, bn_eps=1e-3, attention="se",
+                      se_ratio=0.25, include_top=False, pooling="avg", std_conv=True, std_conv_eps=1e-8, stem="deep",
+                      stem_width=16, replace_stem_pool=True)
+    structured = ResNetSpec(block_spec=Basic(), layers=(1, 1), norm_spec=GroupNorm(groups=8, eps=1e-3),
+                            attention_spec=SE(ratio=0.25), head_spec=Features(pooling="avg"),
+                            std_conv_spec=StdConv(eps=1e-8), stem_spec=Stem(kind="deep", width=16, pool="conv"))
+    assert flat == structured and hash(flat) == hash(structured)
+    assert (flat.norm, flat.norm_groups, flat.bn_eps, flat.se_ratio, flat.stem_pool, flat.replace_stem_pool) == \
+        ("group", 8, 1e-3, 0.25, True, True)
+
+
+def test_flat_names_change_the_sub_spec_given_keeping_its_other_parameters():
+    spec = ResNetSpec(norm_spec=BatchNorm(eps=1e-3, momentum=0.01))
+    assert spec.replace(norm="group").norm_spec == GroupNorm(groups=32, eps=1e-3)  # the eps carries over
+    assert spec.replace(bn_momentum=0.2).norm_spec == BatchNorm(eps=1e-3, momentum=0.2)
+    resnext = ResNetSpec(groups=32, width_per_group=4)
+    assert resnext.replace(stride_in_1x1=True).block_spec == Bottleneck(32, 4, stride_in_1x1=True)
+    assert resnext.replace(num_classes=10).head_spec == Classifier(10)
+    # a flat name and its sub-spec given together: the flat name changes the sub-spec
+    assert ResNetSpec(norm_spec=GroupNorm(groups=8), bn_eps=1e-3).norm_spec == GroupNorm(groups=8, eps=1e-3)
+
+
+def test_a_per_stage_block_tuple_of_one_type_is_that_type():
+    per_stage = ResNetSpec(layers=(1, 1), block_spec=(Basic(), Basic()))
+    assert per_stage.block_spec == Basic() and per_stage == ResNetSpec(layers=(1, 1), block="basic")
+    mixed = ResNetSpec(layers=(1, 1), block="basic", block_types=("basic", "bottleneck"))
+    assert mixed.block_spec == (Basic(), Bottleneck()) and mixed.block == "basic"
+    with pytest.raises(rc.SpecError, match=r"block_spec.*one Bottleneck for every bottleneck stage"):
+        ResNetSpec(layers=(1, 1, 1), block_spec=(Bottleneck(), Basic(), Bottleneck(groups=2, width_per_group=32)))
+
+
+@pytest.mark.parametrize("call", [lambda: ResNetSpec(num_class=10), lambda: ResNetSpec().replace(num_class=10),
+                                  lambda: ResNetSpec.from_dict({"num_class": 10})],
+                         ids=["constructor", "replace", "from_dict"])
+def test_an_unknown_name_is_a_spec_error_naming_the_closest_field(call):
+    with pytest.raises(rc.SpecError, match=r"^Unknown ResNetSpec field 'num_class'; did you mean 'num_classes'\?$"):
+        call()
 
 
 def test_from_dict_rejects_unknown_fields_naming_each():
@@ -189,8 +260,22 @@ def test_from_dict_rejects_unknown_fields_naming_each():
     with pytest.raises(rc.SpecError) as info:
         ResNetSpec.from_dict(data)
     message = str(info.value)
-    assert "'blocks'" in message and "'depth'" in message
-    assert "width_per_group" in message  # and lists the known fields
+    assert "'blocks'; did you mean 'block'?" in message and "'depth'" in message
+    assert "width_per_group" in message and "norm_spec" in message  # and lists the known names
+
+
+def test_from_dict_reads_both_formats_and_refuses_a_newer_one():
+    spec = ResNetSpec(block="basic", layers=(1, 1), attention="eca", eca_kernels=(5, 7))
+    flat, structured = spec.to_dict(flat=True), spec.to_dict()
+    assert "format" not in flat and structured["attention_spec"] == {"type": "eca", "kernels": [5, 7]}
+    assert ResNetSpec.from_dict(flat) == ResNetSpec.from_dict(structured) == spec
+    assert ResNetSpec.from_dict({**structured, "num_classes": 7}).num_classes == 7  # flat names mix in
+    with pytest.raises(rc.SpecError, match=r"format 3.*reads formats 1 \(flat\) and 2"):
+        ResNetSpec.from_dict({**structured, "format": 3})
+    with pytest.raises(rc.SpecError, match=r"attention_spec.*expected a type among \['se', 'eca'\]"):
+        ResNetSpec.from_dict({**structured, "attention_spec": {"type": "cbam"}})
+    with pytest.raises(rc.SpecError, match=r"norm_spec: BatchNorm .*'groups'"):
+        ResNetSpec.from_dict({**structured, "norm_spec": {"type": "batch", "groups": 4}})
 
 
 def test_from_dict_validates_values():
@@ -215,7 +300,7 @@ def test_expansion(block, expansion):
     assert ResNetSpec(block=block).expansion == expansion
 
 
-# (field, a value without effect, the spec changes that leave it without effect, one that gives it effect)
+# (flat field, a value without effect, the spec changes that leave it without effect, one that gives it effect)
 NO_EFFECT = [
     ("se_ratio", 0.25, {}, {"attention": "se"}),
     ("se_ratio", 0.25, {"attention": "eca"}, {"attention": "se"}),
@@ -230,21 +315,24 @@ NO_EFFECT = [
 
 @pytest.mark.parametrize(("field", "value", "base", "effect"), NO_EFFECT,
                          ids=[f"{r[0]}-{'-'.join(r[2]) or 'default'}" for r in NO_EFFECT])
-def test_fields_without_effect_compare_as_their_defaults_and_keep_their_value(field, value, base, effect):
+def test_a_value_without_effect_has_no_place_in_the_spec(field, value, base, effect):
+    """0.1 kept such values (its files hold them) and compared them as defaults; now no sub-spec holds them."""
     plain = ResNetSpec(layers=(1, 1), base_planes=32, **base)
-    noisy = plain.replace(**{field: value})
-    assert noisy == plain and hash(noisy) == hash(plain) and len({noisy, plain}) == 1
-    assert getattr(noisy, field) == value and getattr(noisy.canonical(), field) == getattr(plain, field)
-    tensors = [[(p.name, p.shape) for p in rc.make_plan(s).params] for s in (noisy, plain)]
-    assert tensors[0] == tensors[1]
-    # the value is kept, so giving the field an effect uses it, and then the specs differ
-    assert getattr(noisy.replace(**effect), field) == value
-    assert noisy.replace(**effect) != plain.replace(**effect)
-    back = ResNetSpec.from_json(noisy.to_json())
-    assert back == noisy and getattr(back, field) == value
+    noisy = ResNetSpec(layers=(1, 1), base_planes=32, **base, **{field: value})
+    assert noisy == plain and hash(noisy) == hash(plain) and noisy.to_json() == plain.to_json()
+    assert getattr(noisy, field) == getattr(plain, field) != value
+    # given with the option that uses it, it is kept and tells the specs apart
+    used = plain.replace(**effect, **{field: value})
+    assert getattr(used, field) == value and used != plain.replace(**effect)
+    assert ResNetSpec.from_json(used.to_json()) == used
 
 
-def test_fields_with_effect_still_tell_specs_apart():
-    spec = ResNetSpec(attention="se")
-    assert spec.replace(se_ratio=0.25) != spec and spec.canonical() is spec
+def test_specs_differing_in_a_used_value_or_only_in_name():
+    assert ResNetSpec(attention="se").replace(se_ratio=0.25) != ResNetSpec(attention="se")
     assert ResNetSpec(num_classes=7) != ResNetSpec() and ResNetSpec(name="a") == ResNetSpec(name="b")
+
+
+def test_build_refuses_an_unknown_override_naming_the_closest_field():
+    """rc.build routes overrides through spec.replace: the error comes before any framework loads."""
+    with pytest.raises(rc.SpecError, match=r"^Unknown ResNetSpec field 'num_class'; did you mean 'num_classes'\?$"):
+        rc.build("resnet18", backend="torch", num_class=10)

@@ -8,7 +8,6 @@ spec the weights do not fit. When two different specs fit, the caller must choos
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Mapping
 from typing import Any, cast
@@ -16,7 +15,7 @@ from typing import Any, cast
 from ..errors import ResNetCoreError
 from ..plan import depths_shown, explicit_width_fields, make_plan, se_ratio_of
 from ..presets import get_spec, list_specs
-from ..spec import ResNetSpec
+from ..spec import FIELD_NAMES, ResNetSpec
 
 Shapes = dict[str, tuple[int, ...]]
 
@@ -62,7 +61,7 @@ def _fit_head(spec: ResNetSpec, shapes: Shapes) -> ResNetSpec | None:
 
 
 def _differences(spec: ResNetSpec, base: ResNetSpec) -> str:
-    a, b = spec.to_dict(), base.to_dict()
+    a, b = spec.to_dict(flat=True), base.to_dict(flat=True)
     return ", ".join(f"{k}={a[k]!r}" for k in a if k != "name" and a[k] != b.get(k))
 
 
@@ -214,8 +213,7 @@ def _structure(shapes: Shapes) -> ResNetSpec:
             raise InferenceError(f"the squeeze-excitation widths {se[:4]} (channels, reduced) follow no "
                                  "se_ratio rounded to a multiple of 8")
         ratio_field = {"se_ratio": ratio}
-    known = {f.name for f in dataclasses.fields(ResNetSpec)}
-    unknown = sorted(set(fields) - known)
+    unknown = sorted(set(fields) - FIELD_NAMES)
     if unknown:  # pragma: no cover - only if spec fields are renamed
         raise InferenceError(f"this resnet-core has no spec field(s) {unknown}")
     guess = None

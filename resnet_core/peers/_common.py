@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -93,8 +92,8 @@ def refuse_export(spec: ResNetSpec, peer: str, problems: list[str], norms: tuple
 
 
 def comparable(spec: ResNetSpec) -> dict:
-    """Fields that must survive a round trip, those without effect at their defaults (ResNetSpec.canonical)."""
-    data = dataclasses.asdict(spec.canonical())
+    """Fields that must survive a round trip (the flat view: parameters of options not chosen at their defaults)."""
+    data = spec.to_dict(flat=True)
     data.pop("zero_init_residual")  # an initialisation choice; no live model records it
     plan = make_plan(spec)
     # Ratios that round to the same widths build the same network: compare the widths.

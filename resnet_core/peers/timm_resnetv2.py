@@ -338,7 +338,7 @@ def export_problems(spec: ResNetSpec) -> list[str]:
         if spec.block != "bottleneck":
             problems.append("block='basic' with preact=False (ResNetV2 builds post-activation bottlenecks only)")
         for field in ("anti_alias", "replace_stem_pool", "reduce_first", "down_kernel_size"):
-            if getattr(spec, field) != ResNetSpec.__dataclass_fields__[field].default:
+            if getattr(spec, field) != getattr(ResNetSpec(), field):
                 problems.append(f"{field}={getattr(spec, field)!r} (an option of timm's ResNet, not of ResNetV2)")
     if spec.stride_block != "first":
         problems.append(f"stride_block={spec.stride_block!r} (ResNetV2 strides each stage's first block)")
