@@ -104,13 +104,13 @@ def kind_of(source: Any) -> tuple[str, Any]:
         return "folder", Path(folder)
     if source in list_specs():
         return "preset", source
+    prefix = _PREFIX.match(source)
+    if prefix and not os.path.exists(source):
+        close = difflib.get_close_matches(prefix.group(0), SCHEMES, n=1)
+        raise InputError(f"Unknown source prefix {prefix.group(0)!r} in {source!r}"
+                         + (f" (did you mean {close[0]!r}?)" if close else "")
+                         + f". Known prefixes: {', '.join(SCHEMES)}; write a file as a path (./NAME)")
     if not written_as_path(source):
-        prefix = _PREFIX.match(source)
-        if prefix:
-            close = difflib.get_close_matches(prefix.group(0), SCHEMES, n=1)
-            raise InputError(f"Unknown source prefix {prefix.group(0)!r} in {source!r}"
-                             + (f" (did you mean {close[0]!r}?)" if close else "")
-                             + f". Known prefixes: {', '.join(SCHEMES)}; write a file as a path (./NAME)")
         if os.path.exists(source):
             raise InputError(f"{source!r} is no preset name; a bare name always means a preset, so to read the "
                              f"file or folder of that name write it as a path: './{source}'")
