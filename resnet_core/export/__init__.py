@@ -57,12 +57,12 @@ def _check_request(fmt: ExportFormat, origin: str | None, quantize: str | None, 
         if quantize not in QUANTIZE_MODES:
             raise ExportError(f"Unknown quantisation {quantize!r}. Expected one of {', '.join(QUANTIZE_MODES)}")
         if fmt.name != "onnx":
-            raise ExportError(f"--quantize {quantize} needs an .onnx output (ONNX Runtime static quantisation); "
+            raise ExportError(f"quantize={quantize} needs an .onnx output (ONNX Runtime static quantisation); "
                               f"{fmt.name} cannot hold it")
         if calibration is None:
-            raise ExportError(f"--quantize {quantize} needs --calibration IMAGES.npy (NCHW, preprocessed)")
+            raise ExportError(f"quantize={quantize} needs calibration=IMAGES.npy (NCHW, preprocessed)")
     elif calibration is not None:
-        raise ExportError("--calibration is only used with --quantize int8")
+        raise ExportError("calibration= is only used with quantize=int8")
     return origin
 
 

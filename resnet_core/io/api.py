@@ -107,9 +107,8 @@ def open_weights(path: str | os.PathLike, spec: SpecArg = None, prefer_stored: b
             try:
                 resolved, note = infer_spec(reader.tensors(None))
             except InferenceError as exc:
-                raise InferenceError(f"Cannot infer the architecture of {path}: {exc}. Pass the architecture: spec= "
-                                     "(a preset name or a ResNetSpec), --arch NAME|SPEC.json on the command "
-                                     "line") from None
+                raise InferenceError(f"Cannot infer the architecture of {path}: {exc}. Pass its architecture "
+                                     "as spec=NAME (a preset name, see rc.list_specs(), or a ResNetSpec)") from None
             source = "inferred"
         tensors = reader.tensors(resolved)
         plan = make_plan(resolved)
@@ -313,7 +312,7 @@ def write_weights(path: str | os.PathLike, weights: Mapping[str, Any], spec: str
         >>> rc.write_weights(path, weights, spec)
         Traceback (most recent call last):
         ...
-        resnet_core.errors.OutputExistsError: Output '...tiny.safetensors' already exists; pass --force ...
+        resnet_core.errors.OutputExistsError: Output '...tiny.safetensors' already exists; pass overwrite=True ...
         >>> tmp.cleanup()
     """
     path = Path(path)

@@ -241,8 +241,8 @@ def _arrays(path: Path, spec: ResNetSpec | None) -> Resolved:
     try:
         found, note = infer_spec(weights)
     except InferenceError as exc:
-        raise InferenceError(f"Cannot infer the architecture of {path}: {exc}. Pass the spec (spec=, or --arch "
-                             "on the command line)") from None
+        raise InferenceError(f"Cannot infer the architecture of {path}: {exc}. Pass its architecture as "
+                             "spec=NAME (a preset name, a ResNetSpec or a spec .json)") from None
     return Resolved(found, weights, None, "arrays", f"{path} ({note})", path, "inferred")
 
 

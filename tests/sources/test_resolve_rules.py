@@ -127,3 +127,10 @@ def test_summary_old_flag_spelling_still_works(here, capsys):
 
     helptext = make_parser()._subparsers._group_actions[0].choices["summary"].format_help()
     assert "--size" in helptext and "--input-size" not in helptext
+
+
+def test_library_errors_name_arguments_and_the_command_line_names_flags(here, capsys):
+    with pytest.raises(InputError, match=r"quantize=int8 needs calibration=IMAGES.npy"):
+        rc.export("tiny_resnext", "m.onnx", quantize="int8")
+    assert main(["export", "tiny_resnext", "m.onnx", "--quantize", "int8"]) == 2
+    assert "--quantize int8 needs --calibration IMAGES.npy" in capsys.readouterr().err
