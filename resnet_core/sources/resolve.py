@@ -35,9 +35,9 @@ from ..io.infer import InferenceError, infer_spec
 from ..presets import get_spec, list_specs
 from ..spec import ResNetSpec
 from ..weights_info import WeightsInfo
-from ._errors import SourceError
+from .hub_names import HF_HUB, check_hub_name
 
-HF_HUB, TORCHVISION, LOCAL_DIR = "hf-hub:", "torchvision:", "local-dir:"
+TORCHVISION, LOCAL_DIR = "torchvision:", "local-dir:"
 SCHEMES = (HF_HUB, TORCHVISION, LOCAL_DIR)
 
 # What a source turned out to be (Resolved.kind).
@@ -130,23 +130,6 @@ def _path_kind(path: Path, text: str) -> tuple[str, Path]:
         return "arrays", path
     format_for(path)  # an unknown extension is refused here, naming the known ones
     return "weights-file", path
-
-
-def check_hub_name(source: str) -> tuple[str, str | None]:
-    """``(repo, revision)`` of ``hf-hub:ORG/NAME[@REVISION]``; a repo id the hub forbids is an input error."""
-    repo, _, revision = source[len(HF_HUB):].partition("@")
-    if repo.count("/") != 1 or not all(repo.split("/")):
-        raise SourceError(source, "expected hf-hub:ORG/NAME or hf-hub:ORG/NAME@REVISION")
-    try:
-        from huggingface_hub.utils import validate_repo_id
-    except ImportError:  # reading the repo will name the missing package
-        return repo, revision or None
-    try:
-        validate_repo_id(repo)
-    except ValueError:
-        raise SourceError(source, f"{repo!r} is not a valid Hugging Face repo id", "Use letters, digits, '-', '_' "
-                          "and '.', with no '--' or '..', as ORG/NAME") from None
-    return repo, revision or None
 
 
 def resolve(source: SourceArg, *, spec: SourceArg | None = None, load: bool = True, views: bool = False,
