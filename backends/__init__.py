@@ -17,6 +17,7 @@ ADAPTERS = {
     "torch": ("resnet_core.backends.torch_adapter", "torch", "torch"),
     "keras": ("resnet_core.backends.keras_adapter", "keras", "keras"),
 }
+KERAS_ENGINES = ("jax", "tensorflow", "torch")  # each has its extra of the same name
 
 
 def load_adapter(backend: str) -> ModuleType:
@@ -24,10 +25,17 @@ def load_adapter(backend: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        if exc.name is not None and exc.name.split(".")[0] == framework:
+        missing = exc.name.split(".")[0] if exc.name is not None else None
+        if missing == framework:
             raise MissingDependencyError(
                 f"The {backend!r} backend needs the {framework!r} package, which is not installed. "
                 f"Install it with: pip install 'resnet-core[{extra}]'"
+            ) from exc
+        if backend == "keras" and missing in KERAS_ENGINES:  # Keras is there, the engine it was told to use is not
+            raise MissingDependencyError(
+                f"Keras is installed but its engine {missing!r} is not: Keras needs one of "
+                f"{', '.join(KERAS_ENGINES)}. Install one with pip install 'resnet-core[jax]', "
+                "'resnet-core[tensorflow]' or 'resnet-core[torch]' and set KERAS_BACKEND to it"
             ) from exc
         raise
 

@@ -8,7 +8,7 @@ from .api import build, get_weights, register_keras_objects, set_weights, spec_o
 from .bench import bench
 from .errors import ResNetCoreError
 from .export import export
-from .io import read_weights, write_weights
+from .io import write_weights
 from .mapping import WeightsMismatchError, keras_table
 from .parity import ParityReport, parity
 from .peers import PeerError, from_peer, peer_info, to_peer
@@ -16,6 +16,7 @@ from .plan import Plan, make_plan
 from .preprocess import preprocess
 from .presets import get_spec, list_specs, register_spec
 from .selection import BACKENDS, DEFAULT_BACKEND, ENV_VAR, get_backend, use_backend
+from .sources import read_weights
 from .sources.save import save_pretrained
 from .spec import ResNetSpec, SpecError
 from .table1 import summary

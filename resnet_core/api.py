@@ -6,17 +6,14 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
-from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
 from .backends import adapter_for, load_adapter
-from .errors import InputError, MissingFileError
+from .errors import InputError
 from .finetune import FINE_TUNE_FIELDS, fine_tune
-from .io.api import LoadedWeights
 from .plan import make_plan
-from .presets import get_spec
 from .selection import get_backend
 from .spec import ResNetSpec
 from .weights_info import WeightsInfo
@@ -31,17 +28,19 @@ def build(spec: str | os.PathLike | ResNetSpec = "resnet50", backend: str | None
           weights: SourceArg | None = None, dtype: str | None = None, **overrides: Any) -> Any:
     """A model for ``backend``: torch returns a ``torch.nn.Module`` taking NCHW, keras a ``keras.Model`` taking NHWC.
 
-    ``spec`` is a preset name, a ResNetSpec or a pretrained source: ``hf-hub:ORG/NAME[@REV]``,
-    ``torchvision:NAME.TAG``, a model folder or a weights file (architecture and weights from it).
-    ``weights`` loads a source into the named architecture (an error names the fields that differ).
-    Without weights, ``overrides`` replace spec fields; with them, only the fine-tuning ones may:
+    ``spec`` is an architecture (a preset name, a ResNetSpec, a spec ``.json``) or a pretrained source:
+    ``hf-hub:ORG/NAME[@REV]``, ``torchvision:NAME.TAG``, ``local-dir:PATH``, a model folder or a weights file
+    (architecture and weights from it). A bare name is always a preset; write a path as a path (``./resnet18``),
+    see :mod:`resnet_core.sources.resolve`. ``weights`` loads a source into the named architecture (an error
+    names the fields that differ). Without weights, ``overrides`` replace spec fields (through
+    :meth:`ResNetSpec.replace`); with them, only the fine-tuning ones may:
     ``num_classes`` (a new head, freshly initialised), ``include_top``/``pooling``, ``in_channels``
     (the stem kernel adapted as timm does). ``dtype`` ("bfloat16", "float16") builds the whole model in
     that precision (see ``resnet_core.precision``).
 
     Args:
-        spec: A preset name, a :class:`ResNetSpec`, or a pretrained source (hub name, model folder,
-            weights file).
+        spec: A preset name, a :class:`ResNetSpec`, a spec ``.json``, or a pretrained source (hub name,
+            model folder, weights file).
         backend: ``"torch"`` or ``"keras"``; None follows :func:`get_backend`.
         weights: Weights for the architecture ``spec`` names: a source as above, or a mapping of
             canonical names to arrays.
@@ -52,10 +51,12 @@ def build(spec: str | os.PathLike | ResNetSpec = "resnet50", backend: str | None
         The framework's model, carrying ``.spec`` and ``.weights_info`` (None when randomly initialised).
 
     Raises:
-        UnknownNameError: ``spec`` names no preset.
-        MissingFileError: ``spec`` looks like a path that does not exist.
-        SpecError: An override makes an invalid spec.
-        InputError: ``weights`` hold another architecture, or an override that cannot apply to them.
+        UnknownNameError: ``spec`` is a bare name and no preset.
+        MissingFileError: ``spec`` or ``weights`` is a path that does not exist.
+        SpecError: An override names no spec field or makes an invalid spec.
+        InputError: ``weights`` hold another architecture, an override cannot apply to them, ``spec`` is a
+            bare name that exists on disk (write ``./NAME``) or has an unknown ``prefix:``.
+        SourceError: A hub name the hub forbids, or a source that cannot be fetched or read.
         WeightsMismatchError: ``weights`` do not match the architecture's tensors.
         MissingDependencyError: The backend's framework (or a source's package) is not installed.
 
@@ -71,45 +72,26 @@ def build(spec: str | os.PathLike | ResNetSpec = "resnet50", backend: str | None
         pretrained = rc.build("torchvision:resnet50.IMAGENET1K_V2", backend="keras")
         ```
     """
-    from .sources import is_source, load_source
+    from .sources import resolve
 
-    if weights is None and is_source(spec):
-        return _pretrained(load_source(cast("str | os.PathLike", spec), views=True), backend, overrides, dtype)
-    if weights is None and isinstance(spec, (str, os.PathLike)) and _looks_like_path(spec):
-        raise MissingFileError(f"No such weights file or model folder: {os.fspath(spec)!r}")
-    resolved = get_spec(spec)  # type: ignore[arg-type]
+    source = resolve(spec, views=True)
     if weights is None:
-        if overrides:
-            resolved = resolved.replace(**overrides)
-        if dtype is not None:
-            from .precision import build_in_dtype
-
-            return build_in_dtype(make_plan(resolved), get_backend(backend), dtype)
-        return load_adapter(get_backend(backend)).build(make_plan(resolved))
+        if source.weights is None:  # an architecture: the overrides may change any field
+            return _architecture(source.spec.replace(**overrides) if overrides else source.spec, backend, dtype)
+        return _pretrained(source.spec, source.weights, source.info, backend, overrides, dtype)
+    if source.has_weights:
+        raise InputError(f"{source.origin} holds weights already; pass weights= only with an architecture "
+                         "(a preset name, a ResNetSpec or a spec .json)")
     if isinstance(weights, Mapping):
-        loaded = LoadedWeights(resolved, {k: np.asarray(v) for k, v in weights.items()}, None)
+        found, arrays, info = source.spec, {k: np.asarray(v) for k, v in weights.items()}, None
     else:
-        loaded = load_source(weights, spec=None if _stores_spec(weights) else resolved, views=True)
-    _check_architecture(resolved, loaded.spec, weights)
-    keep = {f: getattr(loaded.spec, f) for f in FINE_TUNE_FIELDS}
-    return _pretrained(LoadedWeights(resolved.replace(**keep), loaded.weights, loaded.info), backend, overrides,
-                       dtype)
-
-
-def _stores_spec(source: str | os.PathLike) -> bool:
-    """Whether a weights file carries its spec (else the named architecture is the one to read it with)."""
-    text = os.fspath(source)
-    if text.startswith(("hf-hub:", "torchvision:")) or os.path.isdir(text) or not os.path.isfile(text):
-        return True  # sources always know their architecture; a missing file errors in load_source
-    from .io.formats import format_for
-
-    with format_for(text).open(Path(text)) as reader:
-        return reader.stored_spec is not None
-
-
-def _looks_like_path(value: str | os.PathLike) -> bool:
-    text = os.fspath(value)
-    return os.sep in text or "/" in text or text.lower().endswith((".safetensors", ".pth", ".pt", ".h5", ".keras"))
+        loaded = resolve(weights, spec=source.spec, views=True, stored_first=True)
+        if loaded.weights is None:
+            raise InputError(f"weights={os.fspath(weights)!r} is an architecture ({loaded.origin}), not weights")
+        found, arrays, info = loaded.spec, loaded.weights, loaded.info
+    _check_architecture(source.spec, found, weights)
+    keep = {f: getattr(found, f) for f in FINE_TUNE_FIELDS}
+    return _pretrained(source.spec.replace(**keep), arrays, info, backend, overrides, dtype)
 
 
 def _check_architecture(named: ResNetSpec, found: ResNetSpec, source: Any) -> None:
@@ -121,14 +103,19 @@ def _check_architecture(named: ResNetSpec, found: ResNetSpec, source: Any) -> No
                          + f". Build it as rc.build({label!r}) or pick the matching architecture")
 
 
-def _build_with(adapter: Any, plan: Any, weights: dict[str, np.ndarray]) -> Any:
-    """The adapter's fast path: the model is created holding the weights, with no random initialisation."""
-    return adapter.build(plan, weights=weights)
+def _architecture(spec: ResNetSpec, backend: str | None, dtype: str | None) -> Any:
+    """A randomly initialised model: the plan, handed to the adapter (or to precision's builder)."""
+    plan = make_plan(spec)
+    if dtype is not None:
+        from .precision import build_in_dtype
+
+        return build_in_dtype(plan, get_backend(backend), dtype)
+    return load_adapter(get_backend(backend)).build(plan)
 
 
-def _pretrained(loaded: LoadedWeights, backend: str | None, overrides: Mapping[str, Any],
-                dtype: str | None = None) -> Any:
-    spec, weights, info = fine_tune(loaded.spec, loaded.weights, loaded.info, **overrides)
+def _pretrained(spec: ResNetSpec, weights: dict[str, np.ndarray], info: WeightsInfo | None, backend: str | None,
+                overrides: Mapping[str, Any], dtype: str | None = None) -> Any:
+    spec, weights, info = fine_tune(spec, weights, info, **overrides)
     adapter = load_adapter(get_backend(backend))
     plan = make_plan(spec)
     fresh_head = plan.head.fc is not None and f"{plan.head.fc.name}.weight" not in weights
@@ -140,8 +127,8 @@ def _pretrained(loaded: LoadedWeights, backend: str | None, overrides: Mapping[s
     elif fresh_head:  # the new head keeps the model's own initialisation
         model = adapter.build(plan)
         adapter.set_weights(model, weights, strict=False)
-    else:
-        model = _build_with(adapter, plan, weights)
+    else:  # the adapter's fast path: the model is created holding the weights, with no random initialisation
+        model = adapter.build(plan, weights=weights)
     model.weights_info = info
     return model
 
@@ -200,7 +187,9 @@ def set_weights(model: Any, weights: Mapping[str, Any], strict: bool = True) -> 
         rc.set_weights(keras_model, rc.get_weights(torch_model))
         ```
     """
-    return adapter_for(model).set_weights(model, weights, strict=strict)
+    adapter = adapter_for(model)
+    loaded = set(adapter.set_weights(model, weights, strict=strict))
+    return [p.name for p in make_plan(adapter.spec_of(model)).params if p.name in loaded]
 
 
 def spec_of(model: Any) -> ResNetSpec:

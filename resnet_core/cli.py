@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import importlib
 import os
+import re
 import sys
 from collections.abc import Sequence
 
@@ -47,8 +48,20 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Library errors name Python arguments; on the command line each reads as the flag that sets it.
+FLAG_ADVICE = (
+    (re.compile(r"\boverwrite=True\b"), "--force"),
+    (re.compile(r"\bspec=NAME\b"), "--arch NAME|SPEC.json"),
+    (re.compile(r"\bquantize=(\S+)"), r"--quantize \1"),
+    (re.compile(r"\bcalibration=(\S*)"), r"--calibration \1"),
+)
+
+
 def _message(exc: BaseException) -> str:
-    return str(exc) or type(exc).__name__
+    text = str(exc) or type(exc).__name__
+    for python, flag in FLAG_ADVICE:
+        text = python.sub(flag, text)
+    return text.replace("--calibration  ", "--calibration ")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -26,7 +26,6 @@ from .plan import (
     SqueezeExcite,
     make_plan,
 )
-from .presets import get_spec
 from .spec import ResNetSpec
 
 # The paper's Table 1 (He et al., 2015): multiply-adds of the five ImageNet models at 224x224.
@@ -109,10 +108,11 @@ def parse_size(value: int | str | tuple[int, int]) -> tuple[int, int]:
 
 
 def summary(spec: str | ResNetSpec, input_size: int | str | tuple[int, int] = 224) -> Summary:
-    """Table 1 of ``spec`` (a preset name or a spec) at ``input_size`` (N, "HxW" or (H, W)).
+    """Table 1 of ``spec`` at ``input_size`` (N, "HxW" or (H, W)).
 
     Args:
-        spec: A preset name or a :class:`~resnet_core.spec.ResNetSpec`.
+        spec: A preset name, a :class:`~resnet_core.spec.ResNetSpec`, a spec ``.json``, or a source whose spec
+            it takes (a weights file, read without its tensors; a model folder; a hub name).
         input_size: The input's height and width: ``224``, ``"224"``, ``"65x77"`` or ``(65, 77)``.
 
     Returns:
@@ -120,7 +120,7 @@ def summary(spec: str | ResNetSpec, input_size: int | str | tuple[int, int] = 22
         size, block shape, parameters and multiply-accumulates; ``format()`` prints it as the paper does.
 
     Raises:
-        UnknownNameError: ``spec`` names no preset.
+        UnknownNameError: ``spec`` is a bare name and no preset.
         InputError: ``input_size`` is not a positive size.
 
     Example:
@@ -134,7 +134,9 @@ def summary(spec: str | ResNetSpec, input_size: int | str | tuple[int, int] = 22
         >>> summary("resnet18", "65x77").input_size
         (65, 77)
     """
-    plan = make_plan(get_spec(spec))
+    from .sources import resolve
+
+    plan = make_plan(resolve(spec, load=False).spec)
     height, width = parse_size(input_size)
     sizes = plan.module_sizes(height, width)  # every padded conv and pool keeps at least one pixel
     params = _region_params(plan)

@@ -2,33 +2,27 @@
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .errors import InputError
-from .presets import get_spec
 from .spec import ResNetSpec
-from .weights_info import WeightsInfo, legacy_preprocessing, preset_info
+from .weights_info import WeightsInfo, preset_info
 
 
-def _from_file(path: Path) -> WeightsInfo:
-    if path.suffix.lower() == ".json":
-        data = json.loads(path.read_text(encoding="utf-8"))
-        _, mode = legacy_preprocessing(data)
-        return WeightsInfo(preprocessing=mode) if mode else preset_info(str(data.get("name", "")))
-    from .io.formats import format_for
+def _from_source(source: str | os.PathLike) -> WeightsInfo:
+    """The record a source stores, else the one its spec's preset implies (see :func:`resnet_core.sources.resolve`)."""
+    from .sources import resolve
 
-    with format_for(path).open(path) as reader:
-        if reader.stored_info is not None:
-            return reader.stored_info
-        if reader.stored_spec is None:
-            raise InputError(f"{path} stores neither a trained-with record nor a spec, so its preprocessing is "
-                             "unknown; pass a WeightsInfo or a preset name")
-        return preset_info(reader.stored_spec.name)
+    found = resolve(source, load=False)
+    if found.info is not None:
+        return found.info
+    if found.spec_source == "inferred":
+        raise InputError(f"{os.fspath(source)} stores neither a trained-with record nor a spec, so its preprocessing "
+                         "is unknown; pass a WeightsInfo or a preset name")
+    return preset_info(found.spec.name)
 
 
 def info_of(source: Any) -> WeightsInfo:
@@ -37,15 +31,16 @@ def info_of(source: Any) -> WeightsInfo:
 
     Args:
         source: A :class:`WeightsInfo` (returned as is), a model built by resnet_core, the result of
-            :func:`resnet_core.read_weights`, a :class:`ResNetSpec`, a preset name, or the path of a
-            weights file or spec ``.json``.
+            :func:`resnet_core.read_weights`, a :class:`ResNetSpec`, or any source :func:`resnet_core.build`
+            takes: a preset name, a spec ``.json``, a weights file, a model folder, a hub name.
 
     Returns:
         The record: the one stored with the weights when there is one, else the one the preset's usual
         weights imply.
 
     Raises:
-        UnknownNameError: A string that is neither an existing path nor a preset name.
+        UnknownNameError: A bare name that is no preset.
+        MissingFileError: A path that does not exist.
         InputError: A weights file that stores neither a record nor a spec.
         InputTypeError: Anything else that is not one of our models.
 
@@ -63,9 +58,7 @@ def info_of(source: Any) -> WeightsInfo:
     if isinstance(source, tuple) and hasattr(source, "info") and hasattr(source, "spec"):
         return source.info or preset_info(source.spec.name)
     if isinstance(source, (str, os.PathLike)):
-        if isinstance(source, str) and not os.path.exists(source):
-            return preset_info(get_spec(source).name)  # KeyError listing the presets
-        return _from_file(Path(source))
+        return _from_source(source)
     from .backends import adapter_for
 
     adapter_for(source)  # TypeError for anything that is not our model

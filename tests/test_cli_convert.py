@@ -109,7 +109,7 @@ def _bad_inputs(tmp_path, src):
                             "already exists; pass --force"),
         "same file": (["convert", str(src), str(src), "--force"], "Input and output are the same file"),
         "unknown arch": (["convert", str(src), out, "--arch", "resnet9000"], "Unknown ResNet spec 'resnet9000'"),
-        "missing spec file": (["convert", str(src), out, "--arch", str(tmp_path / "spec.json")], "No spec file"),
+        "missing spec file": (["convert", str(src), out, "--arch", str(tmp_path / "spec.json")], "No such file: "),
     }
 
 

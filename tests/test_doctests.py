@@ -16,6 +16,7 @@ MODULES = (
     "resnet_core.presets",
     "resnet_core.selection",
     "resnet_core.sources.save",
+    "resnet_core.sources.weights",
     "resnet_core.spec",
     "resnet_core.table1",
     "resnet_core.trained_with",

@@ -258,6 +258,35 @@ def test_missing_framework_names_the_extra(run_python, backend, module):
     assert "imported: False" in out
 
 
+ENGINELESS_CODE = textwrap.dedent(
+    """
+    import sys
+
+    class Block:  # Keras installed without any engine
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in ("jax", "jaxlib", "tensorflow", "torch"):
+                raise ModuleNotFoundError(f"No module named {name!r} (blocked by the test)", name=name)
+            return None
+
+    sys.meta_path.insert(0, Block())
+    import resnet_core as rc
+    try:
+        rc.build("tiny_resnext", backend="keras")
+    except rc.ResNetCoreError as exc:
+        print("ResNetCoreError:", exc)
+    """
+)
+
+
+@pytest.mark.keras
+@pytest.mark.parametrize("engine", ["jax", "tensorflow", "torch"])
+def test_keras_without_an_engine_names_the_engine_extras(run_python, engine):
+    proc = run_python(ENGINELESS_CODE, env={"KERAS_BACKEND": engine})
+    assert proc.returncode == 0, proc.stderr
+    assert "ResNetCoreError:" in proc.stdout, proc.stdout
+    assert all(f"resnet-core[{extra}]" in proc.stdout for extra in ("jax", "tensorflow", "torch"))
+
+
 def test_get_weights_of_foreign_object_is_a_typeerror_without_importing(run_python):
     code = textwrap.dedent(
         """

@@ -111,7 +111,7 @@ def test_an_existing_output_is_kept_unless_forced(tmp_path):
     src = write_weights(tmp_path / "m.safetensors", random_weights(SPEC), SPEC)
     out = tmp_path / "out.safetensors"
     out.write_bytes(b"precious")
-    with pytest.raises(FileExistsError, match="already exists; pass --force"):
+    with pytest.raises(FileExistsError, match="already exists; pass overwrite=True"):
         convert(src, out)
     assert out.read_bytes() == b"precious"
     convert(src, out, overwrite=True)

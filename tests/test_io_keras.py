@@ -177,7 +177,7 @@ def test_files_without_layer_names_need_the_spec(keras, tmp_path):
     model.save_weights(path)
     with h5py.File(path, "a") as f:
         f.visititems(lambda name, obj: obj.attrs.__delitem__("name") if "name" in obj.attrs else None)
-    with pytest.raises(WeightsFileError, match="names no layers .* pass --arch"):
+    with pytest.raises(WeightsFileError, match="names no layers .* pass spec=NAME"):
         read_weights(path)
     spec, back = read_weights(path, spec=SPEC)  # found by the layout instead
     assert {k: v.tobytes() for k, v in back.items()} == {k: v.tobytes() for k, v in weights.items()}

@@ -206,7 +206,7 @@ def test_parity_rejects_bad_input_before_running(kwargs, message):
     (["tiny_resnext", "--backends", "torch,foo"], "Unknown engine 'foo'"),
     (["tiny_resnext", "--size", "3x"], "--size expects N or HxW"),
     (["tiny_resnext", "--json", "/no/such/folder/r.json"], "--json: the folder"),
-    (["missing.safetensors"], "No weights file at 'missing.safetensors'"),
+    (["missing.safetensors"], "No such file: 'missing.safetensors'"),
     (["tiny_resnext", "--engine-weights", "keras-jax"], "--engine-weights expects ENGINE=FILE"),
 ])
 def test_cli_bad_input_exits_2(argv, message, capsys):

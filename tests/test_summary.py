@@ -89,7 +89,7 @@ def test_cli_json_and_errors(capsys, tmp_path):
     assert [s["name"] for s in data["stages"]][1:5] == ["conv2_x", "conv3_x", "conv4_x", "conv5_x"]
     assert main(["summary", "no_such_net"]) == 2
     assert "no_such_net" in capsys.readouterr().err
-    assert main(["summary", "resnet50", "--input-size", "0x3"]) == 2
+    assert main(["summary", "resnet50", "--size", "0x3"]) == 2
     assert "input size" in capsys.readouterr().err
 
 

@@ -20,11 +20,12 @@ from typing import Any
 import numpy as np
 
 from .. import cpu_features
+from ..arrays import relative_error
 from ..errors import InputError, MissingDependencyError, MissingFileError
 from ..parity.engines import EXIT_UNAVAILABLE, _tail, child_env
 from ..parity.metrics import topk_agreement
+from ..random_weights import random_images
 from ..spec import ResNetSpec
-from ..testing import random_images, relative_error
 from .report import DEFAULT_TOP1, BenchReport, recommend
 from .variants import REFERENCE, Variant, missing, select
 

@@ -182,7 +182,7 @@ def logits(runnable: Runnable, images: np.ndarray, chunk: int) -> np.ndarray:
 
 def measure(job: dict[str, Any], weights: dict[str, np.ndarray], images: np.ndarray, v: Variant,
             outputs: dict[str, np.ndarray]) -> list[dict[str, Any]]:
-    from ..testing import random_images
+    from ..random_weights import random_images
 
     rows = []
     start = time.perf_counter()

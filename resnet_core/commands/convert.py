@@ -47,8 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..io import convert
     from ..io.progress import Progress
+    from ..sources import convert
 
     bars: list[Progress] = []
 

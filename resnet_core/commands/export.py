@@ -32,8 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "never replaces an existing one without --force.",
         epilog=EPILOG.format(formats=_formats()), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("source", metavar="SRC", help="a weights file (any format `convert` reads, or canonical .npz) "
-                                                 "or a preset name (random weights)")
+    p.add_argument("source", metavar="SRC", help="a weights file (any format `convert` reads, or canonical .npz), "
+                                                 "a model folder, a hub name, or a preset name (random weights)")
     p.add_argument("target", metavar="OUT", help="output file, or folder for --format saved_model")
     p.add_argument("--format", help="onnx, pt2, saved_model or tflite (default: from OUT's extension)")
     p.add_argument("--from", dest="origin", choices=("torch", "keras"),

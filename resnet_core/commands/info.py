@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                "--json", formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("file", help="weights file (.safetensors, .pth/.pt, .weights.h5, .keras), model folder, "
-                                "hf-hub:ORG/NAME[@REV] or torchvision:NAME.TAG")
+                                "hf-hub:ORG/NAME[@REV], torchvision:NAME.TAG or local-dir:PATH")
     p.add_argument("--arch", metavar="NAME|SPEC.json", help="check the file against this architecture")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
@@ -26,7 +26,7 @@ def _mb(n: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..io import describe
+    from ..sources import describe
 
     info = describe(args.file, spec=args.arch)
     if args.json:

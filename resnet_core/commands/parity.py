@@ -38,8 +38,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", metavar="SPEC_OR_WEIGHTS",
                    help="a preset name (see 'resnet-core list'), a weights file (.npz, or any format "
                         "resnet_core.read_weights reads), a model folder, hf-hub:ORG/NAME or torchvision:NAME.TAG; "
-                        "a file's preset is inferred unless --spec is given")
-    p.add_argument("--spec", help="the preset of a weights file, when it cannot be inferred")
+                        "a file's spec is the one it stores, else inferred, unless --arch is given. A bare name is a "
+                        "preset; write a path as ./NAME")
+    p.add_argument("--arch", metavar="NAME|SPEC.json",
+                   help="the architecture of a weights file: a preset or a spec JSON file (default: the spec stored "
+                        "in the file, else inferred from its tensors)")
+    p.add_argument("--spec", dest="arch", default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # old spelling
     p.add_argument("--weights", help="weights file for a preset (default: non-trivial random weights)")
     p.add_argument("--backends", default=",".join(ENGINES),
                    help=f"comma-separated engines (default: {', '.join(ENGINES)}); exported artifacts, compared on "
@@ -112,13 +116,13 @@ def _progress_lines(enabled: bool) -> Iterator[None]:
 def run(args: argparse.Namespace) -> int:
     if args.jobs is not None and args.jobs < 1:
         raise InputError(f"--jobs must be at least 1. Received: {args.jobs}")
-    if args.weights and args.spec:
-        raise InputError("--spec names the preset of a weights file given as SPEC_OR_WEIGHTS; with --weights, "
-                         "give the preset as SPEC_OR_WEIGHTS")
+    if args.weights and args.arch:
+        raise InputError("--arch names the architecture of a weights file given as SPEC_OR_WEIGHTS; with --weights, "
+                         "give the architecture as SPEC_OR_WEIGHTS")
     check_report_files(args)
     spec, weights = args.model, args.weights
-    if args.spec:
-        spec, weights = args.spec, args.model
+    if args.arch:
+        spec, weights = args.arch, args.model
     with _progress_lines(enabled=not args.quiet):
         report = parity(
             spec, backends=args.backends, weights=weights, batch=args.batch, size=parse_size(args.size),

@@ -57,12 +57,12 @@ def _check_request(fmt: ExportFormat, origin: str | None, quantize: str | None, 
         if quantize not in QUANTIZE_MODES:
             raise ExportError(f"Unknown quantisation {quantize!r}. Expected one of {', '.join(QUANTIZE_MODES)}")
         if fmt.name != "onnx":
-            raise ExportError(f"--quantize {quantize} needs an .onnx output (ONNX Runtime static quantisation); "
+            raise ExportError(f"quantize={quantize} needs an .onnx output (ONNX Runtime static quantisation); "
                               f"{fmt.name} cannot hold it")
         if calibration is None:
-            raise ExportError(f"--quantize {quantize} needs --calibration IMAGES.npy (NCHW, preprocessed)")
+            raise ExportError(f"quantize={quantize} needs calibration=IMAGES.npy (NCHW, preprocessed)")
     elif calibration is not None:
-        raise ExportError("--calibration is only used with --quantize int8")
+        raise ExportError("calibration= is only used with quantize=int8")
     return origin
 
 
@@ -91,15 +91,17 @@ def export(model_or_source: Any, path: str | os.PathLike, format: str | None = N
            calibration: str | os.PathLike | None = None, spec: Any = None, overwrite: bool = False) -> ExportResult:
     """Write ``model_or_source`` to ``path`` as the format its extension (or ``format``) names.
 
-    The source is a resnet_core model, a ``(spec, weights)`` pair, a weights file or a preset name.
+    The source is a resnet_core model, a ``(spec, weights)`` pair, or anything :func:`resnet_core.build` takes
+    (a weights file, a model folder, a hub name; a preset name, ResNetSpec or spec ``.json`` gets random weights).
     ``origin`` picks the model the artifact is written from ("torch" or "keras"; default: the format's own).
     The batch axis is dynamic; height and width are fixed at ``size`` (default 224, or the calibration
     images'). ``quantize="int8"`` (ONNX only) calibrates on ``calibration``, an ``.npy`` of preprocessed
     NCHW images. The input layout and preprocessing are written into the artifact's metadata.
 
     Args:
-        model_or_source: A model built by resnet_core, a ``(spec, weights)`` pair, a weights file or a
-            preset name.
+        model_or_source: A model built by resnet_core, a ``(spec, weights)`` pair, a weights file (or
+            canonical ``.npz``), a model folder, an ``hf-hub:``/``torchvision:``/``local-dir:`` name, or an
+            architecture (preset name, ResNetSpec, spec ``.json``).
         path: The output: ``.onnx``, ``.pt2``, ``.tflite``, or a folder for a SavedModel.
         format: The format when the extension does not say (``"saved_model"``).
         origin: ``"torch"`` or ``"keras"``, the model the artifact is written from.
@@ -117,7 +119,8 @@ def export(model_or_source: Any, path: str | os.PathLike, format: str | None = N
         ExportError: An unknown format, or a combination it cannot express (origin, quantize, opset, size).
         OutputExistsError: ``path`` exists and ``overwrite`` is false.
         MissingDependencyError: The exporter's framework or package is not installed.
-        UnknownNameError: ``model_or_source`` names no preset.
+        UnknownNameError: ``model_or_source`` is a bare name and no preset.
+        MissingFileError: ``model_or_source`` is a path that does not exist.
 
     Example:
         The format is settled before any framework loads:
@@ -153,7 +156,7 @@ def export(model_or_source: Any, path: str | os.PathLike, format: str | None = N
         images = load_calibration(cast("str | os.PathLike", calibration), source.spec.in_channels)  # checked above
     hw = _size(size, images)
     layout = "NCHW" if origin == "torch" else "NHWC"
-    metadata = artifact_metadata(source.spec, layout, hw, getattr(model_or_source, "weights_info", None))
+    metadata = artifact_metadata(source.spec, layout, hw, source.info)
     if fmt.folder:
         with atomic_folder(path, overwrite) as tmp:
             _write(fmt, origin, source, tmp, hw, opset, metadata)

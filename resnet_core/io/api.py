@@ -18,7 +18,7 @@ from ..presets import get_spec
 from ..spec import ResNetSpec
 from ..weights_info import WeightsInfo
 from .atomic import atomic_output, check_output
-from .formats import Format, Reader, TensorInfo, WeightsFileError, dtype_by_name, format_for, spec_from_json
+from .formats import Format, Reader, TensorInfo, WeightsFileError, dtype_by_name, format_for
 from .infer import InferenceError, infer_spec
 
 SpecArg = str | ResNetSpec | None
@@ -73,19 +73,10 @@ class OpenedWeights:
         self.close()
 
 
-def resolve_spec(value: str | os.PathLike | ResNetSpec) -> ResNetSpec:
-    """A spec from a preset name, a ResNetSpec, or a path to a JSON file (``ResNetSpec.to_json``)."""
-    if isinstance(value, ResNetSpec):
-        return value
-    text = os.fspath(value)
-    if text.lower().endswith(".json"):
-        path = Path(text)
-        if not path.is_file():
-            raise MissingFileError(f"No spec file {text!r}")
-        with user_file(path):
-            text = path.read_text(encoding="utf-8")
-        return spec_from_json(text, path)
-    return get_spec(text)
+def resolve_spec(value: str | ResNetSpec) -> ResNetSpec:
+    """A spec from a preset name or a ResNetSpec (paths, such as a spec ``.json``, are read by
+    :func:`resnet_core.sources.resolve`)."""
+    return get_spec(value)
 
 
 def _input(path: str | os.PathLike) -> tuple[Path, Format]:
@@ -98,15 +89,16 @@ def _input(path: str | os.PathLike) -> tuple[Path, Format]:
     return path, fmt
 
 
-def open_weights(path: str | os.PathLike, spec: SpecArg = None) -> OpenedWeights:
-    """Open ``path``, settle its spec (``spec``, else the file's, else inferred) and check every tensor's name,
-    shape and dtype against it. Raises one error naming the file and every problem.
+def open_weights(path: str | os.PathLike, spec: SpecArg = None, prefer_stored: bool = False) -> OpenedWeights:
+    """Open ``path``, settle its spec (``spec``, else the file's, else inferred; with ``prefer_stored``, the file's
+    before ``spec``) and check every tensor's name, shape and dtype against it. Raises one error naming the file
+    and every problem.
     """
     path, fmt = _input(path)
     with user_file(path):
         reader = fmt.open(path)
     try:
-        if spec is not None:
+        if spec is not None and not (prefer_stored and reader.stored_spec is not None):
             resolved, source = resolve_spec(spec), "argument"
             note = f"spec {resolved.name} given"
         elif reader.stored_spec is not None:
@@ -115,8 +107,8 @@ def open_weights(path: str | os.PathLike, spec: SpecArg = None) -> OpenedWeights
             try:
                 resolved, note = infer_spec(reader.tensors(None))
             except InferenceError as exc:
-                raise InferenceError(f"Cannot infer the architecture of {path}: {exc}. Pass --arch NAME "
-                                     "(see `resnet-core list`) or --arch spec.json") from None
+                raise InferenceError(f"Cannot infer the architecture of {path}: {exc}. Pass its architecture "
+                                     "as spec=NAME (a preset name, see rc.list_specs(), or a ResNetSpec)") from None
             source = "inferred"
         tensors = reader.tensors(resolved)
         plan = make_plan(resolved)
@@ -196,8 +188,6 @@ def convert(source: str | os.PathLike, target: str | os.PathLike, spec: SpecArg 
     """
     target = Path(target)
     fmt_out = format_for(target)
-    if _is_named_source(source):
-        return _convert_source(os.fspath(source), target, dtype, overwrite)
     src, _ = _input(source)
     if target.exists() and os.path.samefile(src, target):
         raise InputError(f"Input and output are the same file ({str(target)!r}); write to a new path")
@@ -216,73 +206,46 @@ def convert(source: str | os.PathLike, target: str | os.PathLike, spec: SpecArg 
         return ConvertResult(src, target, opened.spec, opened.note, len(tensors), total, dtypes)
 
 
-def _is_named_source(value: str | os.PathLike) -> bool:
-    """hf-hub:/torchvision: names and model folders: read through resnet_core.sources."""
-    text = os.fspath(value)
-    return text.startswith(("hf-hub:", "torchvision:")) or os.path.isdir(text)
-
-
-def _convert_source(source: str, target: Path, dtype: str | None, overwrite: bool) -> ConvertResult:
-    check_output(target, overwrite)  # before any download
-    loaded = read_weights(source, dtype=dtype)
-    write_weights(target, loaded.weights, loaded.spec, overwrite=overwrite, info=loaded.info)
-    tensors = loaded.weights.values()
-    return ConvertResult(Path(source), target, loaded.spec, f"spec {loaded.spec.name} from {source}", len(tensors),
+def convert_loaded(loaded: LoadedWeights, label: str, target: str | os.PathLike, dtype: str | None = None,
+                   overwrite: bool = False) -> ConvertResult:
+    """Write weights already in memory (a hub repo's, a model folder's) to ``target``, as :func:`convert` does."""
+    target = Path(target)
+    _, cast = _caster(dtype)
+    weights = {k: cast(v) for k, v in loaded.weights.items()}
+    write_weights(target, weights, loaded.spec, overwrite=overwrite, info=loaded.info)
+    tensors = weights.values()
+    return ConvertResult(Path(label), target, loaded.spec, f"spec {loaded.spec.name} from {label}", len(tensors),
                          sum(t.nbytes for t in tensors), tuple(sorted({t.dtype.name for t in tensors})))
 
 
 def read_weights(path: str | os.PathLike, spec: SpecArg = None, dtype: str | None = None) -> LoadedWeights:
-    """``(spec, weights)`` from any supported file: canonical names and layouts, numpy arrays the caller owns.
+    """``(spec, weights)`` from one weights file: canonical names and layouts, numpy arrays the caller owns.
 
-    The spec is ``spec`` if given, else the one the file stores, else inferred from the tensors.
-    bfloat16 tensors are ``ml_dtypes.bfloat16`` arrays. ``dtype`` casts every tensor. ``path`` may
-    also name a pretrained source (``hf-hub:ORG/NAME``, ``torchvision:NAME.TAG``, a model folder; see
-    :mod:`resnet_core.sources`); ``.info`` holds what the weights were trained with.
+    The file layer under :func:`resnet_core.read_weights`, which takes any source (hub names, model folders,
+    spec files) through :func:`resnet_core.sources.resolve`. The spec is ``spec`` if given, else the one the
+    file stores, else inferred from the tensors. bfloat16 tensors are ``ml_dtypes.bfloat16`` arrays.
+    ``dtype`` casts every tensor.
 
     Args:
-        path: A weights file (``.safetensors``, ``.pth``/``.pt``, ``.weights.h5``, ``.keras``) or a
-            pretrained source name.
-        spec: The architecture (preset name, spec, or spec ``.json``) when the file's own is not wanted.
+        path: A weights file (``.safetensors``, ``.pth``/``.pt``, ``.weights.h5``, ``.keras``).
+        spec: The architecture (a preset name or a spec) when the file's own is not wanted.
         dtype: Cast every tensor to this dtype (``"float32"``, ``"float16"``, ``"bfloat16"``, ...).
 
     Returns:
-        A :class:`~resnet_core.io.LoadedWeights` named tuple ``(spec, weights, info)``: the spec, a dict of
-        canonical names to numpy arrays, and the trained-with record (None when the file has none).
+        A :class:`~resnet_core.io.LoadedWeights`: it unpacks as ``spec, weights`` (the spec and a dict of
+        canonical names to numpy arrays); ``.info`` is the trained-with record (None when the file has none).
 
     Raises:
         MissingFileError: ``path`` does not exist.
-        NotAFileError: ``path`` is a folder that is not a model folder.
+        NotAFileError: ``path`` is a folder.
         InputError: The extension names no supported format.
         WeightsFileError: The file is damaged or not what its extension says.
         InferenceError: The file stores no spec and none can be inferred from its tensors.
         WeightsMismatchError: The tensors do not match the spec (missing, unexpected or misshapen).
         MissingDependencyError: The format's library (safetensors, h5py, torch) is not installed.
-
-    Example:
-        >>> import os, tempfile
-        >>> import numpy as np
-        >>> import resnet_core as rc
-        >>> from resnet_core.testing import random_weights
-        >>> spec = rc.get_spec("tiny_resnext")
-        >>> weights = random_weights(spec)  # canonical names -> numpy arrays
-        >>> tmp = tempfile.TemporaryDirectory()
-        >>> path = rc.write_weights(os.path.join(tmp.name, "tiny.safetensors"), weights, spec)
-        >>> loaded = rc.read_weights(path)
-        >>> loaded.spec == spec, len(loaded.weights), loaded.info
-        (True, 102, None)
-        >>> all(np.array_equal(loaded.weights[name], weights[name]) for name in weights)
-        True
-        >>> rc.read_weights(path, dtype="float16").weights["fc.weight"].dtype
-        dtype('float16')
-        >>> tmp.cleanup()
     """
     _, cast = _caster(dtype)
-    if _is_named_source(path):
-        from ..sources import load_source
-
-        loaded = load_source(path)
-        return LoadedWeights(loaded.spec, {k: cast(v) for k, v in loaded.weights.items()}, loaded.info)
-    return _read_file(path, spec, cast, copy=True)
+    return LoadedWeights(*read_file(path, spec, cast, copy=True)[1:])
 
 
 def read_for_build(path: str | os.PathLike, spec: SpecArg = None) -> LoadedWeights:
@@ -291,18 +254,21 @@ def read_for_build(path: str | os.PathLike, spec: SpecArg = None) -> LoadedWeigh
     For the adapters' build paths only, which copy every tensor into the framework anyway: skipping
     read_weights' own copy saves a pass over the weights (a tenth of a second for resnet50).
     """
-    return _read_file(path, spec, lambda array: array, copy=False)
+    return LoadedWeights(*read_file(path, spec, lambda array: array, copy=False)[1:])
 
 
-def _read_file(path: str | os.PathLike, spec: SpecArg, cast: Callable[[np.ndarray], np.ndarray],
-               copy: bool) -> LoadedWeights:
-    with open_weights(path, spec) as opened:
+def read_file(path: str | os.PathLike, spec: SpecArg = None, cast: Callable[[np.ndarray], np.ndarray] | None = None,
+              copy: bool = True, prefer_stored: bool = False
+              ) -> tuple[OpenedWeights, ResNetSpec, dict[str, np.ndarray], WeightsInfo | None]:
+    """The opened file (closed again: its spec, note and record stay readable), its spec, canonical weights
+    (``copy``: arrays the caller owns, else maybe read-only views of the file) and trained-with record."""
+    with open_weights(path, spec, prefer_stored) as opened:
         weights = {}
         for name in opened.tensors:
-            array = cast(opened.reader.read(name))
+            array = opened.reader.read(name) if cast is None else cast(opened.reader.read(name))
             owned = array.flags.owndata and not isinstance(array, np.memmap)
             weights[name] = np.array(array) if copy and not owned else array
-        return LoadedWeights(opened.spec, weights, opened.info)
+        return opened, opened.spec, weights, opened.info
 
 
 def write_weights(path: str | os.PathLike, weights: Mapping[str, Any], spec: str | ResNetSpec,
@@ -346,7 +312,7 @@ def write_weights(path: str | os.PathLike, weights: Mapping[str, Any], spec: str
         >>> rc.write_weights(path, weights, spec)
         Traceback (most recent call last):
         ...
-        resnet_core.errors.OutputExistsError: Output '...tiny.safetensors' already exists; pass --force ...
+        resnet_core.errors.OutputExistsError: Output '...tiny.safetensors' already exists; pass overwrite=True ...
         >>> tmp.cleanup()
     """
     path = Path(path)
@@ -361,20 +327,23 @@ def write_weights(path: str | os.PathLike, weights: Mapping[str, Any], spec: str
     return path
 
 
+def describe_loaded(loaded: LoadedWeights, label: str) -> dict[str, Any]:
+    """:func:`describe`'s answer for weights already in memory (a hub repo's, a model folder's)."""
+    tensors = loaded.weights.values()
+    return {"file": label, "format": "source", "producer": "resnet_core.sources", "file_bytes": 0,
+            "spec": loaded.spec.to_dict(), "spec_source": "source", "note": f"read from {label}",
+            "tensors": len(loaded.weights), "tensor_bytes": sum(t.nbytes for t in tensors),
+            "dtypes": sorted({t.dtype.name for t in tensors}), "parameters": make_plan(loaded.spec).num_params,
+            "weights_info": None if loaded.info is None else loaded.info.to_dict()}
+
+
 def describe(path: str | os.PathLike, spec: SpecArg = None) -> dict[str, Any]:
-    """What ``resnet-core info`` shows: format, producer, spec and where it came from, tensors, dtypes, sizes.
+    """What ``resnet-core info`` shows of a weights file: format, producer, spec and where it came from, tensors,
+    dtypes, sizes.
 
     A file whose spec cannot be inferred is still described (``spec`` None, ``spec_error`` set); any other
-    problem raises. ``path`` may name a pretrained source (hf-hub:, torchvision:, a model folder).
+    problem raises.
     """
-    if _is_named_source(path):
-        loaded = read_weights(path)
-        tensors = loaded.weights.values()
-        return {"file": os.fspath(path), "format": "source", "producer": "resnet_core.sources", "file_bytes": 0,
-                "spec": loaded.spec.to_dict(), "spec_source": "source", "note": f"read from {os.fspath(path)}",
-                "tensors": len(loaded.weights), "tensor_bytes": sum(t.nbytes for t in tensors),
-                "dtypes": sorted({t.dtype.name for t in tensors}), "parameters": make_plan(loaded.spec).num_params,
-                "weights_info": None if loaded.info is None else loaded.info.to_dict()}
     path, fmt = _input(path)
     out: dict[str, Any] = {"file": str(path), "format": fmt.name, "file_bytes": path.stat().st_size}
     try:

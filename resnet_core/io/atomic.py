@@ -19,7 +19,7 @@ def check_output(path: Path, overwrite: bool) -> None:
     if path.is_dir():
         raise NotAFileError(f"Output {str(path)!r} is a directory")
     if path.exists() and not overwrite:
-        raise OutputExistsError(f"Output {str(path)!r} already exists; pass --force (overwrite=True) to replace it")
+        raise OutputExistsError(f"Output {str(path)!r} already exists; pass overwrite=True to replace it")
 
 
 def _temporary_name(path: Path, suffix: str) -> Path:
@@ -71,7 +71,7 @@ def check_folder_output(path: Path, overwrite: bool) -> None:
     if path.exists() and not path.is_dir():
         raise OutputExistsError(f"Output {str(path)!r} exists and is not a folder")
     if path.exists() and not overwrite:
-        raise OutputExistsError(f"Output {str(path)!r} already exists; pass --force (overwrite=True) to replace it")
+        raise OutputExistsError(f"Output {str(path)!r} already exists; pass overwrite=True to replace it")
 
 
 @contextlib.contextmanager

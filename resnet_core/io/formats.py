@@ -135,6 +135,11 @@ FORMATS = (
 )
 
 
+# Not weight formats, but files a source may be (resnet_core.sources.resolve): a spec, canonical arrays.
+SPEC_SUFFIX = ".json"  # ResNetSpec.to_json
+ARRAYS_SUFFIX = ".npz"  # canonical names to arrays, as the parity workers exchange them
+
+
 def known_extensions() -> list[str]:
     return [ext for f in FORMATS for ext in f.extensions]
 

@@ -74,7 +74,7 @@ def infer_spec(tensors: Mapping[str, Any]) -> tuple[ResNetSpec, str]:
     fits = _plainest(_preset_fits(shapes))
     if len(fits) > 1:
         raise InferenceError("the tensors fit several presets (" + ", ".join(s.name for s in fits) +
-                             "), which differ in ways weights do not show; choose one with --arch")
+                             "), which differ in ways weights do not show; choose one with spec=NAME")
     if fits:
         spec = fits[0]
         changed = _differences(spec, get_spec(spec.name))

@@ -271,7 +271,7 @@ class KerasH5Reader(Reader):
         named = all(name is not None for _, name, datasets in self._groups.values() if datasets)
         if spec is None and not named:
             raise WeightsFileError(f"{self.path} names no layers (written by an older Keras), so its architecture "
-                                   "cannot be inferred; pass --arch")
+                                   "cannot be inferred; pass spec=NAME")
         rows = {} if spec is None else {row.path: row for row in keras_table(make_plan(spec))}
         by_group = {} if named or spec is None else {x.group: x.name for x in keras_layout(make_plan(spec))}
         peer = self._peer if named else None

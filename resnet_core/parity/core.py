@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -11,11 +10,9 @@ from typing import Any, cast
 
 import numpy as np
 
-from ..arrays import to_numpy
-from ..errors import InputError, InputTypeError, MissingDependencyError, MissingFileError
+from ..errors import InputError, InputTypeError
 from ..mapping import check_weights
 from ..plan import Plan, make_plan
-from ..presets import get_spec
 from ..random_weights import random_images, random_weights
 from ..spec import ResNetSpec
 from .artifacts import artifact_job_error, is_artifact
@@ -38,8 +35,6 @@ from .worker import DTYPES
 MODES = ("eval", "train")
 WeightsArg = Mapping[str, Any] | str | os.PathLike | None
 
-KERAS_WEIGHTS_SUFFIX = ".weights.h5"
-
 NOTE_TF32 = ("TF32 is switched off on every engine (it changes fp32 results at the 1e-3 level on NVIDIA GPUs "
              "since Ampere); each engine's setting is listed above.")
 NOTE_RUNNING_VAR = ("running_var: PyTorch updates it with the unbiased batch variance (x n/(n-1)), Keras with the "
@@ -49,56 +44,13 @@ NOTE_RUNNING_VAR = ("running_var: PyTorch updates it with the unbiased batch var
 
 def read_weights_file(path: str | os.PathLike,
                       spec: str | ResNetSpec | None = None) -> tuple[ResNetSpec, dict[str, np.ndarray], str]:
-    """The spec, canonical float32 weights and a note on where the spec came from, for a weights file.
+    """The spec, canonical float32 weights and a note on where they came from, for any weights source
+    (a file of any format, an ``.npz`` of canonical arrays, a model folder, a hub name): kept for callers of
+    the old name; :func:`resnet_core.sources.read_float32` is the loader."""
+    from ..sources import read_float32
 
-    ``.npz`` (canonical names, as the parity workers exchange them) is read here; every other format
-    through ``resnet_core.read_weights``. Without ``spec``, the file's stored spec or one inferred from
-    its tensor names and shapes is used.
-    """
-    if isinstance(path, str) and path.startswith(("hf-hub:", "torchvision:")):  # a pretrained source by name
-        loaded = _io("read_weights", Path(path))(path, spec=spec)
-        return loaded.spec, {k: _as_float32(v) for k, v in loaded.weights.items()}, path
-    path = Path(path)
-    if not path.is_file() and not path.is_dir():
-        raise MissingFileError(f"No weights file at {str(path)!r}")
-    if path.suffix == ".npz":
-        with np.load(path) as data:
-            weights = {k: _as_float32(data[k]) for k in data.files}
-        if spec is not None:
-            return get_spec(spec), weights, f"{path} (spec {get_spec(spec).name})"
-        infer = _io("infer_spec", path)
-        resolved, note = infer(weights)
-        return resolved, weights, f"{path} ({note})"
-    reader = _io("read_weights", path)
-    loaded_spec, loaded = reader(path, spec=spec)
-    return loaded_spec, {k: _as_float32(v) for k, v in loaded.items()}, str(path)
-
-
-def _io(name: str, path: Path) -> Any:
-    """A function of the weight-file package, imported only when a file needs it."""
-    import resnet_core
-
-    found = getattr(resnet_core, name, None)
-    if found is None:
-        try:
-            found = getattr(importlib.import_module("resnet_core.io"), name)
-        except (ImportError, AttributeError):
-            raise MissingDependencyError(f"Reading {path.name!r} needs resnet_core.{name} (the weight file formats), "
-                                         "which this installation lacks; pass the spec and canonical weights as an "
-                                         ".npz instead") from None
-    return found
-
-
-def _as_float32(value: Any) -> np.ndarray:
-    return np.asarray(to_numpy(value), dtype=np.float32)
-
-
-def _is_weights_path(value: Any) -> bool:
-    if isinstance(value, os.PathLike):
-        return True
-    return isinstance(value, str) and (value.endswith((".npz", ".pth", ".pt", ".safetensors", ".h5", ".keras"))
-                                       or value.startswith(("hf-hub:", "torchvision:"))  # pretrained sources
-                                       or os.sep in value or Path(value).exists())
+    loaded = read_float32(path, spec=spec)
+    return loaded.spec, cast("dict[str, np.ndarray]", loaded.weights), loaded.origin
 
 
 def _size(size: int | Sequence[int]) -> tuple[int, int]:
@@ -113,26 +65,30 @@ def _size(size: int | Sequence[int]) -> tuple[int, int]:
 def _resolve(spec: str | ResNetSpec | os.PathLike | None, weights: WeightsArg,
              seed: int) -> tuple[Plan, dict[str, np.ndarray], str]:
     """The plan, canonical float32 weights (checked against it) and a note on where they came from."""
-    if not isinstance(spec, ResNetSpec) and _is_weights_path(spec):
+    from ..sources import float32, read_float32, resolve
+
+    if spec is None:
+        raise InputError("A spec is needed: a preset name, a ResNetSpec or a weights source")
+    source = resolve(spec)
+    if source.has_weights:
         if weights is not None:
             raise InputError("Give the weights either as the first argument or as weights=, not both")
-        weights, spec = spec, None
-    if isinstance(weights, (str, os.PathLike)):
-        resolved, loaded, source = read_weights_file(weights, cast("str | ResNetSpec | None", spec))
-    elif spec is None:
-        raise InputError("A spec is needed: a preset name or a ResNetSpec")
+        resolved, loaded, note = source.spec, float32(cast("dict[str, np.ndarray]", source.weights)), source.origin
+    elif isinstance(weights, (str, os.PathLike)):
+        read = read_float32(weights, spec=source.spec)
+        resolved, loaded, note = read.spec, cast("dict[str, np.ndarray]", read.weights), read.origin
     else:
-        resolved = get_spec(cast("str | ResNetSpec", spec))  # a path that holds no weights: an unknown name
+        resolved = source.spec
         if isinstance(weights, Mapping):
-            loaded, source = {k: _as_float32(v) for k, v in weights.items()}, "given"
+            loaded, note = float32(weights), "given"
         elif weights is None:
-            loaded, source = random_weights(resolved, seed=seed), f"random (testing.random_weights, seed {seed})"
+            loaded, note = random_weights(resolved, seed=seed), f"random (random_weights, seed {seed})"
         else:
             raise InputTypeError(f"weights must be None, a mapping of canonical arrays or a file path. Received: "
-                            f"{type(weights).__name__}")
+                                 f"{type(weights).__name__}")
     plan = make_plan(resolved)
     check_weights(plan, loaded, strict=True)
-    return plan, loaded, source
+    return plan, loaded, note
 
 
 def parity(
@@ -297,25 +253,34 @@ def _write_inputs(work: Path, plan: Plan, base: dict, engines: Sequence[str], en
         if is_artifact(engine, value):  # an exported artifact to check as it is, not re-exported
             per_engine[engine] = {"format": "artifact", "path": str(Path(value).resolve())}
             continue
-        if isinstance(value, (str, os.PathLike)) and str(value).endswith(KERAS_WEIGHTS_SUFFIX):
+        if isinstance(value, (str, os.PathLike)) and _keras_weights_file(value):
             if not engine.startswith("keras-"):
-                raise InputError(f"{engine} cannot read a Keras {KERAS_WEIGHTS_SUFFIX} file ({value})")
-            if not Path(value).is_file():
-                raise MissingFileError(f"No weights file at {str(value)!r}")
+                raise InputError(f"{engine} cannot read a Keras .weights.h5 file ({value})")
             if mode == "train":
                 raise InputError(f"Train-mode parity needs {engine}'s weights as canonical arrays (its initial "
-                                 f"running statistics), not a Keras {KERAS_WEIGHTS_SUFFIX} file")
+                                 "running statistics), not a Keras .weights.h5 file")
             per_engine[engine] = {"format": "keras", "path": str(Path(value).resolve())}
             initial[engine] = None
             continue
-        loaded = read_weights_file(value, plan.spec)[1] if isinstance(value, (str, os.PathLike)) else \
-            {k: _as_float32(v) for k, v in value.items()}
+        from ..sources import float32
+
+        loaded: dict[str, Any] = read_weights_file(value, plan.spec)[1] \
+            if isinstance(value, (str, os.PathLike)) else float32(value)
         check_weights(plan, loaded, strict=True)
         path = work / f"weights.{engine}.npz"
         np.savez(path, **loaded)
         per_engine[engine] = {"format": "npz", "path": str(path)}
         initial[engine] = loaded
     return job, per_engine, initial
+
+
+def _keras_weights_file(value: str | os.PathLike) -> bool:
+    """A Keras ``.weights.h5`` file, handed to a Keras engine as it is."""
+    from ..io.formats import format_for
+    from ..sources import kind_of
+
+    kind, path = kind_of(value)
+    return kind == "weights-file" and format_for(path).name == "keras-weights"
 
 
 def _final_shape(plan: Plan, batch: int, height: int, width: int) -> tuple[int, ...]:

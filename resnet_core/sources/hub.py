@@ -11,6 +11,7 @@ from pathlib import Path
 from ..io.api import LoadedWeights
 from ._errors import SourceError
 from .folder import TIMM_WEIGHTS, check_timm_architecture, layout_of, load_folder
+from .hub_names import check_hub_name
 
 # Files each layout needs beside config.json: (alternatives in order of preference, required).
 NEEDS = {
@@ -23,11 +24,7 @@ NEEDS = {
 
 def parse(source: str) -> tuple[str, str | None]:
     """("ORG/NAME", revision or None) from ``hf-hub:ORG/NAME[@REVISION]``."""
-    body = source[len("hf-hub:"):]
-    repo, _, revision = body.partition("@")
-    if repo.count("/") != 1 or not all(repo.split("/")):
-        raise SourceError(source, "expected hf-hub:ORG/NAME or hf-hub:ORG/NAME@REVISION")
-    return repo, revision or None
+    return check_hub_name(source)
 
 
 def _fetch(source: str, repo: str, filename: str, revision: str | None, optional: bool) -> Path | None:
