@@ -27,12 +27,17 @@ INSTALL_SECTION = "The two commands"
 MAX_LINES = 180
 # What the four examples must show, in this order: build with the env var, convert, from_peer, parity.
 EXAMPLES = ("RESNET_CORE_BACKEND=", "resnet-core convert ", "rc.from_peer(", "resnet-core parity ")
-# A measured figure: a float in scientific notation (1.2e-06), a ratio (2.3x) or a timing (0.91 s).
-FIGURE = re.compile(r"\b\d+\.\d+(e-?\d+|x\b| ?s\b| ?ms\b)")
+# A measured figure: a number in scientific notation (1.2e-06, 2e-6), a ratio (2.3x) or a timing (0.91 s).
+FIGURE = re.compile(r"\b\d+(?:\.\d+)?e-?\d+\b|\b\d+\.\d+(?:x\b| ?m?s\b)")
 
 
 def readme() -> str:
     return README.read_text(encoding="utf-8")
+
+
+def test_figure_pattern() -> None:
+    found = [m.group(0) for m in FIGURE.finditer("2.0e-06, 2e-6 and 1.9x in 0.91 s; not 65x77, resnet50 or 3.11")]
+    assert found == ["2.0e-06", "2e-6", "1.9x", "0.91 s"]
 
 
 def test_block_extraction_sees_every_fence() -> None:
