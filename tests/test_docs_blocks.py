@@ -11,6 +11,7 @@ user's first run: Keras on its default engine unless a block says otherwise.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -77,6 +78,16 @@ def test_pages_are_found_and_every_block_is_labelled():
     assert {p.name for p in pages()} >= WITH_BLOCKS
     bad = [where for page in hand_written() for where in unlabelled(page_blocks(page))]
     assert not bad, f"label each block bash, python or text (sample output): {bad}"
+
+
+def test_folders_are_written_as_paths():
+    """A bare name is a preset, never a path (docs/sources.md): a folder the docs save to is written ``./name``."""
+    saved = re.compile(r"save_pretrained\([^,()]+,\s*[\"']([^\"']+)[\"']")
+    texts = {p.relative_to(ROOT): p.read_text(encoding="utf-8") for p in [ROOT / "README.md", *hand_written()]}
+    bare = [f"{page}: {m.group(1)}" for page, text in texts.items() for m in saved.finditer(text)
+            if not m.group(1).startswith(("./", "/", "../"))]
+    assert not bare, f"write folders as ./NAME (a bare name is a preset): {bare}"
+    assert sum(len(saved.findall(text)) for text in texts.values()) >= 2
 
 
 @pytest.mark.readme
