@@ -93,7 +93,7 @@ def test_preact_presets_are_told_apart_by_their_biases():
 def test_ambiguity_asks_for_the_arch(monkeypatch):
     twin = rc.get_spec("resnet50").replace(stride_in_1x1=True, name="resnet50_v1")
     monkeypatch.setitem(presets._REGISTRY, "resnet50_v1", twin)
-    with pytest.raises(InferenceError, match=r"fit several presets \(resnet50, resnet50_v1\).*--arch"):
+    with pytest.raises(InferenceError, match=r"fit several presets \(resnet50, resnet50_v1\).*spec=NAME"):
         infer_spec(shapes(rc.get_spec("resnet50")))
 
 

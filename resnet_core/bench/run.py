@@ -35,15 +35,11 @@ Progress = Callable[[str], None]
 def load_source(source: Any, spec: str | ResNetSpec | None = None, seed: int = 0) -> tuple[ResNetSpec, dict, str]:
     """The spec, float32 canonical weights and a note on their origin, for anything bench takes.
 
-    The one place bench reads its SRC, so it can switch to ``resnet_core.sources.resolve``.
+    Anything :func:`resnet_core.sources.resolve` takes, a live model or a (spec, weights) pair; an
+    architecture alone gets seeded random weights (export's loader, so bench and export read alike).
     """
     from ..export.source import resolve_source
-    from ..sources import is_source
-    from ..sources import load_source as load_named
 
-    if isinstance(source, (str, os.PathLike)) and is_source(source):
-        loaded = load_named(source, spec)
-        return loaded.spec, {k: np.asarray(v, np.float32) for k, v in loaded.weights.items()}, os.fspath(source)
     resolved = resolve_source(source, spec, seed=seed)
     return resolved.spec, resolved.weights, resolved.note
 
