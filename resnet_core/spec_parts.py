@@ -363,10 +363,9 @@ def _make_norm(flat: dict[str, Any]) -> Norm:
     if kind not in NORMS:
         raise expected("norm", f"one of {NORMS}", kind)
     # every flat value given is checked, whether or not the norm chosen takes it (as 0.1 did)
-    made = {"batch": BatchNorm(eps, flat["bn_momentum"]), "group": GroupNorm(flat["norm_groups"], eps)}
-    if kind in made:
-        return made[kind]
-    return EvoNormS0(flat["norm_groups"], eps) if kind == "evo_s0" else FilterResponseNorm(eps)
+    made: dict[str, Norm] = {"batch": BatchNorm(eps, flat["bn_momentum"]), "group": GroupNorm(flat["norm_groups"], eps)}
+    return made[kind] if kind in made else EvoNormS0(flat["norm_groups"], eps) if kind == "evo_s0" else \
+        FilterResponseNorm(eps)
 
 
 def _view_attention(attention: Attention | None) -> dict[str, Any]:
