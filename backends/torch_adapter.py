@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import cast
 
@@ -30,69 +31,70 @@ from resnet_core.spec import ResNetSpec
 from .torch_norms import conv_module as _conv
 from .torch_norms import norm_module as _norm
 
+Taps = dict[str, torch.Tensor]
 
-def _place(root: nn.Module, path: str, module: nn.Module) -> None:
-    """Attach ``module`` at dotted ``path`` below ``root``, creating plain containers on the way."""
+
+class Steps(nn.ModuleDict):
+    """Children under their canonical names, run in order with a ReLU after those flagged: the plain
+    containers of canonical names (timm's deep-stem ``conv1``, ``downsample``, ``maxpool``). Subclasses give
+    each child a role ("main", "pre", "shortcut", "stage", "head", "pool", "fc", "skip": plain strings, which
+    TorchScript reads from a list); it unrolls the loop over children, so no module is referenced twice."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.roles: list[str] = []
+        self.relus: list[bool] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        i = 0
+        for m in self.values():
+            x = m(x)
+            if self.relus[i]:
+                x = torch.relu_(x)
+            i += 1
+        return x
+
+
+def _place(root: Steps, path: str, module: nn.Module, role: str = "main", relu: bool = False) -> None:
+    """Attach ``module`` at dotted ``path`` below ``root`` with the ReLU after it, creating Steps containers
+    on the way; a child new to ``root`` takes ``role``."""
     *parents, leaf = path.split(".")
-    for part in parents:
-        if not hasattr(root, part):
-            root.add_module(part, nn.Module())
-        root = getattr(root, part)
-    root.add_module(leaf, module)
+    level = root
+    for depth, part in enumerate(parents):
+        if part not in level:
+            _add(level, part, Steps(), role if depth == 0 else "main", False)
+        level = cast(Steps, level[part])
+    _add(level, leaf, module, role if not parents else "main", relu)
+
+
+def _add(level: Steps, name: str, module: nn.Module, role: str, relu: bool) -> None:
+    level.add_module(name, module)
+    level.roles.append(role)
+    level.relus.append(relu)
 
 
 def _relative(name: str, prefix: str) -> str:
     return name[len(prefix) + 1:] if prefix else name
 
 
-def _build_norm(root: nn.Module, prefix: str, n: Norm | None) -> nn.Module | None:
-    if n is None:
-        return None
-    norm = _norm(n)
-    norm.fused_act = n.fused_act  # the plan's rule, read by _preact: the norm computes its own nonlinearity
-    _place(root, _relative(n.name, prefix), norm)
-    return norm
+def _fused(n: Norm | None) -> bool:
+    """A fused norm (EvoNorm, FRN) computes the activation itself: no separate ReLU."""
+    return n is not None and n.fused_act
 
 
-Units = list[tuple[nn.Module, nn.Module | None, bool, nn.Module | None]]
+def _build_pool(pool: AvgPool | MaxPool | BlurPool) -> nn.Module:
+    return BlurPoolModule(pool) if isinstance(pool, BlurPool) else Pool(pool)
 
 
-def _build_pool(root: nn.Module, prefix: str, pool: AvgPool | MaxPool | BlurPool | None) -> nn.Module | None:
-    if pool is None:
-        return None
-    module = BlurPoolModule(pool) if isinstance(pool, BlurPool) else Pool(pool)
-    _place(root, _relative(pool.name, prefix), module)
-    return module
-
-
-def _build_units(root: nn.Module, prefix: str, units: tuple[ConvNorm, ...]) -> Units:
-    out = []
+def _build_units(root: Steps, prefix: str, units: tuple[ConvNorm, ...], role: str = "main") -> None:
+    """Each unit's conv, norm, ReLU (after the last of the two) and pool, in that order."""
     for unit in units:
-        conv = _conv(unit.conv)
-        _place(root, _relative(unit.conv.name, prefix), conv)
-        relu = unit.act == "relu"  # the plan's ConvNorm.act: a fused norm (EvoNorm, FRN) needs no separate ReLU
-        out.append((conv, _build_norm(root, prefix, unit.norm), relu, _build_pool(root, prefix, unit.pool)))
-    return out
-
-
-def _run(units: Units, x: torch.Tensor) -> torch.Tensor:
-    """In-place ReLU and residual add, as torchvision's blocks do: they act on tensors made here, whose
-    backward needs only the op inputs, and spare an allocation per op (about 2% of fp32 latency)."""
-    for conv, norm, relu, pool in units:
-        x = conv(x)
-        if norm is not None:
-            x = norm(x)
-        if relu:
-            x = torch.relu_(x)
-        if pool is not None:
-            x = pool(x)
-    return x
-
-
-def _preact(norm: nn.Module | None, x: torch.Tensor) -> torch.Tensor:
-    if norm is None:
-        return x
-    return norm(x) if getattr(norm, "fused_act", False) else torch.relu_(norm(x))
+        relu = unit.act == "relu"  # the plan's rule: a fused norm (EvoNorm, FRN) needs no separate ReLU
+        _place(root, _relative(unit.conv.name, prefix), _conv(unit.conv), role, relu and unit.norm is None)
+        if unit.norm is not None:
+            _place(root, _relative(unit.norm.name, prefix), _norm(unit.norm), role, relu)
+        if unit.pool is not None:
+            _place(root, _relative(unit.pool.name, prefix), _build_pool(unit.pool), role)
 
 
 class SqueezeExciteModule(nn.Module):
@@ -125,7 +127,7 @@ class BlurPoolModule(nn.Module):
         taps = torch.tensor(binomial_filter(blur.filter_size), dtype=torch.float32)
         kernel = (taps[:, None] * taps[None, :])[None, None].repeat(blur.channels, 1, 1, 1)
         self.register_buffer("filt", kernel, persistent=False)  # not a weight: the plan defines it
-        self.stride, self.padding = blur.stride, (blur.padding,) * 4
+        self.stride, self.padding = blur.stride, [blur.padding] * 4
         self.mode = "reflect" if blur.pad_mode == "reflect" else "constant"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -142,128 +144,165 @@ class Pool(nn.Module):
         self.kernel_size, self.stride = pool.kernel_size, pool.stride
         self.mode = "max" if isinstance(pool, MaxPool) else pool.mode
         self.padding = pool.padding if isinstance(pool, MaxPool) else 0
-        self.value = pool.pad_value if isinstance(pool, MaxPool) else 0.0
+        self.value = float(pool.pad_value) if isinstance(pool, MaxPool) else 0.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.mode == "max":
-            if self.padding and self.value != -float("inf"):  # F.max_pool2d pads with -inf only
-                x = F.pad(x, (self.padding,) * 4, value=self.value)
+            if self.padding != 0 and self.value != -math.inf:  # F.max_pool2d pads with -inf only
+                x = F.pad(x, [self.padding] * 4, value=self.value)
                 return F.max_pool2d(x, self.kernel_size, self.stride)
             return F.max_pool2d(x, self.kernel_size, self.stride, self.padding)
         if self.mode == "floor":
             return F.avg_pool2d(x, self.kernel_size, self.stride)
         if self.mode == "same":  # zero padding after each edge, counted in the mean
             pad = self.kernel_size - 1
-            return F.avg_pool2d(F.pad(x, (0, pad, 0, pad)), self.kernel_size, self.stride)
+            return F.avg_pool2d(F.pad(x, [0, pad, 0, pad]), self.kernel_size, self.stride)
         return F.avg_pool2d(x, self.kernel_size, self.stride, ceil_mode=True, count_include_pad=False)
 
 
-class TorchBlock(nn.Module):
+class TorchBlock(Steps):
+    """A residual block: its children under their canonical names, each with its role (pre-norm, main path,
+    shortcut); the main path and the shortcut meet in an in-place add, as torchvision's blocks do (they act on
+    tensors made here, whose backward needs only the op inputs, and spare an allocation per op)."""
+
     def __init__(self, block: Block):
         super().__init__()
-        self.__dict__["_pre"] = _build_norm(self, block.name, block.pre_norm)  # placed once, by name
-        self._main = _build_units(self, block.name, block.main)
-        # Placed once under its canonical name; the plain-attribute references below are not
-        # registered again (nn.Module would otherwise add them to the state_dict a second time).
-        attention = pool = None
+        if block.pre_norm is not None:
+            _place(self, _relative(block.pre_norm.name, block.name), _norm(block.pre_norm), "pre",
+                   not _fused(block.pre_norm))
+        _build_units(self, block.name, block.main)
         if block.attention is not None:
             attention = SqueezeExciteModule(block.attention) if isinstance(block.attention, SqueezeExcite) \
                 else EfficientChannelAttentionModule(block.attention)
             _place(self, _relative(block.attention.name, block.name), attention)
         if block.shortcut_pool is not None:
-            pool = Pool(block.shortcut_pool)
-            _place(self, _relative(block.shortcut_pool.name, block.name), pool)
-        self.__dict__["_attention"], self.__dict__["_pool"] = attention, pool
-        self._shortcut = _build_units(self, block.name, (block.shortcut,)) if block.shortcut else None
-        self._shortcut_preact, self._relu_out = block.shortcut_preact, block.relu_out
-        self.relu = nn.ReLU(inplace=True)
+            _place(self, _relative(block.shortcut_pool.name, block.name), Pool(block.shortcut_pool), "shortcut")
+        if block.shortcut is not None:
+            _build_units(self, block.name, (block.shortcut,), "shortcut")
+        self.shortcut_preact, self.relu_out = block.shortcut_preact, block.relu_out
+        _place(self, "relu", nn.ReLU(inplace=True), "skip")  # torchvision's module; the forward calls relu_
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        p = _preact(self._pre, x)
-        identity = p if self._shortcut_preact else x
-        if self._pool is not None:
-            identity = self._pool(identity)
-        if self._shortcut is not None:
-            identity = _run(self._shortcut, identity)
-        y = _run(self._main, p)
-        if self._attention is not None:
-            y = self._attention(y)
+        p, y, identity = x, x, x
+        i = 0
+        for m in self.values():
+            role, relu = self.roles[i], self.relus[i]
+            if role == "pre":
+                p = m(x)
+                if relu:
+                    p = torch.relu_(p)
+                y = p
+                if self.shortcut_preact:
+                    identity = p
+            elif role == "main":
+                y = m(y)
+                if relu:
+                    y = torch.relu_(y)
+            elif role == "shortcut":
+                identity = m(identity)
+            i += 1
         y += identity
-        return self.relu(y) if self._relu_out else y
+        return torch.relu_(y) if self.relu_out else y
 
 
-class TorchResNet(nn.Module):
-    """A ResNet compiled from a plan (kept as ``plan``); ``forward`` returns logits (or features without a top)."""
+class Stage(nn.Sequential):
+    """One stage's blocks (torchvision's ``layerN``), which can also report each block's output."""
+
+    def __init__(self, blocks: tuple[Block, ...]):
+        super().__init__(*(TorchBlock(b) for b in blocks))
+        self.names = [b.name for b in blocks]
+
+    def forward_taps(self, x: torch.Tensor, taps: dict[str, torch.Tensor]) -> torch.Tensor:
+        i = 0
+        for block in self:
+            x = block(x)
+            taps[self.names[i]] = x
+            i += 1
+        return x
+
+
+class TorchResNet(Steps):
+    """A ResNet compiled from a plan; ``forward`` returns logits (or features without a top).
+
+    Scripts with ``torch.jit.script`` (``forward``, ``forward_features`` and ``forward_taps``)."""
 
     def __init__(self, plan: Plan, initialise: bool = True):
         super().__init__()
         self.spec = plan.spec
         self.plan = plan
-        self._stem = _build_units(self, "", plan.stem.units)
-        self.relu = nn.ReLU(inplace=True)
-        pool = plan.stem.pool
-        pools = [_build_pool(self, "", plan.stem.blur)]
-        if isinstance(pool, MaxPool) and pool.pad_value == -float("inf"):
-            pools.insert(0, nn.MaxPool2d(pool.kernel_size, pool.stride, pool.padding))
-            _place(self, pool.name, pools[0])
-        else:
-            pools.insert(0, _build_pool(self, "", pool))
-        self.__dict__["_stem_pools"] = [p for p in pools if p is not None]  # placed once, by name
+        stem = plan.stem
+        _build_units(self, "", stem.units)
+        _place(self, "relu", nn.ReLU(inplace=True), "skip")  # torchvision's module; the forward calls relu_
+        pool = stem.pool
+        if isinstance(pool, MaxPool) and pool.pad_value == -math.inf:
+            _place(self, pool.name, nn.MaxPool2d(pool.kernel_size, pool.stride, pool.padding))
+        elif pool is not None:
+            _place(self, pool.name, _build_pool(pool))
+        if stem.blur is not None:
+            _place(self, stem.blur.name, _build_pool(stem.blur))
         for stage in range(1, plan.num_stages + 1):
-            layer = nn.Sequential(*(TorchBlock(b) for b in plan.stage_blocks(stage)))
-            self.add_module(f"layer{stage}", layer)
-        self._stages = [getattr(self, f"layer{s}") for s in range(1, plan.num_stages + 1)]
+            _place(self, f"layer{stage}", Stage(plan.stage_blocks(stage)), "stage")
         head = plan.head
-        self.__dict__["_norm"] = _build_norm(self, "", head.norm)  # placed once, by name
+        self.norm_tap = "norm"
+        if head.norm is not None:
+            self.norm_tap = head.norm.name
+            _place(self, head.norm.name, _norm(head.norm), "head", not _fused(head.norm))
         if head.pool is not None:
-            self.avgpool = nn.AdaptiveAvgPool2d(1) if head.pool == "avg" else nn.AdaptiveMaxPool2d(1)
+            _place(self, "avgpool", nn.AdaptiveAvgPool2d(1) if head.pool == "avg" else nn.AdaptiveMaxPool2d(1),
+                   "pool")
         if head.fc is not None:
-            self.fc = nn.Linear(head.fc.in_features, head.fc.out_features)
+            _place(self, "fc", nn.Linear(head.fc.in_features, head.fc.out_features), "fc")
         if initialise:
             _initialise(self, plan)
 
+    def _walk(self, x: torch.Tensor, record: bool) -> tuple[torch.Tensor, list[torch.Tensor], Taps]:
+        """The output, every stage's output and (``record``) every tap of the plan, in network order."""
+        features: list[torch.Tensor] = []
+        taps: dict[str, torch.Tensor] = {}
+        i = 0
+        for m in self.values():
+            role, relu = self.roles[i], self.relus[i]
+            if role == "main":
+                x = m(x)
+                if relu:
+                    x = torch.relu_(x)
+            elif role == "stage":
+                if record and len(features) == 0:
+                    taps["stem"] = x
+                if hasattr(m, "forward_taps") and record:  # static under TorchScript: only Stage has it
+                    x = m.forward_taps(x, taps)
+                else:
+                    x = m(x)
+                features.append(x)
+            elif role == "head":
+                x = m(x)
+                if relu:
+                    x = torch.relu_(x)
+                if record:
+                    taps[self.norm_tap] = x
+            elif role == "pool":
+                x = torch.flatten(m(x), 1)
+                if record:
+                    taps["pool"] = x
+            elif role == "fc":
+                x = m(x)
+                if record:
+                    taps["logits"] = x
+            i += 1
+        return x, features, taps
+
+    @torch.jit.export
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Outputs of every stage (C2..C5 for the standard four stages)."""
-        x = self._run_stem(x)
-        feats = []
-        for stage in self._stages:
-            x = stage(x)
-            feats.append(x)
-        return feats
-
-    def _run_stem(self, x: torch.Tensor) -> torch.Tensor:
-        x = _run(self._stem, x)
-        for pool in self._stem_pools:
-            x = pool(x)
-        return x
+        return self._walk(x, False)[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._head(self.forward_features(x)[-1])
+        return self._walk(x, False)[0]
 
-    def _head(self, x: torch.Tensor) -> torch.Tensor:
-        x = _preact(self._norm, x)
-        if self.plan.head.pool is not None:
-            x = torch.flatten(self.avgpool(x), 1)
-        if self.plan.head.fc is not None:
-            x = self.fc(x)
-        return x
-
+    @torch.jit.export
     def forward_taps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Every tap of the plan (stem, each block, pool, logits), in network order."""
-        taps = {}
-        x = self._run_stem(x)
-        taps["stem"] = x
-        for block, module in zip(self.plan.blocks, (m for stage in self._stages for m in stage), strict=True):
-            x = module(x)
-            taps[block.name] = x
-        if self._norm is not None:
-            x = taps[cast(Norm, self.plan.head.norm).name] = _preact(self._norm, x)
-        if self.plan.head.pool is not None:
-            x = torch.flatten(self.avgpool(x), 1)
-            taps["pool"] = x
-        if self.plan.head.fc is not None:
-            taps["logits"] = self.fc(x)
-        return taps
+        """Every tap of the plan (stem, each block, the pre-activation norm, pool, logits), in network order."""
+        return self._walk(x, True)[2]
 
 
 @torch.no_grad()

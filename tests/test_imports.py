@@ -89,11 +89,6 @@ def test_backend_precedence(no_env, argument, context, env, expected):
             assert rc.get_backend(argument) == expected
 
 
-def test_default_backend_constant():
-    assert rc.DEFAULT_BACKEND == "torch"
-    assert set(rc.BACKENDS) == {"torch", "keras"}
-
-
 @pytest.mark.parametrize(("env", "expected"), [("keras", "keras"), ("torch", "torch"), (None, "torch")],
                          ids=["env-keras", "env-torch", "env-unset"])
 def test_env_var_read_in_fresh_process(run_python, env, expected):

@@ -1,5 +1,8 @@
 """``.keras`` files load anywhere: plain functional models of built-in layers, spec recovered from layers.
 
+Four options need custom layers, registered under ``resnet_core`` (CUSTOM_LAYERS): such files load with
+``keras.saving.load_model`` once resnet_core is imported; every other file loads with Keras alone.
+
 Saved on this engine, a model loads in a fresh process with Keras alone (resnet_core never imported,
 safe mode on) and with resnet_core (spec, weights, readers); outputs are compared bit for bit. The
 built-in -inf padding before the stem pool is checked bit-exact against ``keras.ops.pad(-inf)``.
@@ -35,7 +38,12 @@ VARIANTS = [
     POST.replace(anti_alias="blur", attention="eca", stride_in_1x1=False, name="blur_eca"),
     PREACT.replace(std_conv=True, std_conv_eps=1e-8, norm="group", norm_groups=4, attention=None, name="bit"),
     PREACT.replace(norm="evo_s0", norm_groups=2, attention=None, name="evonorm"),
+    PREACT.replace(norm="frn", attention=None, name="frn"),
 ]
+# The custom layers, registered under the "resnet_core" package, and the spec options that need them; every
+# other layer is Keras's own (GroupNorm is keras.layers.GroupNormalization, ECA a Conv1D, SE two Conv2D).
+CUSTOM_LAYERS = {"blur_eca": {"BlurPool2D"}, "bit": {"StdConv2D"}, "evonorm": {"EvoNormS0"},
+                 "frn": {"FilterResponseNormTLU"}}
 
 
 @pytest.fixture(scope="module")
@@ -73,10 +81,17 @@ def test_stem_pool_padding_is_bit_exact_minus_inf(keras, spec):
     assert after.dtype == reference.dtype and np.array_equal(after, reference)
 
 
-def test_only_built_in_layers(keras):
-    model = _model(keras, PREACT)
+@pytest.mark.parametrize("spec", VARIANTS, ids=lambda s: s.name)
+def test_built_in_layers_but_the_registered_custom_ones(keras, spec):
+    """Built-in layers only, except exactly the custom layers the spec's options need, each registered under
+    ``resnet_core`` (test_custom_layers_load_in_a_fresh_process loads them)."""
+    model = _model(keras, spec)
     assert type(model) is keras.Model or type(model).__name__ == "Functional"
-    assert {type(layer).__module__.split(".")[0] for layer in model.layers} == {"keras"}
+    custom = {type(layer) for layer in model.layers if type(layer).__module__.split(".")[0] != "keras"}
+    assert {cls.__name__ for cls in custom} == CUSTOM_LAYERS.get(spec.name, set())
+    for cls in custom:
+        assert keras.saving.get_registered_name(cls) == f"resnet_core>{cls.__name__}"
+        assert keras.saving.get_registered_object(f"resnet_core>{cls.__name__}") is cls
 
 
 @pytest.mark.parametrize("spec", VARIANTS, ids=lambda s: s.name)
@@ -165,6 +180,38 @@ def test_fresh_process_loads_with_keras_alone_then_with_resnet_core(keras, run_p
     assert result["spec"]["name"] == result["file_spec"]["name"] == PREACT.name
     canonical = rc.get_weights(model)
     assert all(np.array_equal(outputs[f"rc/{k}"], v) for k, v in canonical.items())
+
+
+_LOAD_CUSTOM = """
+import sys
+import numpy as np
+import keras
+import resnet_core  # registers the custom layers (Keras imported first)
+x = np.load(sys.argv[1])
+for path in sys.argv[2:]:
+    model = keras.saving.load_model(path)  # safe_mode left on
+    np.save(path + ".npy", keras.ops.convert_to_numpy(model(x)))
+"""
+
+
+def test_custom_layers_load_in_a_fresh_process(keras, run_python, tmp_path):
+    """Each spec that needs custom layers saves a file ``keras.saving.load_model`` reads in a fresh process
+    once resnet_core is imported, computing the same outputs."""
+    x = tmp_path / "x.npy"
+    np.save(x, _input())
+    expected = {}
+    for spec in (v for v in VARIANTS if v.name in CUSTOM_LAYERS):
+        model = _model(keras, spec)
+        path = tmp_path / f"{spec.name}.keras"
+        _save(keras, model, path)
+        expected[path] = keras.ops.convert_to_numpy(model(_input()))
+    argv = [str(x), *map(str, expected)]
+    done = run_python(f"import sys; sys.argv[1:] = {argv!r}\n" + _LOAD_CUSTOM,
+                      env={"KERAS_BACKEND": keras.backend.backend(), "TF_CPP_MIN_LOG_LEVEL": "3",
+                           "PYTHONPATH": os.environ.get("PYTHONPATH")}, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for path, want in expected.items():
+        np.testing.assert_array_equal(np.load(f"{path}.npy"), want, err_msg=path.name)
 
 
 def test_saved_on_jax_loads_on_torch_engine(keras, run_python, tmp_path, saved):

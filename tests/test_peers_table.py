@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import textwrap
 
 import numpy as np
 import pytest
+from import_probe import attempted
 
 import resnet_core as rc
 from resnet_core import name_tables as _table
@@ -96,17 +96,13 @@ def test_unused_missing_and_misshapen_tensors_are_listed():
     assert "num_batches_tracked" not in text
 
 
-def test_importing_every_peer_module_imports_no_framework(run_python):
+def test_importing_every_peer_module_tries_no_framework(run_python):
+    """Not even an attempt (checked in every env, frameworks installed or not): peers load theirs on use."""
     code = textwrap.dedent("""
-        import json, sys
         import resnet_core as rc
         import resnet_core.peers.torchvision_peer, resnet_core.peers.timm_peer, resnet_core.peers.hf_peer
         import resnet_core.peers.keras_applications_peer, resnet_core.preprocess
         import numpy as np
         rc.preprocess(np.zeros((4, 4, 3), np.uint8), "resnet50")
-        names = ("torch", "torchvision", "timm", "transformers", "keras", "tensorflow", "jax")
-        print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in names)))
     """)
-    result = run_python(code)
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+    assert attempted(run_python, code) == []

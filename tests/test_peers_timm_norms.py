@@ -4,8 +4,9 @@ One small member per family (one block per stage), built by timm's own construct
 parameter perturbed (EvoNorm's ``v`` on both sides of 0, FRN's ``tau`` on both sides of 0) and
 kernels given a per-channel offset (so weight standardisation changes them). Our torch model runs
 timm's operations: bit-identical up to the classifier (ResNetV2's 1x1-conv head sums in another order,
-<= 1e-6). The Keras model runs on every engine within 1e-5 of timm; weight files and ``.keras`` files
-round-trip. Full-size members are checked by parameter count here and in docs/parity.md (generated).
+within 10x timm's own fp32-vs-float64 error). The Keras model runs on every engine within 1e-5 of timm;
+weight files and ``.keras`` files round-trip. Full-size members are checked by parameter count here and in
+docs/parity.md (generated).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import functools
 
 import numpy as np
 import pytest
-from timm_helpers import BATCH, HEIGHT, WIDTH, assert_keras_matches, assert_refused, perturb, run
+from timm_helpers import BATCH, HEIGHT, WIDTH, assert_keras_matches, assert_refused, perturb, run, within_peer_rounding
 
 import resnet_core as rc
 from resnet_core.testing import (
@@ -68,14 +69,14 @@ def test_small_member_imports_with_its_preset_structure_and_runs_as_timm(torch, 
     images = random_images(BATCH, HEIGHT, WIDTH, seed=2)
     ours = loaded(spec, weights)
     x = torch.from_numpy(images)
-    error = relative_error(run(torch, ours, images), run(torch, peer, images))
-    parity_record(f"timm:{name}", "torch logits", error)
     if FAMILIES[name] == "resnet":
+        error = relative_error(run(torch, ours, images), run(torch, peer, images))
         assert error == 0.0
     else:
         with torch.no_grad():
             assert torch.equal(ours.forward_taps(x)["norm"], peer.forward_features(x))  # same ops, same bits
-        assert error <= 1e-6  # timm's classifier is a 1x1 conv
+        error = within_peer_rounding(torch, peer, run(torch, ours, images), images)  # timm's classifier: a 1x1 conv
+    parity_record(f"timm:{name}", "torch logits", error)
 
 
 @pytest.mark.torch
@@ -89,7 +90,7 @@ def test_export_round_trips_through_timm(torch, timm, name):
     assert back_spec == spec
     assert_same_weights(back, weights)
     images = random_images(BATCH, HEIGHT, WIDTH, seed=6)
-    assert relative_error(run(torch, peer, images), run(torch, loaded(spec, weights), images)) <= 1e-6
+    within_peer_rounding(torch, peer, run(torch, loaded(spec, weights), images), images)
 
 
 @pytest.mark.torch
@@ -167,4 +168,4 @@ def test_post_activation_weight_standardisation_exports_as_resnetv2(torch, timm)
     assert back == spec
     assert_same_weights(back_weights, weights)
     images = random_images(BATCH, HEIGHT, WIDTH, seed=12)
-    assert relative_error(run(torch, peer, images), run(torch, loaded(spec, weights), images)) <= 1e-6
+    within_peer_rounding(torch, peer, run(torch, loaded(spec, weights), images), images)

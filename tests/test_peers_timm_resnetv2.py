@@ -1,7 +1,8 @@
 """timm's pre-activation ResNetV2 (resnetv2_18/50/50d/50t/101): inferred, imported, exported, refused by option.
 
 timm's classifier is a 1x1 Conv2d where ours is a Linear: the same sums, but PyTorch runs them through
-different kernels, so logits agree to ~1e-7 relative, not bit for bit. Everything before the classifier
+different kernels, so logits agree within 10x timm's own fp32-vs-float64 error (~1e-6 relative), not bit for
+bit. Everything before the classifier
 (the final norm's ReLU output and the pooled features) is asserted bit-identical.
 """
 
@@ -12,7 +13,7 @@ import gc
 
 import numpy as np
 import pytest
-from timm_helpers import BATCH, HEIGHT, WIDTH, assert_keras_matches, assert_refused, perturb, run
+from timm_helpers import BATCH, HEIGHT, WIDTH, assert_keras_matches, assert_refused, perturb, run, within_peer_rounding
 
 import resnet_core as rc
 from resnet_core.testing import assert_same_weights, loaded, random_images, random_weights, relative_error
@@ -88,12 +89,12 @@ def test_from_peer_infers_spec_and_matches_in_torch(torch, timm, key, parity_rec
         assert torch.equal(taps["norm"], features)  # bit-identical up to the final norm and ReLU
         if got_spec.include_top:
             assert torch.equal(taps["pool"], peer.forward_head(features, pre_logits=True))
-    error = relative_error(run(torch, ours, images), run(torch, peer, images))
-    parity_record(f"timm:{key}", "torch logits" if got_spec.include_top else "torch features", error)
-    if got_spec.include_top:
-        assert error <= 1e-6  # the 1x1 conv classifier and our Linear sum in different orders
+    if got_spec.include_top:  # the 1x1 conv classifier and our Linear sum in different orders
+        error = within_peer_rounding(torch, peer, run(torch, ours, images), images)
     else:
+        error = relative_error(run(torch, ours, images), run(torch, peer, images))
         assert error == 0.0
+    parity_record(f"timm:{key}", "torch logits" if got_spec.include_top else "torch features", error)
     del peer, got, ours
     gc.collect()
 
@@ -131,8 +132,11 @@ def test_to_peer_round_trip_and_outputs(torch, timm, key):
     assert back_spec == spec
     assert_same_weights(back, weights)
     images = random_images(BATCH, HEIGHT, WIDTH, channels=spec.in_channels, seed=6)
-    error = relative_error(run(torch, peer, images), run(torch, loaded(spec, weights), images))
-    assert error <= 1e-6 if spec.include_top else error == 0.0
+    ours = run(torch, loaded(spec, weights), images)
+    if spec.include_top:
+        within_peer_rounding(torch, peer, ours, images)
+    else:
+        assert np.array_equal(ours, run(torch, peer, images))
     mean = timm.data.resolve_data_config({}, model=peer)["mean"]
     assert mean == ((0.485, 0.456, 0.406) if key.endswith("-torch") else (0.5, 0.5, 0.5))
 

@@ -4,8 +4,9 @@ It is the spec's post-activation bottleneck network (``preact=False``), the same
 ResNet of that spec: it imports to that spec, and exports as timm's ResNet unless only ResNetV2 can
 build the spec (weight standardisation, a projected first block, three stages) or
 ``model_class="ResNetV2"`` asks. Small members, built by timm's own ResNetV2 class, with perturbed
-norm statistics at 65x77: up to the classifier bit-identical to timm (the same ops), logits <= 1e-6
-(timm's 1x1-conv classifier sums in another order), Keras within 1e-5 on every engine.
+norm statistics at 65x77: up to the classifier bit-identical to timm (the same ops), logits within
+10x timm's own fp32-vs-float64 error (timm's 1x1-conv classifier sums in another order), Keras within 1e-5
+on every engine.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import functools
 
 import numpy as np
 import pytest
-from timm_helpers import BATCH, HEIGHT, WIDTH, assert_keras_matches, assert_refused, perturb, run
+from timm_helpers import BATCH, HEIGHT, WIDTH, assert_keras_matches, assert_refused, perturb, run, within_peer_rounding
 
 import resnet_core as rc
 from resnet_core.errors import InputError
@@ -79,8 +80,11 @@ def test_import_is_the_post_activation_spec_and_runs_as_timm(torch, timm, key, p
     with torch.no_grad():
         assert torch.equal(ours.forward_taps(x)[last], peer.forward_features(x))  # the same ops, the same bits
         error = float((ours(x) - peer(x)).abs().max() / peer(x).abs().max())
+    if spec.include_top:
+        error = within_peer_rounding(torch, peer, ours(x).detach().numpy(), x.numpy())
+    else:
+        assert error == 0.0
     parity_record(f"timm:resnetv2-post-{key}", "torch logits" if spec.include_top else "torch features", error)
-    assert error <= 1e-6 if spec.include_top else error == 0.0
 
 
 @pytest.mark.torch
@@ -112,8 +116,11 @@ def test_export_round_trips(torch, timm, key):
     assert back == spec
     assert_same_weights(back_weights, weights)
     images = random_images(BATCH, HEIGHT, WIDTH, seed=6)
-    error = float(np.abs(run(torch, peer, images) - run(torch, loaded(spec, weights), images)).max())
-    assert error <= 1e-6 * float(np.abs(run(torch, peer, images)).max()) if spec.include_top else error == 0.0
+    ours = run(torch, loaded(spec, weights), images)
+    if spec.include_top:
+        within_peer_rounding(torch, peer, ours, images)
+    else:
+        assert np.array_equal(ours, run(torch, peer, images))
 
 
 @pytest.mark.keras

@@ -88,6 +88,6 @@ def test_zero_init_residual_makes_each_block_its_shortcut(torch):
     spec = SPEC.replace(zero_init_residual=True, attention=None, conv_bias=False, stride_block="first")
     model = rc.build(spec, backend="torch").eval()
     block = model.layer2[1]  # identity shortcut, no subsampling
-    x = torch.randn(1, block._main[0][0].in_channels, 9, 9)
+    x = torch.randn(1, block.conv1.in_channels, 9, 9)
     with torch.no_grad():
         assert torch.equal(block(x), x)

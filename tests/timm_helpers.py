@@ -4,6 +4,7 @@ running them, the Keras parity check and the refusal check. Frameworks come in a
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -68,6 +69,26 @@ def run(torch, model: Any, images: np.ndarray) -> np.ndarray:
     """A torch model's output for NCHW numpy ``images``, without autograd."""
     with torch.no_grad():
         return model(torch.from_numpy(images)).numpy()
+
+
+# How far our fp32 logits may sit from a peer's, in multiples of the peer's own fp32-vs-float64 error: the
+# gradient rule's factor. Both are about 5e-7..1e-6 from float64 and sum in different orders (a Linear
+# against timm's 1x1-conv classifier), so their distance follows each CPU's rounding (AVX2 or AVX-512).
+PEER_ROUNDING_MULTIPLE = 10
+
+
+def within_peer_rounding(torch, peer: Any, ours: np.ndarray, images: np.ndarray,
+                         run_peer: Callable[[Any, Any, np.ndarray], np.ndarray] = run) -> float:
+    """``ours`` against ``peer``'s fp32 output for ``images`` (``run_peer(torch, peer, images)``); asserts the
+    error is within :data:`PEER_ROUNDING_MULTIPLE` times the peer's own fp32 error against its float64 run,
+    and returns it."""
+    reference = run_peer(torch, peer, images)
+    exact = run_peer(torch, copy.deepcopy(peer).double(), images.astype(np.float64))
+    own = relative_error(reference, exact)
+    error = relative_error(ours, reference)
+    assert 0 < own and error <= PEER_ROUNDING_MULTIPLE * own, \
+        f"relative error {error:.2e} against the peer, whose own fp32 error is {own:.2e}"
+    return error
 
 
 def assert_keras_matches(torch, peer: Any, record: Callable[[str, str, float], None], key: str,

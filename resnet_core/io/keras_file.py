@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import struct
+import tempfile
 import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,6 +33,14 @@ WEIGHTS_MEMBER = "model.weights.h5"
 # The trained-with record, an extra member of the archive: Keras's loader reads only the members it knows,
 # so the file still loads anywhere, and the record stays beside the weights.
 INFO_MEMBER = "resnet_core_weights_info.json"
+# What a member may inflate to, checked on the zip header before it is read, and again while reading (a header
+# can lie). config.json of the deepest preset (resnet200, ~700 layers) is under 1 MB.
+CONFIG_LIMIT = 8 * 2**20
+TEXT_LIMIT = 2**20  # metadata.json and the trained-with record: a few hundred bytes
+# A deflated weights member: float weights barely compress (about 1.1x); a member inflating more than this is
+# a bomb. Small members may hold mostly zeros, so the ratio applies only above the floor.
+WEIGHTS_RATIO_LIMIT, WEIGHTS_RATIO_FLOOR = 100, 64 * 2**20
+_CHUNK = 2**20
 
 
 class _Window(io.RawIOBase):
@@ -71,13 +82,15 @@ class KerasFileReader(KerasH5Reader):
     def __init__(self, path: Path):
         try:
             with zipfile.ZipFile(path) as zf:
-                config = json.loads(zf.read("config.json"))
-                meta = json.loads(zf.read("metadata.json")) if "metadata.json" in zf.namelist() else {}
-                record = zf.read(INFO_MEMBER).decode("utf-8") if INFO_MEMBER in zf.namelist() else None
+                config = json.loads(_read_bounded(path, zf, "config.json", CONFIG_LIMIT))
+                names = zf.namelist()
+                meta = json.loads(_read_bounded(path, zf, "metadata.json", TEXT_LIMIT)) if "metadata.json" in names \
+                    else {}
+                record = _read_bounded(path, zf, INFO_MEMBER, TEXT_LIMIT).decode("utf-8") if INFO_MEMBER in names \
+                    else None
                 member = zf.getinfo(WEIGHTS_MEMBER)
-                fileobj: Any = (_Window(path, _data_offset(path, member), member.file_size)
-                                if member.compress_type == zipfile.ZIP_STORED else io.BytesIO(zf.read(member)))
-        except zipfile.BadZipFile as exc:
+                fileobj = _weights_member(path, zf, member)
+        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
             raise WeightsFileError(f"{path} is not a .keras file (truncated or corrupt zip archive: {exc})") from None
         except KeyError as exc:
             raise WeightsFileError(f"{path} is not a .keras model file: it has no {exc.args[0]}") from None
@@ -87,6 +100,8 @@ class KerasFileReader(KerasH5Reader):
             found = config.get("class_name") if isinstance(config, dict) else type(config).__name__
             raise WeightsFileError(f"{path} holds a Keras {found!r} model, not a resnet-core (functional) model")
         super().__init__(path, fileobj)
+        if member.compress_type != zipfile.ZIP_STORED:
+            self._check_declared(path, member)
         self.producer = f"Keras {meta.get('keras_version', '?')} model.save"
         model = config.get("config") or {}
         try:
@@ -95,6 +110,16 @@ class KerasFileReader(KerasH5Reader):
         except BaseException:
             self.close()
             raise
+
+    def _check_declared(self, path: Path, member: zipfile.ZipInfo) -> None:
+        """An inflated weights member holds the datasets it declares and HDF5's bookkeeping (about 1.3 KB
+        per layer group, measured on Keras's files): anything beyond that is padding a bomb is made of."""
+        declared, objects = self.declared_bytes()
+        allowed = declared + 2**20 + 16 * 2**10 * objects
+        if member.file_size > allowed:
+            self.close()
+            raise WeightsFileError(f"{path}: archive member {member.filename} inflates to {member.file_size} bytes, "
+                                   f"but its datasets need {declared} (limit {allowed}); refusing it")
 
     @staticmethod
     def _record(path: Path, record: str | None, model: dict[str, Any]) -> WeightsInfo | None:
@@ -114,6 +139,48 @@ class KerasFileReader(KerasH5Reader):
         except (InferenceError, WeightsFileError) as exc:
             raise WeightsFileError(f"{path} holds a Keras functional model that is not a resnet-core network "
                                    f"({exc})") from None
+
+
+def _too_large(path: Path, name: str, size: int | str, limit: int) -> WeightsFileError:
+    return WeightsFileError(f"{path}: archive member {name} inflates to {size} bytes, more than the {limit} "
+                            "allowed for it; refusing to read it")
+
+
+def _read_bounded(path: Path, zf: zipfile.ZipFile, name: str, limit: int) -> bytes:
+    """A member's bytes, refused on its header's size before inflating, and after ``limit`` bytes if the
+    header lied (zipfile stops at the header's size and then fails the CRC)."""
+    info = zf.getinfo(name)
+    if info.file_size > limit:
+        raise _too_large(path, name, info.file_size, limit)
+    with zf.open(info) as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:  # pragma: no cover - zipfile itself stops at the header's size
+        raise _too_large(path, name, f"more than {limit}", limit)
+    return data
+
+
+def _weights_member(path: Path, zf: zipfile.ZipFile, member: zipfile.ZipInfo) -> Any:
+    """A file object on the weights member: a window on the archive when stored (Keras writes it so), else
+    inflated in chunks into a temporary file (memory stays bounded whatever the member's size)."""
+    if member.compress_type == zipfile.ZIP_STORED:
+        start = _data_offset(path, member)
+        if member.compress_size != member.file_size or start + member.file_size > path.stat().st_size:
+            raise WeightsFileError(f"{path} is a corrupt zip archive: {member.filename} claims "
+                                   f"{member.file_size} bytes the archive does not hold")
+        return _Window(path, start, member.file_size)
+    if member.file_size > max(WEIGHTS_RATIO_FLOOR, WEIGHTS_RATIO_LIMIT * member.compress_size):
+        raise WeightsFileError(f"{path}: archive member {member.filename} inflates to {member.file_size} bytes "
+                               f"from {member.compress_size} (more than {WEIGHTS_RATIO_LIMIT}x); refusing to read "
+                               "it")
+    spool = tempfile.SpooledTemporaryFile(max_size=32 * 2**20)  # noqa: SIM115 - closed with the reader
+    try:
+        with zf.open(member) as f:
+            shutil.copyfileobj(f, spool, _CHUNK)
+    except BaseException:
+        spool.close()
+        raise
+    spool.seek(0)
+    return spool
 
 
 def _data_offset(path: Path, member: zipfile.ZipInfo) -> int:

@@ -250,6 +250,20 @@ class KerasH5Reader(Reader):
                 raise WeightsFileError(f"{self.path}: layers/{key} holds {len(datasets)} variables")
             self._groups[key] = (cls, None if name is None else _text(name), datasets)
 
+    def declared_bytes(self) -> tuple[int, int]:
+        """The bytes every dataset of the file needs (layers, optimizer, anything) and its number of objects:
+        what bounds the size of an honest file."""
+        total = objects = 0
+
+        def visit(_: str, obj: Any) -> None:
+            nonlocal total, objects
+            objects += 1
+            if isinstance(obj, _h5py().Dataset):
+                total += obj.dtype.itemsize * int(np.prod(obj.shape, dtype=np.int64))
+
+        self._file.visititems(visit)
+        return total, objects
+
     def raw(self) -> dict[str, TensorInfo]:
         return {f"layers/{key}/vars/{i}": self._info(ds)
                 for key, (_, _, datasets) in self._groups.items() for i, ds in enumerate(datasets)}
