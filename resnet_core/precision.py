@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
 from typing import Any
 
@@ -31,7 +32,16 @@ def warn_if_bf16_emulated(dtype: str) -> None:
     if dtype != "bfloat16" or _warned or cpu_features.native_bf16():
         return
     _warned.append(True)
-    warnings.warn(EMULATED_BF16.format(cpu=cpu_features.cpu_model()), UserWarning, stacklevel=4)
+    warnings.warn(EMULATED_BF16.format(cpu=cpu_features.cpu_model()), UserWarning, stacklevel=_caller_level())
+
+
+def _caller_level() -> int:
+    """The stacklevel of the first frame outside resnet-core: the warning points at the user's own line,
+    however many of our calls lie between."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_globals.get("__name__", "").partition(".")[0] == "resnet_core":
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def build_in_dtype(plan: Plan, backend: str, dtype: str) -> Any:

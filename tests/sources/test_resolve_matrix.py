@@ -146,7 +146,8 @@ def test_info_command(here, kind, capsys):
         return
     assert run.code == 0, run.err
     described = json.loads(run.out)
-    assert described["spec"]["num_classes"] == spec.num_classes and described["tensors"] == len(weights)
+    assert rc.ResNetSpec.from_dict(described["spec"]).num_classes == spec.num_classes
+    assert described["tensors"] == len(weights)
 
 
 @pytest.mark.parametrize("kind", [k for k in KINDS if k != "spec"])
