@@ -216,3 +216,13 @@ def test_a_keras_engine_runs_in_its_own_process(need):
     assert [r["status"] for r in rows.values()] == ["ok", "ok"] and engine not in report.skipped
     assert rows["float32"]["max_rel_err"] < 1e-4 and rows["float32"]["top1_agreement"] == 1.0
     assert 1e-4 < rows["bfloat16"]["max_rel_err"] < 5e-2  # Keras returns bfloat16 logits: read back as float32
+
+
+def test_an_unreadable_output_fails_its_own_rows_only():
+    ok = {"engine": "torch", "dtype": "float32", "layout": "NCHW", "batch": 1, "status": "ok"}
+    bad = {"engine": "keras-tensorflow", "dtype": "bfloat16", "layout": "NHWC", "batch": 1, "status": "ok"}
+    reference = np.eye(2, 3, dtype=np.float32)
+    raw_bytes = np.zeros((2, 3), "V2")  # what npz made of a bfloat16 array
+    run._fidelity([ok, bad], {"torch|float32|NCHW": reference, "keras-tensorflow|bfloat16|NHWC": raw_bytes}, reference)
+    assert (ok["status"], ok["max_rel_err"], ok["top1_agreement"]) == ("ok", 0.0, 1.0)
+    assert bad["status"] == "failed" and "its output" in bad["error"] and bad["max_rel_err"] is None
