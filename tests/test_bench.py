@@ -107,6 +107,7 @@ def test_the_recommendation_is_the_fastest_within_the_bound():
     rows += [_row("onnxruntime", "int8", b, 3.0 * b, 0.97) for b in (1, 8)]  # fastest, but under 99%
     rows += [_row("torch", "bfloat16", b, 5.0 * b, 1.0) for b in (1, 8)]
     rows += [_row("litert", "float32", 1, 1.0, 1.0), _row("litert", "float32", 8, 0, 1.0, status="failed")]
+    rows += [_row("keras-torch", "float16", b, 1.0, 1.0, float("inf")) for b in (1, 8)]  # overflowed: never
     assert recommend(rows)["dtype"] == "bfloat16"
     assert recommend(rows, min_top1=0.95)["dtype"] == "int8"
     assert recommend(rows, max_rel_err=1e-4)["dtype"] == "float32"
@@ -209,7 +210,19 @@ def test_the_recommendation_obeys_the_bound(bench_run):
 def test_a_keras_engine_runs_in_its_own_process(need):
     keras = need("keras", "keras")
     engine = f"keras-{keras.backend.backend()}"
-    report = rc.bench(SPEC, engines=[engine], dtypes="float32", batch=1, size=32, fidelity_images=4, budget=0)
-    rows = [r for r in report.rows if r["engine"] == engine]
-    assert [r["status"] for r in rows] == ["ok"] and rows[0]["max_rel_err"] < 1e-4
-    assert rows[0]["top1_agreement"] == 1.0 and engine not in report.skipped
+    report = rc.bench(SPEC, engines=[engine], dtypes="float32,bfloat16", batch=1, size=32, fidelity_images=4,
+                      budget=0)
+    rows = {r["dtype"]: r for r in report.rows if r["engine"] == engine}
+    assert [r["status"] for r in rows.values()] == ["ok", "ok"] and engine not in report.skipped
+    assert rows["float32"]["max_rel_err"] < 1e-4 and rows["float32"]["top1_agreement"] == 1.0
+    assert 1e-4 < rows["bfloat16"]["max_rel_err"] < 5e-2  # Keras returns bfloat16 logits: read back as float32
+
+
+def test_an_unreadable_output_fails_its_own_rows_only():
+    ok = {"engine": "torch", "dtype": "float32", "layout": "NCHW", "batch": 1, "status": "ok"}
+    bad = {"engine": "keras-tensorflow", "dtype": "bfloat16", "layout": "NHWC", "batch": 1, "status": "ok"}
+    reference = np.eye(2, 3, dtype=np.float32)
+    raw_bytes = np.zeros((2, 3), "V2")  # what npz made of a bfloat16 array
+    run._fidelity([ok, bad], {"torch|float32|NCHW": reference, "keras-tensorflow|bfloat16|NHWC": raw_bytes}, reference)
+    assert (ok["status"], ok["max_rel_err"], ok["top1_agreement"]) == ("ok", 0.0, 1.0)
+    assert bad["status"] == "failed" and "its output" in bad["error"] and bad["max_rel_err"] is None

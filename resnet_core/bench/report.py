@@ -31,7 +31,8 @@ def recommend(rows: list[dict[str, Any]], min_top1: float = DEFAULT_TOP1,
     for variant, group in groups.items():
         if {r["batch"] for r in group if r["status"] == "ok"} != batches:
             continue
-        if any(r["top1_agreement"] is None or r["top1_agreement"] < min_top1 for r in group):
+        if any(r["top1_agreement"] is None or r["top1_agreement"] < min_top1 or not math.isfinite(r["max_rel_err"])
+               for r in group):  # a non-finite error (overflow, NaN) is never faithful
             continue
         if max_rel_err is not None and any(r["max_rel_err"] > max_rel_err for r in group):
             continue

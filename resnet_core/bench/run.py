@@ -123,8 +123,12 @@ def _fidelity(rows: list[dict[str, Any]], logits: dict[str, np.ndarray], referen
         if row["status"] != "ok" or out is None:
             row.update(max_rel_err=None, top1_agreement=None)
             continue
-        row["max_rel_err"] = relative_error(out, reference)
-        row["top1_agreement"] = topk_agreement(out, reference, 1)
+        try:  # an engine's unreadable output fails its own rows, never the whole run
+            row["max_rel_err"] = relative_error(out, reference)
+            row["top1_agreement"] = topk_agreement(out, reference, 1)
+        except (ValueError, TypeError) as exc:
+            row.update(status="failed", error=f"its output: {type(exc).__name__}: {exc}", max_rel_err=None,
+                       top1_agreement=None)
 
 
 def bench(source: Any = "resnet50", engines: str | Sequence[str] | None = None,

@@ -177,7 +177,8 @@ def logits(runnable: Runnable, images: np.ndarray, chunk: int) -> np.ndarray:
         part = images[start:start + chunk]
         padded = np.concatenate([part, np.repeat(part[-1:], chunk - len(part), axis=0)]) if len(part) < chunk else part
         out.append(runnable.to_numpy(runnable.run(runnable.prepare(padded)))[:len(part)])
-    return np.concatenate(out).reshape(len(images), -1)
+    # float32 whatever the engine returned: Keras hands back ml_dtypes bfloat16, which npz stores as raw bytes
+    return np.concatenate(out).astype(np.float32).reshape(len(images), -1)
 
 
 def measure(job: dict[str, Any], weights: dict[str, np.ndarray], images: np.ndarray, v: Variant,
