@@ -141,7 +141,7 @@ def inits(count: int, engines: list[str], work: Path, workers: int) -> dict:
             judged = [judge_gradient(grads[f"grad/{n}"], ref[f"grad/{n}"], ref[f"grad64/{n}"],
                                      followed[f"torch/{n}"], followed[f"{engine}/{n}"]) for n in names]
             results[engine].append({
-                "seed": seeds[i], "raw": max(j["raw_multiple"] for j in judged),
+                "init": i, "seed": seeds[i], "raw": max(j["raw_multiple"] for j in judged),
                 "tie_aware": max(j["multiple"] for j in judged),
                 "ties": sum(t["count"] for t in ties[f"{engine}.{i}"]),
                 "torch_ties": sum(t["count"] for t in ties[f"torch.{i}"]),
@@ -154,7 +154,7 @@ def inits(count: int, engines: list[str], work: Path, workers: int) -> dict:
             "tie_aware_failures": sum(r["tie_aware"] > GRAD_MULTIPLE for r in rows),
             "worst_raw": max(r["raw"] for r in rows), "worst_tie_aware": max(r["tie_aware"] for r in rows),
             "inits_with_ties": sum(r["ties"] > 0 for r in rows),
-            "failing_raw_seeds": [r["seed"] for r in rows if r["raw"] > GRAD_MULTIPLE],
+            "failing_raw_inits": [(r["init"], r["seed"]) for r in rows if r["raw"] > GRAD_MULTIPLE],
         }
         print(f"{engine}: {json.dumps(summary[engine])}", flush=True)
     return {"summary": summary, "rows": results}
