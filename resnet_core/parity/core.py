@@ -299,12 +299,12 @@ def _follow_patterns(job: dict, per_engine: dict, runs: dict[str, EngineRun], ou
         weights = per_engine.get(engine, job["weights"])
         if engine in outputs and weights["format"] == "npz" and any("/pattern/" in k for k in outputs[engine]):
             follow[engine] = {"output": str(run.output), "weights": weights}
-    if set(follow) == {reference}:
+    if reference not in follow or set(follow) == {reference}:
         return None
     unfollowed = sorted(e for e in outputs if e not in follow)
-    if unfollowed:
-        notes.append(f"no activation pattern from {', '.join(unfollowed)}: its gradients are judged against "
-                     f"{reference}'s, ties included")
+    if unfollowed:  # an exported artifact or mixed precision records none; a Keras weights file has no npz
+        notes.append(f"ties not resolved for {', '.join(unfollowed)} (no recorded activation pattern or canonical "
+                     f"weights): gradients judged against {reference}'s, ties included")
     result = run_engines([reference], {**job, "weights": per_engine.get(reference, job["weights"]),
                                        "follow": follow}, work / "ties", device=device, timeout=timeout)[reference]
     if not result.ok:
