@@ -16,6 +16,7 @@ import resnet_core as rc
 from resnet_core.cli import main
 from resnet_core.parity import ENGINES
 from resnet_core.parity.metrics import GRAD_BASIS_FLOOR, GRAD_MULTIPLE
+from resnet_core.parity.ties import TIE_BAND
 from resnet_core.testing import random_weights
 
 # Needs every framework installed: runs once, in tox's torch env (the workers start the Keras engines).
@@ -140,9 +141,14 @@ def test_gradients_of_every_weight_match(train_grad_report):
         # torch's own fp32 gradient against float64: this small input is well conditioned.
         assert 0 < entry.reference_vs_float64 < 2e-5, entry.name
     # Each gradient is judged against torch's own fp32-vs-float64 error for that tensor, and the multiple reported.
-    assert report.grad_rule == {"multiple": GRAD_MULTIPLE, "basis_floor": GRAD_BASIS_FLOOR}
+    assert report.grad_rule == {"multiple": GRAD_MULTIPLE, "basis_floor": GRAD_BASIS_FLOOR, "tie_band": TIE_BAND}
     assert "grad" not in report.tolerances and set(report.grad_multiples) == set(KERAS)
     assert all(0 < m < GRAD_MULTIPLE / 2 for m in report.grad_multiples.values()), report.grad_multiples
+    # Ties are resolved in train mode too (batch statistics move every pre-ReLU value): each engine's pattern
+    # was recorded and followed, and the raw figure kept beside the tie-aware one.
+    assert set(report.grad_ties) == {"torch", *KERAS} and set(report.raw_grad_multiples) == set(KERAS)
+    assert all("tie_aware_rel" in e.engines[k] and "raw_multiple" in e.engines[k]
+               for e in report.gradients for k in KERAS)
     assert "worst gradient error / torch's own fp32 error: keras-jax" in report.verdict()
 
 
@@ -167,7 +173,10 @@ def test_train_mode_with_channel_means_far_from_zero_stays_within_rounding():
 
 
 def test_a_gradient_off_by_a_thousandth_fails_where_the_old_bound_passed(monkeypatch, tmp_path):
-    """One Keras gradient mis-scaled by 1 + 3e-4, injected between the worker and the comparison: 0.1 hid it."""
+    """One Keras gradient mis-scaled by 1 + 3e-4, injected between the worker and the comparison: 0.1 hid it.
+
+    The untouched gradients are held to the rule's own bound (GRAD_MULTIPLE times torch's own error), not to a
+    tighter margin: one measured at 5.48x on an AVX2 EPYC where AVX-512 gave under 5."""
     from resnet_core.parity.engines import EngineRun
 
     wrong = "layer2.0.conv2.weight"
@@ -184,8 +193,9 @@ def test_a_gradient_off_by_a_thousandth_fails_where_the_old_bound_passed(monkeyp
     assert [e.name for e in report.layers if not e.ok] == []  # the outputs are untouched
     assert [e.name for e in report.gradients if not e.ok] == [wrong]
     bad = next(e for e in report.gradients if e.name == wrong).engines["keras-torch"]
-    assert 1e-4 < bad["max_rel"] < 0.1 and bad["multiple"] > GRAD_MULTIPLE and bad["tolerance"] < 1e-4
-    assert all(e.engines["keras-torch"]["multiple"] < GRAD_MULTIPLE / 2 for e in report.gradients if e.name != wrong)
+    assert 1e-4 < bad["max_rel"] < 0.1 and bad["tolerance"] < 1e-4
+    assert bad["multiple"] > GRAD_MULTIPLE and bad["raw_multiple"] > GRAD_MULTIPLE
+    assert all(e.engines["keras-torch"]["multiple"] <= GRAD_MULTIPLE for e in report.gradients if e.name != wrong)
     assert not report.ok and report.first_failure["name"] == wrong
     data = json.loads(report.to_json(tmp_path / "r.json"))
     assert data["grad_multiples"]["keras-torch"] == bad["multiple"] and data["ok"] is False

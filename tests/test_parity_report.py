@@ -213,3 +213,54 @@ def test_cli_bad_input_exits_2(argv, message, capsys):
     assert main(["parity", *argv]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_gradients_are_judged_against_float64_following_the_engine_own_ties():
+    """A unit switched on by a near-tie moves the gradient by 1e-3 (a thousand times rounding): the raw rule fails,
+    the tie-aware one passes; a gradient off by 3e-4 fails both."""
+    from resnet_core.parity.metrics import GRAD_MULTIPLE, judge_gradient
+
+    rng = np.random.default_rng(0)
+    torch64 = rng.normal(0.0, 1.0, 1000)  # float64 following torch's own masks (here also float64's)
+    engine64 = torch64.copy()
+    engine64[7] += 3e-3  # the engine resolved a tie the other way: its float64 gradient differs this much
+    torch32 = torch64 * (1 + 2e-7 * rng.normal(size=1000))  # fp32 arithmetic: rounding-sized
+    engine32 = engine64 * (1 + 3e-7 * rng.normal(size=1000))
+    fine = judge_gradient(engine32, torch32, torch64, torch64, engine64)
+    assert fine["raw_multiple"] > 100 * GRAD_MULTIPLE and fine["multiple"] < GRAD_MULTIPLE
+    assert fine["tie_aware_rel"] <= fine["tolerance"] and fine["tie_effect"] > 1e-4
+    wrong = judge_gradient(engine32 * (1 + 3e-4), torch32, torch64, torch64, engine64)
+    assert wrong["multiple"] > 10 * GRAD_MULTIPLE and wrong["tie_aware_rel"] > wrong["tolerance"]
+    raw_only = judge_gradient(engine32, torch32, torch64)  # no pattern recorded: the raw rule alone
+    assert raw_only["multiple"] == raw_only["raw_multiple"] and "tie_aware_rel" not in raw_only
+
+
+def test_report_judges_the_tie_aware_error_and_lists_the_ties():
+    report = _report({"keras-jax": [1e-7] * 5})
+    report.grad = True
+    report.grad_rule = {"multiple": 10.0, "basis_floor": 1e-7, "tie_band": 1e-5}
+    entry = Entry("layer1.0.conv1.weight", "grad", (4, 4, 3, 3), reference_vs_float64=2e-5,
+                  reference_vs_float64_tie_aware=5e-7, basis_growth=0.025)
+    entry.engines["keras-jax"] = {"max_rel": 3e-3, "tie_aware_rel": 1e-6, "tolerance": 5e-6, "multiple": 2.0,
+                                  "raw_multiple": 150.0, "tie_effect": 3e-3}
+    report.gradients.append(entry)
+    report.grad_ties = {"torch": [], "keras-jax": [{"site": "layer1_0_bn1_relu", "kind": "relu", "count": 2,
+                                                    "beyond_band": 0, "min_rel": 1e-9, "max_rel": 3e-8}]}
+    assert report.ok and report.grad_multiples == {"keras-jax": 2.0} and report.raw_grad_multiples["keras-jax"] == 150
+    assert report.basis_growth == {"median": 0.025, "p90": 0.025, "max": 0.025}
+    data = json.loads(report.to_json())
+    assert data["raw_grad_multiples"] == {"keras-jax": 150.0} and data["grad_ties"] == report.grad_ties
+    assert data["gradients"][0]["basis_growth"] == 0.025 and data["gradients"][0]["engines"]["keras-jax"]["ok"]
+    table = report.table()
+    assert "layer1_0_bn1_relu 2 (1e-09..3e-08)" in table and "median 0.025x" in table
+    assert "(ties resolved; raw keras-jax 1.5e+02x)" in table
+    entry.engines["keras-jax"]["tie_aware_rel"] = 1e-5  # arithmetic beyond the bound: fails, by the judged figure
+    assert not report.ok and report.first_failure["max_rel"] == 1e-5
+
+
+def test_pattern_sites_are_every_relu_and_max_pool_in_forward_order():
+    from resnet_core.parity.ties import pattern_sites
+
+    sites = pattern_sites(rc.make_plan(rc.get_spec("resnet18")))
+    assert [s.kind for s in sites[:2]] == ["relu", "maxpool"] and len(sites) == 2 + 8 * 2
+    assert [s.name for s in sites[2:4]] == ["layer1_0_bn1_relu", "layer1_0_out"]

@@ -22,14 +22,15 @@ from .metrics import (
     GRAD_MULTIPLE,
     bn_counts,
     compare,
-    grad_tolerance,
-    multiple_of,
+    grad_basis,
+    judge_gradient,
     to_biased_running_var,
     to_unbiased_running_var,
     tolerance_for,
     topk_agreement,
 )
 from .report import Entry, ParityReport
+from .ties import TIE_BAND
 from .worker import DTYPES
 
 MODES = ("eval", "train")
@@ -37,6 +38,10 @@ WeightsArg = Mapping[str, Any] | str | os.PathLike | None
 
 NOTE_TF32 = ("TF32 is switched off on every engine (it changes fp32 results at the 1e-3 level on NVIDIA GPUs "
              "since Ampere); each engine's setting is listed above.")
+NOTE_TIES = ("gradients: each engine's are compared with a float64 backward that follows its own ReLU masks and "
+             "max-pool winners wherever the float64 value is within {band:g} (relative to the layer's max) of the "
+             "tie, and judged in units of {ref}'s own error measured the same way: rounding may put such a value "
+             "on either side, arithmetic errors remain. raw_multiple: against {ref}'s gradients, ties included.")
 NOTE_RUNNING_VAR = ("running_var: PyTorch updates it with the unbiased batch variance (x n/(n-1)), Keras with the "
                     "biased one; {other} values are restated in {ref}'s convention with n = N*H*W per layer before "
                     "comparing. Uncorrected, the worst difference is {raw:.1e} (kept as raw_max_rel).")
@@ -196,6 +201,8 @@ def parity(
                                                  height, width, mode, grad, dtype, seed)
         runs = _run(engines, job, per_engine, work, device, jobs, timeout)
         outputs = {e: r.load() for e, r in runs.items() if r.ok}
+        followed = _follow_patterns(job, per_engine, runs, outputs, reference, work, device, timeout, notes) \
+            if job["record_pattern"] and tolerance is None else None
         baseline = None
         if dtype != "float32" and reference in outputs:
             # The reference once more in fp32: how far each engine's mixed precision is from the true values.
@@ -224,11 +231,42 @@ def parity(
         if grad and tolerance is None and any("/grad64/" in key for key in outputs[ref]):
             del report.tolerances["grad"]  # judged per tensor against the reference's own rounding error
             report.grad_rule = {"multiple": GRAD_MULTIPLE, "basis_floor": GRAD_BASIS_FLOOR}
+            if followed is not None and ref == reference:
+                report.grad_rule["tie_band"] = TIE_BAND
+                report.grad_ties = {e: found.get("x", []) for e, found in followed[1].items()}
+                notes.append(NOTE_TIES.format(ref=ref, band=TIE_BAND))
         elif grad and tolerance is None and dtype == "float32":
             notes.append(f"{ref} has no float64 gradients (torch alone computes them): gradients are judged by the "
                          f"fixed bound {tolerance_for(dtype, 'grad', '*', ref):g}: it catches errors of order 1")
-        _fill(report, plan, outputs, runs, ref, initial, counts, baseline if ref == reference else None)
+        _fill(report, plan, outputs, runs, ref, initial, counts, baseline if ref == reference else None,
+              followed[0] if followed is not None and ref == reference else {})
     return report
+
+
+def _follow_patterns(job: dict, per_engine: dict, runs: dict[str, EngineRun], outputs: dict, reference: str,
+                     work: Path, device: str, timeout: float | None,
+                     notes: list[str]) -> tuple[dict[str, np.ndarray], dict[str, dict]] | None:
+    """Float64 torch gradients following each engine's own ReLU masks and max-pool winners (:mod:`.ties`),
+    and the ties each engine resolved otherwise than float64; None when the reference cannot compute them."""
+    if reference != "torch" or reference not in outputs:
+        return None
+    follow = {}
+    for engine, run in runs.items():
+        weights = per_engine.get(engine, job["weights"])
+        if engine in outputs and weights["format"] == "npz" and any("/pattern/" in k for k in outputs[engine]):
+            follow[engine] = {"output": str(run.output), "weights": weights}
+    if reference not in follow or set(follow) == {reference}:
+        return None
+    unfollowed = sorted(e for e in outputs if e not in follow)
+    if unfollowed:  # an exported artifact or mixed precision records none; a Keras weights file has no npz
+        notes.append(f"ties not resolved for {', '.join(unfollowed)} (no recorded activation pattern or canonical "
+                     f"weights): gradients judged against {reference}'s, ties included")
+    result = run_engines([reference], {**job, "weights": per_engine.get(reference, job["weights"]),
+                                       "follow": follow}, work / "ties", device=device, timeout=timeout)[reference]
+    if not result.ok:
+        notes.append(f"tie resolution {result.status} ({result.reason}): gradients are judged raw, ties included")
+        return None
+    return result.load(), result.meta.get("ties", {})
 
 
 def _write_inputs(work: Path, plan: Plan, base: dict, engines: Sequence[str], engine_weights, batch: int,
@@ -243,7 +281,7 @@ def _write_inputs(work: Path, plan: Plan, base: dict, engines: Sequence[str], en
     np.savez(work / "inputs.npz", **arrays)  # type: ignore[arg-type]  # numpy stub: **kwds might hold allow_pickle
     np.savez(work / "weights.npz", **{k: np.asarray(v, np.float32) for k, v in base.items()})  # type: ignore[arg-type]
     job = {"spec": plan.spec.to_dict(), "inputs": str(work / "inputs.npz"), "mode": mode, "grad": grad,
-           "grad_float64": grad and dtype == "float32",
+           "grad_float64": grad and dtype == "float32", "record_pattern": grad and dtype == "float32",
            "dtype": dtype, "weights": {"format": "npz", "path": str(work / "weights.npz")}}
     per_engine: dict[str, dict] = {}
     initial: dict[str, dict | None] = {e: base for e in engines}
@@ -311,7 +349,7 @@ def _engine_info(run: EngineRun) -> dict[str, Any]:
 
 
 def _fill(report: ParityReport, plan: Plan, outputs: dict, runs: dict, ref: str, initial: dict,
-          counts: dict[str, int], baseline: dict | None) -> None:
+          counts: dict[str, int], baseline: dict | None, followed: dict[str, np.ndarray]) -> None:
     others = [e for e in outputs if e != ref]
     reference = outputs[ref]
     stages = {name: f"C{i + 2}" for i, name in enumerate(plan.feature_taps)}
@@ -331,10 +369,17 @@ def _fill(report: ParityReport, plan: Plan, outputs: dict, runs: dict, ref: str,
         exact = key.replace("/grad/", "/grad64/")
         if kind == "grad" and exact in reference:
             out.reference_vs_float64 = ref64 = compare(reference[key], reference[exact])["max_rel"]
-            for metrics in out.engines.values():
-                metrics["multiple"] = multiple_of(metrics["max_rel"], ref64)
-                if report.grad_rule:
-                    metrics["tolerance"] = grad_tolerance(ref64)
+            own = followed.get(f"x/grad64/{ref}/{name}")
+            if own is not None:  # torch's arithmetic error alone: its fp32 against float64 with its own ties
+                out.reference_vs_float64_tie_aware = basis = compare(reference[key], own)["max_rel"]
+                out.basis_growth = grad_basis(basis) / grad_basis(ref64)
+            for engine, metrics in out.engines.items():
+                judged = judge_gradient(outputs[engine][key], reference[key], reference[exact], own,
+                                        followed.get(f"x/grad64/{engine}/{name}"))
+                if not report.grad_rule:  # a fixed tolerance was asked for: the multiples are information
+                    judged.pop("tolerance")
+                    judged.pop("tie_aware_rel", None)
+                metrics.update(judged)
         return out
 
     for tap in plan.taps:

@@ -103,3 +103,29 @@ def to_biased_running_var(new: np.ndarray, old: np.ndarray, momentum: float, cou
     """The inverse of :func:`to_unbiased_running_var`: PyTorch's running variance in Keras's convention."""
     new, old = np.asarray(new, np.float64), np.asarray(old, np.float64)
     return new - (new - (1.0 - momentum) * old) / count
+
+
+def judge_gradient(engine: np.ndarray, reference: np.ndarray, reference64: np.ndarray,
+                   reference_followed: np.ndarray | None = None,
+                   engine_followed: np.ndarray | None = None) -> dict[str, float]:
+    """One engine's fp32 gradient tensor judged against the reference's.
+
+    ``reference64`` is the reference's float64 gradient (its own float64 ReLU masks and max-pool winners);
+    ``*_followed`` are float64 gradients following the reference's and the engine's own fp32 pattern
+    (:mod:`resnet_core.parity.ties`). Raw: the engine against the reference, in units of the reference's
+    error against ``reference64`` (``raw_multiple``). With both followed gradients, what is judged is the
+    engine's error against its own followed one (``tie_aware_rel``) in units of the reference's against
+    its own (``multiple``, ``tolerance``), so a near-tie resolved either way costs nothing and arithmetic
+    still counts in full; ``tie_effect`` is how far the engine's ties alone move the float64 gradient.
+    """
+    raw_basis = relative_error(reference, reference64)
+    out = {"raw_multiple": multiple_of(relative_error(engine, reference), raw_basis),
+           "tolerance": grad_tolerance(raw_basis)}
+    out["multiple"] = out["raw_multiple"]
+    if reference_followed is not None and engine_followed is not None:
+        basis = relative_error(reference, reference_followed)
+        out["tie_aware_rel"] = relative_error(engine, engine_followed)
+        out["tie_effect"] = relative_error(engine_followed, reference_followed)
+        out["multiple"] = multiple_of(out["tie_aware_rel"], basis)
+        out["tolerance"] = grad_tolerance(basis)
+    return out

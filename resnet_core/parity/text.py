@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
-from .results import Entry, ReportData, group_of
+from .results import Entry, ReportData, group_of, judged
 
 
 def table(report: ReportData) -> str:
@@ -29,6 +29,9 @@ def table(report: ReportData) -> str:
         if logits is not None:
             lines.append("")
             lines.extend(_logits_lines(logits, engines))
+        if report.grad_ties or report.basis_growth:
+            lines.append("")
+            lines.extend(_ties_lines(report))
         if any(e.reference_vs_float32 is not None for e in report.layers):
             lines.append("")
             lines.extend(_baseline_lines(report))
@@ -52,10 +55,32 @@ def verdict(report: ReportData) -> str:
     first = report.first_failure
     multiples = ", ".join(f"{e} {m:.2g}x" for e, m in report.grad_multiples.items())
     multiples = f"; worst gradient error / {report.reference}'s own fp32 error: {multiples}" if multiples else ""
+    raw = report.raw_grad_multiples
+    if report.grad_ties is not None and any("tie_aware_rel" in m for g in report.gradients for m in g.engines.values()):
+        multiples += " (ties resolved; raw " + ", ".join(f"{e} {m:.2g}x" for e, m in raw.items()) + ")"
     if first is None:
         return f"OK: worst relative error {report.worst_rel_err:.1e}{multiples} (tolerances: {tol})"
     return (f"FAIL: first over tolerance: {first['kind']} {first['name']} on {first['engine']} "
             f"({first['max_rel']:.1e} > {first['tolerance']:.2g}); worst {report.worst_rel_err:.1e}{multiples}")
+
+
+def _ties_lines(report: ReportData) -> list[str]:
+    """Where each engine's ReLU masks and max-pool winners differ from float64's, and what following them did."""
+    lines = [f"gradient ties - ReLU masks / max-pool winners unlike float64's, followed within "
+             f"{(report.grad_rule or {}).get('tie_band', 0):g} of the tie (|x| / the site's max)"]
+    rows = [["engine", "sites", "ties", "sites (count, |x|/max from..to)", "beyond band"]]
+    for engine, found in report.grad_ties.items():
+        shown = "; ".join(f"{t['site']} {t['count']}" + (f" ({t['min_rel']:.0e}..{t['max_rel']:.0e})"
+                                                          if t["count"] else "") for t in found[:4])
+        rows.append([engine, str(len(found)), str(sum(t["count"] for t in found)),
+                     (shown + (f"; +{len(found) - 4} more" if len(found) > 4 else "")) or "-",
+                     str(sum(t["beyond_band"] for t in found))])
+    lines.extend(format_rows(rows, left=1))
+    growth = report.basis_growth
+    if growth:
+        lines.append(f"  basis (the reference's own error) after tie resolution / before: median "
+                     f"{growth['median']:.2g}x, p90 {growth['p90']:.2g}x, max {growth['max']:.2g}x")
+    return lines
 
 
 def _tol_text(tolerances: Mapping[str, float]) -> str:
@@ -96,16 +121,19 @@ def _section(title: str, entries: Sequence[Entry], engines: Sequence[str], group
             if not present:  # an exported artifact has the final output only
                 cells.append("-  ")
                 continue
-            worst = max(present, key=lambda e: e.engines[engine]["max_rel"])
-            value = worst.engines[engine]["max_rel"]
-            flag = " !" if any(e.engines[engine]["max_rel"] > e.engines[engine]["tolerance"]
+            worst = max(present, key=lambda e: judged(e.engines[engine]))
+            value = judged(worst.engines[engine])
+            flag = " !" if any(judged(e.engines[engine]) > e.engines[engine]["tolerance"]
                                for e in group if engine in e.engines) else "  "
             multiple = max(e.engines[engine].get("multiple", -1.0) for e in group if engine in e.engines)
             cells.append(f"{value:.1e}" + (f" ({multiple:.2g}x)" if multiple >= 0 else "") + flag)
         if conditioning:
             cells.append(f"{max(cast(float, e.reference_vs_float64) for e in group):.1e}")
         body.append(cells)
-    if any("multiple" in m for entry in entries for m in entry.engines.values()):
+    if any("tie_aware_rel" in m for entry in entries for m in entry.engines.values()):
+        tol = ("per tensor; against float64 following each engine's own ties; (Nx): over the reference's own "
+               "fp32-vs-float64 error measured the same way")
+    elif any("multiple" in m for entry in entries for m in entry.engines.values()):
         tol = "per tensor; (Nx): the worst error / the reference's own fp32-vs-float64 error"
     else:
         tol = _tol_text({e: m["tolerance"] for entry in entries for e, m in entry.engines.items()})

@@ -10,6 +10,11 @@ with ``KERAS_BACKEND`` already set in its environment for Keras engines. The job
 - ``inputs``: an npz holding ``images/<set>`` (NCHW float32) and, for ``grad``, ``probe/<set>``.
 - ``mode``: eval | train; ``grad``: gradients of ``sum(output * probe) / batch`` w.r.t. every weight;
   ``grad_float64``: the torch engine also saves them from a float64 copy (``<set>/grad64/<canonical>``).
+- ``record_pattern``: with fp32 ``grad``, also save the activation pattern of the gradient pass (every ReLU's
+  mask, every max-pool's input: ``<set>/pattern/<keras layer>``, see :mod:`.ties`).
+- ``follow``: torch engine only, instead of everything else: ``{engine: {"output": npz, "weights": entry}}``;
+  float64 gradients that follow each engine's recorded pattern (``<set>/grad64/<engine>/<canonical>``), the
+  ties resolved listed in the metadata (``ties``).
 - ``save_keras_weights``: optional path for ``model.save_weights`` (after loading).
 - ``output``, ``meta``: where to write results (npz) and versions, device and settings (JSON).
 
@@ -106,8 +111,29 @@ class TorchRunner:
             out = self.model.forward_taps(self._input(images))
         return {k: v.float().cpu().numpy() for k, v in out.items()}
 
-    def grads(self, images: np.ndarray, probe: np.ndarray, train: bool) -> dict[str, np.ndarray]:
-        return self._grads(self.model, images, probe, train, self._autocast())
+    def grads(self, images: np.ndarray, probe: np.ndarray, train: bool,
+              record: bool = False) -> dict[str, np.ndarray]:
+        if not record:
+            return self._grads(self.model, images, probe, train, self._autocast())
+        from .ties import TorchRecorder
+
+        recorder = TorchRecorder(self.plan)
+        with recorder.recording():
+            out = self._grads(self.model, images, probe, train, self._autocast())
+        self.pattern = dict(recorder.pattern)
+        return out
+
+    def grads_following(self, images: np.ndarray, probe: np.ndarray, train: bool,
+                        pattern: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], list[dict[str, Any]]]:
+        """Float64 gradients taking ``pattern``'s side of every near-tie (:mod:`.ties`), and the ties taken."""
+        import copy
+
+        from .ties import follow_pattern
+
+        model = copy.deepcopy(self.model).double()
+        context, ties = follow_pattern(self.plan, pattern)
+        grads = self._grads(model, images.astype(np.float64), probe.astype(np.float64), train, context)
+        return grads, ties
 
     def grads_float64(self, images: np.ndarray, probe: np.ndarray, train: bool) -> dict[str, np.ndarray]:
         """The same gradients from a float64 copy: how far fp32 rounding alone moves each one."""
@@ -162,6 +188,8 @@ class KerasRunner:
 
             self.jax = jax
             self._jit_taps: dict[bool, Any] = {}
+            self._jit_grads: dict[tuple[bool, bool], Any] = {}
+        self._graphs: dict[bool, Any] = {}
 
     def _numerics(self) -> str:
         if self.engine == "jax":
@@ -245,27 +273,44 @@ class KerasRunner:
             var.assign(value)
         return out
 
-    def grads(self, images: np.ndarray, probe: np.ndarray, train: bool) -> dict[str, np.ndarray]:
+    def grads(self, images: np.ndarray, probe: np.ndarray, train: bool,
+              record: bool = False) -> dict[str, np.ndarray]:
+        """Gradients of every weight; with ``record``, ``self.pattern`` keeps the activation pattern of the
+        very pass that computed them (a separate forward may round differently: XLA fuses per graph)."""
         from resnet_core.mapping import keras_table
+
+        from .ties import keras_pattern_outputs
 
         x, p = _nhwc(images), _nhwc(probe)
         batch = images.shape[0]
         model, keras = self.model, self.keras
-        variables = list(model.trainable_variables)
+        if record not in self._graphs:
+            # One model returning the output and the recorded sites; it shares every layer (and variable) of model.
+            pattern = keras_pattern_outputs(model, self.plan) if record else {}
+            self._graphs[record] = keras.Model(model.input, {"out": model.output, **pattern}) if record else model
+        graph = self._graphs[record]
+        variables = list(graph.trainable_variables)
+
+        def split(outs):
+            return (outs["out"], {k: v for k, v in outs.items() if k != "out"}) if record else (outs, {})
+
         if self.engine == "jax":
             jax = self.jax
+            if (train, record) not in self._jit_grads:  # compiled once per runner, not per call
 
-            def loss_fn(tv, ntv, x):
-                out, _ = model.stateless_call(tv, ntv, [x], training=train)
-                return (keras.ops.cast(out, "float32") * p).sum() / batch
+                def loss_fn(tv, ntv, x, p):
+                    outs, _ = graph.stateless_call(tv, ntv, [x], training=train)
+                    out, sites = split(outs)
+                    return (keras.ops.cast(out, "float32") * p).sum() / x.shape[0], sites
 
-            values = jax.jit(jax.grad(loss_fn))([v.value for v in variables],
-                                                [v.value for v in model.non_trainable_variables], x)
+                self._jit_grads[(train, record)] = jax.jit(jax.grad(loss_fn, has_aux=True))
+            values, sites = self._jit_grads[(train, record)](
+                [v.value for v in variables], [v.value for v in graph.non_trainable_variables], x, p)
         elif self.engine == "tensorflow":
             import tensorflow as tf
 
             with tf.GradientTape() as tape:
-                out = model([x], training=train)
+                out, sites = split(graph([x], training=train))
                 loss = tf.reduce_sum(tf.cast(out, "float32") * p) / batch
             values = tape.gradient(loss, variables)
         else:
@@ -273,10 +318,16 @@ class KerasRunner:
 
             for v in variables:
                 v.value.grad = None
-            out = model([x], training=train)
+            out, sites = split(graph([x], training=train))
             loss = (out.float() * torch.from_numpy(p).to(out.device)).sum() / batch
             loss.backward()
             values = [v.value.grad for v in variables]
+        if record:
+            from .ties import pattern_array, pattern_sites
+
+            kinds = {site.name: site.kind for site in pattern_sites(self.plan)}
+            self.pattern = {k: pattern_array(kinds[k], _nchw(self._numpy(keras.ops.stop_gradient(v))))
+                            for k, v in sites.items()}
         # Gradients are keyed by Keras variable and named through the conversion table, never by guessing.
         by_variable = {id(v): g for v, g in zip(variables, values, strict=True)}
         out_grads = {}
@@ -317,6 +368,8 @@ def run(job: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     if mode not in ("eval", "train"):
         raise RuntimeError(f"Unknown mode {mode!r}. Expected 'eval' or 'train'")
     spec = ResNetSpec.from_dict(job["spec"])
+    if job.get("follow"):
+        return _follow(job, spec, mode == "train")
     timings: dict[str, float] = {}
     start = time.perf_counter()
     runner: ArtifactRunner | TorchRunner | KerasRunner
@@ -353,14 +406,47 @@ def run(job: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         if job.get("grad"):
             runner.restore(initial)
             t = time.perf_counter()
-            for canonical, value in runner.grads(images, inputs[f"probe/{name}"], train).items():
+            record = bool(job.get("record_pattern")) and dtype == "float32" and engine not in ARTIFACTS
+            grads = cast("TorchRunner | KerasRunner", runner).grads(images, inputs[f"probe/{name}"], train,
+                                                                    record=True) if record else \
+                runner.grads(images, inputs[f"probe/{name}"], train)
+            for canonical, value in grads.items():
                 arrays[f"{name}/grad/{canonical}"] = value.astype(np.float32)
+            if record:
+                for site, value in cast("TorchRunner | KerasRunner", runner).pattern.items():
+                    arrays[f"{name}/pattern/{site}"] = value
             timings[f"{name}/grad"] = time.perf_counter() - t
             if job.get("grad_float64") and dtype == "float32" and hasattr(runner, "grads_float64"):
                 runner.restore(initial)
                 for canonical, value in runner.grads_float64(images, inputs[f"probe/{name}"], train).items():
                     arrays[f"{name}/grad64/{canonical}"] = value
     meta = {"engine": engine, **runner.info, "seconds": timings}
+    return arrays, meta
+
+
+def _follow(job: dict[str, Any], spec: Any, train: bool) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Float64 torch gradients following each engine's recorded activation pattern (:mod:`.ties`)."""
+    if job["engine"] != "torch":
+        raise RuntimeError("Only the torch engine computes float64 gradients")
+    runner = TorchRunner(spec, "float32")
+    with np.load(job["inputs"]) as data:
+        inputs = {k: data[k] for k in data.files}
+    arrays: dict[str, np.ndarray] = {}
+    ties: dict[str, dict[str, list]] = {}
+    start = time.perf_counter()
+    for engine, source in job["follow"].items():
+        runner.load(source["weights"])
+        with np.load(source["output"]) as data:
+            recorded = {k: data[k] for k in data.files if "/pattern/" in k}
+        for key in sorted(k for k in inputs if k.startswith("images/")):
+            name = key.split("/", 1)[1]
+            prefix = f"{name}/pattern/"
+            pattern = {k[len(prefix):]: v for k, v in recorded.items() if k.startswith(prefix)}
+            grads, found = runner.grads_following(inputs[key], inputs[f"probe/{name}"], train, pattern)
+            for canonical, value in grads.items():
+                arrays[f"{name}/grad64/{engine}/{canonical}"] = value
+            ties.setdefault(engine, {})[name] = found
+    meta = {"engine": "torch", **runner.info, "ties": ties, "seconds": {"follow": time.perf_counter() - start}}
     return arrays, meta
 
 
