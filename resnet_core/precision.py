@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import warnings
+from types import FrameType
 from typing import Any
 
 from . import cpu_features
@@ -38,7 +39,8 @@ def warn_if_bf16_emulated(dtype: str) -> None:
 def _caller_level() -> int:
     """The stacklevel of the first frame outside resnet-core: the warning points at the user's own line,
     however many of our calls lie between."""
-    frame, level = sys._getframe(1), 1
+    frame: FrameType | None = sys._getframe(1)
+    level = 1
     while frame is not None and frame.f_globals.get("__name__", "").partition(".")[0] == "resnet_core":
         frame, level = frame.f_back, level + 1
     return level

@@ -197,10 +197,12 @@ def test_adapters_build_from_the_plan_they_are_given():
 # (commands -> api/parity/export -> sources/io/peers -> plan -> spec).
 LAYERS = (
     {"cli", "commands"},
-    {"api", "parity", "export", "testing"},
-    {"sources", "io", "peers", "finetune", "precision", "diagram", "table1", "trained_with", "preprocess"},
+    {"api", "parity", "export", "bench", "testing"},
+    {"sources", "io", "peers", "finetune", "precision", "diagram", "table1", "trained_with", "preprocess",
+     "backends"},
     {"plan", "mapping", "name_tables", "keras_graph", "random_weights", "tensor_roles", "arrays", "quiet"},
-    {"spec", "presets", "pruned_widths", "widths", "layouts", "errors", "weights_info", "selection", "_source_tree"},
+    {"spec", "presets", "pruned_widths", "widths", "layouts", "errors", "weights_info", "selection", "_source_tree",
+     "spec_parts", "cpu_features"},
 )
 # Upward imports being removed by the source-resolver work (issue 18, part 1); none may be added.
 KNOWN_UPWARD = {("sources", "api")}
