@@ -17,7 +17,7 @@ from .preprocess import preprocess
 from .presets import get_spec, list_specs, register_spec
 from .selection import BACKENDS, DEFAULT_BACKEND, ENV_VAR, get_backend, use_backend
 from .sources import read_weights
-from .sources.save import save_pretrained
+from .export.save_pretrained import save_pretrained
 from .spec import ResNetSpec, SpecError
 from .table1 import summary
 from .trained_with import decode_predictions, info_of

@@ -60,6 +60,7 @@ def fine_tune(spec: ResNetSpec, weights: Mapping[str, np.ndarray], info: Weights
     the returned weights lack the head when it is to be initialised afresh."""
     unknown = sorted(set(overrides) - set(FINE_TUNE_FIELDS))
     if unknown:
+        spec.replace(**{k: overrides[k] for k in unknown})  # a name that is no field: SpecError with the closest
         raise InputError(f"With pretrained weights, only {FINE_TUNE_FIELDS} can be changed (the rest is the "
                          f"architecture of the weights). Received: {unknown}")
     changes = dict(overrides)

@@ -15,7 +15,7 @@ MODULES = (
     "resnet_core.preprocess",
     "resnet_core.presets",
     "resnet_core.selection",
-    "resnet_core.sources.save",
+    "resnet_core.export.save_pretrained",
     "resnet_core.sources.weights",
     "resnet_core.spec",
     "resnet_core.table1",
