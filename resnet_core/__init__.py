@@ -8,6 +8,7 @@ from .api import build, get_weights, register_keras_objects, set_weights, spec_o
 from .bench import bench
 from .errors import ResNetCoreError
 from .export import export
+from .export.save_pretrained import save_pretrained
 from .io import write_weights
 from .mapping import WeightsMismatchError, keras_table
 from .parity import ParityReport, parity
@@ -17,7 +18,6 @@ from .preprocess import preprocess
 from .presets import get_spec, list_specs, register_spec
 from .selection import BACKENDS, DEFAULT_BACKEND, ENV_VAR, get_backend, use_backend
 from .sources import read_weights
-from .export.save_pretrained import save_pretrained
 from .spec import ResNetSpec, SpecError
 from .table1 import summary
 from .trained_with import decode_predictions, info_of
