@@ -2,7 +2,7 @@
 
 Generated here (deterministic, framework-free, seconds): the CLI reference from the argument parser,
 the presets with their fields, Table 1 for every preset and the block diagrams. Every other page is
-hand-written, and its code blocks run in tests/test_docs_blocks.py. The fidelity and benchmark tables are
+hand-written, and its code blocks run in tests/docs/test_docs_blocks.py. The fidelity and benchmark tables are
 measured, not derived: they are written by ``benchmarks/fidelity.py`` and the benchmark scripts, and only
 their provenance line is checked here.
 
@@ -58,7 +58,7 @@ def table1() -> str:
              "multiply-accumulates (MACs) of the convolutions and the linear layer for one 224x224 image. The "
              "parameter count equals `sum(p.numel() for p in model.parameters())` of the torch model, and the MACs "
              "equal fvcore's `FlopCountAnalysis` count of the convolution and linear operators, for every preset "
-             "and at odd input sizes (tests/test_summary.py).", "",
+             "and at odd input sizes (tests/spec/test_summary.py).", "",
              "| preset | params | GMACs at 224 | paper's Table 1 (10^9 FLOPs) |", "|---|---:|---:|---:|"]
     for name in list_specs():
         s = summary(name)

@@ -12,7 +12,7 @@ It writes, for the specs in ``SPECS`` (tiny widths: the files are kilobytes):
   given), and a transformers-layout ``save_pretrained`` folder of one of them, written from seeded random weights;
 - ``logits.npz``: the eval-mode torch logits of each weighted spec on ``input`` (also stored).
 
-tests/test_compat_fixtures.py loads them with the current code and asserts the same spec and the same
+tests/spec/test_compat_fixtures.py loads them with the current code and asserts the same spec and the same
 network, with torch logits bit-identical to the stored ones. Do not regenerate them with a later release:
 they are the record of what 0.1 wrote.
 """

@@ -346,7 +346,7 @@ def test_library_never_sets_keras_backend(run_python, tmp_path, how):
 def _source_packages() -> list[str]:
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     names = []
     for base, package in ((root / "resnet_core", "resnet_core"), (root / "backends", "resnet_core.backends")):
         for init in sorted(base.rglob("__init__.py")):

@@ -26,7 +26,7 @@ from resnet_core.spec import (
     Stem,
 )
 
-FIXTURE_SPEC = Path(__file__).parent / "fixtures" / "v0_1" / "specs" / "resnet18_like.json"
+FIXTURE_SPEC = Path(__file__).parents[1] / "fixtures" / "v0_1" / "specs" / "resnet18_like.json"
 
 # (id, constructor kwargs, field the message must name, received value as the message must show it,
 #  text of the allowed values the message must contain)

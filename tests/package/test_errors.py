@@ -13,7 +13,7 @@ from resnet_core import errors
 from resnet_core.cli import main
 from resnet_core.testing import random_weights
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # Builtins that say "your input is wrong": raised bare, an internal bug would look like bad input.
 INPUT_BUILTINS = {"ValueError", "TypeError", "KeyError", "FileNotFoundError", "FileExistsError", "IsADirectoryError",
                   "NotADirectoryError", "PermissionError", "ImportError", "ModuleNotFoundError", "OSError"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from safetensors_helpers import strip_metadata
 
 import resnet_core as rc
 from resnet_core import presets
@@ -116,7 +117,7 @@ def test_a_file_without_spec_says_it_was_inferred(tmp_path):
     # a safetensors file in canonical names but without our metadata, as other tools write it
     path = tmp_path / "plain.safetensors"
     write_safetensors(path, spec, {k: _info(v) for k, v in weights.items()}, weights.__getitem__, lambda n: None)
-    _strip_metadata(path)
+    strip_metadata(path)
     with open_weights(path) as opened:
         assert opened.spec_source == "inferred" and opened.spec == spec
         assert opened.note.startswith("inferred from tensor names and shapes")
@@ -127,18 +128,6 @@ def _info(array):
     from resnet_core.io.formats import TensorInfo
 
     return TensorInfo(array.shape, array.dtype)
-
-
-def _strip_metadata(path):
-    import json
-    import struct
-
-    raw = path.read_bytes()
-    (n,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8:8 + n])
-    header.pop("__metadata__")
-    blob = json.dumps(header).encode()
-    path.write_bytes(struct.pack("<Q", len(blob)) + blob + raw[8 + n:])
 
 
 @pytest.mark.parametrize("name", rc.list_specs())

@@ -12,6 +12,7 @@ import re
 
 import numpy as np
 import pytest
+from safetensors_helpers import strip_metadata
 from timm_helpers import BATCH, HEIGHT, WIDTH, assert_timm_round_trip, holding, run
 
 import resnet_core as rc
@@ -95,14 +96,12 @@ def test_spec_inferred_from_tensor_shapes(spec):
 
 
 def test_weights_file_round_trip_and_inference_without_the_stored_spec(tmp_path):
-    from test_io_infer import _strip_metadata  # the core env has no safetensors package: our writer, bare
-
     weights = random_weights(PRUNED, seed=1)
     spec, back = read_weights(write_weights(tmp_path / "p.safetensors", weights, PRUNED))
     assert spec == PRUNED
     assert_same_weights(back, weights)
     bare = write_weights(tmp_path / "bare.safetensors", weights, PRUNED)
-    _strip_metadata(bare)  # no spec in the metadata
+    strip_metadata(bare)  # no spec in the metadata
     assert read_weights(bare)[0] == PRUNED
 
 

@@ -14,7 +14,7 @@ import pytest
 import resnet_core as rc
 from resnet_core.spec import ResNetSpec
 
-FIXTURES = Path(__file__).parent / "fixtures" / "v0_1"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "v0_1"
 KWARGS = json.loads((FIXTURES / "kwargs.json").read_text())
 PLANS = json.loads((FIXTURES / "plans.json").read_text())
 WEIGHT_FILES = sorted(p.name for p in (FIXTURES / "weights").iterdir())
