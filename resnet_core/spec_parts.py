@@ -294,9 +294,11 @@ class Family:
     optional: bool
     view: Callable[[Any], dict[str, Any]]
     make: Callable[[dict[str, Any]], Any]
+    per_stage: bool = False  # may also be a tuple of sub-specs, one per stage (block types)
 
     def check(self, field: str, value: Any) -> None:
-        if not (isinstance(value, self.types) or (value is None and self.optional)):
+        items = tuple(value) if self.per_stage and isinstance(value, (tuple, list)) and value else (value,)
+        if not all(isinstance(v, self.types) or (v is None and self.optional) for v in items):
             names = " or ".join([*(t.__name__ for t in self.types), *(["None"] if self.optional else [])])
             raise expected(field, names, value)
 
@@ -438,7 +440,7 @@ def _make_std_conv(flat: dict[str, Any]) -> StdConv | None:
 
 # sub-spec field -> its family; each view's keys are the flat names it answers for.
 FAMILIES: dict[str, Family] = {
-    "block_spec": Family(BLOCK_TYPES, False, _view_blocks, _make_blocks),
+    "block_spec": Family(BLOCK_TYPES, False, _view_blocks, _make_blocks, per_stage=True),
     "stem_spec": Family((Stem,), False, _view_stem, _make_stem),
     "shortcut_spec": Family((Shortcut,), False, _view_shortcut, _make_shortcut),
     "norm_spec": Family(NORM_TYPES, False, _view_norm, _make_norm),

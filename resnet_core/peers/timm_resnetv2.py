@@ -233,7 +233,9 @@ def _check_stem_pool(plan: Plan, modules: dict[str, Any]) -> list[str]:
     if want is None:
         return [] if type(pool) is nn.Identity and pad is None else \
             [f"stem.pool is {pool!r} (stem.pad {pad!r}), expected Identity (stem_pool=False)"]
-    if want.pad_value == 0.0:  # timm's 'fixed' stems: ConstantPad2d(1, 0.) then MaxPool2d(3, 2)
+    # timm's 'fixed' stems: ConstantPad2d(1, 0.) then MaxPool2d(3, 2). After a ReLU (post-activation stems) zero
+    # padding computes -inf padding exactly, and the spec holds that one form ('-inf'): either stem matches it.
+    if want.pad_value == 0.0 or (want.nonnegative_input and pad is not None):
         faults = [] if type(pad) is nn.ConstantPad2d and tuple(pad.padding) == (1, 1, 1, 1) and pad.value == 0.0 \
             else [f"stem.pad is {pad!r}, expected ConstantPad2d(1, 0.0) (stem_pool_padding='zero')"]
         m = pool

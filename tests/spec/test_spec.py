@@ -336,3 +336,12 @@ def test_build_refuses_an_unknown_override_naming_the_closest_field():
     """rc.build routes overrides through spec.replace: the error comes before any framework loads."""
     with pytest.raises(rc.SpecError, match=r"^Unknown ResNetSpec field 'num_class'; did you mean 'num_classes'\?$"):
         rc.build("resnet18", backend="torch", num_class=10)
+
+
+def test_flat_block_names_change_a_per_stage_block_spec():
+    """Importers pass the width rule's flat names (block, block_types, width_per_group) to specs whose
+    block_spec is a tuple, one block per stage."""
+    spec = rc.get_spec("test_resnet")
+    assert isinstance(spec.block_spec, tuple)
+    assert spec.replace(block=spec.block, block_types=spec.block_types, width_per_group=64) == spec
+    assert spec.replace(block_types=("basic",) * 4).block_spec == rc.ResNetSpec(block="basic").block_spec
