@@ -22,7 +22,8 @@ import numpy as np
 from .. import cpu_features
 from ..arrays import relative_error
 from ..errors import InputError, MissingDependencyError, MissingFileError
-from ..parity.engines import EXIT_UNAVAILABLE, _tail, child_env
+from ..parity.core import input_size
+from ..parity.engines import EXIT_UNAVAILABLE, child_env, stderr_tail
 from ..parity.metrics import topk_agreement
 from ..random_weights import random_images
 from ..spec import ResNetSpec
@@ -53,12 +54,6 @@ def _batches(batch: int | Sequence[int] | str) -> tuple[int, ...]:
     if not values or min(values) < 1:
         raise InputError(f"batch expects positive integers, e.g. 1,8. Received: {batch!r}")
     return values
-
-
-def _size(size: int | Sequence[int]) -> tuple[int, int]:
-    from ..parity.core import _size as parity_size
-
-    return parity_size(size)
 
 
 def _images(images: Any, count: int, size: tuple[int, int], channels: int, seed: int) -> tuple[np.ndarray, str]:
@@ -111,7 +106,7 @@ def _run_worker(engine: str, job: dict[str, Any], work: Path, progress: Progress
     if code != 0 or "rows" not in result:
         if timer is not None and timer.finished.is_set() and code < 0:
             return {"error": f"timed out after {timeout:g} s"}
-        return {"error": _tail("".join(other)) or f"exit {code}"}
+        return {"error": stderr_tail("".join(other)) or f"exit {code}"}
     with np.load(job["output"]) as data:
         result["logits"] = {k: data[k] for k in data.files}
     return result
@@ -159,7 +154,7 @@ def bench(source: Any = "resnet50", engines: str | Sequence[str] | None = None,
     if images is not None and size is not None:
         raise InputError("Give --size or --images, not both: the images set the input size")
     resolved, weights, note = load_source(source, spec, seed)
-    hw = _size(size if size is not None else 224)
+    hw = input_size(size if size is not None else 224)
     fidelity, images_note = _images(images, fidelity_images, hw, resolved.in_channels, seed + 1)
     hw = (int(fidelity.shape[2]), int(fidelity.shape[3]))
     if missing("torch") is not None:

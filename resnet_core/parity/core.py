@@ -58,7 +58,8 @@ def read_weights_file(path: str | os.PathLike,
     return loaded.spec, cast("dict[str, np.ndarray]", loaded.weights), loaded.origin
 
 
-def _size(size: int | Sequence[int]) -> tuple[int, int]:
+def input_size(size: int | Sequence[int]) -> tuple[int, int]:
+    """``size`` as (height, width): an int is a square; anything else is an InputError naming it."""
     if isinstance(size, int) and not isinstance(size, bool):
         size = (size, size)
     if (not isinstance(size, Sequence) or len(size) != 2
@@ -183,7 +184,7 @@ def parity(
         raise InputError(f"tolerance must be a positive number. Received: tolerance={tolerance!r}")
     if not isinstance(grad, bool):
         raise InputTypeError(f"grad must be a bool. Received: grad={grad!r}")
-    height, width = _size(size)
+    height, width = input_size(size)
     plan, base_weights, source = _resolve(spec, weights, seed)
     counts = bn_counts(plan, batch, height, width)
     if min(counts.values()) < 1:

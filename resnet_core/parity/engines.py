@@ -157,9 +157,9 @@ def _run_worker(engine: str, job_path: Path, output: Path, meta_path: Path, devi
     seconds = time.perf_counter() - start
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     if proc.returncode == EXIT_UNAVAILABLE:
-        return EngineRun(engine, "skipped", meta.get("error") or _tail(proc.stderr), meta=meta, seconds=seconds)
+        return EngineRun(engine, "skipped", meta.get("error") or stderr_tail(proc.stderr), meta=meta, seconds=seconds)
     if proc.returncode != 0 or not output.exists():
-        return EngineRun(engine, "failed", meta.get("error") or _tail(proc.stderr) or f"exit {proc.returncode}",
+        return EngineRun(engine, "failed", meta.get("error") or stderr_tail(proc.stderr) or f"exit {proc.returncode}",
                          meta=meta, seconds=seconds)
     return EngineRun(engine, "ok", output=output, meta=meta, seconds=seconds)
 
@@ -183,7 +183,7 @@ def run_engine_jobs(jobs_by_engine: Mapping[str, Mapping[str, Any]], workdir: st
         return {e: futures[e].result() for e in engines}
 
 
-def _tail(text: str, lines: int = 6) -> str:
+def stderr_tail(text: str, lines: int = 6) -> str:
     """The end of a worker's stderr, which holds the exception; framework log noise is dropped."""
     kept = [ln for ln in (text or "").strip().splitlines() if ln.strip() and not is_framework_log(ln)]
     return " | ".join(kept[-lines:])
