@@ -30,8 +30,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("model", metavar="SRC", help="a preset name, a weights file, a model folder, hf-hub:ORG/NAME or "
                                                 "torchvision:NAME.TAG")
-    p.add_argument("--spec", help="the preset of a weights file, when it cannot be inferred")
+    p.add_argument("--arch", metavar="NAME|SPEC.json",
+                   help="the architecture of a weights file, when it stores none and cannot be inferred")
+    p.add_argument("--spec", dest="arch", default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # parity's old spelling
     p.add_argument("--engines", help=f"comma-separated (default: every installed one of {', '.join(ENGINES)})")
+    p.add_argument("--backends", dest="engines", default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # parity's name
     p.add_argument("--dtypes", help=f"comma-separated (default: all of {', '.join(DTYPES)} each engine runs)")
     p.add_argument("--batch", default="1,8", help="comma-separated batch sizes (default: 1,8)")
     p.add_argument("--size", help="input size, N or HxW (default: 224, or the --images' size)")
@@ -59,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
 
     report = bench(args.model, engines=args.engines, dtypes=args.dtypes, batch=args.batch,
                    size=parse_size(args.size) if args.size else None, threads=args.threads, images=args.images,
-                   min_top1=args.min_top1, max_rel_err=args.max_rel_err, spec=args.spec, budget=args.budget,
+                   min_top1=args.min_top1, max_rel_err=args.max_rel_err, spec=args.arch, budget=args.budget,
                    timeout=args.timeout, progress=None if args.quiet else progress)
     print_report(report, args)
     return 0 if report.recommended else 1

@@ -48,6 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backends", default=",".join(ENGINES),
                    help=f"comma-separated engines (default: {', '.join(ENGINES)}); exported artifacts, compared on "
                         f"their output: {', '.join(ARTIFACT_ENGINES)}")
+    p.add_argument("--engines", dest="backends", default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # bench's name
     p.add_argument("--reference", default="torch", help="engine the others are compared with (default: torch)")
     p.add_argument("--mode", choices=MODES, default="eval",
                    help="eval: running statistics; train: batch statistics, and running statistics after one step")
