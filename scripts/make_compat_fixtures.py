@@ -1,8 +1,9 @@
-"""Write tests/fixtures/v0_1/: files as resnet-core 0.1 wrote them, which every later release must keep loading.
+"""Write tests/fixtures/<release>/: files as a release wrote them, which every later release must keep loading.
 
-Run once, with the release whose files they stand for (0.1, the flat 38-field ResNetSpec):
+Run once, with the release whose files they stand for, before a change of format or of the spec
+(v0_1: 0.1, the flat 38-field ResNetSpec; v0_2: sub-specs and spec JSON "format": 2):
 
-    KERAS_BACKEND=jax python scripts/make_compat_fixtures.py
+    KERAS_BACKEND=jax python scripts/make_compat_fixtures.py v0_2
 
 It writes, for the specs in ``SPECS`` (tiny widths: the files are kilobytes):
 - ``specs/<name>.json``: ``spec.to_json()``, the spec JSON files users saved;
@@ -28,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "tests" / "fixtures" / "v0_1"
+OUT = ROOT / "tests" / "fixtures" / (sys.argv[1] if len(sys.argv) > 1 else "v0_1")
 SIZE = (1, 3, 35, 37)  # one odd-sized image
 
 _TINY = {"stem_width": 4, "base_planes": 4, "num_classes": 5}
