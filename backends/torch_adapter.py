@@ -21,6 +21,7 @@ from resnet_core.plan import (
     Dense,
     EfficientChannelAttention,
     MaxPool,
+    Mixer,
     Norm,
     Plan,
     SqueezeExcite,
@@ -28,6 +29,7 @@ from resnet_core.plan import (
 )
 from resnet_core.spec import ResNetSpec
 
+from .torch_mixers import mixer_module
 from .torch_norms import conv_module as _conv
 from .torch_norms import norm_module as _norm
 
@@ -86,9 +88,13 @@ def _build_pool(pool: AvgPool | MaxPool | BlurPool) -> nn.Module:
     return BlurPoolModule(pool) if isinstance(pool, BlurPool) else Pool(pool)
 
 
-def _build_units(root: Steps, prefix: str, units: tuple[ConvNorm, ...], role: str = "main") -> None:
-    """Each unit's conv, norm, ReLU (after the last of the two) and pool, in that order."""
+def _build_units(root: Steps, prefix: str, units: tuple[ConvNorm | Mixer, ...], role: str = "main") -> None:
+    """Each unit's conv, norm, ReLU (after the last of the two) and pool, in that order; a block type's own
+    operator (a plan ``Mixer``) as its module from :data:`torch_mixers.MIXERS`."""
     for unit in units:
+        if isinstance(unit, Mixer):
+            _place(root, _relative(unit.name, prefix), mixer_module(unit), role)
+            continue
         relu = unit.act == "relu"  # the plan's rule: a fused norm (EvoNorm, FRN) needs no separate ReLU
         _place(root, _relative(unit.conv.name, prefix), _conv(unit.conv), role, relu and unit.norm is None)
         if unit.norm is not None:

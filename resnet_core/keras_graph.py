@@ -7,11 +7,12 @@ drift apart. Every numerical rule here translates one plan entry; structure is d
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from .mapping import keras_layer_name
-from .plan import AvgPool, Block, BlurPool, ChannelConv, Conv, ConvNorm, MaxPool, Norm, Plan, SqueezeExcite
+from .plan import AvgPool, Block, BlurPool, ChannelConv, Conv, ConvNorm, MaxPool, Mixer, Norm, Plan, SqueezeExcite
 from .tensor_roles import KERAS_VARIABLES, NORM_CLASSES
 
 # Variables of each weighted Keras layer class, in the order Keras creates (and saves) them (tensor_roles).
@@ -120,6 +121,13 @@ class _Builder:
         return self.add("AveragePooling2D", name, x, pool_size=pool.kernel_size, strides=pool.stride,
                         padding="same")
 
+    def mixer(self, x: str, mixer: Mixer) -> str:
+        """A block type's own operator, by its plan class (:data:`MIXERS`)."""
+        build = MIXERS.get(type(mixer))
+        if build is None:  # pragma: no cover - every plan Mixer class has its layers
+            raise RuntimeError(f"No Keras layers for the plan entry {type(mixer).__name__} ({mixer.name})")
+        return build(self, x, mixer)
+
     def block(self, x: str, block: Block) -> str:
         p = x if block.pre_norm is None else self.preact(x, block.pre_norm)
         shortcut = p if block.shortcut_preact else x
@@ -129,7 +137,7 @@ class _Builder:
             shortcut = self.unit(shortcut, block.shortcut)
         y = p
         for unit in block.main:
-            y = self.unit(y, unit)
+            y = self.mixer(y, unit) if isinstance(unit, Mixer) else self.unit(y, unit)
         if isinstance(block.attention, SqueezeExcite):
             se = block.attention
             name = keras_layer_name(se.name)
@@ -150,6 +158,10 @@ class _Builder:
         if not block.relu_out:
             return self.add("Add", f"{b}_out", y, shortcut, tap=block.name)
         return self.add("ReLU", f"{b}_out", self.add("Add", f"{b}_add", y, shortcut), tap=block.name)
+
+
+# plan Mixer class -> the function adding its Keras layers to a builder (input layer name -> output layer name).
+MIXERS: dict[type[Mixer], Callable[[_Builder, str, Any], str]] = {}
 
 
 def keras_graph(plan: Plan) -> tuple[list[KerasLayer], str]:

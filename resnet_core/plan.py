@@ -17,6 +17,8 @@ from typing import cast
 from .errors import InputError
 from .layouts import Layout
 from .spec import FUSED_NORMS, GROUPED_NORMS, ResNetSpec, SpecError
+from .spec_parts import Basic, Bottleneck
+from .spec_parts import Block as BlockSpec
 from .tensor_roles import (  # noqa: F401 - importers read NORM_ROLES from the plan; declared in tensor_roles
     CANONICAL_SUFFIX,
     KINDS,
@@ -145,6 +147,23 @@ class ConvNorm:
 
 
 @dataclass(frozen=True)
+class Mixer:
+    """A main-path entry that is not a plain conv unit: a block type's own operator (ResNeSt's split attention,
+    Res2Net's scales, SKNet's selective kernels). Subclasses are frozen dataclasses holding plan entries; they
+    list their convs and norms (state_dict order) and compute their output size, so the weight table and the
+    size checks need no case per block type. Adapters compile each subclass; the plan decides its structure."""
+
+    name: str
+
+    def modules(self) -> list[Conv | ChannelConv | Norm]:  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
+
+    def sizes(self, hw: tuple[int, int], sizes: dict[str, tuple[int, int]]) -> tuple[int, int]:
+        """The output size for an ``hw`` input; records the size of every named module it holds in ``sizes``."""
+        raise NotImplementedError  # pragma: no cover - every subclass defines it
+
+
+@dataclass(frozen=True)
 class MaxPool:
     name: str
     kernel_size: int = 3
@@ -205,7 +224,7 @@ class Block:
     in_channels: int
     out_channels: int
     stride: int
-    main: tuple[ConvNorm, ...]
+    main: tuple[ConvNorm | Mixer, ...]
     shortcut: ConvNorm | None  # None: identity (or only shortcut_pool)
     shortcut_pool: AvgPool | MaxPool | None = None  # before the shortcut conv; a 1x1 MaxPool subsamples
     attention: SqueezeExcite | EfficientChannelAttention | None = None  # after the last main unit
@@ -331,8 +350,11 @@ class Plan:
     def _sizes(self, height: int, width: int) -> tuple[dict[str, tuple[int, int]], tuple[int, int]]:
         sizes: dict[str, tuple[int, int]] = {}
 
-        def units(hw: tuple[int, int], items: tuple[ConvNorm, ...]) -> tuple[int, int]:
+        def units(hw: tuple[int, int], items: tuple[ConvNorm | Mixer, ...]) -> tuple[int, int]:
             for unit in items:
+                if isinstance(unit, Mixer):
+                    hw = unit.sizes(hw, sizes)
+                    continue
                 hw = sizes[unit.conv.name] = _conv_size(hw, unit.conv)
                 if unit.norm is not None:
                     sizes[unit.norm.name] = hw
@@ -411,8 +433,8 @@ class Plan:
         return tuple(self.stage_blocks(s)[-1].name for s in range(1, self.num_stages + 1))
 
 
-def _flat(units: tuple[ConvNorm, ...]) -> list[Conv | ChannelConv | Norm]:
-    return [m for u in units for m in (u.conv, u.norm) if m is not None]
+def _flat(units: tuple[ConvNorm | Mixer, ...]) -> list[Conv | ChannelConv | Norm]:
+    return [m for u in units for m in (u.modules() if isinstance(u, Mixer) else (u.conv, u.norm)) if m is not None]
 
 
 def _out(size: int, k: int, s: int, p: int, d: int = 1) -> int:
@@ -505,8 +527,8 @@ def _norm(spec: ResNetSpec, name: str, channels: int, zero_init: bool = False) -
                 kind=spec.norm, groups=groups)
 
 
-def _main(spec: ResNetSpec, prefix: str, cin: int, block: str, widths: tuple[int, ...], stride: int,
-          first_dilation: int, dilation: int) -> tuple[ConvNorm, ...]:
+def _main(spec: ResNetSpec, prefix: str, cin: int, block_spec: BlockSpec, widths: tuple[int, ...], stride: int,
+          first_dilation: int, dilation: int) -> tuple[ConvNorm | Mixer, ...]:
     """The main path, its convs ``widths`` wide. Post-activation names are torchvision's (conv1, bn1, ...);
     pre-activation ones timm's ResNetV2 (norm1 is the block's pre-norm, the norm after conv{i} is norm{i+1},
     the last conv bare)."""
@@ -515,7 +537,8 @@ def _main(spec: ResNetSpec, prefix: str, cin: int, block: str, widths: tuple[int
     norm = (lambda i: f"norm{i + 1}") if pre else (lambda i: f"bn{i}")  # noqa: E731
     # timm anti-aliases the 3x3 conv that strides, or that changes dilation (there a stride-1 blur).
     aa = spec.anti_alias is not None and (stride == 2 or first_dilation != dilation)
-    if block == "basic":
+    # A block type's own parameters come from its stage's sub-spec (``block_spec``), never from the flat names.
+    if isinstance(block_spec, Basic):
         first, cout = widths
         return (
             _unit(spec, prefix, "conv1", norm(1), cin, first, 3, stride=stride, dilation=first_dilation,
@@ -524,10 +547,11 @@ def _main(spec: ResNetSpec, prefix: str, cin: int, block: str, widths: tuple[int
                   dilation=dilation),
         )
     first, width, cout = widths
-    s1, s3 = (stride, 1) if spec.stride_in_1x1 else (1, stride)
+    bottleneck = cast(Bottleneck, block_spec)
+    s1, s3 = (stride, 1) if bottleneck.stride_in_1x1 else (1, stride)
     return (
         _unit(spec, prefix, "conv1", norm(1), cin, first, 1, stride=s1),
-        _unit(spec, prefix, "conv2", norm(2), first, width, 3, stride=s3, groups=spec.groups,
+        _unit(spec, prefix, "conv2", norm(2), first, width, 3, stride=s3, groups=bottleneck.groups,
               dilation=first_dilation, anti_alias=aa),
         _unit(spec, prefix, "conv3", None if pre else norm(3), width, cout, 1, relu=False, zero_init=zero),
     )
@@ -558,7 +582,7 @@ def _block(spec: ResNetSpec, stage: int, index: int, cin: int, widths: tuple[int
     prefix = block_prefix(stage, index)
     cout = widths[-1]
     block_stride = stride
-    main = _main(spec, prefix, cin, spec.stage_block_types[stage - 1], widths, stride, first_dilation, dilation)
+    main = _main(spec, prefix, cin, spec.stage_blocks[stage - 1], widths, stride, first_dilation, dilation)
     attention: SqueezeExcite | EfficientChannelAttention | None = None
     if spec.attention == "se":
         reduced = se_width(cout, spec.se_ratio)

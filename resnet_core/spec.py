@@ -39,16 +39,22 @@ from .spec_parts import (
     GroupNorm,
     Head,
     Norm,
+    Res2Net,
+    ResNeSt,
     Shortcut,
+    SKBasic,
+    SKBottleneck,
     SpecError,
     StdConv,
     Stem,
+    carry_blocks,
     check_basic,
     expected,
     is_int,
 )
 from .widths import (
     EXPANSION,
+    LAYOUT,
     bottleneck_width,
     eca_kernel_size,
     main_widths,
@@ -62,7 +68,8 @@ __all__ = [
     "FLAT_FIELDS", "FORMAT", "FUSED_NORMS",
     "GROUPED_NORMS", "NORMS", "OUTPUT_STRIDES", "POOLINGS", "POOL_PADDINGS", "SE", "STEMS", "STRIDE_BLOCKS",
     "Attention", "Basic", "BatchNorm", "Block", "Bottleneck", "Classifier", "EvoNormS0", "Features",
-    "FilterResponseNorm", "GroupNorm", "Head", "Norm", "ResNetSpec", "Shortcut", "SpecError", "StdConv", "Stem",
+    "FilterResponseNorm", "GroupNorm", "Head", "Norm", "Res2Net", "ResNeSt", "ResNetSpec", "SKBasic", "SKBottleneck",
+    "Shortcut", "SpecError", "StdConv", "Stem",
 ]
 
 ANTI_ALIASES = (None, "avg", "blur", "blur_zero")
@@ -121,7 +128,7 @@ class ResNetSpec:
         >>> ResNetSpec(block="plain")
         Traceback (most recent call last):
         ...
-        resnet_core.spec.SpecError: Invalid ResNetSpec.block: expected one of ('basic', 'bottleneck'). Received: ...
+        resnet_core.spec.SpecError: Invalid ResNetSpec.block: expected one of ('basic', 'bottleneck', ...
     """
 
     layers: tuple[int, ...] = (3, 4, 6, 3)
@@ -154,7 +161,8 @@ class ResNetSpec:
             flat = {k: v for k, v in fields.items() if ALIASES.get(k) == name}
             if flat:  # flat names change the sub-spec given (or the default) through its flat view
                 family.check(name, values[name])
-                values[name] = family.make({**family.view(values[name]), **flat})
+                made = family.make({**family.view(values[name]), **flat})
+                values[name] = carry_blocks(values[name], made) if name == "block_spec" else made
         for name, value in values.items():
             object.__setattr__(self, name, value)
         self.__post_init__()
@@ -233,8 +241,9 @@ class ResNetSpec:
         return self.planes if self.planes is not None else stage_planes(self.base_planes, len(self.layers))
 
     def _rule_widths(self) -> tuple[tuple[int, ...], ...]:
-        return tuple(main_widths(block, planes, self.width_per_group, self.groups, self.reduce_first)
-                     for block, planes, depth in zip(self.stage_block_types, self.stage_base_planes, self.layers,
+        return tuple(main_widths(block.kind, planes, self.width_per_group, self.groups, self.reduce_first,
+                                 getattr(block, "scale", 1))
+                     for block, planes, depth in zip(self.stage_blocks, self.stage_base_planes, self.layers,
                                                      strict=True) for _ in range(depth))
 
     def main_widths(self) -> tuple[tuple[int, ...], ...]:
@@ -299,7 +308,7 @@ class ResNetSpec:
         # Every stage's blocks reduce (explicit block_widths keep reduce_first at 1: checked with them).
         stages = zip(self.stage_block_types, self.stage_base_planes, strict=True) if self.block_widths is None else ()
         for s, (block, base) in enumerate(stages):
-            planes = base if block == "basic" else bottleneck_width(base, self.width_per_group, self.groups)
+            planes = base if LAYOUT[block] == "basic" else bottleneck_width(base, self.width_per_group, self.groups)
             first = planes // self.reduce_first
             if planes % self.reduce_first or first % self.groups or \
                     (self.norm in GROUPED_NORMS and first % self.norm_groups):
@@ -354,7 +363,7 @@ class ResNetSpec:
 
     def _validate_block_widths(self) -> None:
         types = [b for b, d in zip(self.stage_block_types, self.layers, strict=True) for _ in range(d)]
-        lengths = [{"basic": 2, "bottleneck": 3}[b] for b in types]
+        lengths = [{"basic": 2, "bottleneck": 3}[LAYOUT[b]] for b in types]
         widths = self.block_widths
         if not isinstance(widths, tuple) or len(widths) != len(types) or not all(
                 isinstance(w, tuple) and len(w) == k and all(is_int(c) and c > 0 for c in w)
@@ -386,7 +395,7 @@ class ResNetSpec:
             return out + [(f"block {i + 1}'s conv{k + 1}", w) for i, widths in enumerate(self.block_widths)
                           for k, w in enumerate(widths)]
         for s, (block, planes) in enumerate(zip(self.stage_block_types, self.stage_base_planes, strict=True)):
-            if block == "bottleneck":
+            if LAYOUT[block] == "bottleneck":
                 out.append((f"stage {s + 1}'s bottleneck width",
                             bottleneck_width(planes, self.width_per_group, self.groups)))
             out.append((f"stage {s + 1}'s {'output' if block == 'bottleneck' else 'width'}",
@@ -396,7 +405,7 @@ class ResNetSpec:
     def _validate_bottleneck_widths(self) -> None:
         for s, (block, planes) in enumerate(zip(self.stage_block_types, self.stage_base_planes, strict=True)):
             width = bottleneck_width(planes, self.width_per_group, self.groups)
-            if block == "bottleneck" and width < 1:
+            if LAYOUT[block] == "bottleneck" and width < 1:
                 where = f"planes[{s}]" if self.planes is not None else f"base_planes*2**{s}"
                 raise SpecError(
                     f"Invalid ResNetSpec: stage {s + 1}'s bottleneck width int({where} * width_per_group/64)"
@@ -415,7 +424,7 @@ class ResNetSpec:
     def depth(self) -> int:
         """Weighted layers on the main path, the number in a model's name."""
         per_block = {"basic": 2, "bottleneck": 3}
-        return 2 + sum(per_block[b] * d for b, d in zip(self.stage_block_types, self.layers, strict=True))
+        return 2 + sum(per_block[LAYOUT[b]] * d for b, d in zip(self.stage_block_types, self.layers, strict=True))
 
     def replace(self, **changes: Any) -> ResNetSpec:
         """A validated copy with ``changes`` applied: fields, sub-specs, or 0.1's flat names.

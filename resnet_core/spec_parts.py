@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from .errors import ResNetCoreError
-from .widths import tiered_stem_width
+from .widths import LAYOUT, tiered_stem_width
 
 STEMS = ("7x7", "deep", "deep_tiered")
 STEM_POOLS = ("max", "conv", None)
@@ -101,9 +101,107 @@ class Bottleneck(Part):
         _bool("stride_in_1x1", self.stride_in_1x1, "Bottleneck.stride_in_1x1")
 
 
-BLOCK_TYPES: tuple[type[Part], ...] = (Basic, Bottleneck)
+def _ratio(flat: str, value: Any, where: str) -> None:
+    if not is_number(value) or not 0 < value <= 1:
+        raise expected(flat, "a float in (0, 1]", value, where)
+
+
+@dataclass(frozen=True)
+class ResNeSt(Bottleneck):
+    """timm's ResNestBottleneck: the 3x3 conv is split attention over ``radix`` splits of each of ``groups``
+    cardinal groups (its attention 1x1s ``rd_ratio`` of the radix-wide input, rounded to ``rd_divisor``, at
+    least 32); ``avd`` moves a strided block's stride to a 3x3 average pool, before the 3x3 conv with
+    ``avd_first``, else after it. ``groups``/``width_per_group`` are timm's cardinality and base_width."""
+
+    kind: ClassVar[str] = "resnest"
+    radix: int = 2
+    avd: bool = False
+    avd_first: bool = False
+    rd_ratio: float = 0.25
+    rd_divisor: int = 8
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _positive_int("radix", self.radix, "ResNeSt.radix")
+        _bool("avd", self.avd, "ResNeSt.avd")
+        _bool("avd_first", self.avd_first, "ResNeSt.avd_first")
+        _ratio("rd_ratio", self.rd_ratio, "ResNeSt.rd_ratio")
+        _positive_int("rd_divisor", self.rd_divisor, "ResNeSt.rd_divisor")
+        if self.stride_in_1x1:
+            raise expected("stride_in_1x1", "False for ResNeSt blocks (the stride is in the 3x3 or its avd pool)",
+                           True, "ResNeSt.stride_in_1x1")
+
+
+@dataclass(frozen=True)
+class Res2Net(Bottleneck):
+    """timm's Bottle2neck: the 1x1 conv widens to ``scale`` splits of ``int(planes * width_per_group / 64) *
+    groups`` channels; ``scale - 1`` 3x3 convs run as a cascade (each adds the previous output), the last split
+    passes (average-pooled in a stage's first block). ``width_per_group`` is timm's base_width (26 for res2net50)."""
+
+    kind: ClassVar[str] = "res2net"
+    width_per_group: int = 26
+    scale: int = 4
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _positive_int("scale", self.scale, "Res2Net.scale")
+        if self.stride_in_1x1:
+            raise expected("stride_in_1x1", "False for Res2Net blocks (the stride is in the 3x3 convs)", True,
+                           "Res2Net.stride_in_1x1")
+
+
+@dataclass(frozen=True)
+class _SelectiveKernel:
+    """SKNet's selective-kernel conv (timm's SelectiveKernel): one path per kernel size (with ``keep_3x3``,
+    3x3 convs dilated to the kernel's reach), each on its share of the channels with ``split_input``, mixed by
+    attention over the paths (1x1s reducing by ``rd_ratio``, rounded to ``rd_divisor``)."""
+
+    kernel_sizes: tuple[int, ...] = (3, 5)
+    keep_3x3: bool = True
+    split_input: bool = True
+    rd_ratio: float = 1.0 / 16
+    rd_divisor: int = 8
+
+    def _check_sk(self) -> None:
+        name = type(self).__name__
+        if isinstance(self.kernel_sizes, Sequence) and not isinstance(self.kernel_sizes, str):
+            object.__setattr__(self, "kernel_sizes", tuple(self.kernel_sizes))
+        if not isinstance(self.kernel_sizes, tuple) or len(self.kernel_sizes) < 2 or not all(
+                is_int(k) and k > 1 and k % 2 for k in self.kernel_sizes):
+            raise expected("kernel_sizes", "two or more odd kernel sizes above 1", self.kernel_sizes,
+                           f"{name}.kernel_sizes")
+        _bool("keep_3x3", self.keep_3x3, f"{name}.keep_3x3")
+        _bool("split_input", self.split_input, f"{name}.split_input")
+        _ratio("rd_ratio", self.rd_ratio, f"{name}.rd_ratio")
+        _positive_int("rd_divisor", self.rd_divisor, f"{name}.rd_divisor")
+
+
+@dataclass(frozen=True)
+class SKBasic(Basic, _SelectiveKernel):
+    """timm's SelectiveKernelBasic: a selective-kernel 3x3 (it strides), then a plain 3x3."""
+
+    kind: ClassVar[str] = "sk_basic"
+
+    def __post_init__(self) -> None:
+        self._check_sk()
+
+
+@dataclass(frozen=True)
+class SKBottleneck(Bottleneck, _SelectiveKernel):
+    """timm's SelectiveKernelBottleneck: 1x1, a selective-kernel 3x3 (``groups`` groups; it strides), 1x1."""
+
+    kind: ClassVar[str] = "sk_bottleneck"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._check_sk()
+        if self.stride_in_1x1:
+            raise expected("stride_in_1x1", "False for selective-kernel blocks", True, "SKBottleneck.stride_in_1x1")
+
+
+BLOCK_TYPES: tuple[type[Part], ...] = (Basic, Bottleneck, ResNeSt, Res2Net, SKBasic, SKBottleneck)
 BLOCKS = tuple(t.kind for t in BLOCK_TYPES)
-Block = Basic | Bottleneck
+Block = Basic | Bottleneck  # the new types subclass one of these two (their width layout: see widths.LAYOUT)
 
 
 # Norms -------------------------------------------------------------------------------------------------------
@@ -322,6 +420,7 @@ class Family:
 
 def check_basic(types: Sequence[str], groups: Any, width_per_group: Any, stride_in_1x1: Any) -> None:
     """Basic blocks have no grouped 3x3 and no 1x1 conv: the bottleneck's parameters at their defaults."""
+    types = [LAYOUT[t] for t in types]
     if "basic" in types and (groups != 1 or width_per_group != 64):
         raise SpecError("Invalid ResNetSpec: the basic block allows only groups=1 and width_per_group=64. "
                         f"Received: groups={groups!r}, width_per_group={width_per_group!r}")
@@ -350,9 +449,23 @@ def _make_blocks(flat: dict[str, Any]) -> Block | tuple[Block, ...]:
         raise expected("block", f"one of {BLOCKS}", block)
     kinds = types if types is not None else (block,)
     check_basic(kinds, flat["groups"], flat["width_per_group"], flat["stride_in_1x1"])
-    made = tuple(Basic() if k == "basic" else
-                 Bottleneck(flat["groups"], flat["width_per_group"], flat["stride_in_1x1"]) for k in kinds)
+    classes = {t.kind: t for t in BLOCK_TYPES}
+    made = tuple(classes[k]() if issubclass(classes[k], Basic) else
+                 classes[k](groups=flat["groups"], width_per_group=flat["width_per_group"],  # type: ignore[call-arg]
+                            stride_in_1x1=flat["stride_in_1x1"]) for k in kinds)
     return made if types is not None else made[0]
+
+
+def carry_blocks(current: Any, made: Any) -> Any:
+    """``made`` (a block sub-spec from flat names) keeping the other parameters of ``current`` where a stage's
+    type is unchanged: ``replace(groups=...)`` on a ResNeSt spec keeps its radix."""
+    made_all = made if isinstance(made, tuple) else (made,)
+    current_all = current if isinstance(current, tuple) else (current,) * len(made_all)
+    flat = ("groups", "width_per_group", "stride_in_1x1")
+    kept = tuple(m if type(c) is not type(m) else
+                 dataclasses.replace(c, **{k: getattr(m, k) for k in flat}) if isinstance(m, Bottleneck) else c
+                 for m, c in zip(made_all, current_all, strict=False))
+    return kept if isinstance(made, tuple) else kept[0]
 
 
 def _view_norm(norm: Norm) -> dict[str, Any]:

@@ -11,7 +11,11 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 # A block's output channels over its base width (planes), by block type: torchvision's ``expansion``.
-EXPANSION = {"basic": 1, "bottleneck": 4}
+# Each block type's width layout: a basic block's two 3x3 widths, or a bottleneck's three (1x1, 3x3, 1x1); the
+# width rule, the checks and the importers read layouts, so a new block type reuses its layout's rule.
+LAYOUT = {"basic": "basic", "bottleneck": "bottleneck", "resnest": "bottleneck", "res2net": "bottleneck",
+          "sk_basic": "basic", "sk_bottleneck": "bottleneck"}
+EXPANSION = {kind: {"basic": 1, "bottleneck": 4}[layout] for kind, layout in LAYOUT.items()}
 
 
 def stage_planes(base_planes: int, num_stages: int) -> tuple[int, ...]:
@@ -29,11 +33,14 @@ def bottleneck_width(planes: int, width_per_group: int, groups: int) -> int:
     return int(planes * (width_per_group / 64.0)) * groups
 
 
-def main_widths(block: str, planes: int, width_per_group: int, groups: int, reduce_first: int) -> tuple[int, ...]:
-    """Output widths of a block's main-path convs by the width rule; the last is the block's output."""
-    if block == "basic":
+def main_widths(block: str, planes: int, width_per_group: int, groups: int, reduce_first: int,
+                scale: int = 1) -> tuple[int, ...]:
+    """Output widths of a block's main-path convs by the width rule; the last is the block's output.
+    ``scale``: Res2Net's splits, each as wide as a bottleneck's 3x3 (its 1x1 and its 3x3 cascade are ``scale``
+    times wider)."""
+    if LAYOUT[block] == "basic":
         return (planes // reduce_first, planes)
-    width = bottleneck_width(planes, width_per_group, groups)
+    width = bottleneck_width(planes, width_per_group, groups) * scale
     return (width // reduce_first, width, planes * EXPANSION[block])
 
 
@@ -45,15 +52,16 @@ def width_fields(stages: Sequence[tuple[str, Sequence[tuple[int, ...]]]], groups
     """
     types = tuple(block for block, _ in stages)
     planes = tuple(max(1, planes_of(blocks[0][-1], block)) for block, blocks in stages)
-    bottlenecks = [(p, blocks[0][1]) for (block, blocks), p in zip(stages, planes, strict=True) if block != "basic"]
+    bottlenecks = [(p, blocks[0][1]) for (block, blocks), p in zip(stages, planes, strict=True)
+                   if LAYOUT[block] != "basic"]
     per_group = width_per_group_fitting(bottlenecks, groups) if bottlenecks else 64
-    if "basic" in types:  # basic blocks take no width_per_group or groups: only the defaults can hold them
+    if any(LAYOUT[t] == "basic" for t in types):  # basic blocks take no width_per_group or groups: only defaults
         per_group = 64 if groups == 1 else None
     first = stages[0][1][0]
-    reduce_first = max(1, first[-2 if types[0] == "bottleneck" else -1] // max(1, first[0]))
+    reduce_first = max(1, first[-2 if LAYOUT[types[0]] == "bottleneck" else -1] // max(1, first[0]))
     if per_group is None or not all(  # the rule gives every width, reduce_first dividing exactly (as the spec asks)
             main_widths(block, p, per_group, groups, reduce_first) == tuple(widths)
-            and widths[-2 if block == "bottleneck" else -1] % reduce_first == 0
+            and widths[-2 if LAYOUT[block] == "bottleneck" else -1] % reduce_first == 0
             for (block, blocks), p in zip(stages, planes, strict=True) for widths in blocks):
         return None
     return {"block": types[0], "block_types": types, "base_planes": planes[0], "planes": planes,

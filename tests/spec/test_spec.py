@@ -31,9 +31,9 @@ FIXTURE_SPEC = Path(__file__).parents[1] / "fixtures" / "v0_1" / "specs" / "resn
 # (id, constructor kwargs, field the message must name, received value as the message must show it,
 #  text of the allowed values the message must contain)
 INVALID = [
-    ("block-unknown", {"block": "resnet"}, "block", "'resnet'", "('basic', 'bottleneck')"),
-    ("block-none", {"block": None}, "block", "None", "('basic', 'bottleneck')"),
-    ("block-capitalised", {"block": "Bottleneck"}, "block", "'Bottleneck'", "('basic', 'bottleneck')"),
+    ("block-unknown", {"block": "resnet"}, "block", "'resnet'", "('basic', 'bottleneck', 'resnest'"),
+    ("block-none", {"block": None}, "block", "None", "('basic', 'bottleneck', 'resnest'"),
+    ("block-capitalised", {"block": "Bottleneck"}, "block", "'Bottleneck'", "('basic', 'bottleneck', 'resnest'"),
     ("layers-empty-tuple", {"layers": ()}, "layers", "()", "non-empty"),
     ("layers-empty-list", {"layers": []}, "layers", "()", "non-empty"),
     ("layers-zero", {"layers": (3, 0, 6, 3)}, "layers", "(3, 0, 6, 3)", "positive integers"),
@@ -94,7 +94,7 @@ INVALID = [
     ("eca_kernels-without-eca", {"eca_kernels": (3, 3, 3, 3)}, "eca_kernels", "(3, 3, 3, 3)", "attention='eca'"),
     ("eca_kernels-even", {"attention": "eca", "eca_kernels": (3, 4, 3, 3)}, "eca_kernels", "(3, 4, 3, 3)", "odd"),
     ("block_types-unknown", {"block_types": ("bottleneck", "plain")}, "block_types", "('bottleneck', 'plain')",
-     "('basic', 'bottleneck') per stage"),
+     "('basic', 'bottleneck', 'resnest', 'res2net', 'sk_basic', 'sk_bottleneck') per stage"),
     ("replace_stem_pool-without-pool", {"stem_pool": False, "replace_stem_pool": True}, "replace_stem_pool", "True",
      "False without stem_pool"),
     ("norm-unknown", {"norm": "layer"}, "norm", "'layer'", "('batch', 'group', 'evo_s0', 'frn')"),
