@@ -49,7 +49,7 @@ def test_keras_computes_what_torch_computes(torch, need, parity_record, spec, si
     exact_error = relative_error(reference, exact)
     tolerance = max(TOLERANCE, 10 * exact_error)
     output = keras.ops.convert_to_numpy(loaded(spec, weights, "keras").predict_on_batch(to_channels_last(images)))
-    assert reference.std() > 0, "a constant output would prove nothing"
+    assume(reference.std() > 0)  # a constant output (e.g. a norm over one value per sample) would prove nothing
     if output.ndim == 4:
         assert output.shape[1:3] == plan.output_size(*size)
         output = to_channels_first(output)
