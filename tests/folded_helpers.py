@@ -3,7 +3,10 @@ Keras tests in tests/backends/): tiny widths, one block per stage."""
 
 from __future__ import annotations
 
+import numpy as np
+
 import resnet_core as rc
+from resnet_core.testing import random_weights
 
 TINY = rc.ResNetSpec(layers=(1, 1), block="bottleneck", base_planes=8, stem_width=8, num_classes=7, name="tiny")
 # post-activation batch-norm networks over the options a fold meets: projections (plain, avg "d", 3x3),
@@ -15,3 +18,8 @@ FOLDABLE = {
     "anti_alias_dilated": TINY.replace(layers=(1, 1, 1), anti_alias="blur", output_stride=16),
     "keras_v1_like": TINY.replace(stride_in_1x1=True, conv_bias=True, bn_eps=1.001e-5, down_kernel_size=3),
 }
+
+
+def folded(name: str) -> tuple[rc.ResNetSpec, dict[str, np.ndarray]]:
+    """``rc.fold_norms`` of ``FOLDABLE[name]`` with random weights (non-trivial batch-norm statistics)."""
+    return rc.fold_norms(FOLDABLE[name], random_weights(rc.make_plan(FOLDABLE[name])))

@@ -6,16 +6,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from folded_helpers import FOLDABLE, TINY
+from folded_helpers import FOLDABLE, TINY, folded
 
 import resnet_core as rc
 from resnet_core.io import infer_spec, read_weights
 from resnet_core.spec import Folded, ResNeSt
 from resnet_core.testing import random_weights
-
-
-def folded(name: str) -> tuple[rc.ResNetSpec, dict[str, np.ndarray]]:
-    return rc.fold_norms(FOLDABLE[name], random_weights(rc.make_plan(FOLDABLE[name])))
 
 
 def test_the_flat_name_and_the_sub_spec_are_one_spec_and_conv_bias_reads_true():
