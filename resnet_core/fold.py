@@ -9,7 +9,10 @@ Numpy only: the arithmetic runs in float64 and each result is cast back to its k
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -98,3 +101,26 @@ def _units(plan: Plan) -> Iterator[ConvNorm]:
             yield unit
         if block.shortcut is not None:
             yield block.shortcut
+
+
+def fold_file(source: Any, target: str | os.PathLike, spec: Any = None, dtype: str | None = None,
+              overwrite: bool = False) -> Any:
+    """``resnet-core convert --fold-norms``: the folded weights of any source (a weights file, a model folder, a
+    hub name) written to ``target`` in the format its extension names, the trained-with record kept.
+
+    The output is checked before anything is read, and written whole or not at all (as ``convert`` does).
+    Returns the :class:`~resnet_core.io.api.ConvertResult`.
+    """
+    from .io.api import LoadedWeights, convert_loaded
+    from .io.atomic import check_output
+    from .io.formats import format_for
+    from .sources import read_weights
+    from .sources.resolve import label
+
+    format_for(target)
+    check_output(Path(target), overwrite)
+    loaded = read_weights(source, spec=spec)
+    folded_spec, folded = fold_norms(loaded.spec, loaded.weights)
+    result = convert_loaded(LoadedWeights(folded_spec, folded, loaded.info), label(source), target, dtype, overwrite)
+    return dataclasses.replace(result, note=f"norms folded: spec {folded_spec.name} (norm='folded') from "
+                                            f"{label(source)}")

@@ -136,3 +136,23 @@ def test_peers_refuse_a_folded_spec_naming_the_norm(peer):
     spec, weights = rc.fold_norms("resnet50", random_weights("resnet50"))
     with pytest.raises(rc.PeerError, match="norm='folded' .*no folded form"):
         rc.to_peer(spec, weights, peer)
+
+
+def test_convert_fold_norms_writes_the_folded_weights_and_refuses_with_one_line(tmp_path, capsys):
+    from resnet_core.cli import main
+
+    weights = random_weights(rc.make_plan(TINY))
+    source = rc.write_weights(tmp_path / "tiny.safetensors", weights, TINY)
+    assert main(["convert", str(source), str(tmp_path / "folded.weights.h5"), "--fold-norms"]) == 0
+    assert "norms folded" in capsys.readouterr().out
+    spec, back = read_weights(tmp_path / "folded.weights.h5")
+    want_spec, want = rc.fold_norms(TINY, weights)
+    assert spec == want_spec and {k: v.tobytes() for k, v in back.items()} == {k: v.tobytes() for k, v in want.items()}
+    again = tmp_path / "again.safetensors"
+    assert main(["convert", str(tmp_path / "folded.weights.h5"), str(again), "--fold-norms"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "norm='folded' (they are folded already)" in err[0] and not again.exists()
+    group = TINY.replace(norm="group", norm_groups=8)
+    grouped = rc.write_weights(tmp_path / "group.safetensors", random_weights(rc.make_plan(group)), group)
+    assert main(["convert", str(grouped), str(again), "--fold-norms"]) == 2
+    assert "norm='group'" in capsys.readouterr().err and not again.exists()
