@@ -130,3 +130,11 @@ def _module_of(node_name: str) -> str:
     scopes = node_name.strip("/").split("/")[:-1]
     parents = ["", *scopes[:-1]]
     return ".".join(s[len(p) + 1:] if s.startswith(p + ".") else s for p, s in zip(parents, scopes, strict=True))
+
+
+def test_the_parity_report_runs_a_folded_network(tmp_path):
+    """The report sizes each batch norm's input to refuse inputs too small for it; a folded plan has none."""
+    pytest.importorskip("onnxruntime")
+    spec, weights = rc.fold_norms(TINY, random_weights(rc.make_plan(TINY)))
+    report = rc.parity(spec, backends="torch,onnxruntime", weights=weights, batch=1, size=SIZE)
+    assert report.ok, report.table()
