@@ -9,6 +9,7 @@ from .bench import bench
 from .errors import ResNetCoreError
 from .export import export
 from .export.save_pretrained import save_pretrained
+from .fold import fold_norms
 from .io import write_weights
 from .mapping import WeightsMismatchError, keras_table
 from .parity import ParityReport, parity
@@ -29,9 +30,9 @@ register_keras_objects(only_if_imported=True)  # Keras already loaded: its custo
 
 __all__ = [
     "BACKENDS", "DEFAULT_BACKEND", "ENV_VAR", "ParityReport", "PeerError", "Plan", "ResNetCoreError", "ResNetSpec",
-    "SpecError", "WeightsInfo", "WeightsMismatchError", "bench", "build", "decode_predictions", "export", "from_peer",
-    "get_backend", "get_spec", "get_weights", "info_of", "keras_table", "list_specs", "make_plan", "parity",
-    "peer_info", "preprocess", "read_weights", "register_keras_objects", "register_spec", "save_pretrained",
+    "SpecError", "WeightsInfo", "WeightsMismatchError", "bench", "build", "decode_predictions", "export", "fold_norms",
+    "from_peer", "get_backend", "get_spec", "get_weights", "info_of", "keras_table", "list_specs", "make_plan",
+    "parity", "peer_info", "preprocess", "read_weights", "register_keras_objects", "register_spec", "save_pretrained",
     "set_weights", "spec_of", "summary",
     "to_peer", "use_backend", "write_weights",
 ]

@@ -499,15 +499,19 @@ def _anti_alias(spec: ResNetSpec, name: str, channels: int, stride: int) -> AvgP
 def _unit(spec: ResNetSpec, prefix: str, conv_name: str, norm_name: str | None, cin: int, cout: int, k: int,
           stride: int = 1, groups: int = 1, relu: bool = True, zero_init: bool = False,
           dilation: int = 1, anti_alias: bool = False) -> ConvNorm:
-    """A conv and the norm after it (none when ``norm_name`` is None); ``zero_init`` zeroes the last of the two.
+    """A conv and the norm after it (none when ``norm_name`` is None, or when the spec's norms are folded into
+    the convs); ``zero_init`` zeroes the last of the two.
 
     ``anti_alias``: the conv runs at stride 1 and the spec's anti-aliasing pool (named ``aa``, as timm's)
     subsamples after the activation.
     """
     dilation = dilation if k > 1 else 1
+    if spec.norm == "folded":  # the batch norm is folded into this conv's kernel and bias (inference)
+        norm_name = None
     pool = _anti_alias(spec, f"{prefix}aa", cout, stride) if anti_alias else None
     stride = 1 if anti_alias else stride
     # Pre-activation networks bias only the convs no norm follows (keras.applications V2).
+    # Folded norms leave the bias on every conv (the spec sets conv_bias, and refuses preact, for them).
     bias = spec.conv_bias and (norm_name is None or not spec.preact)
     conv = Conv(
         name=f"{prefix}{conv_name}", in_channels=cin, out_channels=cout, kernel_size=k, stride=stride,

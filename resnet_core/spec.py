@@ -36,6 +36,7 @@ from .spec_parts import (
     EvoNormS0,
     Features,
     FilterResponseNorm,
+    Folded,
     GroupNorm,
     Head,
     Norm,
@@ -68,8 +69,8 @@ __all__ = [
     "FLAT_FIELDS", "FORMAT", "FUSED_NORMS",
     "GROUPED_NORMS", "NORMS", "OUTPUT_STRIDES", "POOLINGS", "POOL_PADDINGS", "SE", "STEMS", "STRIDE_BLOCKS",
     "Attention", "Basic", "BatchNorm", "Block", "Bottleneck", "Classifier", "EvoNormS0", "Features",
-    "FilterResponseNorm", "GroupNorm", "Head", "Norm", "Res2Net", "ResNeSt", "ResNetSpec", "SKBasic", "SKBottleneck",
-    "Shortcut", "SpecError", "StdConv", "Stem",
+    "FilterResponseNorm", "Folded", "GroupNorm", "Head", "Norm", "Res2Net", "ResNeSt", "ResNetSpec", "SKBasic",
+    "SKBottleneck", "Shortcut", "SpecError", "StdConv", "Stem",
 ]
 
 ANTI_ALIASES = (None, "avg", "blur", "blur_zero")
@@ -90,7 +91,8 @@ class ResNetSpec:
     ``block_spec`` (:class:`Basic`, :class:`Bottleneck` with its groups, width per group and stride
     placement; or a tuple of them, one per stage), ``stem_spec`` (:class:`Stem`), ``shortcut_spec``
     (:class:`Shortcut`), ``norm_spec`` (:class:`BatchNorm`, :class:`GroupNorm`, :class:`EvoNormS0`,
-    :class:`FilterResponseNorm`), ``attention_spec`` (None, :class:`SE` or :class:`ECA`), ``std_conv_spec``
+    :class:`FilterResponseNorm`; or :class:`Folded`: batch norms folded into the convs, for inference),
+    ``attention_spec`` (None, :class:`SE` or :class:`ECA`), ``std_conv_spec``
     (None or :class:`StdConv`) and ``head_spec`` (:class:`Classifier` or :class:`Features`). Two specs are
     equal exactly when they build the same network (``name`` is a label, not compared).
 
@@ -204,6 +206,8 @@ class ResNetSpec:
         blocks = self.block_spec
         if isinstance(blocks, tuple) and len(set(blocks)) == 1:
             object.__setattr__(self, "block_spec", blocks[0])
+        if isinstance(self.norm_spec, Folded):  # every conv a norm followed has a bias: conv_bias says no more
+            object.__setattr__(self, "conv_bias", True)
         if self.stem_spec.pool != "max" or not self.preact:  # after a ReLU, zero padding is -inf padding
             object.__setattr__(self, "stem_spec", dataclasses.replace(self.stem_spec, pool_padding="-inf"))
         if self.planes == stage_planes(self.base_planes, len(self.layers)):
@@ -289,8 +293,28 @@ class ResNetSpec:
                            "activation, and a post-activation network has norms without one)", self.norm)
         self._validate_widths()
         self._validate_timm_options()
+        self._validate_folded()
         if not isinstance(self.name, str) or not self.name:
             raise expected("name", "a non-empty string", self.name)
+
+    def _validate_folded(self) -> None:
+        """Folded norms exist only where a batch norm follows a conv: post-activation networks of plain convs."""
+        if not isinstance(self.norm_spec, Folded):
+            return
+        if self.preact:
+            raise expected("preact", "False with norm='folded' (pre-activation norms come before the convs, "
+                           "so there is no conv to fold them into)", self.preact)
+        if self.zero_init_residual:
+            raise expected("zero_init_residual", "False with norm='folded' (it zeroes a norm's gamma; a folded "
+                           "network has no norm and is made for inference)", self.zero_init_residual)
+        if self.std_conv:
+            raise expected("std_conv", "False with norm='folded' (a weight-standardised conv would undo the "
+                           "folded scale)", self.std_conv, "std_conv_spec")
+        other = next((b.kind for b in self.stage_blocks if type(b) not in (Basic, Bottleneck)), None)
+        if other is not None:
+            raise expected("norm", "a norm kind other than 'folded' with block type "
+                           f"{other!r} (its norms are inside its own operator, which folds nothing)", self.norm,
+                           "Folded")
 
     def _validate_timm_options(self) -> None:
         if self.anti_alias not in ANTI_ALIASES:

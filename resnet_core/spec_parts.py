@@ -257,9 +257,18 @@ class FilterResponseNorm(Part):
         _eps("bn_eps", self.eps, "FilterResponseNorm.eps")
 
 
-NORM_TYPES: tuple[type[Part], ...] = (BatchNorm, GroupNorm, EvoNormS0, FilterResponseNorm)
+@dataclass(frozen=True)
+class Folded(Part):
+    """Batch norms folded into the convs before them, for inference: each such conv has a bias and no norm
+    follows it (the ReLUs stay). What :func:`resnet_core.fold_norms` makes, and what graph optimisers (ONNX
+    Runtime's, TensorRT's) leave. It has no parameters: the epsilon and statistics are in the weights."""
+
+    kind: ClassVar[str] = "folded"
+
+
+NORM_TYPES: tuple[type[Part], ...] = (BatchNorm, GroupNorm, EvoNormS0, FilterResponseNorm, Folded)
 NORMS = tuple(t.kind for t in NORM_TYPES)
-Norm = BatchNorm | GroupNorm | EvoNormS0 | FilterResponseNorm
+Norm = BatchNorm | GroupNorm | EvoNormS0 | FilterResponseNorm | Folded
 
 
 # Attention ---------------------------------------------------------------------------------------------------
@@ -469,7 +478,8 @@ def carry_blocks(current: Any, made: Any) -> Any:
 
 
 def _view_norm(norm: Norm) -> dict[str, Any]:
-    return {"norm": norm.kind, "bn_eps": norm.eps, "bn_momentum": getattr(norm, "momentum", BatchNorm.momentum),
+    return {"norm": norm.kind, "bn_eps": getattr(norm, "eps", BatchNorm.eps),  # Folded has no epsilon
+            "bn_momentum": getattr(norm, "momentum", BatchNorm.momentum),
             "norm_groups": getattr(norm, "groups", _GroupedNorm.groups)}
 
 
@@ -479,6 +489,8 @@ def _make_norm(flat: dict[str, Any]) -> Norm:
         raise expected("norm", f"one of {NORMS}", kind)
     # every flat value given is checked, whether or not the norm chosen takes it (as 0.1 did)
     made: dict[str, Norm] = {"batch": BatchNorm(eps, flat["bn_momentum"]), "group": GroupNorm(flat["norm_groups"], eps)}
+    if kind == "folded":
+        return Folded()
     return made[kind] if kind in made else EvoNormS0(flat["norm_groups"], eps) if kind == "evo_s0" else \
         FilterResponseNorm(eps)
 

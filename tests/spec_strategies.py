@@ -44,6 +44,7 @@ from resnet_core.spec import (
     EvoNormS0,
     Features,
     FilterResponseNorm,
+    Folded,
     GroupNorm,
     ResNetSpec,
     Shortcut,
@@ -123,11 +124,12 @@ _GROUPS = st.sampled_from((1, 2, 4))  # widths it does not divide are filtered o
 
 
 def _norm_spec(drawn: Mapping[str, Any]) -> SearchStrategy:
-    """Any norm; the fused ones (EvoNorm-S0, FRN) in pre-activation networks only."""
+    """Any norm; the fused ones (EvoNorm-S0, FRN) in pre-activation networks only, folded ones in
+    post-activation networks only (with zero_init_residual, std_conv or a mixer block: filtered out)."""
     batch = st.builds(BatchNorm, _EPS, st.sampled_from((0.1, 0.01)) | st.floats(0.0, 1.0))
     norms = batch | st.builds(GroupNorm, _GROUPS, _EPS)
     fused = st.builds(EvoNormS0, _GROUPS, _EPS) | st.builds(FilterResponseNorm, _EPS)
-    return norms | fused if drawn["preact"] else norms
+    return norms | fused if drawn["preact"] else norms | st.just(Folded())
 
 
 def _attention_spec(drawn: Mapping[str, Any]) -> SearchStrategy:

@@ -41,6 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "stored in the input, else inferred from its tensors")
     p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"],
                    help="cast every tensor (default: keep each tensor's dtype)")
+    p.add_argument("--fold-norms", action="store_true",
+                   help="fold the batch norms into the convs (rc.fold_norms): an inference-only network, spec "
+                        "norm='folded', equal to the input in eval mode")
     p.add_argument("--force", action="store_true", help="replace the output if it exists")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary line")
     p.set_defaults(func=run)
@@ -57,6 +60,14 @@ def run(args: argparse.Namespace) -> int:
         bars.append(bar)
         return bar.update
 
+    if args.fold_norms:  # the whole input is read, folded, then written: no tensor-by-tensor streaming
+        from ..fold import fold_file
+
+        result = fold_file(args.source, args.target, spec=args.arch, dtype=args.dtype, overwrite=args.force)
+        if not args.quiet:
+            print(f"wrote {result.target}: {result.spec.name}, {result.count} tensors, {'/'.join(result.dtypes)}, "
+                  f"{result.nbytes / 1e6:,.1f} MB ({result.note})")
+        return 0
     try:
         result = convert(args.source, args.target, spec=args.arch, dtype=args.dtype, overwrite=args.force,
                          progress=progress)

@@ -100,6 +100,8 @@ def _norm_fields(shapes: Shapes) -> dict[str, Any]:
     A group count does not show in any shape: the default (32) is assumed where it divides every conv's
     width, else the largest count that does (a 16-wide stem cannot have 32 groups).
     """
+    if _folded(shapes):
+        return {"norm": "folded"}
     if any(k.endswith(".v") for k in shapes):
         kind = "evo_s0"
     elif any(k.endswith(".tau") for k in shapes):
@@ -110,6 +112,14 @@ def _norm_fields(shapes: Shapes) -> dict[str, Any]:
         return {}
     common = math.gcd(*(s[0] for k, s in shapes.items() if len(s) == 4 and ".se." not in k and k != "fc.weight"))
     return {"norm": kind, "norm_groups": max(g for g in range(1, 33) if common % g == 0)}
+
+
+def _folded(shapes: Shapes) -> bool:
+    """Batch norms folded into the convs: conv biases and no norm at all (every norm has a 1-D ``weight``)."""
+    convs = [k[:-len(".weight")] for k, s in shapes.items() if k.endswith(".weight") and len(s) == 4
+             and ".se." not in k]
+    return bool(convs) and all(f"{c}.bias" in shapes for c in convs) and not any(
+        k.endswith(".weight") and len(s) == 1 for k, s in shapes.items())
 
 
 def _preset_fits(shapes: Shapes) -> list[ResNetSpec]:
@@ -198,7 +208,9 @@ def _structure(shapes: Shapes) -> ResNetSpec:
         fields["attention"] = "eca"
         fields["eca_kernels"] = tuple(shape(f"layer{s + 1}.0.se.conv.weight")[-1] for s in range(len(layers)))
     fields.update(_norm_fields(shapes))
-    if any(k.endswith(".downsample.2.weight") for k in shapes):
+    # (folded: no norm follows, so the projection conv itself is downsample.1, after the pool)
+    if any(k.endswith(".downsample.2.weight") or (k.endswith(".downsample.1.weight") and len(v) == 4)
+           for k, v in shapes.items()):
         fields["downsample"] = "avg"
     if "fc.weight" in shapes:
         fields.update(include_top=True, num_classes=shape("fc.weight")[0])

@@ -186,10 +186,10 @@ def parity(
         raise InputTypeError(f"grad must be a bool. Received: grad={grad!r}")
     height, width = input_size(size)
     plan, base_weights, source = _resolve(spec, weights, seed)
-    counts = bn_counts(plan, batch, height, width)
-    if min(counts.values()) < 1:
+    counts = bn_counts(plan, batch, height, width)  # empty for folded norms: the plan has no norm
+    if min(counts.values(), default=1) < 1:
         raise InputError(f"Input {height}x{width} is too small for {plan.spec.name}: a layer's output would be empty")
-    if mode == "train" and min(counts.values()) < 2:
+    if mode == "train" and min(counts.values(), default=2) < 2:
         small = min(counts, key=counts.__getitem__)
         raise InputError(f"Train mode needs more than one value per channel in every batch norm; {small} sees "
                          f"{counts[small]} at batch {batch}, {height}x{width}. Use a larger batch or input")

@@ -83,7 +83,10 @@ def refuse_export(spec: ResNetSpec, peer: str, problems: list[str], norms: tuple
     if not per_stage:
         problems += [f"{f}={getattr(spec, f)!r} ({peer} builds one block type and widths doubled per stage)"
                      for f in PER_STAGE_FIELDS if getattr(spec, f) is not None]
-    if spec.norm not in norms:
+    if spec.norm == "folded":  # no peer's network has a folded form (its norms are layers of their own)
+        problems.append(f"norm='folded' (batch norms folded into the convs: {peer} has no folded form; give it "
+                        "the unfolded spec and weights)")
+    elif spec.norm not in norms:
         problems.append(f"norm={spec.norm!r} ({peer} builds {' / '.join(norms)} norms only)")
     if spec.std_conv and not std_conv:
         problems.append(f"std_conv=True ({peer} has no weight-standardised convolution)")

@@ -199,7 +199,7 @@ LAYERS = (
     {"cli", "commands"},
     {"api", "parity", "export", "bench", "testing"},
     {"sources", "io", "peers", "finetune", "precision", "diagram", "table1", "trained_with", "preprocess",
-     "backends"},
+     "backends", "fold"},
     {"plan", "mapping", "name_tables", "keras_graph", "random_weights", "tensor_roles", "arrays", "quiet"},
     {"spec", "presets", "pruned_widths", "widths", "layouts", "errors", "weights_info", "selection", "_source_tree",
      "spec_parts", "cpu_features"},

@@ -17,7 +17,7 @@ _V2D = rc.ResNetSpec(preact=True, layers=(1, 1, 1, 1), stem="deep", stem_width=3
 
 
 @pytest.mark.parametrize(("changes", "text"), [
-    ({"norm": "layer"}, "ResNetSpec.norm: expected one of ('batch', 'group', 'evo_s0', 'frn')"),
+    ({"norm": "layer"}, "ResNetSpec.norm: expected one of ('batch', 'group', 'evo_s0', 'frn', 'folded')"),
     ({"norm": "evo_s0", "preact": False}, "with preact=False"),
     ({"norm": "frn", "preact": False}, "with preact=False"),
     ({"norm_groups": 0}, "ResNetSpec.norm_groups: expected a positive integer"),

@@ -97,7 +97,7 @@ INVALID = [
      "('basic', 'bottleneck', 'resnest', 'res2net', 'sk_basic', 'sk_bottleneck') per stage"),
     ("replace_stem_pool-without-pool", {"stem_pool": False, "replace_stem_pool": True}, "replace_stem_pool", "True",
      "False without stem_pool"),
-    ("norm-unknown", {"norm": "layer"}, "norm", "'layer'", "('batch', 'group', 'evo_s0', 'frn')"),
+    ("norm-unknown", {"norm": "layer"}, "norm", "'layer'", "('batch', 'group', 'evo_s0', 'frn', 'folded')"),
     ("norm_groups-zero", {"norm": "group", "norm_groups": 0}, "norm_groups", "0", "positive integer"),
     ("std_conv_eps-zero", {"std_conv": True, "std_conv_eps": 0}, "std_conv_eps", "0", "(0, 1)"),
     ("norm_spec-a-string", {"norm_spec": "batch"}, "norm_spec", "'batch'", "BatchNorm or GroupNorm"),
