@@ -142,7 +142,14 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         _passed += 1
 
 
+def _xdist_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")  # pytest-xdist sets it on its workers (tox runs -n 2)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _xdist_worker(session.config):  # the controller counts every worker's passes and holds the guard
+        session.config.workeroutput["parity"] = json.dumps(_PARITY)  # type: ignore[attr-defined]
+        return
     if listed_frameworks() is not None and _passed == 0 and not session.config.option.collectonly:
         sys.stderr.write(
             f"\nERROR: no test passed in this session (exit status was {int(exitstatus)}); "
@@ -168,6 +175,13 @@ def parity_record(tmp_path_factory: pytest.TempPathFactory):
         print(f"[parity] {preset} {what}: relative error {error:.3e}")
 
     return record
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    """pytest-xdist: a worker finished; its parity figures join the controller's summary."""
+    for preset, figures in json.loads(getattr(node, "workeroutput", {}).get("parity", "{}")).items():
+        _PARITY.setdefault(preset, {}).update(figures)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
