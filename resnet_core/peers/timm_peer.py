@@ -262,7 +262,8 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
     groups = next((timm_resnest.groups(stage[0]) if timm_resnest.is_resnest(stage[0]) else stage[0].conv2.groups
                    for stage in stages if isinstance(stage[0], Bottleneck) or timm_resnest.is_resnest(stage[0])), 1)
     widths = explicit_width_fields(per_stage)
-    eca = [stage[0].se.conv.kernel_size[0] for stage in stages if type(getattr(stage[0], "se", None)).__name__ == "EcaModule"]
+    eca = [stage[0].se.conv.kernel_size[0] for stage in stages
+           if type(getattr(stage[0], "se", None)).__name__ == "EcaModule"]
     deep = isinstance(model.conv1, nn.Sequential)
     stem_conv = model.conv1[0] if deep else model.conv1
     if deep:
@@ -278,7 +279,8 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
     if len(attention) > 1:
         raise unsupported(PEER, [f"attention modules {sorted(attention)} in different blocks (ResNetSpec.attention "
                                  "applies to all)"])
-    ses = [(b.se.fc1.in_channels, b.se.fc1.out_channels) for b in blocks if type(getattr(b, "se", None)).__name__ == "SEModule"]
+    ses = [(b.se.fc1.in_channels, b.se.fc1.out_channels) for b in blocks
+           if type(getattr(b, "se", None)).__name__ == "SEModule"]
     found = _timm.norm_kind(model.bn1)
     if found is None:  # pragma: no cover - _refusals names any other norm class first
         raise unsupported(PEER, [f"bn1 is {type(model.bn1).__name__}: norm_layer has no ResNetSpec option"])
