@@ -613,16 +613,15 @@ def _resnest_main(spec: ResNetSpec, prefix: str, cin: int, block_spec: ResNeSt, 
     """timm's ResNestBottleneck: 1x1 (conv1, bn1, ReLU), split attention (conv2), 1x1 (conv3, bn3). With ``avd``
     a strided block moves its stride to a 3x3 average pool (padding 1, counted), after the first ReLU
     (``avd_first``) or after the split attention (``avd_last``); timm's blocks are post-activation, batch- or
-    group-normed, without anti-aliasing, reduce_first or pre-activation (refused here, naming the field)."""
+    group-normed (the spec refuses fused norms without pre-activation), without anti-aliasing, reduce_first or
+    pre-activation (refused here, naming the field)."""
     refused = [(name, value) for name, value, ok in (
         ("preact", spec.preact, not spec.preact), ("anti_alias", spec.anti_alias, spec.anti_alias is None),
-        ("reduce_first", spec.reduce_first, spec.reduce_first == 1),
-        ("norm", spec.norm, spec.norm not in FUSED_NORMS)) if not ok]
+        ("reduce_first", spec.reduce_first, spec.reduce_first == 1)) if not ok]
     if refused:
         name, value = refused[0]
         raise SpecError(f"Invalid ResNetSpec.{name}: ResNeSt blocks (timm's ResNestBottleneck) take no {name}="
-                        f"{value!r}; they are post-activation, batch- or group-normed, without anti-aliasing "
-                        "and with reduce_first=1")
+                        f"{value!r}; they are post-activation, without anti-aliasing and with reduce_first=1")
     first, width, cout = widths
     splits = block_spec.groups * block_spec.radix
     if first % splits or width % block_spec.groups:

@@ -179,3 +179,15 @@ def test_import_refuses_avd_pools_the_spec_cannot_say(torch, timm):
     _, _, peer = _peer(torch, timm, "radix2-avd-last", seed=10)
     peer.layer2[0].conv2.act1 = torch.nn.SiLU()
     assert_refused(lambda: rc.from_peer(peer), ["SiLU", "ReLU only"])
+
+
+def test_attention_widths_are_timms(torch, timm):
+    from timm.layers.helpers import make_divisible
+
+    from resnet_core.plan import resnest_attn_width
+
+    for width in range(1, 300, 7):
+        for radix, ratio, divisor in ((1, 0.25, 8), (2, 0.25, 8), (4, 0.25, 8), (2, 0.5, 16), (1, 1.0, 32)):
+            sub = ResNeSt(radix=radix, rd_ratio=ratio, rd_divisor=divisor)
+            assert resnest_attn_width(width, sub) == make_divisible(width * radix * ratio, min_value=32,
+                                                                    divisor=divisor), (width, radix, ratio)
