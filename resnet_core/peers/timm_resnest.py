@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..plan import AvgPool, Plan, SplitAttention
+from ..plan import AvgPool, ConvNorm, Plan, SplitAttention
 from ..spec import ResNetSpec
 from ..spec_parts import ResNeSt
 
@@ -74,7 +74,8 @@ def check(plan: Plan, model: Any) -> list[str]:
         if not is_resnest(module):
             faults.append(f"{block.name} is {type(module).__name__}, expected ResNestBottleneck")
             continue
-        first = block.main[0].pool if not isinstance(block.main[0], SplitAttention) else None
+        unit = block.main[0]
+        first = unit.pool if isinstance(unit, ConvNorm) and isinstance(unit.pool, AvgPool) else None
         for where, want in (("avd_first", first), ("avd_last", split.pool)):
             got = getattr(module, where)
             if not _pool_matches(got, want, nn):
