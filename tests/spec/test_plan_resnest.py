@@ -98,3 +98,16 @@ def test_spec_json_keeps_the_block_parameters():
 def test_summary_names_the_split_attention():
     rows = rc.summary("resnest50d_4s2x40d").rows
     assert rows[1].shape.endswith("[1x1, 80; 3x3, 80, C=2, split attention radix 4; 1x1, 256] x 3")
+
+
+@pytest.mark.parametrize("name, gate", [("resnest50d_4s2x40d", "softmax over radix 4 per group (2)"),
+                                        ("resnest50d_1s4x24d", "sigmoid gate per group (4)"),
+                                        ("resnest14d", "softmax over radix 2, weighted sum")])
+def test_svg_draws_the_split_attention_and_its_avd_pool(name, gate):
+    from resnet_core.diagram import svg
+
+    text = svg(name)
+    assert gate in text
+    # the strided blocks of stages 2-4 draw as one type, its avd pool once; the others have none
+    assert text.count("3x3 avg pool, /2 (avd)") == 1 and "block layer2.0" in text
+    assert "anti-aliasing" not in text
