@@ -8,6 +8,8 @@ fresh process, in safe mode) and the spec recovered from layers: tests/backends/
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from timm_helpers import BATCH, HEIGHT, WIDTH, assert_keras_matches, holding, within_peer_rounding
 
@@ -54,3 +56,11 @@ def test_timm_model_runs_in_our_keras_model(keras, torch, need, parity_record):
                              stem_width=8, base_width=32)
     holding(torch, peer, random_weights(spec, seed=5))
     assert_keras_matches(torch, peer, parity_record, "timm:resnest50d_4s2x40d-small")
+
+
+@pytest.mark.parametrize("peer, text", [("keras.applications", "block='resnest'"),
+                                        ("keras-hub", "block type 'resnest' (keras-hub has no such block)")])
+def test_keras_peers_refuse_the_block_type_by_name(keras, peer, text):
+    spec = SPECS["radix2-avd-last"]
+    with pytest.raises(rc.PeerError, match=re.escape(text)):
+        rc.to_peer(spec, random_weights(spec), peer)
