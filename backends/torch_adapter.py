@@ -142,14 +142,14 @@ class BlurPoolModule(nn.Module):
 
 
 class Pool(nn.Module):
-    """A plan pooling entry with its exact edge rule: shortcut average pools (ceil / same), the 1x1
+    """A plan pooling entry with its exact edge rule: shortcut average pools (ceil / same), ResNeSt's avd pools, the 1x1
     subsampling max-pool of stride_block="last", and the stem max-pool padded with -inf or zeros."""
 
     def __init__(self, pool: AvgPool | MaxPool):
         super().__init__()
         self.kernel_size, self.stride = pool.kernel_size, pool.stride
         self.mode = "max" if isinstance(pool, MaxPool) else pool.mode
-        self.padding = pool.padding if isinstance(pool, MaxPool) else 0
+        self.padding = pool.padding  # an AvgPool pads only in "pad" mode
         self.value = float(pool.pad_value) if isinstance(pool, MaxPool) else 0.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -160,6 +160,8 @@ class Pool(nn.Module):
             return F.max_pool2d(x, self.kernel_size, self.stride, self.padding)
         if self.mode == "floor":
             return F.avg_pool2d(x, self.kernel_size, self.stride)
+        if self.mode == "pad":  # symmetric zero padding, counted in the mean (nn.AvgPool2d(3, s, padding=1))
+            return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding)
         if self.mode == "same":  # zero padding after each edge, counted in the mean
             pad = self.kernel_size - 1
             return F.avg_pool2d(F.pad(x, [0, pad, 0, pad]), self.kernel_size, self.stride)

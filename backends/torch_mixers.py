@@ -6,10 +6,14 @@ from collections.abc import Callable
 
 from torch import nn
 
-from resnet_core.plan import Mixer
+from resnet_core.plan import Mixer, SplitAttention
+
+from .torch_resnest import SplitAttentionModule
 
 # plan Mixer class -> the nn.Module compiling it; its state_dict keys, prefixed by the mixer's name, are canonical.
-MIXERS: dict[type[Mixer], Callable[[Mixer], nn.Module]] = {}
+MIXERS: dict[type[Mixer], Callable[[Mixer], nn.Module]] = {
+    SplitAttention: SplitAttentionModule,  # type: ignore[dict-item]
+}
 
 
 def mixer_module(mixer: Mixer) -> nn.Module:

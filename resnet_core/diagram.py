@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from html import escape
 
-from .plan import AvgPool, Block, BlurPool, ConvNorm, MaxPool, Plan, SqueezeExcite, make_plan
+from .plan import AvgPool, Block, BlurPool, ConvNorm, MaxPool, Mixer, Plan, SplitAttention, SqueezeExcite, make_plan
 from .presets import get_spec
 from .spec import ResNetSpec
 
@@ -43,9 +43,34 @@ def _unit_boxes(unit: ConvNorm) -> list[tuple[str, str]]:
         boxes.append(("batch norm", "norm"))
     if unit.relu:
         boxes.append(("ReLU", "act"))
-    if unit.pool is not None:
-        boxes.append((_pool_text(unit.pool) + " (anti-aliasing)", "pool"))
+    if unit.pool is not None:  # anti-aliasing, or ResNeSt's avd pool before its split attention
+        role = "avd" if unit.pool.name.endswith(".avd_first") else "anti-aliasing"
+        boxes.append((_pool_text(unit.pool) + f" ({role})", "pool"))
     return boxes
+
+
+def _mixer_boxes(mixer: Mixer) -> list[tuple[str, str]]:
+    """A block type's own operator (a plan Mixer): its conv, then what it computes, box by box."""
+    if not isinstance(mixer, SplitAttention):  # pragma: no cover - every Mixer class is drawn
+        return [(type(mixer).__name__, "attn")]
+    boxes = _unit_boxes(ConvNorm(mixer.conv, mixer.bn0, True))
+    r, attn = mixer.radix, mixer.fc1.out_channels
+    summed = f"sum of {r} splits, " if r > 1 else ""
+    boxes.append((f"{summed}avg pool, fc {mixer.width}-{attn}-{mixer.conv.out_channels}", "attn"))
+    gate = f"softmax over radix {r}" if r > 1 else "sigmoid gate"
+    groups = f" per group ({mixer.groups})" if mixer.groups > 1 else ""
+    boxes.append((f"{gate}{groups}, weighted {'sum' if r > 1 else 'product'}", "attn"))
+    if mixer.pool is not None:
+        boxes.append((_pool_text(mixer.pool) + " (avd)", "pool"))
+    return boxes
+
+
+def _unit_signature(unit: ConvNorm | Mixer) -> tuple:
+    if isinstance(unit, Mixer):  # a Mixer draws by its class and parameters, not its widths
+        return (type(unit).__name__, getattr(unit, "radix", None), getattr(unit, "groups", 1) > 1,
+                getattr(unit, "pool", None) is not None, unit.modules()[0].stride if unit.modules() else None)
+    return unit.conv.kernel_size, unit.conv.stride > 1, unit.conv.groups > 1, unit.norm is not None, unit.relu, \
+        unit.pool is not None
 
 
 def _pool_text(pool: AvgPool | MaxPool | BlurPool) -> str:
@@ -57,8 +82,7 @@ def _pool_text(pool: AvgPool | MaxPool | BlurPool) -> str:
 
 def block_signature(block: Block) -> tuple:
     """What makes two blocks draw the same: everything but names, widths and position."""
-    return (tuple((u.conv.kernel_size, u.conv.stride > 1, u.conv.groups > 1, u.norm is not None, u.relu)
-                  for u in block.main),
+    return (tuple(_unit_signature(u) for u in block.main),
             None if block.shortcut is None else (block.shortcut.conv.stride > 1, block.shortcut.norm is not None),
             None if block.shortcut_pool is None else type(block.shortcut_pool).__name__,
             block.attention is not None, block.pre_norm is not None, block.shortcut_preact, block.relu_out)
@@ -72,7 +96,7 @@ def _block_svg(block: Block, x: float, y: float) -> tuple[list[str], float]:
     if block.pre_norm is not None:
         main += [("batch norm (pre-activation)", "norm"), ("ReLU", "act")]
     for unit in block.main:
-        main += _unit_boxes(unit)
+        main += _mixer_boxes(unit) if isinstance(unit, Mixer) else _unit_boxes(unit)
     if isinstance(block.attention, SqueezeExcite):
         att = block.attention
         main.append((f"squeeze-excite {att.fc1.in_channels}-{att.fc1.out_channels}", "attn"))

@@ -12,7 +12,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .mapping import keras_layer_name
-from .plan import AvgPool, Block, BlurPool, ChannelConv, Conv, ConvNorm, MaxPool, Mixer, Norm, Plan, SqueezeExcite
+from .plan import (
+    AvgPool,
+    Block,
+    BlurPool,
+    ChannelConv,
+    Conv,
+    ConvNorm,
+    MaxPool,
+    Mixer,
+    Norm,
+    Plan,
+    SplitAttention,
+    SqueezeExcite,
+)
 from .tensor_roles import KERAS_VARIABLES, NORM_CLASSES
 
 # Variables of each weighted Keras layer class, in the order Keras creates (and saves) them (tensor_roles).
@@ -111,6 +124,10 @@ class _Builder:
         if pool.mode == "floor":
             return self.add("AveragePooling2D", name, x, pool_size=pool.kernel_size, strides=pool.stride,
                             padding="valid")
+        if pool.mode == "pad":  # symmetric zero padding counted in the mean, floor (ResNeSt's avd pools)
+            x = self.add("ZeroPadding2D", f"{name}_pad", x, padding=pool.padding)
+            return self.add("AveragePooling2D", name, x, pool_size=pool.kernel_size, strides=pool.stride,
+                            padding="valid")
         if pool.mode == "same":  # zero padding after each edge, counted in the mean (timm's AvgPool2dSame)
             pad = pool.kernel_size - 1
             x = self.add("ZeroPadding2D", f"{name}_pad", x, padding=((0, pad), (0, pad)))
@@ -160,8 +177,33 @@ class _Builder:
         return self.add("ReLU", f"{b}_out", self.add("Add", f"{b}_add", y, shortcut), tap=block.name)
 
 
+def _split_attention(g: _Builder, x: str, split: SplitAttention) -> str:
+    """ResNeSt's split attention (timm's SplitAttn) in built-in layers, and RadixSum (resnet_core's: Keras cannot
+    slice channels) to add the splits. The gates come out of fc2 laid out (group, radix, channel); the softmax
+    runs across the radix after a Permute to (radix, group, channel), the splits' own layout."""
+    name = keras_layer_name(split.name)
+    y = g.add("ReLU", f"{keras_layer_name(split.bn0.name)}_relu", g.norm(g.conv(x, split.conv), split.bn0))
+    pooled = y if split.radix == 1 else g.add("RadixSum", f"{name}_splits", y, radix=split.radix)
+    gate = g.add("GlobalAveragePooling2D", f"{name}_mean", pooled, keepdims=True)
+    gate = g.add("ReLU", f"{keras_layer_name(split.bn1.name)}_relu", g.norm(g.conv(gate, split.fc1), split.bn1))
+    gate = g.conv(gate, split.fc2)
+    if split.radix == 1:
+        gate = g.add("Activation", f"{name}_gate", gate, activation="sigmoid")
+        out = g.add("Multiply", f"{name}_scale", y, gate)
+    else:
+        per = split.conv.out_channels // (split.groups * split.radix)
+        gate = g.add("Reshape", f"{name}_by_group", gate, target_shape=(split.groups, split.radix, per))
+        gate = g.add("Permute", f"{name}_by_radix", gate, dims=(2, 1, 3))
+        gate = g.add("Softmax", f"{name}_gate", gate, axis=1)
+        gate = g.add("Reshape", f"{name}_to_map", gate, target_shape=(1, 1, split.conv.out_channels))
+        out = g.add("RadixSum", f"{name}_out", g.add("Multiply", f"{name}_scale", y, gate), radix=split.radix)
+    return out if split.pool is None else g.pool(out, split.pool)
+
+
 # plan Mixer class -> the function adding its Keras layers to a builder (input layer name -> output layer name).
-MIXERS: dict[type[Mixer], Callable[[_Builder, str, Any], str]] = {}
+MIXERS: dict[type[Mixer], Callable[[_Builder, str, Any], str]] = {
+    SplitAttention: _split_attention,
+}
 
 
 def keras_graph(plan: Plan) -> tuple[list[KerasLayer], str]:

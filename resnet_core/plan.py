@@ -17,7 +17,7 @@ from typing import cast
 from .errors import InputError
 from .layouts import Layout
 from .spec import FUSED_NORMS, GROUPED_NORMS, ResNetSpec, SpecError
-from .spec_parts import Basic, Bottleneck
+from .spec_parts import Basic, Bottleneck, ResNeSt
 from .spec_parts import Block as BlockSpec
 from .tensor_roles import (  # noqa: F401 - importers read NORM_ROLES from the plan; declared in tensor_roles
     CANONICAL_SUFFIX,
@@ -89,12 +89,19 @@ class AvgPool:
     ``same``: zero padding after each spatial edge, counted in the mean (timm's AvgPool2dSame, used
     at stride 1 when the stage is dilated).
     ``floor``: no padding, a last partial window dropped (``nn.AvgPool2d(2)``).
+    ``pad``: zero padding of ``(kernel_size - 1) // 2`` on every edge, counted in the mean, floor
+    (``nn.AvgPool2d(3, stride, padding=1)``: ResNeSt's avd pools).
     """
 
     name: str
     kernel_size: int
     stride: int
-    mode: str  # "ceil" | "same" | "floor"
+    mode: str  # "ceil" | "same" | "floor" | "pad"
+
+    @property
+    def padding(self) -> int:
+        """Zero padding on every edge ("pad" mode only; the other modes pad as their docstring says)."""
+        return (self.kernel_size - 1) // 2 if self.mode == "pad" else 0
 
 
 @dataclass(frozen=True)
@@ -208,6 +215,39 @@ class EfficientChannelAttention:
     name: str
     channels: int
     conv: ChannelConv
+
+
+@dataclass(frozen=True)
+class SplitAttention(Mixer):
+    """ResNeSt's split attention (timm's SplitAttn, named ``conv2`` in its block), then the block's ``avd_last``
+    pool: ``x = relu(bn0(conv(x)))`` holds ``radix`` splits of ``width`` channels (the conv has ``groups *
+    radix`` groups); their sum, averaged over space, goes through ``fc1``, ``bn1``, ReLU and ``fc2`` (both biased
+    and ``groups``-grouped) to one gate per split and channel: a softmax across the splits (each cardinal group's
+    own; timm lays the gates out (group, radix) and transposes them to (radix, group)), a sigmoid at radix 1.
+    The output is the gated sum of the splits, ``width`` channels."""
+
+    conv: Conv
+    bn0: Norm
+    fc1: Conv
+    bn1: Norm
+    fc2: Conv
+    radix: int
+    groups: int  # timm's cardinality
+    pool: AvgPool | None = None  # avd_last: the block's stride, after the split attention
+
+    @property
+    def width(self) -> int:
+        return self.conv.out_channels // self.radix
+
+    def modules(self) -> list[Conv | ChannelConv | Norm]:
+        return [self.conv, self.bn0, self.fc1, self.bn1, self.fc2]
+
+    def sizes(self, hw: tuple[int, int], sizes: dict[str, tuple[int, int]]) -> tuple[int, int]:
+        hw = sizes[self.conv.name] = sizes[self.bn0.name] = _conv_size(hw, self.conv)
+        sizes[self.fc1.name] = sizes[self.bn1.name] = sizes[self.fc2.name] = (1, 1)  # on the pooled map
+        if self.pool is not None:
+            hw = sizes[self.pool.name] = _pool_size(hw, self.pool)
+        return hw
 
 
 @dataclass(frozen=True)
@@ -453,8 +493,8 @@ def _pool_size(hw: tuple[int, int], pool: MaxPool | AvgPool | BlurPool) -> tuple
     k, s = pool.kernel_size, pool.stride
     if isinstance(pool, MaxPool):
         return _out(hw[0], k, s, pool.padding), _out(hw[1], k, s, pool.padding)
-    if pool.mode == "floor":
-        return _out(hw[0], k, s, 0), _out(hw[1], k, s, 0)
+    if pool.mode in ("floor", "pad"):
+        return _out(hw[0], k, s, pool.padding), _out(hw[1], k, s, pool.padding)
     if pool.mode == "same":  # padded by k-1 after each edge
         return (hw[0] - 1) // s + 1, (hw[1] - 1) // s + 1
     # ceil_mode: a last, partial window counts if it starts inside the input (PyTorch's rule)
@@ -541,6 +581,8 @@ def _main(spec: ResNetSpec, prefix: str, cin: int, block_spec: BlockSpec, widths
     norm = (lambda i: f"norm{i + 1}") if pre else (lambda i: f"bn{i}")  # noqa: E731
     # timm anti-aliases the 3x3 conv that strides, or that changes dilation (there a stride-1 blur).
     aa = spec.anti_alias is not None and (stride == 2 or first_dilation != dilation)
+    if isinstance(block_spec, ResNeSt):  # before Bottleneck: it subclasses it
+        return _resnest_main(spec, prefix, cin, block_spec, widths, stride, first_dilation)
     # A block type's own parameters come from its stage's sub-spec (``block_spec``), never from the flat names.
     if isinstance(block_spec, Basic):
         first, cout = widths
@@ -559,6 +601,59 @@ def _main(spec: ResNetSpec, prefix: str, cin: int, block_spec: BlockSpec, widths
               dilation=first_dilation, anti_alias=aa),
         _unit(spec, prefix, "conv3", None if pre else norm(3), width, cout, 1, relu=False, zero_init=zero),
     )
+
+
+def resnest_attn_width(width: int, block_spec: ResNeSt) -> int:
+    """timm's SplitAttn attention width: make_divisible(width * radix * rd_ratio, rd_divisor, min_value=32),
+    with timm's round_limit of 0.9 (a value rounded down by more than 10% goes up one divisor)."""
+    divisor = block_spec.rd_divisor
+    value = width * block_spec.radix * block_spec.rd_ratio
+    rounded = max(32, int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * value else rounded
+
+
+def _resnest_main(spec: ResNetSpec, prefix: str, cin: int, block_spec: ResNeSt, widths: tuple[int, ...],
+                  stride: int, first_dilation: int) -> tuple[ConvNorm | Mixer, ...]:
+    """timm's ResNestBottleneck: 1x1 (conv1, bn1, ReLU), split attention (conv2), 1x1 (conv3, bn3). With ``avd``
+    a strided block moves its stride to a 3x3 average pool (padding 1, counted), after the first ReLU
+    (``avd_first``) or after the split attention (``avd_last``); timm's blocks are post-activation, batch- or
+    group-normed (the spec refuses fused norms without pre-activation), without anti-aliasing, reduce_first or
+    pre-activation (refused here, naming the field)."""
+    refused = [(name, value) for name, value, ok in (
+        ("preact", spec.preact, not spec.preact), ("anti_alias", spec.anti_alias, spec.anti_alias is None),
+        ("reduce_first", spec.reduce_first, spec.reduce_first == 1)) if not ok]
+    if refused:
+        name, value = refused[0]
+        raise SpecError(f"Invalid ResNetSpec.{name}: ResNeSt blocks (timm's ResNestBottleneck) take no {name}="
+                        f"{value!r}; they are post-activation, without anti-aliasing and with reduce_first=1")
+    first, width, cout = widths
+    splits = block_spec.groups * block_spec.radix
+    if first % splits or width % block_spec.groups:
+        raise SpecError(f"Invalid ResNetSpec: at {prefix[:-1]} the split attention's conv takes {first} channels "
+                        f"in groups * radix = {splits} groups and gives {width} per split in {block_spec.groups} "
+                        "groups: each must divide its width (choose base_planes or width_per_group to fit)")
+    avd = block_spec.avd and stride > 1  # timm's is_first is never set by its ResNet
+    pool = AvgPool(f"{prefix}{'avd_first' if block_spec.avd_first else 'avd_last'}", 3, stride, "pad") \
+        if avd else None
+    conv_stride = 1 if avd else stride
+    radix, groups = block_spec.radix, block_spec.groups
+    attn = resnest_attn_width(width, block_spec)
+    mid = width * radix
+    name = f"{prefix}conv2"
+    split = SplitAttention(
+        name=name,
+        conv=Conv(f"{name}.conv", first, mid, 3, stride=conv_stride, padding=first_dilation, dilation=first_dilation,
+                  groups=groups * radix, standardize_eps=spec.std_conv_eps if spec.std_conv else None),
+        bn0=_norm(spec, f"{name}.bn0", mid),
+        fc1=Conv(f"{name}.fc1", width, attn, 1, groups=groups, bias=True),
+        bn1=_norm(spec, f"{name}.bn1", attn),
+        fc2=Conv(f"{name}.fc2", attn, mid, 1, groups=groups, bias=True),
+        radix=radix, groups=groups, pool=pool if avd and not block_spec.avd_first else None)
+    conv1 = _unit(spec, prefix, "conv1", "bn1", cin, first, 1)
+    if avd and block_spec.avd_first:
+        conv1 = ConvNorm(conv1.conv, conv1.norm, conv1.relu, pool)
+    return (conv1, split,
+            _unit(spec, prefix, "conv3", "bn3", width, cout, 1, relu=False, zero_init=spec.zero_init_residual))
 
 
 def block_prefix(stage: int, index: int) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .errors import InputError, UnknownNameError
 from .pruned_widths import ECARESNET50D_PRUNED_WIDTHS, ECARESNET101D_PRUNED_WIDTHS
-from .spec import Basic, BatchNorm, Bottleneck, GroupNorm, ResNetSpec, Shortcut, StdConv, Stem
+from .spec import Basic, BatchNorm, Bottleneck, GroupNorm, ResNeSt, ResNetSpec, Shortcut, StdConv, Stem
 
 _REGISTRY: dict[str, ResNetSpec] = {}
 
@@ -223,3 +223,24 @@ TORCHVISION_PRESETS = (
     "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d",
     "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2",
 )
+
+# timm's ResNeSt (split attention, radix 2 unless named "Ns"; avd pools; deep stem, average-pool shortcuts):
+# "d" has a 32-wide stem, "e" a 64-wide one; "1s4x24d" is radix 1 (a sigmoid gate), cardinality 4, width 24.
+_resnest = _timm_d.replace(block_spec=ResNeSt(radix=2, avd=True))
+RESNEST_PRESETS = (
+    "resnest14d", "resnest26d", "resnest50d", "resnest50d_1s4x24d", "resnest50d_4s2x40d", "resnest101e",
+    "resnest200e", "resnest269e",
+)
+for _name, _spec in {
+    "resnest14d": _resnest.replace(layers=(1, 1, 1, 1)),
+    "resnest26d": _resnest.replace(layers=(2, 2, 2, 2)),
+    "resnest50d": _resnest,
+    "resnest50d_1s4x24d": _resnest.replace(block_spec=ResNeSt(groups=4, width_per_group=24, radix=1, avd=True,
+                                                              avd_first=True)),
+    "resnest50d_4s2x40d": _resnest.replace(block_spec=ResNeSt(groups=2, width_per_group=40, radix=4, avd=True,
+                                                              avd_first=True)),
+    "resnest101e": _resnest.replace(layers=(3, 4, 23, 3), stem_width=64),
+    "resnest200e": _resnest.replace(layers=(3, 24, 36, 3), stem_width=64),
+    "resnest269e": _resnest.replace(layers=(3, 30, 48, 8), stem_width=64),
+}.items():
+    register_spec(_name, _spec)

@@ -15,7 +15,8 @@ from typing import Any, cast
 from ..errors import ResNetCoreError
 from ..plan import depths_shown, explicit_width_fields, make_plan, se_ratio_of
 from ..presets import get_spec, list_specs
-from ..spec import FIELD_NAMES, ResNetSpec
+from ..spec import FIELD_NAMES, ResNeSt, ResNetSpec
+from . import infer_resnest
 
 Shapes = dict[str, tuple[int, ...]]
 
@@ -90,6 +91,10 @@ def infer_spec(tensors: Mapping[str, Any]) -> tuple[ResNetSpec, str]:
     if spec.preact:  # a bare projection conv has the same shape after an average pool, or with a moved stride
         invisible += ("downsample", "stride_block", "stem_pool_padding")
     assumed = ", ".join(f"{f}={getattr(spec, f)!r}" for f in invisible if hasattr(spec, f))
+    sub = next((b for b in spec.stage_blocks if isinstance(b, ResNeSt)), None)
+    if sub is not None:  # the shapes show the radix; ResNeSt's avd pools hold no tensors
+        found += f", radix={sub.radix}"
+        assumed += f", avd={sub.avd!r}, avd_first={sub.avd_first!r}"
     return spec, (f"inferred from tensor names and shapes (no preset matches): {found}; "
                   f"assumed, as weights do not show them: {assumed}")
 
@@ -153,6 +158,12 @@ def candidate_specs(tensors: Mapping[str, Any], preferred: str | None = None) ->
 
 def _stage_widths(shapes: Shapes, stage: int, depth: int) -> tuple[str, list[tuple[int, ...]]]:
     """A stage's block type and each block's main-conv output widths."""
+    if infer_resnest.is_resnest_stage(shapes, stage):
+        found = [infer_resnest.main_widths(shapes, f"layer{stage}.{i}") for i in range(depth)]
+        if any(w is None for w in found):
+            raise InferenceError(f"layer{stage} lacks a tensor of the ResNeSt blocks its first block shows "
+                                 "(conv1, conv2.conv, conv2.fc1, conv2.fc2, conv3)")
+        return "resnest", cast(list[tuple[int, ...]], found)
     block = "bottleneck" if f"layer{stage}.0.conv3.weight" in shapes else "basic"
     convs = (1, 2, 3) if block == "bottleneck" else (1, 2)
     names = [[f"layer{stage}.{i}.conv{k}.weight" for k in convs] for i in range(depth)]
@@ -191,10 +202,14 @@ def _structure(shapes: Shapes) -> ResNetSpec:
     if bottlenecks:  # conv2's input over its input per group
         conv2 = shape(f"layer{bottlenecks[0]}.0.conv2.weight")
         groups = max(1, shape(f"layer{bottlenecks[0]}.0.conv1.weight")[0] // max(1, conv2[1]))
+    resnest = [s + 1 for s, (block, _) in enumerate(stages) if block == "resnest"]
+    if resnest:  # its radix and cardinality (conv2.conv is grouped by both)
+        fields["block_spec"] = infer_resnest.block_spec(shapes, resnest[0])
+        groups = fields["block_spec"].groups
     fields.update(explicit_width_fields(stages), groups=groups)
     # Pre-activation networks bias only the convs no norm follows, so look at any conv's bias.
     fields["conv_bias"] = any(k.endswith(".bias") and len(shapes.get(k[:-4] + "weight", ())) == 4
-                              and ".se." not in k for k in shapes)
+                              and ".se." not in k and ".conv2.fc" not in k for k in shapes)  # ResNeSt's fc1/fc2
     fields["preact"] = "layer1.0.norm1.weight" in shapes
     fields["replace_stem_pool"] = "maxpool.0.weight" in shapes
     # a projection where nothing changes (keras-hub's basic_block_vd, the bottlenecks of timm's ResNetV2)

@@ -19,6 +19,7 @@ from ..plan import Plan, make_plan
 from ..spec import ANTI_ALIASES, DOWNSAMPLES, OUTPUT_STRIDES, POOL_PADDINGS, POOLINGS, STRIDE_BLOCKS, ResNetSpec
 from ..tensor_roles import NORM_CLASSES
 from ..tensor_roles import keras_layout as layout_of
+from . import infer_resnest
 from .infer import InferenceError, candidate_specs
 
 Record = tuple[str, tuple[str, ...], tuple[tuple[str, Any], ...]]  # class, input layers, configured items
@@ -39,6 +40,7 @@ GRAPH_FIELDS: dict[str, tuple[Any, ...] | None] = {
     "anti_alias": ANTI_ALIASES,  # a weightless pool, seen only in the layers
     "std_conv": (False, True),  # set together with std_conv_eps, read off the StdConv2D layers
     "norm_groups": None,
+    "resnest_avd": (),  # ResNeSt's avd and avd_first (block sub-spec fields, see _changes)
 }
 # Norm layer classes (every one records its epsilon as "epsilon"; the grouped ones their group count).
 _NORM_LAYERS = tuple(NORM_CLASSES.values())
@@ -126,6 +128,8 @@ def _differences(expected: dict[str, Record], seen: Seen) -> list[str]:
 
 def _changes(name: str, spec: ResNetSpec, seen: Seen) -> list[dict[str, Any]]:
     """The changes of ``name`` worth trying; std_conv comes with the epsilon its layers record."""
+    if name == "resnest_avd":  # ResNeSt's avd pools: weightless, a block sub-spec's choice
+        return infer_resnest.avd_changes(spec)
     if name == "std_conv":
         eps = [config.get("eps") for cls, _, config in seen.values() if cls == "StdConv2D"]
         return [{"std_conv": False}] + ([{"std_conv": True, "std_conv_eps": eps[0]}] if eps else [])

@@ -25,13 +25,14 @@ from ..plan import (
     AvgPool,
     BlurPool,
     EfficientChannelAttention,
+    Mixer,
     Plan,
     explicit_width_fields,
     make_plan,
 )
 from ..spec import ResNetSpec, SpecError
 from ..weights_info import WeightsInfo
-from . import _timm, timm_resnetv2
+from . import _timm, timm_resnest, timm_resnetv2
 from ._common import (
     check_round_trip,
     match_output_stride,
@@ -49,11 +50,13 @@ TABLE = Table(MODULES, TORCH_KINDS, ignored=TORCH_IGNORED)
 
 STEM_TYPES = {"7x7": "", "deep": "deep", "deep_tiered": "deep_tiered"}
 NORMS = ("batch", "group")  # timm's ResNet: BatchNorm2d, GroupNorm
+BLOCK_KINDS = ("basic", "bottleneck", "resnest")  # the block types timm's ResNet builds
 
 # Leaf modules a timm ResNet may hold for a spec to describe it; anything else is refused.
 _ALLOWED = ("Conv2d", "BatchNorm2d", "GroupNorm", "ReLU", "MaxPool2d", "AvgPool2d", "AvgPool2dSame", "Identity",
             "Linear", "Flatten", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "Sigmoid", "Conv1d", "BlurPool2d",
-            "DropBlock2d", "DropPath", "Dropout")  # the last three act only in training
+            "DropBlock2d", "DropPath", "Dropout",  # these three act only in training
+            "RadixSoftmax")  # ResNeSt's gate: its radix and cardinality are checked against the plan
 # Where an unexpected module sits -> the timm option that put it there.
 _HINTS = ((".aa", "aa_layer (anti-aliasing)"), (".se", "attn_layer"), ("maxpool", "aa_layer"),
           ("act", "act_layer"), ("bn", "norm_layer"), ("downsample", "norm_layer or down_kernel_size"),
@@ -103,7 +106,7 @@ def _refusals(model: Any, activations: set[str]) -> list[str]:
     problems = [f"{names[0]}{f' (+{len(names) - 1} more)' if len(names) > 1 else ''} is {problem}"
                 for problem, names in found.items()]
     kernels = {(number, b.se.conv.kernel_size[0]) for number, stage in enumerate(_stages(model), 1) for b in stage
-               if type(b.se).__name__ == "EcaModule"}
+               if type(getattr(b, "se", None)).__name__ == "EcaModule"}
     numbers = [number for number, _ in kernels]
     if len(set(numbers)) < len(numbers):
         problems.append(f"ECA kernel sizes {sorted(kernels)} (stage, kernel) differ inside a stage: "
@@ -130,6 +133,8 @@ def _pruned(model: Any, plan: Plan) -> Any:
 
 
 def _main_widths(block: Any) -> tuple[int, ...]:
+    if timm_resnest.is_resnest(block):
+        return timm_resnest.main_widths(block)
     convs = (block.conv1, block.conv2, block.conv3) if hasattr(block, "conv3") else (block.conv1, block.conv2)
     return tuple(conv.out_channels for conv in convs)
 
@@ -145,9 +150,12 @@ def _check_pools(plan: Plan, model: Any) -> list[str]:
 
     modules = dict(model.named_modules())
     faults = _check_stem_pool(plan, model)
+    faults += timm_resnest.check(plan, model)
     for block in plan.blocks:
         for unit in block.main:
             where = f"{block.name}.aa"
+            if isinstance(unit, Mixer) or timm_resnest.is_resnest(modules.get(block.name)):
+                continue  # a block type's own operator (checked by its module above), ResNeSt's avd pools
             if unit.conv.kernel_size == 3 and not _aa_matches(modules.get(where), unit.pool, nn):
                 faults.append(f"{where} is {modules.get(where)!r}, expected {_aa_text(unit.pool)}")
         if isinstance(block.attention, EfficientChannelAttention):
@@ -208,7 +216,7 @@ def _aa_matches(module: Any, pool: AvgPool | BlurPool | None, nn: Any) -> bool:
 
 def _anti_alias_of(model: Any, blocks: list[Any]) -> str | None:
     """ResNetSpec.anti_alias of the first anti-aliasing module (the plan check verifies the others)."""
-    found = [b.aa for b in blocks if type(b.aa).__name__ != "Identity"]
+    found = [b.aa for b in blocks if type(getattr(b, "aa", None)).__name__ not in ("Identity", "NoneType")]
     if not found:
         found.append(model.maxpool[-1] if type(model.maxpool).__name__ == "Sequential" else model.maxpool)
     kind = type(found[0]).__name__
@@ -234,8 +242,10 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
     from . import _torch
 
     stages = _stages(model)
-    relus = ["act1", "conv1.2", "conv1.5", "maxpool.2"] + [f"layer{s}.{i}.act{k}" for s in range(1, 5)
-                                             for i in range(len(stages[s - 1])) for k in (1, 2, 3)]
+    relus = ["act1", "conv1.2", "conv1.5", "maxpool.2"] + [
+        r for s in range(1, 5) for i, b in enumerate(stages[s - 1])
+        for r in (timm_resnest.relus(f"layer{s}.{i}") if timm_resnest.is_resnest(b) else
+                  [f"layer{s}.{i}.act{k}" for k in (1, 2, 3)])]
     problems = _refusals(model, set(relus)) + _torch.check_relus(model, relus)
     top = isinstance(model.fc, nn.Linear)
     pool_type = model.global_pool.pool_type
@@ -246,11 +256,14 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
     if problems:
         raise unsupported(PEER, problems)
 
-    per_stage = [("bottleneck" if isinstance(stage[0], Bottleneck) else "basic",
+    per_stage = [("resnest" if timm_resnest.is_resnest(stage[0]) else
+                  "bottleneck" if isinstance(stage[0], Bottleneck) else "basic",
                   [_main_widths(b) for b in stage]) for stage in stages]
-    groups = next((stage[0].conv2.groups for stage in stages if isinstance(stage[0], Bottleneck)), 1)
+    groups = next((timm_resnest.groups(stage[0]) if timm_resnest.is_resnest(stage[0]) else stage[0].conv2.groups
+                   for stage in stages if isinstance(stage[0], Bottleneck) or timm_resnest.is_resnest(stage[0])), 1)
     widths = explicit_width_fields(per_stage)
-    eca = [stage[0].se.conv.kernel_size[0] for stage in stages if type(stage[0].se).__name__ == "EcaModule"]
+    eca = [stage[0].se.conv.kernel_size[0] for stage in stages
+           if type(getattr(stage[0], "se", None)).__name__ == "EcaModule"]
     deep = isinstance(model.conv1, nn.Sequential)
     stem_conv = model.conv1[0] if deep else model.conv1
     if deep:
@@ -259,13 +272,15 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
     else:
         stem_width, stem = model.conv1.out_channels, "7x7"
     blocks = [b for stage in stages for b in stage]
+    resnest = timm_resnest.block_spec(blocks)
     downs = {len(b.downsample) for b in blocks if b.downsample is not None}
     kernels = [b.downsample[0].kernel_size[0] for b in blocks if b.downsample is not None and len(b.downsample) == 2]
-    attention = {type(b.se).__name__ for b in blocks}
+    attention = {type(getattr(b, "se", None)).__name__ for b in blocks}
     if len(attention) > 1:
         raise unsupported(PEER, [f"attention modules {sorted(attention)} in different blocks (ResNetSpec.attention "
                                  "applies to all)"])
-    ses = [(b.se.fc1.in_channels, b.se.fc1.out_channels) for b in blocks if type(b.se).__name__ == "SEModule"]
+    ses = [(b.se.fc1.in_channels, b.se.fc1.out_channels) for b in blocks
+           if type(getattr(b, "se", None)).__name__ == "SEModule"]
     found = _timm.norm_kind(model.bn1)
     if found is None:  # pragma: no cover - _refusals names any other norm class first
         raise unsupported(PEER, [f"bn1 is {type(model.bn1).__name__}: norm_layer has no ResNetSpec option"])
@@ -277,6 +292,7 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
             **found[1], eca_kernels=tuple(eca) if len(eca) == len(stages) else None,
             stride_in_1x1=any(isinstance(stage[0], Bottleneck) and tuple(stage[0].conv1.stride) != (1, 1)
                               for stage in stages),
+            **({} if resnest is None else {"block_spec": resnest}),
             conv_bias=stem_conv.bias is not None, stem=stem, stem_pool=not isinstance(model.maxpool, nn.Identity),
             downsample="avg" if downs == {3} else "conv",
             attention={"SEModule": "se", "EcaModule": "eca"}.get(attention.pop()),
@@ -316,7 +332,7 @@ def _export_problems(spec: ResNetSpec) -> list[str]:
     if spec.project_first and make_plan(spec).projections != make_plan(spec.replace(project_first=False)).projections:
         problems.append("project_first=True (timm's ResNet projects only where the width or stride changes; "
                         "its ResNetV2 projects every stage's first block)")
-    return problems
+    return problems + timm_resnest.export_problems(spec)
 
 
 
@@ -343,22 +359,25 @@ def to_model(spec: ResNetSpec, weights: Mapping[str, Any], info: WeightsInfo | N
     if model_class == "ResNetV2" or (model_class is None and spec.preact):
         return timm_resnetv2.to_model(spec, weights, info)
     from timm.layers import BlurPool2d, SEModule
+    from timm.models.resnest import ResNestBottleneck
     from timm.models.resnet import BasicBlock, Bottleneck, ResNet
     from torch import nn
 
     from . import _torch
 
     refuse_export(spec, PEER, problems, norms=NORMS + ("evo_s0", "frn"), std_conv=True,  # said in problems
-                  per_stage=True)
+                  per_stage=True, blocks=BLOCK_KINDS)
     cfg = pretrained_cfg(spec, info)
     block_args: dict[str, Any] = {}
     if spec.attention == "se":
         block_args["attn_layer"] = functools.partial(SEModule, rd_ratio=spec.se_ratio)
     elif spec.attention == "eca":
         block_args["attn_layer"] = "eca"
+    if "resnest" in spec.stage_block_types:
+        block_args.update(timm_resnest.block_args(spec))
     # timm's stem takes only a class, so the zero-padded blur is built as BlurPool2d and re-padded below.
     aa_layer = {None: None, "avg": nn.AvgPool2d, "blur": BlurPool2d, "blur_zero": BlurPool2d}[spec.anti_alias]
-    classes = {"bottleneck": Bottleneck, "basic": BasicBlock}
+    classes = {"bottleneck": Bottleneck, "basic": BasicBlock, "resnest": ResNestBottleneck}
     model = ResNet(
         [classes[block] for block in spec.stage_block_types], list(spec.layers),
         num_classes=spec.num_classes if spec.include_top else 0, in_chans=spec.in_channels,

@@ -1,6 +1,6 @@
 """``.keras`` files load anywhere: plain functional models of built-in layers, spec recovered from layers.
 
-Four options need custom layers, registered under ``resnet_core`` (CUSTOM_LAYERS): such files load with
+Five options need custom layers, registered under ``resnet_core`` (CUSTOM_LAYERS): such files load with
 ``keras.saving.load_model`` once resnet_core is imported; every other file loads with Keras alone.
 
 Saved on this engine, a model loads in a fresh process with Keras alone (resnet_core never imported,
@@ -18,6 +18,7 @@ import pytest
 
 import resnet_core as rc
 from resnet_core.io.keras_model import without_tensorflow_probe
+from resnet_core.spec import ResNeSt
 from resnet_core.testing import random_weights
 
 pytestmark = pytest.mark.keras
@@ -39,11 +40,17 @@ VARIANTS = [
     PREACT.replace(std_conv=True, std_conv_eps=1e-8, norm="group", norm_groups=4, attention=None, name="bit"),
     PREACT.replace(norm="evo_s0", norm_groups=2, attention=None, name="evonorm"),
     PREACT.replace(norm="frn", attention=None, name="frn"),
+    # ResNeSt's split attention: radix 2 sums its splits with RadixSum; radix 1 is built-in layers only.
+    rc.ResNetSpec(block_spec=ResNeSt(groups=2, width_per_group=32, radix=2, avd=True, avd_first=True),
+                  layers=(1, 1), base_planes=8, num_classes=4, stem="deep", stem_width=8, downsample="avg",
+                  name="resnest"),
+    rc.ResNetSpec(block_spec=ResNeSt(radix=1, avd=True), layers=(1, 1), base_planes=8, num_classes=4,
+                  name="resnest_radix1"),
 ]
 # The custom layers, registered under the "resnet_core" package, and the spec options that need them; every
 # other layer is Keras's own (GroupNorm is keras.layers.GroupNormalization, ECA a Conv1D, SE two Conv2D).
 CUSTOM_LAYERS = {"blur_eca": {"BlurPool2D"}, "bit": {"StdConv2D"}, "evonorm": {"EvoNormS0"},
-                 "frn": {"FilterResponseNormTLU"}}
+                 "frn": {"FilterResponseNormTLU"}, "resnest": {"RadixSum"}}
 
 
 @pytest.fixture(scope="module")
