@@ -25,13 +25,14 @@ from ..plan import (
     AvgPool,
     BlurPool,
     EfficientChannelAttention,
+    Mixer,
     Plan,
     explicit_width_fields,
     make_plan,
 )
 from ..spec import ResNetSpec, SpecError
 from ..weights_info import WeightsInfo
-from . import _timm, timm_resnetv2
+from . import _timm, timm_res2net, timm_resnetv2
 from ._common import (
     check_round_trip,
     match_output_stride,
@@ -144,9 +145,11 @@ def _check_pools(plan: Plan, model: Any) -> list[str]:
 
 
     modules = dict(model.named_modules())
-    faults = _check_stem_pool(plan, model)
+    faults = _check_stem_pool(plan, model) + timm_res2net.check_pools(plan, modules)
     for block in plan.blocks:
         for unit in block.main:
+            if isinstance(unit, Mixer):  # a block type's own pools: checked by its module (timm_res2net)
+                continue
             where = f"{block.name}.aa"
             if unit.conv.kernel_size == 3 and not _aa_matches(modules.get(where), unit.pool, nn):
                 faults.append(f"{where} is {modules.get(where)!r}, expected {_aa_text(unit.pool)}")
@@ -236,6 +239,8 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
     stages = _stages(model)
     relus = ["act1", "conv1.2", "conv1.5", "maxpool.2"] + [f"layer{s}.{i}.act{k}" for s in range(1, 5)
                                              for i in range(len(stages[s - 1])) for k in (1, 2, 3)]
+    res2net = timm_res2net.is_res2net(stages)
+    relus += timm_res2net.relus(stages) if res2net else []
     problems = _refusals(model, set(relus)) + _torch.check_relus(model, relus)
     top = isinstance(model.fc, nn.Linear)
     pool_type = model.global_pool.pool_type
@@ -243,13 +248,16 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
     if (top and pool_type != "avg") or pool_type not in pools:
         problems.append(f"global_pool={pool_type!r} " + ("with a classifier (ResNetSpec's top average-pools)"
                                                        if top else "(ResNetSpec pools by 'avg', 'max' or not at all)"))
+    res2net_fields, res2net_problems = timm_res2net.spec_fields(stages) if res2net else ({}, [])
+    problems += res2net_problems
     if problems:
         raise unsupported(PEER, problems)
 
-    per_stage = [("bottleneck" if isinstance(stage[0], Bottleneck) else "basic",
+    per_stage = [] if res2net else [("bottleneck" if isinstance(stage[0], Bottleneck) else "basic",
                   [_main_widths(b) for b in stage]) for stage in stages]
     groups = next((stage[0].conv2.groups for stage in stages if isinstance(stage[0], Bottleneck)), 1)
-    widths = explicit_width_fields(per_stage)
+    widths = res2net_fields or explicit_width_fields(per_stage)  # Res2Net: its sub-spec with the rule's widths
+    groups = widths.pop("groups", groups)
     eca = [stage[0].se.conv.kernel_size[0] for stage in stages if type(stage[0].se).__name__ == "EcaModule"]
     deep = isinstance(model.conv1, nn.Sequential)
     stem_conv = model.conv1[0] if deep else model.conv1
@@ -281,7 +289,7 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
             downsample="avg" if downs == {3} else "conv",
             attention={"SEModule": "se", "EcaModule": "eca"}.get(attention.pop()),
             se_ratio=se_ratio_for(ses, PEER) if ses else 1.0 / 16,
-            anti_alias=_anti_alias_of(model, blocks), replace_stem_pool=_replaced_stem_pool(model),
+            anti_alias=None if res2net else _anti_alias_of(model, blocks), replace_stem_pool=_replaced_stem_pool(model),
             down_kernel_size=max(kernels, default=1),
         )
     except SpecError as exc:
@@ -348,8 +356,12 @@ def to_model(spec: ResNetSpec, weights: Mapping[str, Any], info: WeightsInfo | N
 
     from . import _torch
 
+    res2net = "res2net" in spec.stage_block_types
+    if res2net:
+        more, res2net_args = timm_res2net.model_args(spec)
+        problems += more
     refuse_export(spec, PEER, problems, norms=NORMS + ("evo_s0", "frn"), std_conv=True,  # said in problems
-                  per_stage=True)
+                  per_stage=True, blocks=("basic", "bottleneck", "res2net"))
     cfg = pretrained_cfg(spec, info)
     block_args: dict[str, Any] = {}
     if spec.attention == "se":
@@ -359,6 +371,11 @@ def to_model(spec: ResNetSpec, weights: Mapping[str, Any], info: WeightsInfo | N
     # timm's stem takes only a class, so the zero-padded blur is built as BlurPool2d and re-padded below.
     aa_layer = {None: None, "avg": nn.AvgPool2d, "blur": BlurPool2d, "blur_zero": BlurPool2d}[spec.anti_alias]
     classes = {"bottleneck": Bottleneck, "basic": BasicBlock}
+    if res2net:
+        from timm.models.res2net import Bottle2neck
+
+        classes["res2net"] = Bottle2neck
+        block_args.update(res2net_args)
     model = ResNet(
         [classes[block] for block in spec.stage_block_types], list(spec.layers),
         num_classes=spec.num_classes if spec.include_top else 0, in_chans=spec.in_channels,
