@@ -55,7 +55,7 @@ class Res2NetBlock(TorchBlock):
         outs: list[torch.Tensor] = []
         sp = splits[0]
         i = 0
-        for conv, bn in zip(self.convs, self.bns):
+        for conv, bn in zip(self.convs, self.bns):  # noqa: B905 - TorchScript has no zip(strict=); equal lengths
             sp = sp + splits[i] if i > 0 and self.cascade else splits[i]
             sp = bn(conv(sp))
             if self.act:

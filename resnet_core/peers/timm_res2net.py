@@ -56,7 +56,7 @@ def check_pools(plan: Plan, modules: dict[str, Any]) -> list[str]:
     faults = []
     for block in plan.blocks:
         for unit in block.main:
-            if not isinstance(unit, Res2NetScales):
+            if not isinstance(unit, Res2NetScales) or unit.scale == 1:  # scale 1: timm's pool (if any) is unused
                 continue
             where, pool = f"{block.name}.pool", unit.pool
             m = modules.get(where)
