@@ -35,7 +35,10 @@ from resnet_core.mapping import check_weights, keras_table
 from resnet_core.plan import Dense, Plan, binomial_filter
 from resnet_core.spec import ResNetSpec
 
-from . import keras_norms  # registers the norm layers under PACKAGE
+from . import (
+    keras_norms,  # registers the norm layers under PACKAGE
+    keras_res2net,  # noqa: F401 - registers ChannelSlice (Res2Net's split) under PACKAGE
+)
 
 PACKAGE = "resnet_core"  # the package our own Keras layers register under: "resnet_core>ClassName"
 

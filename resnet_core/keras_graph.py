@@ -12,7 +12,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .mapping import keras_layer_name
-from .plan import AvgPool, Block, BlurPool, ChannelConv, Conv, ConvNorm, MaxPool, Mixer, Norm, Plan, SqueezeExcite
+from .plan import (
+    AvgPool,
+    Block,
+    BlurPool,
+    ChannelConv,
+    Conv,
+    ConvNorm,
+    MaxPool,
+    Mixer,
+    Norm,
+    Plan,
+    Res2NetScales,
+    SqueezeExcite,
+)
 from .tensor_roles import KERAS_VARIABLES, NORM_CLASSES
 
 # Variables of each weighted Keras layer class, in the order Keras creates (and saves) them (tensor_roles).
@@ -111,6 +124,10 @@ class _Builder:
         if pool.mode == "floor":
             return self.add("AveragePooling2D", name, x, pool_size=pool.kernel_size, strides=pool.stride,
                             padding="valid")
+        if pool.mode == "padded":  # nn.AvgPool2d(k, s, padding=k // 2): the zeros count in the mean, as here
+            x = self.add("ZeroPadding2D", f"{name}_pad", x, padding=pool.kernel_size // 2)
+            return self.add("AveragePooling2D", name, x, pool_size=pool.kernel_size, strides=pool.stride,
+                            padding="valid")
         if pool.mode == "same":  # zero padding after each edge, counted in the mean (timm's AvgPool2dSame)
             pad = pool.kernel_size - 1
             x = self.add("ZeroPadding2D", f"{name}_pad", x, padding=((0, pad), (0, pad)))
@@ -162,6 +179,29 @@ class _Builder:
 
 # plan Mixer class -> the function adding its Keras layers to a builder (input layer name -> output layer name).
 MIXERS: dict[type[Mixer], Callable[[_Builder, str, Any], str]] = {}
+
+
+def res2net_scales(g: _Builder, x: str, mixer: Res2NetScales) -> str:
+    """Res2Net's scales: each split sliced out (``ChannelSlice``, resnet_core's own: Keras has no layer that
+    slices channels), the cascade's Add before each conv but the first (none in a first block), conv, norm and
+    ReLU; the last split passed on (average-pooled in a first block); the outputs concatenated in split order."""
+    b = keras_layer_name(mixer.name)
+    w = mixer.width
+    outs: list[str] = []
+    sp = ""
+    for i, (conv, bn) in enumerate(zip(mixer.convs, mixer.bns, strict=True)):
+        split = g.add("ChannelSlice", f"{b}_split{i}", x, start=i * w, stop=(i + 1) * w)
+        sp = g.add("Add", f"{b}_cascade{i}", sp, split) if i > 0 and not mixer.first else split
+        sp = g.unit(sp, ConvNorm(conv, bn, True))
+        outs.append(sp)
+    if mixer.scale > 1:
+        last = g.add("ChannelSlice", f"{b}_split{mixer.scale - 1}", x, start=(mixer.scale - 1) * w,
+                     stop=mixer.scale * w)
+        outs.append(last if mixer.pool is None else g.pool(last, mixer.pool))
+    return g.add("Concatenate", f"{b}_concat", *outs, axis=-1) if len(outs) > 1 else outs[0]
+
+
+MIXERS[Res2NetScales] = res2net_scales
 
 
 def keras_graph(plan: Plan) -> tuple[list[KerasLayer], str]:

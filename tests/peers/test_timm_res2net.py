@@ -12,9 +12,9 @@ import pytest
 from timm_helpers import assert_refused, assert_timm_round_trip, holding, run
 
 import resnet_core as rc
-from resnet_core.spec import Res2Net
 from resnet_core.plan import Res2NetScales
 from resnet_core.presets import TIMM_RES2NET_PRESETS
+from resnet_core.spec import Res2Net
 from resnet_core.testing import assert_same_weights, loaded, random_images, random_weights, relative_error
 
 HEIGHT, WIDTH, BATCH = 65, 77, 2
