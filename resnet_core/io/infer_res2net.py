@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-
 from ..spec import Res2Net
 from ..widths import EXPANSION, stage_planes, width_per_group_fitting
 

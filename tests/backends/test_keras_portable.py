@@ -39,11 +39,13 @@ VARIANTS = [
     PREACT.replace(std_conv=True, std_conv_eps=1e-8, norm="group", norm_groups=4, attention=None, name="bit"),
     PREACT.replace(norm="evo_s0", norm_groups=2, attention=None, name="evonorm"),
     PREACT.replace(norm="frn", attention=None, name="frn"),
+    # Res2Net's split: resnet_core's ChannelSlice; its pooled split: ZeroPadding2D + AveragePooling2D.
+    rc.get_spec("res2net50_26w_4s").replace(layers=(1, 1), base_planes=8, num_classes=4, name="res2net"),
 ]
 # The custom layers, registered under the "resnet_core" package, and the spec options that need them; every
 # other layer is Keras's own (GroupNorm is keras.layers.GroupNormalization, ECA a Conv1D, SE two Conv2D).
 CUSTOM_LAYERS = {"blur_eca": {"BlurPool2D"}, "bit": {"StdConv2D"}, "evonorm": {"EvoNormS0"},
-                 "frn": {"FilterResponseNormTLU"}}
+                 "frn": {"FilterResponseNormTLU"}, "res2net": {"ChannelSlice"}}
 
 
 @pytest.fixture(scope="module")
