@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from html import escape
 
-from .plan import AvgPool, Block, BlurPool, ConvNorm, MaxPool, Plan, SqueezeExcite, make_plan
+from .plan import AvgPool, Block, BlurPool, ConvNorm, MaxPool, Mixer, Plan, Res2NetScales, SqueezeExcite, make_plan
 from .presets import get_spec
 from .spec import ResNetSpec
 
@@ -48,6 +48,24 @@ def _unit_boxes(unit: ConvNorm) -> list[tuple[str, str]]:
     return boxes
 
 
+def _mixer_boxes(mixer: Mixer) -> list[tuple[str, str]]:
+    """A block type's own operator. Res2Net: the split, its split convs (a cascade, or each split on its own in a
+    first block), the last split passed (pooled in a first block), the concatenation."""
+    if not isinstance(mixer, Res2NetScales):  # pragma: no cover - every Mixer class draws its own boxes
+        return [(type(mixer).__name__, "conv")]
+    c = mixer.convs[0]
+    conv = f"{len(mixer.convs)} x 3x3 conv, {mixer.width}" + (f", /{c.stride}" if c.stride > 1 else "") + \
+        (f", groups {c.groups}" if c.groups > 1 else "") + (f", dilation {c.dilation}" if c.dilation > 1 else "")
+    boxes = [(f"split into {mixer.scale} x {mixer.width} channels", "io"),
+             (conv + (" (each split alone)" if mixer.first else " (cascade: + previous output)"), "conv"),
+             ("batch norm, ReLU (per split)", "norm")]
+    if mixer.scale > 1:
+        boxes.append((f"last split: {_pool_text(mixer.pool)}, padded" if mixer.pool is not None
+                      else "last split passes", "pool" if mixer.pool is not None else "io"))
+        boxes.append((f"concatenate, {mixer.scale * mixer.width}", "io"))
+    return boxes
+
+
 def _pool_text(pool: AvgPool | MaxPool | BlurPool) -> str:
     if isinstance(pool, BlurPool):
         return f"{pool.filter_size}x{pool.filter_size} blur pool ({pool.pad_mode}), /{pool.stride}"
@@ -55,9 +73,17 @@ def _pool_text(pool: AvgPool | MaxPool | BlurPool) -> str:
     return f"{pool.kernel_size}x{pool.kernel_size} {kind} pool, /{pool.stride}"
 
 
+def _mixer_signature(mixer: Mixer) -> tuple:
+    """A mixer's class, its modules' kernels (norms' kinds) and its flags (Res2Net's ``first``): no widths."""
+    return (type(mixer).__name__, tuple(getattr(m, "kernel_size", None) or getattr(m, "kind", None)
+                                        for m in mixer.modules()),
+            tuple(v for v in vars(mixer).values() if isinstance(v, bool)))
+
+
 def block_signature(block: Block) -> tuple:
     """What makes two blocks draw the same: everything but names, widths and position."""
-    return (tuple((u.conv.kernel_size, u.conv.stride > 1, u.conv.groups > 1, u.norm is not None, u.relu)
+    return (tuple(_mixer_signature(u) if isinstance(u, Mixer) else
+                  (u.conv.kernel_size, u.conv.stride > 1, u.conv.groups > 1, u.norm is not None, u.relu)
                   for u in block.main),
             None if block.shortcut is None else (block.shortcut.conv.stride > 1, block.shortcut.norm is not None),
             None if block.shortcut_pool is None else type(block.shortcut_pool).__name__,
@@ -72,7 +98,7 @@ def _block_svg(block: Block, x: float, y: float) -> tuple[list[str], float]:
     if block.pre_norm is not None:
         main += [("batch norm (pre-activation)", "norm"), ("ReLU", "act")]
     for unit in block.main:
-        main += _unit_boxes(unit)
+        main += _mixer_boxes(unit) if isinstance(unit, Mixer) else _unit_boxes(unit)
     if isinstance(block.attention, SqueezeExcite):
         att = block.attention
         main.append((f"squeeze-excite {att.fc1.in_channels}-{att.fc1.out_channels}", "attn"))
