@@ -1,6 +1,6 @@
 """Coverage of timm's ResNet families: which pretrained architectures ``rc.from_peer`` imports.
 
-Every architecture of timm's ``resnet`` and ``resnetv2`` modules with published weights (tags
+Every architecture of timm's ``resnet``, ``resnetv2`` and ``res2net`` modules with published weights (tags
 de-duplicated) is built with random weights (nothing is downloaded) and imported; refusals are
 grouped by their reason. With ``--parity``, each imported model is also run against timm at an odd
 input size with perturbed BatchNorm statistics, on our torch model (``--keras`` adds the Keras model
@@ -28,13 +28,14 @@ from resnet_core.peers import PeerError  # noqa: E402
 
 SIZE = (97, 129)  # odd; timm's avg-pool anti-aliasing (resnetaa*) fails at 65x77 (odd sizes inside the net)
 KERAS_TOLERANCE = 1e-5
+MODULES = ("resnet", "resnetv2", "res2net")  # timm's modules building on its ResNet classes
 TORCH_TOLERANCE = 1e-6
 
 
 def architectures() -> list[str]:
     import timm
 
-    names = {n.split(".")[0] for m in ("resnet", "resnetv2") for n in timm.list_models(module=m, pretrained=True)}
+    names = {n.split(".")[0] for m in MODULES for n in timm.list_models(module=m, pretrained=True)}
     return sorted(names)
 
 
