@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from html import escape
+from typing import cast
 
 from .plan import AvgPool, Block, BlurPool, ConvNorm, MaxPool, Mixer, Plan, Res2NetScales, SqueezeExcite, make_plan
 from .presets import get_spec
@@ -152,7 +153,7 @@ def svg(spec: str | ResNetSpec | Plan, input_size: int = 224) -> str:
             net.append((_pool_text(pool), "pool"))
     for stage in range(1, plan.num_stages + 1):
         blocks = plan.stage_blocks(stage)
-        h, w = sizes[blocks[-1].main[-1].conv.name]
+        h, w = sizes[cast(ConvNorm, blocks[-1].main[-1]).conv.name]  # every block type ends in a conv unit
         net.append((f"conv{stage + 1}_x: {len(blocks)} blocks, {blocks[-1].out_channels}, {h}x{w}", "stage"))
     if plan.head.norm is not None:
         net += [("final batch norm", "norm"), ("ReLU", "act")]

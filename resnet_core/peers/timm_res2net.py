@@ -7,7 +7,7 @@ gives timm's constructor arguments back for an export.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from ..plan import Plan, Res2NetScales
 from ..spec import Res2Net, ResNetSpec
@@ -59,7 +59,7 @@ def check_pools(plan: Plan, modules: dict[str, Any]) -> list[str]:
             if not isinstance(unit, Res2NetScales) or unit.scale == 1:  # scale 1: timm's pool (if any) is unused
                 continue
             where, pool = f"{block.name}.pool", unit.pool
-            m = modules.get(where)
+            m: Any = modules.get(where)
             if pool is None:
                 ok = m is None
             else:
@@ -84,4 +84,4 @@ def model_args(spec: ResNetSpec) -> tuple[list[str], dict[str, Any]]:
         problems.append("Res2Net sub-specs differing per stage (timm passes one scale, cardinality and base width)")
     if spec.reduce_first != 1:
         problems.append(f"reduce_first={spec.reduce_first} (Bottle2neck ignores block_reduce_first)")
-    return problems, {"scale": blocks[0].scale}
+    return problems, {"scale": cast(Res2Net, blocks[0]).scale}
