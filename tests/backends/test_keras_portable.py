@@ -40,7 +40,7 @@ VARIANTS = [
     PREACT.replace(norm="evo_s0", norm_groups=2, attention=None, name="evonorm"),
     PREACT.replace(norm="frn", attention=None, name="frn"),
     # Res2Net's split: resnet_core's ChannelSlice; its pooled split: ZeroPadding2D + AveragePooling2D.
-    rc.get_spec("res2net50_26w_4s").replace(layers=(1, 1), base_planes=8, num_classes=4, name="res2net"),
+    rc.get_spec("res2net50_26w_4s").replace(layers=(1, 1), base_planes=16, num_classes=4, name="res2net"),
 ]
 # The custom layers, registered under the "resnet_core" package, and the spec options that need them; every
 # other layer is Keras's own (GroupNorm is keras.layers.GroupNormalization, ECA a Conv1D, SE two Conv2D).
