@@ -122,3 +122,20 @@ def test_timm_refusals_name_the_option(torch, timm):
     spec = expected_spec("26w_4s").replace(anti_alias="avg")
     with pytest.raises(rc.SpecError, match="anti_alias"):
         rc.make_plan(spec)
+
+
+@pytest.mark.torch
+def test_training_step_is_timms_bit_for_bit(torch, timm):
+    """Train mode (batch statistics) and the gradients of every parameter, equal to timm's."""
+    spec, weights, peer = _peer(torch, timm, "26w_4s", seed=11)
+    ours = loaded(spec, weights)
+    peer.train()
+    ours.train()
+    images = torch.from_numpy(random_images(BATCH, HEIGHT, WIDTH, seed=12))
+    theirs_out, ours_out = peer(images), ours(images)
+    assert torch.equal(theirs_out, ours_out)
+    theirs_out.square().mean().backward()
+    ours_out.square().mean().backward()
+    theirs = dict(peer.named_parameters())
+    assert [k for k, _ in ours.named_parameters()] == list(theirs)
+    assert all(torch.equal(p.grad, theirs[k].grad) for k, p in ours.named_parameters())
