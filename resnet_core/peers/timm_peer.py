@@ -376,6 +376,10 @@ def to_model(spec: ResNetSpec, weights: Mapping[str, Any], info: WeightsInfo | N
 
         classes["res2net"] = Bottle2neck
         block_args.update(res2net_args)
+        if spec.attention == "eca":  # Bottle2neck calls attn_layer(channels): a class, not timm's name for it
+            from timm.layers import EcaModule
+
+            block_args["attn_layer"] = EcaModule
     model = ResNet(
         [classes[block] for block in spec.stage_block_types], list(spec.layers),
         num_classes=spec.num_classes if spec.include_top else 0, in_chans=spec.in_channels,

@@ -60,9 +60,11 @@ def test_import_infers_the_spec_and_is_bit_identical_in_torch(torch, timm, famil
 
 
 @pytest.mark.torch
-@pytest.mark.parametrize("family", ["26w_4s", "res2next", "d", "os8"])
+@pytest.mark.parametrize("family", ["26w_4s", "res2next", "d", "os8", "26w_4s+se", "d+eca"])
 def test_export_to_timm_round_trips(torch, timm, family):
-    spec = expected_spec(family)
+    """Attention too: Bottle2neck takes timm's attn_layer (SE, ECA) after bn3."""
+    family, _, attention = family.partition("+")
+    spec = expected_spec(family).replace(attention=attention or None)
     assert_timm_round_trip(torch, timm, spec, random_weights(spec, seed=5), seed=6, size=(HEIGHT, WIDTH), batch=BATCH)
 
 
