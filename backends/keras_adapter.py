@@ -37,6 +37,7 @@ from resnet_core.spec import ResNetSpec
 
 from . import (
     keras_norms,  # registers the norm layers under PACKAGE
+    keras_res2net,  # noqa: F401 - registers ChannelSlice (Res2Net's split) under PACKAGE
     keras_resnest,  # noqa: F401 - registers ResNeSt's RadixSum under PACKAGE
 )
 

@@ -29,7 +29,7 @@ from resnet_core.plan import (
 )
 from resnet_core.spec import ResNetSpec
 
-from .torch_mixers import mixer_module
+from .torch_mixers import flat_block_class, mixer_module
 from .torch_norms import conv_module as _conv
 from .torch_norms import norm_module as _norm
 
@@ -93,6 +93,10 @@ def _build_units(root: Steps, prefix: str, units: tuple[ConvNorm | Mixer, ...], 
     operator (a plan ``Mixer``) as its module from :data:`torch_mixers.MIXERS`."""
     for unit in units:
         if isinstance(unit, Mixer):
+            if unit.name == prefix:  # named after its block: its modules join the block, whose ``mix`` runs them
+                for i, (name, child) in enumerate(mixer_module(unit).named_children()):
+                    _add(root, name, child, "mixer" if i == 0 else "held", False)
+                continue
             _place(root, _relative(unit.name, prefix), mixer_module(unit), role)
             continue
         relu = unit.act == "relu"  # the plan's rule: a fused norm (EvoNorm, FRN) needs no separate ReLU
@@ -208,16 +212,28 @@ class TorchBlock(Steps):
                     y = torch.relu_(y)
             elif role == "shortcut":
                 identity = m(identity)
+            elif role == "mixer":  # a mixer named after the block runs over the block's own children
+                y = self.mix(y)
             i += 1
         y += identity
         return torch.relu_(y) if self.relu_out else y
+
+    def mix(self, y: torch.Tensor) -> torch.Tensor:
+        """A block-level mixer (plan ``Mixer`` named after its block); subclasses in ``torch_mixers.FLAT_BLOCKS``."""
+        return y
+
+
+def _block_class(block: Block) -> type[nn.Module]:
+    """TorchBlock, or the subclass running a mixer named after the block (``torch_mixers.FLAT_BLOCKS``)."""
+    flat = [u for u in block.main if isinstance(u, Mixer) and u.name == block.name]
+    return flat_block_class(flat[0]) if flat else TorchBlock
 
 
 class Stage(nn.Sequential):
     """One stage's blocks (torchvision's ``layerN``), which can also report each block's output."""
 
     def __init__(self, blocks: tuple[Block, ...]):
-        super().__init__(*(TorchBlock(b) for b in blocks))
+        super().__init__(*(_block_class(b)(b) for b in blocks))
         self.names = [b.name for b in blocks]
 
     def forward_taps(self, x: torch.Tensor, taps: dict[str, torch.Tensor]) -> torch.Tensor:

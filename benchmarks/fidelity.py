@@ -25,7 +25,13 @@ from pathlib import Path
 import resnet_core as rc
 from resnet_core.parity import ENGINES, TOLERANCES, ParityReport
 from resnet_core.parity.report import format_rows
-from resnet_core.presets import KERAS_APPLICATIONS_PRESETS, TIMM_BLOCK_PRESETS, TIMM_PRESETS, TORCHVISION_PRESETS
+from resnet_core.presets import (
+    KERAS_APPLICATIONS_PRESETS,
+    TIMM_BLOCK_PRESETS,
+    TIMM_PRESETS,
+    TIMM_RES2NET_PRESETS,
+    TORCHVISION_PRESETS,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET = 1e-5
@@ -105,6 +111,7 @@ FAMILIES = (
     ("torchvision", set(TORCHVISION_PRESETS)),
     ("keras.applications", set(KERAS_APPLICATIONS_PRESETS)),
     ("timm: ECA, anti-aliased, ResNet-RS, SENet-154", set(TIMM_BLOCK_PRESETS)),
+    ("timm: Res2Net, Res2NeXt", set(TIMM_RES2NET_PRESETS)),
     ("timm: pre-activation ResNetV2, BiT, GroupNorm / EvoNorm / FRN", {
         p for p in TIMM_PRESETS if p.startswith("resnetv2_") or p == "resnet50_gn"}),
     ("timm: ResNet-D / -T, SE", set(TIMM_PRESETS)),

@@ -1,7 +1,7 @@
 """Coverage of timm's ResNet families: which pretrained architectures ``rc.from_peer`` imports.
 
-Every architecture of timm's ``resnet``, ``resnetv2`` and ``resnest`` modules (MODULES) with published weights (tags
-de-duplicated) is built with random weights (nothing is downloaded) and imported; refusals are
+Every architecture of timm's ``resnet``, ``resnetv2``, ``resnest``, ``res2net`` and ``sknet`` modules (MODULES)
+with published weights (tags de-duplicated) is built with random weights (nothing is downloaded) and imported; refusals are
 grouped by their reason. With ``--parity``, each imported model is also run against timm at an odd
 input size with perturbed BatchNorm statistics, on our torch model (``--keras`` adds the Keras model
 on the current KERAS_BACKEND engine). Large models take minutes and gigabytes: ``--only`` / ``--skip``.
@@ -27,7 +27,7 @@ import resnet_core as rc  # noqa: E402
 from resnet_core.peers import PeerError  # noqa: E402
 
 SIZE = (97, 129)  # odd; timm's avg-pool anti-aliasing (resnetaa*) fails at 65x77 (odd sizes inside the net)
-MODULES = ("resnet", "resnetv2", "resnest")  # timm's modules building on its ResNet classes
+MODULES = ("resnet", "resnetv2", "resnest", "res2net", "sknet")  # timm's modules building on its ResNet classes
 KERAS_TOLERANCE = 1e-5
 TORCH_TOLERANCE = 1e-6
 

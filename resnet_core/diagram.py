@@ -9,8 +9,21 @@ from __future__ import annotations
 
 import os
 from html import escape
+from typing import cast
 
-from .plan import AvgPool, Block, BlurPool, ConvNorm, MaxPool, Mixer, Plan, SplitAttention, SqueezeExcite, make_plan
+from .plan import (
+    AvgPool,
+    Block,
+    BlurPool,
+    ConvNorm,
+    MaxPool,
+    Mixer,
+    Plan,
+    Res2NetScales,
+    SplitAttention,
+    SqueezeExcite,
+    make_plan,
+)
 from .presets import get_spec
 from .spec import ResNetSpec
 
@@ -50,7 +63,9 @@ def _unit_boxes(unit: ConvNorm) -> list[tuple[str, str]]:
 
 
 def _mixer_boxes(mixer: Mixer) -> list[tuple[str, str]]:
-    """A block type's own operator (a plan Mixer): its conv, then what it computes, box by box."""
+    """A block type's own operator (a plan Mixer): its convs, then what it computes, box by box."""
+    if isinstance(mixer, Res2NetScales):
+        return _res2net_boxes(mixer)
     if not isinstance(mixer, SplitAttention):  # pragma: no cover - every Mixer class is drawn
         return [(type(mixer).__name__, "attn")]
     boxes = _unit_boxes(ConvNorm(mixer.conv, mixer.bn0, True))
@@ -65,10 +80,27 @@ def _mixer_boxes(mixer: Mixer) -> list[tuple[str, str]]:
     return boxes
 
 
+def _res2net_boxes(mixer: Res2NetScales) -> list[tuple[str, str]]:
+    """Res2Net: the split, its split convs (a cascade, or each split on its own in a first block), the last split
+    passed (pooled in a first block), the concatenation."""
+    c = mixer.convs[0]
+    conv = f"{len(mixer.convs)} x 3x3 conv, {mixer.width}" + (f", /{c.stride}" if c.stride > 1 else "") + \
+        (f", groups {c.groups}" if c.groups > 1 else "") + (f", dilation {c.dilation}" if c.dilation > 1 else "")
+    boxes = [(f"split into {mixer.scale} x {mixer.width} channels", "io"),
+             (conv + (" (each split alone)" if mixer.first else " (cascade: + previous output)"), "conv"),
+             ("batch norm, ReLU (per split)", "norm")]
+    if mixer.scale > 1:
+        boxes.append((f"last split: {_pool_text(mixer.pool)}, padded" if mixer.pool is not None
+                      else "last split passes", "pool" if mixer.pool is not None else "io"))
+        boxes.append((f"concatenate, {mixer.scale * mixer.width}", "io"))
+    return boxes
+
+
 def _unit_signature(unit: ConvNorm | Mixer) -> tuple:
     if isinstance(unit, Mixer):  # a Mixer draws by its class and parameters, not its widths
-        return (type(unit).__name__, getattr(unit, "radix", None), getattr(unit, "groups", 1) > 1,
-                getattr(unit, "pool", None) is not None, unit.modules()[0].stride if unit.modules() else None)
+        return (*_mixer_signature(unit), getattr(unit, "radix", None), getattr(unit, "groups", 1) > 1,
+                getattr(unit, "pool", None) is not None,
+                tuple(getattr(m, "stride", 1) > 1 for m in unit.modules()))
     return unit.conv.kernel_size, unit.conv.stride > 1, unit.conv.groups > 1, unit.norm is not None, unit.relu, \
         unit.pool is not None
 
@@ -78,6 +110,13 @@ def _pool_text(pool: AvgPool | MaxPool | BlurPool) -> str:
         return f"{pool.filter_size}x{pool.filter_size} blur pool ({pool.pad_mode}), /{pool.stride}"
     kind = "max" if isinstance(pool, MaxPool) else "avg"
     return f"{pool.kernel_size}x{pool.kernel_size} {kind} pool, /{pool.stride}"
+
+
+def _mixer_signature(mixer: Mixer) -> tuple:
+    """A mixer's class, its modules' kernels (norms' kinds) and its flags (Res2Net's ``first``): no widths."""
+    return (type(mixer).__name__, tuple(getattr(m, "kernel_size", None) or getattr(m, "kind", None)
+                                        for m in mixer.modules()),
+            tuple(v for v in vars(mixer).values() if isinstance(v, bool)))
 
 
 def block_signature(block: Block) -> tuple:
@@ -150,7 +189,7 @@ def svg(spec: str | ResNetSpec | Plan, input_size: int = 224) -> str:
             net.append((_pool_text(pool), "pool"))
     for stage in range(1, plan.num_stages + 1):
         blocks = plan.stage_blocks(stage)
-        h, w = sizes[blocks[-1].main[-1].conv.name]
+        h, w = sizes[cast(ConvNorm, blocks[-1].main[-1]).conv.name]  # every block type ends in a conv unit
         net.append((f"conv{stage + 1}_x: {len(blocks)} blocks, {blocks[-1].out_channels}, {h}x{w}", "stage"))
     if plan.head.norm is not None:
         net += [("final batch norm", "norm"), ("ReLU", "act")]

@@ -23,6 +23,7 @@ from .plan import (
     Mixer,
     Norm,
     Plan,
+    Res2NetScales,
     SplitAttention,
     SqueezeExcite,
 )
@@ -204,6 +205,29 @@ def _split_attention(g: _Builder, x: str, split: SplitAttention) -> str:
 MIXERS: dict[type[Mixer], Callable[[_Builder, str, Any], str]] = {
     SplitAttention: _split_attention,
 }
+
+
+def res2net_scales(g: _Builder, x: str, mixer: Res2NetScales) -> str:
+    """Res2Net's scales: each split sliced out (``ChannelSlice``, resnet_core's own: Keras has no layer that
+    slices channels), the cascade's Add before each conv but the first (none in a first block), conv, norm and
+    ReLU; the last split passed on (average-pooled in a first block); the outputs concatenated in split order."""
+    b = keras_layer_name(mixer.name)
+    w = mixer.width
+    outs: list[str] = []
+    sp = ""
+    for i, (conv, bn) in enumerate(zip(mixer.convs, mixer.bns, strict=True)):
+        split = g.add("ChannelSlice", f"{b}_split{i}", x, start=i * w, stop=(i + 1) * w)
+        sp = g.add("Add", f"{b}_cascade{i}", sp, split) if i > 0 and not mixer.first else split
+        sp = g.unit(sp, ConvNorm(conv, bn, True))
+        outs.append(sp)
+    if mixer.scale > 1:
+        last = g.add("ChannelSlice", f"{b}_split{mixer.scale - 1}", x, start=(mixer.scale - 1) * w,
+                     stop=mixer.scale * w)
+        outs.append(last if mixer.pool is None else g.pool(last, mixer.pool))
+    return g.add("Concatenate", f"{b}_concat", *outs, axis=-1) if len(outs) > 1 else outs[0]
+
+
+MIXERS[Res2NetScales] = res2net_scales
 
 
 def keras_graph(plan: Plan) -> tuple[list[KerasLayer], str]:

@@ -17,7 +17,7 @@ from typing import cast
 from .errors import InputError
 from .layouts import Layout
 from .spec import FUSED_NORMS, GROUPED_NORMS, ResNetSpec, SpecError
-from .spec_parts import Basic, Bottleneck, ResNeSt
+from .spec_parts import Basic, Bottleneck, Res2Net, ResNeSt
 from .spec_parts import Block as BlockSpec
 from .tensor_roles import (  # noqa: F401 - importers read NORM_ROLES from the plan; declared in tensor_roles
     CANONICAL_SUFFIX,
@@ -168,6 +168,37 @@ class Mixer:
     def sizes(self, hw: tuple[int, int], sizes: dict[str, tuple[int, int]]) -> tuple[int, int]:
         """The output size for an ``hw`` input; records the size of every named module it holds in ``sizes``."""
         raise NotImplementedError  # pragma: no cover - every subclass defines it
+
+
+@dataclass(frozen=True)
+class Res2NetScales(Mixer):
+    """timm's Bottle2neck between its 1x1 convs: the input split into ``scale`` splits ``width`` wide; split ``i``
+    (``i < len(convs)``) goes through ``convs[i]``, ``bns[i]`` and a ReLU, after adding the previous split's
+    output (the cascade) unless ``first``; the last split passes, through ``pool`` when ``first``; the outputs
+    are concatenated in split order. ``first`` is timm's ``is_first``: the block strides or has a downsample.
+
+    Named after its block (``convs``/``bns`` are the block's own children in timm's state_dict).
+    """
+
+    width: int
+    scale: int
+    first: bool
+    convs: tuple[Conv, ...]
+    bns: tuple[Norm, ...]
+    pool: AvgPool | None
+
+    def modules(self) -> list[Conv | ChannelConv | Norm]:
+        return [*self.convs, *self.bns]
+
+    def sizes(self, hw: tuple[int, int], sizes: dict[str, tuple[int, int]]) -> tuple[int, int]:
+        out = hw
+        for conv, bn in zip(self.convs, self.bns, strict=True):
+            out = sizes[conv.name] = sizes[bn.name] = _conv_size(hw, conv)
+        if self.pool is not None:
+            pooled = sizes[self.pool.name] = _pool_size(hw, self.pool)
+            if pooled != out:  # pragma: no cover - a 3x3 pool padded by 1 sizes as the 3x3 conv at its stride
+                raise InputError(f"{self.name}: the pooled split is {pooled}, the convolved splits {out}")
+        return out
 
 
 @dataclass(frozen=True)
@@ -584,6 +615,8 @@ def _main(spec: ResNetSpec, prefix: str, cin: int, block_spec: BlockSpec, widths
     if isinstance(block_spec, ResNeSt):  # before Bottleneck: it subclasses it
         return _resnest_main(spec, prefix, cin, block_spec, widths, stride, first_dilation)
     # A block type's own parameters come from its stage's sub-spec (``block_spec``), never from the flat names.
+    if isinstance(block_spec, Res2Net):
+        return _res2net_main(spec, prefix, cin, block_spec, widths, stride, first_dilation)
     if isinstance(block_spec, Basic):
         first, cout = widths
         return (
@@ -654,6 +687,35 @@ def _resnest_main(spec: ResNetSpec, prefix: str, cin: int, block_spec: ResNeSt, 
         conv1 = ConvNorm(conv1.conv, conv1.norm, conv1.relu, pool)
     return (conv1, split,
             _unit(spec, prefix, "conv3", "bn3", width, cout, 1, relu=False, zero_init=spec.zero_init_residual))
+def _res2net_main(spec: ResNetSpec, prefix: str, cin: int, block_spec: Res2Net, widths: tuple[int, ...],
+                  stride: int, first_dilation: int) -> tuple[ConvNorm | Mixer, ...]:
+    """timm's Bottle2neck: conv1/bn1 to ``scale`` splits, the scales (:class:`Res2NetScales`), conv3/bn3.
+    Every 3x3 has the block's stride and ``first_dilation`` (timm's), ``groups`` = its cardinality."""
+    if spec.preact or spec.anti_alias is not None:
+        option = "preact" if spec.preact else "anti_alias"
+        raise SpecError(f"Invalid ResNetSpec: Res2Net blocks take no {option} (timm's Bottle2neck has none). "
+                        f"Received: {option}={getattr(spec, option)!r}")
+    first, wide, cout = widths
+    scale = block_spec.scale
+    if first != wide or wide % scale:
+        raise SpecError(f"Invalid ResNetSpec: a Res2Net block's 1x1 is {scale} splits as wide as its 3x3 convs "
+                        f"(reduce_first=1, no explicit widths off that rule). Received widths {widths}")
+    width = wide // scale
+    index = int(cast(re.Match, _BLOCK_PREFIX.match(prefix))[2])
+    # timm's is_first: the block strides or has a downsample (the shortcut rule of _block: a projection where the
+    # width changes, or at a stride, or with project_first in a stage's first block).
+    is_first = stride != 1 or cin != cout or (spec.project_first and index == 0)
+    convs = tuple(Conv(f"{prefix}convs.{i}", width, width, 3, stride=stride, padding=first_dilation,
+                       dilation=first_dilation, groups=block_spec.groups,
+                       standardize_eps=spec.std_conv_eps if spec.std_conv else None)
+                  for i in range(max(1, scale - 1)))
+    bns = tuple(_norm(spec, f"{prefix}bns.{i}", width) for i in range(len(convs)))
+    pool = AvgPool(f"{prefix}pool", 3, stride, "pad") if is_first and scale > 1 else None
+    return (
+        _unit(spec, prefix, "conv1", "bn1", cin, wide, 1),
+        Res2NetScales(prefix[:-1], width, scale, is_first, convs, bns, pool),
+        _unit(spec, prefix, "conv3", "bn3", wide, cout, 1, relu=False, zero_init=spec.zero_init_residual),
+    )
 
 
 def block_prefix(stage: int, index: int) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .errors import InputError, UnknownNameError
 from .pruned_widths import ECARESNET50D_PRUNED_WIDTHS, ECARESNET101D_PRUNED_WIDTHS
-from .spec import Basic, BatchNorm, Bottleneck, GroupNorm, ResNeSt, ResNetSpec, Shortcut, StdConv, Stem
+from .spec import Basic, BatchNorm, Bottleneck, GroupNorm, Res2Net, ResNeSt, ResNetSpec, Shortcut, StdConv, Stem
 
 _REGISTRY: dict[str, ResNetSpec] = {}
 
@@ -213,6 +213,27 @@ TIMM_PRESETS = (
     "resnetv2_50d_frn", "resnetv2_50x1_bit", "resnetv2_50x3_bit", "resnetv2_101x1_bit", "resnetv2_101x3_bit",
     "resnetv2_152x2_bit", "resnetv2_152x4_bit", *TIMM_BLOCK_PRESETS,
 )
+
+# timm's Res2Net / Res2NeXt (timm.models.res2net): Bottle2neck blocks, {base width}w_{scale}s.
+_res2net = _bottleneck.replace(block_spec=Res2Net(width_per_group=26, scale=4))
+for _name, _spec in {
+    "res2net50_26w_4s": _res2net,
+    "res2net101_26w_4s": _res2net.replace(layers=(3, 4, 23, 3)),
+    "res2net50_26w_6s": _res2net.replace(block_spec=Res2Net(width_per_group=26, scale=6)),
+    "res2net50_26w_8s": _res2net.replace(block_spec=Res2Net(width_per_group=26, scale=8)),
+    "res2net50_48w_2s": _res2net.replace(block_spec=Res2Net(width_per_group=48, scale=2)),
+    "res2net50_14w_8s": _res2net.replace(block_spec=Res2Net(width_per_group=14, scale=8)),
+    "res2next50": _res2net.replace(block_spec=Res2Net(groups=8, width_per_group=4, scale=4)),
+    "res2net50d": _res2net.replace(**_d_stem),
+    "res2net101d": _res2net.replace(layers=(3, 4, 23, 3), **_d_stem),
+}.items():
+    register_spec(_name, _spec)
+
+TIMM_RES2NET_PRESETS = (
+    "res2net50_14w_8s", "res2net50_26w_4s", "res2net50_26w_6s", "res2net50_26w_8s", "res2net50_48w_2s",
+    "res2net50d", "res2net101_26w_4s", "res2net101d", "res2next50",
+)
+TIMM_PRESETS = (*TIMM_PRESETS, *TIMM_RES2NET_PRESETS)
 
 KERAS_APPLICATIONS_PRESETS = (
     "keras_resnet50", "keras_resnet101", "keras_resnet152", "keras_resnet50v2", "keras_resnet101v2",

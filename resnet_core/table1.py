@@ -11,7 +11,7 @@ import itertools
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from .errors import InputError
 from .plan import (
@@ -213,11 +213,14 @@ def _stem_row(plan: Plan, sizes: dict[str, tuple[int, int]], params: dict[str, i
 
 
 def _mixer_shape(mixer: Mixer) -> str:
+    """A block type's operator in one cell."""
     if isinstance(mixer, SplitAttention):  # the 3x3 conv's splits, and what gates them
         conv = mixer.conv
         groups = f", C={mixer.groups}" if mixer.groups > 1 else ""
         return f"{conv.kernel_size}x{conv.kernel_size}, {mixer.width}{groups}, split attention radix {mixer.radix}"
-    return type(mixer).__name__  # pragma: no cover - every Mixer class has its text
+    # otherwise by its convs: "3 x (3x3, 26)" for Res2Net's three split convs
+    convs = [m for m in mixer.modules() if isinstance(m, Conv)]
+    return f"{len(convs)} x ({_unit_shape(convs[0])})"
 
 
 def _block_shape(block: Block) -> str:
@@ -243,7 +246,7 @@ def _stage_row(plan: Plan, stage: int, sizes: dict[str, tuple[int, int]], params
         kind = "max" if isinstance(pool, MaxPool) else "avg"
         blur = f" + blur, stride {plan.stem.blur.stride}" if plan.stem.blur is not None else ""
         shape = f"{pool.kernel_size}x{pool.kernel_size} {kind} pool, stride {pool.stride}{blur}; {shape}"
-    last = blocks[-1].main[-1].conv.name
+    last = cast(ConvNorm, blocks[-1].main[-1]).conv.name  # every block type ends in a conv unit
     return StageRow(f"conv{stage + 1}_x", sizes[last], shape, params.get(f"layer{stage}", 0),
                     sum(_block_macs(b, sizes) for b in blocks))
 

@@ -16,7 +16,7 @@ from ..errors import ResNetCoreError
 from ..plan import depths_shown, explicit_width_fields, make_plan, se_ratio_of
 from ..presets import get_spec, list_specs
 from ..spec import FIELD_NAMES, ResNeSt, ResNetSpec
-from . import infer_resnest
+from . import infer_res2net, infer_resnest
 
 Shapes = dict[str, tuple[int, ...]]
 
@@ -196,7 +196,9 @@ def _structure(shapes: Shapes) -> ResNetSpec:
     if not layers:
         raise InferenceError("no residual blocks (layer1.0.conv1.weight)")
     fields["layers"] = tuple(layers)
-    stages = [_stage_widths(shapes, s + 1, depth) for s, depth in enumerate(layers)]
+    res2net = infer_res2net.fields(shapes, layers)  # Res2Net: its sub-spec; its stages read its own way
+    stages = res2net.pop("stages") if res2net else [_stage_widths(shapes, s + 1, depth)
+                                                     for s, depth in enumerate(layers)]
     bottlenecks = [s + 1 for s, (block, _) in enumerate(stages) if block == "bottleneck"]
     groups = 1
     if bottlenecks:  # conv2's input over its input per group
@@ -206,7 +208,7 @@ def _structure(shapes: Shapes) -> ResNetSpec:
     if resnest:  # its radix and cardinality (conv2.conv is grouped by both)
         fields["block_spec"] = infer_resnest.block_spec(shapes, resnest[0])
         groups = fields["block_spec"].groups
-    fields.update(explicit_width_fields(stages), groups=groups)
+    fields.update(res2net or {**explicit_width_fields(stages), "groups": groups})
     # Pre-activation networks bias only the convs no norm follows, so look at any conv's bias.
     fields["conv_bias"] = any(k.endswith(".bias") and len(shapes.get(k[:-4] + "weight", ())) == 4
                               and ".se." not in k and ".conv2.fc" not in k for k in shapes)  # ResNeSt's fc1/fc2

@@ -32,7 +32,7 @@ from ..plan import (
 )
 from ..spec import ResNetSpec, SpecError
 from ..weights_info import WeightsInfo
-from . import _timm, timm_resnest, timm_resnetv2
+from . import _timm, timm_res2net, timm_resnest, timm_resnetv2
 from ._common import (
     check_round_trip,
     match_output_stride,
@@ -50,7 +50,7 @@ TABLE = Table(MODULES, TORCH_KINDS, ignored=TORCH_IGNORED)
 
 STEM_TYPES = {"7x7": "", "deep": "deep", "deep_tiered": "deep_tiered"}
 NORMS = ("batch", "group")  # timm's ResNet: BatchNorm2d, GroupNorm
-BLOCK_KINDS = ("basic", "bottleneck", "resnest")  # the block types timm's ResNet builds
+BLOCK_KINDS = ("basic", "bottleneck", "resnest", "res2net")  # the block types timm's ResNet builds
 
 # Leaf modules a timm ResNet may hold for a spec to describe it; anything else is refused.
 _ALLOWED = ("Conv2d", "BatchNorm2d", "GroupNorm", "ReLU", "MaxPool2d", "AvgPool2d", "AvgPool2dSame", "Identity",
@@ -149,10 +149,12 @@ def _check_pools(plan: Plan, model: Any) -> list[str]:
 
 
     modules = dict(model.named_modules())
-    faults = _check_stem_pool(plan, model)
+    faults = _check_stem_pool(plan, model) + timm_res2net.check_pools(plan, modules)
     faults += timm_resnest.check(plan, model)
     for block in plan.blocks:
         for unit in block.main:
+            if isinstance(unit, Mixer):  # a block type's own pools: checked by its module (timm_res2net)
+                continue
             where = f"{block.name}.aa"
             if isinstance(unit, Mixer) or timm_resnest.is_resnest(modules.get(block.name)):
                 continue  # a block type's own operator (checked by its module above), ResNeSt's avd pools
@@ -246,6 +248,8 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
         r for s in range(1, 5) for i, b in enumerate(stages[s - 1])
         for r in (timm_resnest.relus(f"layer{s}.{i}") if timm_resnest.is_resnest(b) else
                   [f"layer{s}.{i}.act{k}" for k in (1, 2, 3)])]
+    res2net = timm_res2net.is_res2net(stages)
+    relus += timm_res2net.relus(stages) if res2net else []
     problems = _refusals(model, set(relus)) + _torch.check_relus(model, relus)
     top = isinstance(model.fc, nn.Linear)
     pool_type = model.global_pool.pool_type
@@ -253,15 +257,18 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
     if (top and pool_type != "avg") or pool_type not in pools:
         problems.append(f"global_pool={pool_type!r} " + ("with a classifier (ResNetSpec's top average-pools)"
                                                        if top else "(ResNetSpec pools by 'avg', 'max' or not at all)"))
+    res2net_fields, res2net_problems = timm_res2net.spec_fields(stages) if res2net else ({}, [])
+    problems += res2net_problems
     if problems:
         raise unsupported(PEER, problems)
 
-    per_stage = [("resnest" if timm_resnest.is_resnest(stage[0]) else
-                  "bottleneck" if isinstance(stage[0], Bottleneck) else "basic",
-                  [_main_widths(b) for b in stage]) for stage in stages]
+    per_stage = [] if res2net else [("resnest" if timm_resnest.is_resnest(stage[0]) else
+                                     "bottleneck" if isinstance(stage[0], Bottleneck) else "basic",
+                                     [_main_widths(b) for b in stage]) for stage in stages]
     groups = next((timm_resnest.groups(stage[0]) if timm_resnest.is_resnest(stage[0]) else stage[0].conv2.groups
                    for stage in stages if isinstance(stage[0], Bottleneck) or timm_resnest.is_resnest(stage[0])), 1)
-    widths = explicit_width_fields(per_stage)
+    widths = res2net_fields or explicit_width_fields(per_stage)  # Res2Net: its sub-spec with the rule's widths
+    groups = widths.pop("groups", groups)
     eca = [stage[0].se.conv.kernel_size[0] for stage in stages
            if type(getattr(stage[0], "se", None)).__name__ == "EcaModule"]
     deep = isinstance(model.conv1, nn.Sequential)
@@ -297,7 +304,7 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
             downsample="avg" if downs == {3} else "conv",
             attention={"SEModule": "se", "EcaModule": "eca"}.get(attention.pop()),
             se_ratio=se_ratio_for(ses, PEER) if ses else 1.0 / 16,
-            anti_alias=_anti_alias_of(model, blocks), replace_stem_pool=_replaced_stem_pool(model),
+            anti_alias=None if res2net else _anti_alias_of(model, blocks), replace_stem_pool=_replaced_stem_pool(model),
             down_kernel_size=max(kernels, default=1),
         )
     except SpecError as exc:
@@ -365,6 +372,10 @@ def to_model(spec: ResNetSpec, weights: Mapping[str, Any], info: WeightsInfo | N
 
     from . import _torch
 
+    res2net = "res2net" in spec.stage_block_types
+    if res2net:
+        more, res2net_args = timm_res2net.model_args(spec)
+        problems += more
     refuse_export(spec, PEER, problems, norms=NORMS + ("evo_s0", "frn"), std_conv=True,  # said in problems
                   per_stage=True, blocks=BLOCK_KINDS)
     cfg = pretrained_cfg(spec, info)
@@ -378,6 +389,15 @@ def to_model(spec: ResNetSpec, weights: Mapping[str, Any], info: WeightsInfo | N
     # timm's stem takes only a class, so the zero-padded blur is built as BlurPool2d and re-padded below.
     aa_layer = {None: None, "avg": nn.AvgPool2d, "blur": BlurPool2d, "blur_zero": BlurPool2d}[spec.anti_alias]
     classes = {"bottleneck": Bottleneck, "basic": BasicBlock, "resnest": ResNestBottleneck}
+    if res2net:
+        from timm.models.res2net import Bottle2neck
+
+        classes["res2net"] = Bottle2neck
+        block_args.update(res2net_args)
+        if spec.attention == "eca":  # Bottle2neck calls attn_layer(channels): a class, not timm's name for it
+            from timm.layers import EcaModule
+
+            block_args["attn_layer"] = EcaModule
     model = ResNet(
         [classes[block] for block in spec.stage_block_types], list(spec.layers),
         num_classes=spec.num_classes if spec.include_top else 0, in_chans=spec.in_channels,

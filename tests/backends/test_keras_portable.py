@@ -46,11 +46,13 @@ VARIANTS = [
                   name="resnest"),
     rc.ResNetSpec(block_spec=ResNeSt(radix=1, avd=True), layers=(1, 1), base_planes=8, num_classes=4,
                   name="resnest_radix1"),
+    # Res2Net's split: resnet_core's ChannelSlice; its pooled split: ZeroPadding2D + AveragePooling2D.
+    rc.get_spec("res2net50_26w_4s").replace(layers=(1, 1), base_planes=16, num_classes=4, name="res2net"),
 ]
 # The custom layers, registered under the "resnet_core" package, and the spec options that need them; every
 # other layer is Keras's own (GroupNorm is keras.layers.GroupNormalization, ECA a Conv1D, SE two Conv2D).
 CUSTOM_LAYERS = {"blur_eca": {"BlurPool2D"}, "bit": {"StdConv2D"}, "evonorm": {"EvoNormS0"},
-                 "frn": {"FilterResponseNormTLU"}, "resnest": {"RadixSum"}}
+                 "frn": {"FilterResponseNormTLU"}, "resnest": {"RadixSum"}, "res2net": {"ChannelSlice"}}
 
 
 @pytest.fixture(scope="module")

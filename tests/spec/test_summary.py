@@ -20,7 +20,7 @@ TORCHVISION_GFLOPS = {
 # Every family, narrowed and shortened (the rules are the same, the CI minutes fewer), for the torch-measured checks.
 FAMILIES = ("resnet18", "tiny_resnext", "keras_resnet50", "keras_resnet50v2", "resnet26t", "seresnext26d_32x4d",
             "resnet18d", "ecaresnet26t", "resnetaa50d", "resnetblur50", "resnetrs50", "senet154", "resnet50_gn",
-            "resnetv2_50x1_bit", "resnetv2_50d_evos", "resnetv2_50d_frn")
+            "resnetv2_50x1_bit", "resnetv2_50d_evos", "resnetv2_50d_frn", "res2next50", "res2net50d")
 
 
 def _small(name: str) -> rc.ResNetSpec:
