@@ -7,9 +7,14 @@ from collections.abc import Callable
 from torch import nn
 
 from resnet_core.plan import Mixer
+from resnet_core.plan_sknet import SelectiveKernelConv
+
+from .torch_sknet import SelectiveKernelModule
 
 # plan Mixer class -> the nn.Module compiling it; its state_dict keys, prefixed by the mixer's name, are canonical.
-MIXERS: dict[type[Mixer], Callable[[Mixer], nn.Module]] = {}
+MIXERS: dict[type[Mixer], Callable[[Mixer], nn.Module]] = {
+    SelectiveKernelConv: SelectiveKernelModule,  # type: ignore[dict-item]
+}
 
 
 def mixer_module(mixer: Mixer) -> nn.Module:

@@ -17,7 +17,7 @@ from typing import cast
 from .errors import InputError
 from .layouts import Layout
 from .spec import FUSED_NORMS, GROUPED_NORMS, ResNetSpec, SpecError
-from .spec_parts import Basic, Bottleneck
+from .spec_parts import Basic, Bottleneck, SKBasic, SKBottleneck
 from .spec_parts import Block as BlockSpec
 from .tensor_roles import (  # noqa: F401 - importers read NORM_ROLES from the plan; declared in tensor_roles
     CANONICAL_SUFFIX,
@@ -538,6 +538,10 @@ def _main(spec: ResNetSpec, prefix: str, cin: int, block_spec: BlockSpec, widths
     # timm anti-aliases the 3x3 conv that strides, or that changes dilation (there a stride-1 blur).
     aa = spec.anti_alias is not None and (stride == 2 or first_dilation != dilation)
     # A block type's own parameters come from its stage's sub-spec (``block_spec``), never from the flat names.
+    if isinstance(block_spec, (SKBasic, SKBottleneck)):  # before Basic / Bottleneck, which they subclass
+        from .plan_sknet import sk_main
+
+        return sk_main(spec, prefix, cin, block_spec, widths, stride, first_dilation, dilation)
     if isinstance(block_spec, Basic):
         first, cout = widths
         return (

@@ -52,6 +52,7 @@ from .spec_parts import (
     expected,
     is_int,
 )
+from .spec_sknet import check_selective_kernel
 from .widths import (
     EXPANSION,
     LAYOUT,
@@ -289,6 +290,7 @@ class ResNetSpec:
                            "activation, and a post-activation network has norms without one)", self.norm)
         self._validate_widths()
         self._validate_timm_options()
+        check_selective_kernel(self)  # SKNet's own rules (spec_sknet)
         if not isinstance(self.name, str) or not self.name:
             raise expected("name", "a non-empty string", self.name)
 

@@ -1,0 +1,62 @@
+"""SKNet's rules shared by the spec's checks and the plan: the paths a selective-kernel conv runs, its
+attention width, and what a spec with selective-kernel blocks must satisfy to build (framework-free)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .spec_parts import SKBasic, SKBottleneck, SpecError, expected
+from .widths import LAYOUT, stem_widths
+
+if TYPE_CHECKING:
+    from .spec import ResNetSpec
+
+
+def selective_kernel_paths(block: SKBasic | SKBottleneck, dilation: int) -> list[tuple[int, int]]:
+    """(kernel size, dilation) of each path, as timm's SelectiveKernel builds them: with ``keep_3x3`` every
+    path is a 3x3 dilated to its kernel's reach (5 -> dilation 2), times the block's own ``dilation``."""
+    if block.keep_3x3:
+        return [(3, dilation * (k - 1) // 2) for k in block.kernel_sizes]
+    return [(k, dilation) for k in block.kernel_sizes]
+
+
+def sk_attn_width(channels: int, rd_ratio: float, rd_divisor: int) -> int:
+    """timm's make_divisible(channels * rd_ratio, rd_divisor) with its round_limit 0.9 (the SK attention's
+    reduced width; at least ``rd_divisor``)."""
+    value = channels * rd_ratio
+    width = max(rd_divisor, int(value + rd_divisor / 2) // rd_divisor * rd_divisor)
+    return width + rd_divisor if width < 0.9 * value else width
+
+
+def check_selective_kernel(spec: ResNetSpec) -> None:
+    """Refuse, naming the field, a spec with selective-kernel blocks that timm's SKNet cannot build (so a spec
+    that validates builds on every framework)."""
+    kinds = spec.stage_blocks
+    if not any(isinstance(b, (SKBasic, SKBottleneck)) for b in kinds):
+        return
+    why = "with selective-kernel blocks (timm's SKNet"
+    simple: list[tuple[str, Any, Any, str]] = [
+        ("preact", spec.preact, False, "False " + why + " is post-activation)"),
+        ("norm", spec.norm, "batch", "'batch' " + why + " attention norm is a BatchNorm2d)"),
+        ("anti_alias", spec.anti_alias, None, "None " + why + " blocks take no aa_layer here)"),
+        ("std_conv", spec.std_conv, False, "False " + why + " convs are plain Conv2d)"),
+        ("conv_bias", spec.conv_bias, False, "False " + why + " convs have no bias)"),
+    ]
+    for field, value, allowed, what in simple:
+        if value != allowed:
+            raise expected(field, what, value)
+    cin = stem_widths(spec.stem, spec.stem_width)[-1]
+    blocks = [b for b, depth in zip(kinds, spec.layers, strict=True) for _ in range(depth)]
+    for n, (block, widths) in enumerate(zip(blocks, spec.main_widths(), strict=True)):
+        if isinstance(block, (SKBasic, SKBottleneck)):
+            sk_in, sk_out = (cin, widths[0]) if LAYOUT[block.kind] == "basic" else (widths[0], widths[1])
+            paths = len(block.kernel_sizes)
+            share = sk_in // paths if block.split_input else sk_in
+            groups = min(sk_out, getattr(block, "groups", 1))
+            if block.split_input and sk_in % paths:
+                raise SpecError(f"Invalid ResNetSpec.block_spec: block {n + 1}'s selective-kernel conv splits "
+                                f"{sk_in} input channels over {paths} paths (split_input=True needs a multiple)")
+            if share % groups or sk_out % groups:
+                raise SpecError(f"Invalid ResNetSpec.block_spec: block {n + 1}'s selective-kernel paths take "
+                                f"{share} channels to {sk_out} in groups={groups}, which must divide both")
+        cin = widths[-1]
