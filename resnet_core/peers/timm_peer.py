@@ -31,7 +31,7 @@ from ..plan import (
 )
 from ..spec import ResNetSpec, SpecError
 from ..weights_info import WeightsInfo
-from . import _timm, timm_resnetv2
+from . import _timm, timm_resnetv2, timm_sknet
 from ._common import (
     check_round_trip,
     match_output_stride,
@@ -146,7 +146,7 @@ def _check_pools(plan: Plan, model: Any) -> list[str]:
     modules = dict(model.named_modules())
     faults = _check_stem_pool(plan, model)
     for block in plan.blocks:
-        for unit in block.main:
+        for unit in () if timm_sknet.is_sk(plan, block.stage) else block.main:  # SK blocks have no .aa
             where = f"{block.name}.aa"
             if unit.conv.kernel_size == 3 and not _aa_matches(modules.get(where), unit.pool, nn):
                 faults.append(f"{where} is {modules.get(where)!r}, expected {_aa_text(unit.pool)}")
@@ -208,7 +208,7 @@ def _aa_matches(module: Any, pool: AvgPool | BlurPool | None, nn: Any) -> bool:
 
 def _anti_alias_of(model: Any, blocks: list[Any]) -> str | None:
     """ResNetSpec.anti_alias of the first anti-aliasing module (the plan check verifies the others)."""
-    found = [b.aa for b in blocks if type(b.aa).__name__ != "Identity"]
+    found = [b.aa for b in blocks if type(getattr(b, "aa", None)).__name__ not in ("Identity", "NoneType")]  # SK: none
     if not found:
         found.append(model.maxpool[-1] if type(model.maxpool).__name__ == "Sequential" else model.maxpool)
     kind = type(found[0]).__name__
@@ -236,7 +236,10 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
     stages = _stages(model)
     relus = ["act1", "conv1.2", "conv1.5", "maxpool.2"] + [f"layer{s}.{i}.act{k}" for s in range(1, 5)
                                              for i in range(len(stages[s - 1])) for k in (1, 2, 3)]
-    problems = _refusals(model, set(relus)) + _torch.check_relus(model, relus)
+    relus += timm_sknet.relu_names(model)
+    sk_fields, sk_problems = timm_sknet.block_fields(stages, (getattr(model, "pretrained_cfg", None) or {}).get(
+        "architecture"))
+    problems = _refusals(model, set(relus)) + _torch.check_relus(model, relus) + sk_problems
     top = isinstance(model.fc, nn.Linear)
     pool_type = model.global_pool.pool_type
     pools = {"avg": "avg", "max": "max", "": None}
@@ -246,9 +249,10 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
     if problems:
         raise unsupported(PEER, problems)
 
-    per_stage = [("bottleneck" if isinstance(stage[0], Bottleneck) else "basic",
+    per_stage = [(timm_sknet.block_kind(stage[0]) or ("bottleneck" if isinstance(stage[0], Bottleneck) else "basic"),
                   [_main_widths(b) for b in stage]) for stage in stages]
-    groups = next((stage[0].conv2.groups for stage in stages if isinstance(stage[0], Bottleneck)), 1)
+    groups = timm_sknet.cardinality(stages) or \
+        next((stage[0].conv2.groups for stage in stages if isinstance(stage[0], Bottleneck)), 1)
     widths = explicit_width_fields(per_stage)
     eca = [stage[0].se.conv.kernel_size[0] for stage in stages if type(stage[0].se).__name__ == "EcaModule"]
     deep = isinstance(model.conv1, nn.Sequential)
@@ -282,12 +286,12 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
             attention={"SEModule": "se", "EcaModule": "eca"}.get(attention.pop()),
             se_ratio=se_ratio_for(ses, PEER) if ses else 1.0 / 16,
             anti_alias=_anti_alias_of(model, blocks), replace_stem_pool=_replaced_stem_pool(model),
-            down_kernel_size=max(kernels, default=1),
+            down_kernel_size=max(kernels, default=1), **sk_fields,
         )
     except SpecError as exc:
         raise unsupported(PEER, [str(exc)]) from None
     spec = match_output_stride(
-        spec, lambda plan: _torch.check_plan(plan, TABLE, model, norm=_timm.check_norm) +
+        spec, lambda plan: _torch.check_plan(plan, TABLE, model, norm=timm_sknet.norm_check(plan)) +
         _check_pools(plan, model), PEER)
     cfg = getattr(model, "pretrained_cfg", None) or {}
     spec = named(spec, cfg.get("architecture") or "resnet")
@@ -333,7 +337,7 @@ def to_model(spec: ResNetSpec, weights: Mapping[str, Any], info: WeightsInfo | N
     """
     if model_class not in (None, *MODEL_CLASSES):
         raise InputError(f"Unknown timm model_class {model_class!r}: expected one of {MODEL_CLASSES}")
-    problems = _export_problems(spec)
+    problems = _export_problems(spec) + timm_sknet.export_problems(spec)
     if model_class is None and problems and not spec.preact:
         v2_problems = timm_resnetv2.export_problems(spec)
         if v2_problems:  # both refuse: say why each does
@@ -359,8 +363,11 @@ def to_model(spec: ResNetSpec, weights: Mapping[str, Any], info: WeightsInfo | N
     # timm's stem takes only a class, so the zero-padded blur is built as BlurPool2d and re-padded below.
     aa_layer = {None: None, "avg": nn.AvgPool2d, "blur": BlurPool2d, "blur_zero": BlurPool2d}[spec.anti_alias]
     classes = {"bottleneck": Bottleneck, "basic": BasicBlock}
+    sk = timm_sknet.model_args(spec)  # selective-kernel blocks: their classes and sk_kwargs
+    if sk:
+        block_args["sk_kwargs"] = sk["sk_kwargs"]
     model = ResNet(
-        [classes[block] for block in spec.stage_block_types], list(spec.layers),
+        sk.get("block") or [classes[block] for block in spec.stage_block_types], list(spec.layers),
         num_classes=spec.num_classes if spec.include_top else 0, in_chans=spec.in_channels,
         output_stride=stem_counted_output_stride(spec),
         global_pool="avg" if spec.include_top else {"avg": "avg", "max": "max", None: ""}[spec.pooling],
