@@ -338,12 +338,15 @@ def to_model(spec: ResNetSpec, weights: Mapping[str, Any], info: WeightsInfo | N
     if model_class not in (None, *MODEL_CLASSES):
         raise InputError(f"Unknown timm model_class {model_class!r}: expected one of {MODEL_CLASSES}")
     problems = _export_problems(spec) + timm_sknet.export_problems(spec)
-    if model_class is None and problems and not spec.preact:
+    if model_class is None and problems and not spec.preact and not timm_sknet.has_sk(spec):  # ResNetV2 has no SK
         v2_problems = timm_resnetv2.export_problems(spec)
         if v2_problems:  # both refuse: say why each does
             problems.append(f"nor can timm's ResNetV2(preact=False): {'; '.join(v2_problems)}")
         else:
             model_class = "ResNetV2"
+    if model_class == "ResNetV2" and timm_sknet.has_sk(spec):
+        refuse_export(spec, PEER, [f"block={spec.block!r} with model_class='ResNetV2' (timm's ResNetV2 has no "
+                                   "selective-kernel block; its ResNet builds them)"], per_stage=True, blocks=None)
     if model_class == "ResNetV2" or (model_class is None and spec.preact):
         return timm_resnetv2.to_model(spec, weights, info)
     from timm.layers import BlurPool2d, SEModule
@@ -353,7 +356,7 @@ def to_model(spec: ResNetSpec, weights: Mapping[str, Any], info: WeightsInfo | N
     from . import _torch
 
     refuse_export(spec, PEER, problems, norms=NORMS + ("evo_s0", "frn"), std_conv=True,  # said in problems
-                  per_stage=True)
+                  per_stage=True, blocks=("basic", "bottleneck", *timm_sknet.CLASSES.values()))
     cfg = pretrained_cfg(spec, info)
     block_args: dict[str, Any] = {}
     if spec.attention == "se":

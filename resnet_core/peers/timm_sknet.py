@@ -113,6 +113,11 @@ def is_sk(plan: Plan, stage: int) -> bool:
     return isinstance(plan.spec.stage_blocks[stage - 1], (SKBasic, SKBottleneck))
 
 
+def has_sk(spec: ResNetSpec) -> bool:
+    """Whether ``spec`` has selective-kernel blocks (only timm's ResNet class builds them)."""
+    return any(isinstance(b, (SKBasic, SKBottleneck)) for b in spec.stage_blocks)
+
+
 def model_args(spec: ResNetSpec) -> dict[str, Any]:
     """``block`` classes and ``block_args`` (its ``sk_kwargs``) for timm's ResNet (empty without SK blocks)."""
     blocks = spec.stage_blocks

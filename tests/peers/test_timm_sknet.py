@@ -11,7 +11,7 @@ import pytest
 from timm_helpers import assert_refused, assert_timm_round_trip, holding, perturb, run
 
 import resnet_core as rc
-from resnet_core.spec import SKBasic, SKBottleneck
+from resnet_core.spec import Basic, SKBasic, SKBottleneck
 from resnet_core.testing import assert_same_weights, loaded, random_images, random_weights, relative_error
 
 HEIGHT, WIDTH, BATCH = 65, 77, 2
@@ -120,5 +120,5 @@ def test_peers_without_selective_kernels_refuse_them(torch, peer):
 
 @pytest.mark.torch
 def test_timm_refuses_selective_kernels_beside_other_blocks(torch, timm):
-    spec = expected_spec("skresnet18").replace(block_spec=(SKBasic(), rc.Basic(), rc.Basic(), rc.Basic()))
+    spec = expected_spec("skresnet18").replace(block_spec=(SKBasic(), Basic(), Basic(), Basic()))
     assert_refused(lambda: rc.to_peer(spec, random_weights(spec), "timm"), ["one selective-kernel block"])
