@@ -11,8 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .keras_sknet import selective_kernel_layers
 from .mapping import keras_layer_name
 from .plan import AvgPool, Block, BlurPool, ChannelConv, Conv, ConvNorm, MaxPool, Mixer, Norm, Plan, SqueezeExcite
+from .plan_sknet import SelectiveKernelConv
 from .tensor_roles import KERAS_VARIABLES, NORM_CLASSES
 
 # Variables of each weighted Keras layer class, in the order Keras creates (and saves) them (tensor_roles).
@@ -161,7 +163,9 @@ class _Builder:
 
 
 # plan Mixer class -> the function adding its Keras layers to a builder (input layer name -> output layer name).
-MIXERS: dict[type[Mixer], Callable[[_Builder, str, Any], str]] = {}
+MIXERS: dict[type[Mixer], Callable[[_Builder, str, Any], str]] = {
+    SelectiveKernelConv: selective_kernel_layers,
+}
 
 
 def keras_graph(plan: Plan) -> tuple[list[KerasLayer], str]:
