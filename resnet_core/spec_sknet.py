@@ -60,3 +60,17 @@ def check_selective_kernel(spec: ResNetSpec) -> None:
                 raise SpecError(f"Invalid ResNetSpec.block_spec: block {n + 1}'s selective-kernel paths take "
                                 f"{share} channels to {sk_out} in groups={groups}, which must divide both")
         cin = widths[-1]
+
+
+# Reduction ratios and divisors tried when reading attention widths off a model or a file, after the preferred
+# pairs (an architecture's preset's, timm's default 1/16 and 8): the first pair giving every width is taken
+# (pairs giving the same widths build the same network; a narrow model's widths may fit several).
+_RATIOS = (1 / 16, 1 / 8, 1 / 4, 1 / 32, 1 / 2, 1.0)
+_DIVISORS = (8, 16, 32, 4, 2, 1, 64)
+
+
+def rd_fitting(widths: list[tuple[int, int]],
+               preferred: tuple[tuple[float, int], ...] = ()) -> tuple[float, int] | None:
+    """The (rd_ratio, rd_divisor) giving each (channels, attention width) pair, or None if none does."""
+    candidates = [*preferred, (1 / 16, 8), *((r, d) for d in _DIVISORS for r in _RATIOS)]
+    return next(((r, d) for r, d in candidates if all(sk_attn_width(c, r, d) == w for c, w in widths)), None)

@@ -158,6 +158,10 @@ def _structure(shapes: Shapes) -> ResNetSpec:
             raise InferenceError(f"no tensor {name!r}, which every ResNet of this library has")
         return shapes[name]
 
+    from .infer_sknet import is_sknet, sk_structure
+
+    if is_sknet(shapes):  # SKNet's selective kernels: read through the plain network of the same widths
+        return sk_structure(shapes, _structure, _signature)
     fields: dict[str, Any] = {}
     if "conv1.weight" in shapes:
         stem = shape("conv1.weight")

@@ -12,15 +12,10 @@ from ..plan import ConvNorm, Norm, Plan
 from ..plan_sknet import SelectiveKernelConv
 from ..presets import get_spec, list_specs
 from ..spec import ResNetSpec, SKBasic, SKBottleneck
-from ..spec_sknet import sk_attn_width
+from ..spec_sknet import rd_fitting
 from . import _timm
 
 CLASSES = {"SelectiveKernelBasic": "sk_basic", "SelectiveKernelBottleneck": "sk_bottleneck"}
-# Reduction ratios and divisors tried when reading a model, after its architecture's preset's and timm's default
-# (1/16, 8): the first pair giving every block's attention width is the spec's (pairs giving the same widths
-# build the same network; a narrow model's widths may fit several).
-_RATIOS = (1 / 16, 1 / 8, 1 / 4, 1 / 32, 1 / 2, 1.0)
-_DIVISORS = (8, 16, 32, 4, 2, 1, 64)
 
 
 def block_kind(block: Any) -> str | None:
@@ -79,8 +74,7 @@ def block_fields(stages: list[Any], architecture: str | None = None) -> tuple[di
     widths = [(sk.out_channels, sk.attn.fc_reduce.out_channels) for sk in modules]
     preset = get_spec(architecture).block_spec if architecture in list_specs() else None
     preferred = [(preset.rd_ratio, preset.rd_divisor)] if isinstance(preset, (SKBasic, SKBottleneck)) else []
-    candidates = [*preferred, (SKBasic.rd_ratio, SKBasic.rd_divisor), *((r, d) for d in _DIVISORS for r in _RATIOS)]
-    pair = next(((r, d) for r, d in candidates if all(sk_attn_width(c, r, d) == w for c, w in widths)), None)
+    pair = rd_fitting(widths, tuple(preferred))
     if pair is None:
         problems.append(f"selective-kernel attention widths {sorted(set(widths))} (channels, attn_channels) that "
                         "no rd_ratio / rd_divisor gives (rd_channels has no ResNetSpec option)")
