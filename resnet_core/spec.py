@@ -52,7 +52,7 @@ from .spec_parts import (
     expected,
     is_int,
 )
-from .spec_sknet import check_selective_kernel
+from .spec_sknet import canonical_sk_blocks, check_selective_kernel
 from .widths import (
     EXPANSION,
     LAYOUT,
@@ -205,6 +205,9 @@ class ResNetSpec:
         blocks = self.block_spec
         if isinstance(blocks, tuple) and len(set(blocks)) == 1:
             object.__setattr__(self, "block_spec", blocks[0])
+        sk_blocks = canonical_sk_blocks(self)  # SKNet: one (rd_ratio, rd_divisor) per attention width
+        if sk_blocks is not None:
+            object.__setattr__(self, "block_spec", sk_blocks)
         if self.stem_spec.pool != "max" or not self.preact:  # after a ReLU, zero padding is -inf padding
             object.__setattr__(self, "stem_spec", dataclasses.replace(self.stem_spec, pool_padding="-inf"))
         if self.planes == stage_planes(self.base_planes, len(self.layers)):

@@ -3,6 +3,7 @@ attention width, and what a spec with selective-kernel blocks must satisfy to bu
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from .spec_parts import SKBasic, SKBottleneck, SpecError, expected
@@ -74,3 +75,25 @@ def rd_fitting(widths: list[tuple[int, int]],
     """The (rd_ratio, rd_divisor) giving each (channels, attention width) pair, or None if none does."""
     candidates = [*preferred, (1 / 16, 8), *((r, d) for d in _DIVISORS for r in _RATIOS)]
     return next(((r, d) for r, d in candidates if all(sk_attn_width(c, r, d) == w for c, w in widths)), None)
+
+
+def canonical_sk_blocks(spec: ResNetSpec) -> Any:
+    """``spec.block_spec`` with each selective-kernel sub-spec's (rd_ratio, rd_divisor) the first pair of
+    :func:`rd_fitting`'s order giving the same attention widths in this network (None: already so), so one
+    network has one spec (a narrow network's widths fit several pairs)."""
+    blocks = spec.block_spec if isinstance(spec.block_spec, tuple) else (spec.block_spec,)
+    if not any(isinstance(b, (SKBasic, SKBottleneck)) for b in blocks):
+        return None
+    per_block = [b for b, depth in zip(spec.stage_blocks, spec.layers, strict=True) for _ in range(depth)]
+    changed = []
+    for b in blocks:
+        if isinstance(b, (SKBasic, SKBottleneck)):
+            channels = [w[0] if LAYOUT[b.kind] == "basic" else w[1]
+                        for blk, w in zip(per_block, spec.main_widths(), strict=True) if blk == b]
+            pair = rd_fitting([(c, sk_attn_width(c, b.rd_ratio, b.rd_divisor)) for c in channels])
+            if pair is not None and pair != (b.rd_ratio, b.rd_divisor):
+                b = dataclasses.replace(b, rd_ratio=pair[0], rd_divisor=pair[1])
+        changed.append(b)
+    if changed == list(blocks):
+        return None
+    return tuple(changed) if isinstance(spec.block_spec, tuple) else changed[0]

@@ -64,6 +64,12 @@ def _plain(shapes: Shapes, bottleneck: bool, split: bool, stem_out: int) -> Shap
 def sk_structure(shapes: Shapes, structure: Callable[[Shapes], ResNetSpec],
                  signature: Callable[[ResNetSpec], Shapes]) -> ResNetSpec:
     """The spec of an SKNet file; ``structure`` / ``signature`` are the general reader's (io.infer)."""
+    return sk_candidates(shapes, structure, signature)[0]
+
+
+def sk_candidates(shapes: Shapes, structure: Callable[[Shapes], ResNetSpec],
+                  signature: Callable[[ResNetSpec], Shapes]) -> list[ResNetSpec]:
+    """Every spec an SKNet file fits, the likeliest first (a Keras model's layers settle which it is)."""
     from .infer import InferenceError
 
     bottleneck = any(k.endswith(".conv3.conv.weight") for k in shapes)
@@ -103,5 +109,5 @@ def sk_structure(shapes: Shapes, structure: Callable[[Shapes], ResNetSpec],
             continue
         tried.append(f"split_input={split}: the plan's tensors differ")
     if fits:  # grouped paths on split inputs and more groups on whole ones have the same shapes: timm's choices
-        return min(fits, key=lambda f: (f.groups != 1, f.block_spec.split_input))  # type: ignore[union-attr]
+        return sorted(fits, key=lambda f: (f.groups != 1, f.block_spec.split_input))  # type: ignore[union-attr]
     raise InferenceError("the selective-kernel tensors fit no spec (" + "; ".join(tried) + ")")
