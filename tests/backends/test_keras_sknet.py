@@ -11,7 +11,7 @@ from timm_helpers import assert_keras_matches, holding
 
 import resnet_core as rc
 from resnet_core.io.keras_model import without_tensorflow_probe
-from resnet_core.spec import SKBasic
+from resnet_core.spec import SKBasic, SKBottleneck
 from resnet_core.testing import assert_same_weights, random_images, random_weights, to_channels_last
 
 pytestmark = pytest.mark.keras
@@ -77,3 +77,20 @@ def test_keras_file_loads_in_a_fresh_process_with_keras_alone(keras, run_python,
                                    "PYTHONPATH": os.environ.get("PYTHONPATH")}, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     assert np.array_equal(np.load(out), keras.ops.convert_to_numpy(model(images)))
+
+
+@pytest.mark.parametrize("spec", [
+    SAVED,
+    rc.get_spec("skresnext50_32x4d").replace(**SMALL_SPEC, output_stride=16, name="tiny_skresnext"),
+    rc.get_spec("resnet50").replace(**SMALL_SPEC, block_spec=SKBottleneck(groups=2, width_per_group=32),
+                                    name="tiny_sk_grouped_split"),  # its shapes are also 4 groups on whole inputs
+    MEMBERS["three-plain-os16"][2].replace(**SMALL_SPEC, name="tiny_sk_plain"),
+], ids=lambda s: s.name)
+def test_spec_recovered_from_layers(keras, spec):
+    """The layers alone (as keras.saving.load_model makes a model) give the spec back, weights unchanged."""
+    model = rc.build(spec, backend="keras", weights=random_weights(spec, seed=5))
+    expected = rc.get_weights(model)
+    del model.spec, model.plan
+    recovered = rc.spec_of(model)
+    assert recovered == spec
+    assert {k: v.tobytes() for k, v in rc.get_weights(model).items()} == {k: v.tobytes() for k, v in expected.items()}
