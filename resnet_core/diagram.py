@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from html import escape
 
-from .plan import AvgPool, Block, BlurPool, ConvNorm, MaxPool, Plan, SqueezeExcite, make_plan
+from .plan import AvgPool, Block, BlurPool, ConvNorm, MaxPool, Mixer, Plan, SqueezeExcite, make_plan
 from .presets import get_spec
 from .spec import ResNetSpec
 
@@ -29,7 +29,10 @@ def _arrow(x1: float, y1: float, x2: float, y2: float) -> str:
     return f'<line x1="{x1:.0f}" y1="{y1:.0f}" x2="{x2:.0f}" y2="{y2:.0f}" stroke="#555" marker-end="url(#a)"/>'
 
 
-def _unit_boxes(unit: ConvNorm) -> list[tuple[str, str]]:
+def _unit_boxes(unit: ConvNorm | Mixer) -> list[tuple[str, str]]:
+    if isinstance(unit, Mixer):  # a block type's own operator draws its own boxes (or one named box)
+        boxes = getattr(unit, "diagram_boxes", None)
+        return list(boxes()) if boxes is not None else [(type(unit).__name__, "conv")]
     c = unit.conv
     text = f"{c.kernel_size}x{c.kernel_size} conv, {c.out_channels}"
     if c.stride > 1:
@@ -57,7 +60,8 @@ def _pool_text(pool: AvgPool | MaxPool | BlurPool) -> str:
 
 def block_signature(block: Block) -> tuple:
     """What makes two blocks draw the same: everything but names, widths and position."""
-    return (tuple((u.conv.kernel_size, u.conv.stride > 1, u.conv.groups > 1, u.norm is not None, u.relu)
+    return (tuple(getattr(u, "signature", type(u).__name__) if isinstance(u, Mixer) else
+                  (u.conv.kernel_size, u.conv.stride > 1, u.conv.groups > 1, u.norm is not None, u.relu)
                   for u in block.main),
             None if block.shortcut is None else (block.shortcut.conv.stride > 1, block.shortcut.norm is not None),
             None if block.shortcut_pool is None else type(block.shortcut_pool).__name__,

@@ -37,6 +37,34 @@ class SelectiveKernelConv(_plan.Mixer):
     attn_norm: Norm
     fc_select: Conv
 
+    @property
+    def shape_text(self) -> str:
+        """Table 1's block shape: each path's kernel (and dilation), the width, groups and split input."""
+        paths = "+".join(f"{u.conv.kernel_size}x{u.conv.kernel_size}" + (f" d{u.conv.dilation}" if u.conv.dilation > 1
+                                                                          else "") for u in self.paths)
+        groups = f", C={self.paths[0].conv.groups}" if self.paths[0].conv.groups > 1 else ""
+        return f"SK({paths}){', split' if self.split_input else ''}, {self.channels}{groups}"
+
+    @property
+    def signature(self) -> tuple:
+        """What makes two selective kernels draw the same (the diagram's): all but names and widths."""
+        return tuple((u.conv.kernel_size, u.conv.dilation, u.conv.stride > 1, u.conv.groups > 1) for u in self.paths), \
+            self.split_input
+
+    def diagram_boxes(self) -> list[tuple[str, str]]:
+        """The block diagram's boxes: the paths, their norm and ReLU, the attention, the weighted sum."""
+        first = self.paths[0].conv
+        paths = " | ".join(f"{u.conv.kernel_size}x{u.conv.kernel_size}" + (f" dilation {u.conv.dilation}"
+                                                                          if u.conv.dilation > 1 else "")
+                           for u in self.paths)
+        text = f"selective kernel: {paths} conv, {self.channels}" + (f", /{first.stride}" if first.stride > 1 else "")
+        if first.groups > 1:
+            text += f", groups {first.groups}"
+        return [(text + (", split input" if self.split_input else ""), "conv"), ("batch norm, ReLU per path", "norm"),
+                (f"attention: sum, mean, 1x1 {self.fc_reduce.out_channels}, BN, ReLU, 1x1 "
+                 f"{self.fc_select.out_channels}, softmax over {len(self.paths)} paths", "attn"),
+                ("weighted sum of the paths", "act")]
+
     def modules(self) -> list[Conv | _plan.ChannelConv | Norm]:
         """timm's state_dict order: each path's conv and norm, then the attention's reduce, norm, select."""
         out: list[Conv | _plan.ChannelConv | Norm] = []

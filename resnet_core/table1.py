@@ -22,6 +22,7 @@ from .plan import (
     Dense,
     EfficientChannelAttention,
     MaxPool,
+    Mixer,
     Plan,
     SqueezeExcite,
     make_plan,
@@ -153,9 +154,11 @@ def conv_macs(conv: Conv, output_size: tuple[int, int]) -> int:
     return h * w * conv.out_channels * (conv.in_channels // conv.groups) * conv.kernel_size ** 2
 
 
-def _units_macs(units: Iterable[ConvNorm], sizes: dict[str, tuple[int, int]]) -> int:
-    """Convolutions, and the depthwise filter of anti-aliasing blur pools (a conv to a FLOP counter)."""
-    return sum(conv_macs(u.conv, sizes[u.conv.name]) + _pool_macs(u.pool, sizes) for u in units)
+def _units_macs(units: Iterable[ConvNorm | Mixer], sizes: dict[str, tuple[int, int]]) -> int:
+    """Convolutions, and the depthwise filter of anti-aliasing blur pools (a conv to a FLOP counter); a block
+    type's own operator (a plan Mixer) counts its convs at the sizes it recorded."""
+    return sum(sum(conv_macs(m, sizes[m.name]) for m in u.modules() if isinstance(m, Conv)) if isinstance(u, Mixer)
+               else conv_macs(u.conv, sizes[u.conv.name]) + _pool_macs(u.pool, sizes) for u in units)
 
 
 def _pool_macs(pool: object, sizes: dict[str, tuple[int, int]]) -> int:
@@ -209,7 +212,8 @@ def _stem_row(plan: Plan, sizes: dict[str, tuple[int, int]], params: dict[str, i
 
 
 def _block_shape(block: Block) -> str:
-    inner = [_unit_shape(u.conv) for u in block.main]
+    inner = [str(getattr(u, "shape_text", type(u).__name__)) if isinstance(u, Mixer) else _unit_shape(u.conv)
+             for u in block.main]
     if isinstance(block.attention, SqueezeExcite):
         se = block.attention
         inner.append(f"SE {se.fc1.in_channels}-{se.fc1.out_channels}-{se.fc2.out_channels}")

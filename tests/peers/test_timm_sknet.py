@@ -122,3 +122,20 @@ def test_peers_without_selective_kernels_refuse_them(torch, peer):
 def test_timm_refuses_selective_kernels_beside_other_blocks(torch, timm):
     spec = expected_spec("skresnet18").replace(block_spec=(SKBasic(), Basic(), Basic(), Basic()))
     assert_refused(lambda: rc.to_peer(spec, random_weights(spec), "timm"), ["one selective-kernel block"])
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("family", ["skresnet18", "skresnext50_32x4d", "skresnet50-os8", "three-paths"])
+def test_summary_equals_torch_parameters_and_fvcore_macs(torch, timm, need, family):
+    """resnet-core summary's figures at an odd size: timm's parameter count, fvcore's conv+linear MACs of timm's
+    model and of ours."""
+    fvcore = need("torch", "fvcore.nn")
+    spec, _, peer = _peer(torch, timm, family, seed=9)
+    table = rc.summary(spec, input_size="65x77")
+    assert table.params == sum(p.numel() for p in peer.parameters())
+    for model in (peer, loaded(spec, random_weights(spec))):
+        counter = fvcore.FlopCountAnalysis(model, torch.zeros(1, 3, HEIGHT, WIDTH))
+        counter.unsupported_ops_warnings(False)
+        counter.uncalled_modules_warnings(False)
+        ops = counter.by_operator()
+        assert table.macs == ops["conv"] + ops.get("linear", 0)

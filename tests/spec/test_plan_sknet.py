@@ -132,3 +132,18 @@ def test_keras_names_of_the_attention_map_back():
     for module in {p.module for p in plan.params}:
         assert canonical_module(keras_layer_name(module)) == module
 
+
+
+def test_svg_draws_the_selective_kernel(tmp_path):
+    import xml.etree.ElementTree as ET
+
+    from resnet_core.diagram import write_svg
+
+    out = tmp_path / "sk.svg"
+    write_svg("skresnext50_32x4d", out)
+    texts = [t.text or "" for t in ET.parse(out).getroot().iter("{http://www.w3.org/2000/svg}text")]
+    assert "selective kernel: 3x3 | 3x3 dilation 2 conv, 256, /2, groups 32" in texts
+    assert any(t.startswith("attention: sum, mean, 1x1 32") and t.endswith("softmax over 2 paths") for t in texts)
+    table = rc.summary("skresnet18")
+    assert table.params == rc.make_plan(rc.get_spec("skresnet18")).num_params
+    assert "SK(3x3+3x3 d2), split, 64" in table.rows[1].shape
