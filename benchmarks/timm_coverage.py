@@ -1,6 +1,6 @@
 """Coverage of timm's ResNet families: which pretrained architectures ``rc.from_peer`` imports.
 
-Every architecture of timm's ``resnet`` and ``resnetv2`` modules with published weights (tags
+Every architecture of timm's ``resnet``, ``resnetv2`` and ``sknet`` modules with published weights (tags
 de-duplicated) is built with random weights (nothing is downloaded) and imported; refusals are
 grouped by their reason. With ``--parity``, each imported model is also run against timm at an odd
 input size with perturbed BatchNorm statistics, on our torch model (``--keras`` adds the Keras model
@@ -34,7 +34,8 @@ TORCH_TOLERANCE = 1e-6
 def architectures() -> list[str]:
     import timm
 
-    names = {n.split(".")[0] for m in ("resnet", "resnetv2") for n in timm.list_models(module=m, pretrained=True)}
+    modules = ("resnet", "resnetv2", "sknet")
+    names = {n.split(".")[0] for m in modules for n in timm.list_models(module=m, pretrained=True)}
     return sorted(names)
 
 
