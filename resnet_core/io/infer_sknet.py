@@ -75,7 +75,7 @@ def sk_candidates(shapes: Shapes, structure: Callable[[Shapes], ResNetSpec],
     bottleneck = any(k.endswith(".conv3.conv.weight") for k in shapes)
     first = _blocks(shapes)[0]
     sk = f"{first}.{'conv2' if bottleneck else 'conv1'}"
-    kernels = []
+    kernels: list[int] = []
     while f"{sk}.paths.{len(kernels)}.conv.weight" in shapes:
         kernels.append(shapes[f"{sk}.paths.{len(kernels)}.conv.weight"][-1])
     keep_3x3 = all(k == 3 for k in kernels)

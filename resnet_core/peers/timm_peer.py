@@ -24,6 +24,7 @@ from ..name_tables import TORCH_IGNORED, TORCH_KINDS, ModuleRow, Table
 from ..plan import (
     AvgPool,
     BlurPool,
+    ConvNorm,
     EfficientChannelAttention,
     Plan,
     explicit_width_fields,
@@ -148,7 +149,8 @@ def _check_pools(plan: Plan, model: Any) -> list[str]:
     for block in plan.blocks:
         for unit in () if timm_sknet.is_sk(plan, block.stage) else block.main:  # SK blocks have no .aa
             where = f"{block.name}.aa"
-            if unit.conv.kernel_size == 3 and not _aa_matches(modules.get(where), unit.pool, nn):
+            if isinstance(unit, ConvNorm) and unit.conv.kernel_size == 3 and \
+                    not _aa_matches(modules.get(where), unit.pool, nn):
                 faults.append(f"{where} is {modules.get(where)!r}, expected {_aa_text(unit.pool)}")
         if isinstance(block.attention, EfficientChannelAttention):
             where, k = block.attention.name, block.attention.conv.kernel_size

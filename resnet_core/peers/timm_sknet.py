@@ -6,7 +6,7 @@ matters; everything else (stem, shortcuts, head, the per-module plan check) is t
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from ..plan import ConvNorm, Norm, Plan
 from ..plan_sknet import SelectiveKernelConv
@@ -119,7 +119,7 @@ def model_args(spec: ResNetSpec) -> dict[str, Any]:
         return {}
     from timm.models.sknet import SelectiveKernelBasic, SelectiveKernelBottleneck
 
-    sk = blocks[0]
+    sk = cast(SKBasic | SKBottleneck, blocks[0])
     kwargs = dict(kernel_size=list(sk.kernel_sizes), keep_3x3=sk.keep_3x3, split_input=sk.split_input,
                   rd_ratio=sk.rd_ratio, rd_divisor=sk.rd_divisor)
     classes = {"sk_basic": SelectiveKernelBasic, "sk_bottleneck": SelectiveKernelBottleneck}
