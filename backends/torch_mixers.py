@@ -6,8 +6,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from resnet_core.plan import Mixer
-from resnet_core.plan_sknet import SelectiveKernelConv
+from resnet_core.plan import Mixer, SelectiveKernelConv
 
 from .torch_sknet import SelectiveKernelModule
 

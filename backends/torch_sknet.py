@@ -7,8 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from resnet_core.plan import ConvNorm
-from resnet_core.plan_sknet import SelectiveKernelConv
+from resnet_core.plan import ConvNorm, SelectiveKernelConv
 
 from .torch_norms import conv_module, norm_module
 

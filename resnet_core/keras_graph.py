@@ -13,8 +13,20 @@ from typing import Any
 
 from .keras_sknet import selective_kernel_layers
 from .mapping import keras_layer_name
-from .plan import AvgPool, Block, BlurPool, ChannelConv, Conv, ConvNorm, MaxPool, Mixer, Norm, Plan, SqueezeExcite
-from .plan_sknet import SelectiveKernelConv
+from .plan import (
+    AvgPool,
+    Block,
+    BlurPool,
+    ChannelConv,
+    Conv,
+    ConvNorm,
+    MaxPool,
+    Mixer,
+    Norm,
+    Plan,
+    SelectiveKernelConv,
+    SqueezeExcite,
+)
 from .tensor_roles import KERAS_VARIABLES, NORM_CLASSES
 
 # Variables of each weighted Keras layer class, in the order Keras creates (and saves) them (tensor_roles).

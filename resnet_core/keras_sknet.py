@@ -14,8 +14,7 @@ import dataclasses
 from typing import Any
 
 from .mapping import keras_layer_name
-from .plan import ConvNorm
-from .plan_sknet import SelectiveKernelConv
+from .plan import ConvNorm, SelectiveKernelConv
 
 
 def _path(g: Any, x: str, unit: ConvNorm) -> str:

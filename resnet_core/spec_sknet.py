@@ -4,13 +4,14 @@ attention width, and what a spec with selective-kernel blocks must satisfy to bu
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .spec_parts import SKBasic, SKBottleneck, SpecError, expected
 from .widths import LAYOUT, stem_widths
 
-if TYPE_CHECKING:
-    from .spec import ResNetSpec
+# The spec arrives as Any: spec.py imports this module (its checks and normalisation), so importing ResNetSpec
+# back, even for typing, would make an import cycle.
+ResNetSpec = Any
 
 
 def selective_kernel_paths(block: SKBasic | SKBottleneck, dilation: int) -> list[tuple[int, int]]:

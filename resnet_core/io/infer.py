@@ -140,7 +140,7 @@ def candidate_specs(tensors: Mapping[str, Any], preferred: str | None = None) ->
         if named is not None and _signature(named) == shapes:
             fits = [named] + [s for s in fits if s.name != preferred]
     if not fits and is_sknet(shapes):  # grouped selective kernels: split or whole inputs have the same shapes
-        return sk_candidates(shapes, _structure, _signature)
+        return sk_candidates(shapes, _structure, _signature, InferenceError)
     return fits or [_structure(shapes)]
 
 
@@ -162,7 +162,7 @@ def _structure(shapes: Shapes) -> ResNetSpec:
         return shapes[name]
 
     if is_sknet(shapes):  # SKNet's selective kernels: read through the plain network of the same widths
-        return sk_structure(shapes, _structure, _signature)
+        return sk_structure(shapes, _structure, _signature, InferenceError)
     fields: dict[str, Any] = {}
     if "conv1.weight" in shapes:
         stem = shape("conv1.weight")

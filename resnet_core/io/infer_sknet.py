@@ -62,15 +62,15 @@ def _plain(shapes: Shapes, bottleneck: bool, split: bool, stem_out: int) -> Shap
 
 
 def sk_structure(shapes: Shapes, structure: Callable[[Shapes], ResNetSpec],
-                 signature: Callable[[ResNetSpec], Shapes]) -> ResNetSpec:
-    """The spec of an SKNet file; ``structure`` / ``signature`` are the general reader's (io.infer)."""
-    return sk_candidates(shapes, structure, signature)[0]
+                 signature: Callable[[ResNetSpec], Shapes], error: type[Exception]) -> ResNetSpec:
+    """The spec of an SKNet file; ``structure`` / ``signature`` / ``error`` are the general reader's (io.infer,
+    which imports this module: passed in, they make no import cycle)."""
+    return sk_candidates(shapes, structure, signature, error)[0]
 
 
 def sk_candidates(shapes: Shapes, structure: Callable[[Shapes], ResNetSpec],
-                  signature: Callable[[ResNetSpec], Shapes]) -> list[ResNetSpec]:
+                  signature: Callable[[ResNetSpec], Shapes], error: type[Exception]) -> list[ResNetSpec]:
     """Every spec an SKNet file fits, the likeliest first (a Keras model's layers settle which it is)."""
-    from .infer import InferenceError
 
     bottleneck = any(k.endswith(".conv3.conv.weight") for k in shapes)
     first = _blocks(shapes)[0]
@@ -87,13 +87,13 @@ def sk_candidates(shapes: Shapes, structure: Callable[[Shapes], ResNetSpec],
     for split in (True, False):  # timm's default first; with grouped paths both may fit: the first is taken
         try:
             plain = structure(_plain(shapes, bottleneck, split, stem_out))
-        except (InferenceError, ValueError, KeyError, ZeroDivisionError) as exc:
+        except (error, ValueError, KeyError, ZeroDivisionError) as exc:
             tried.append(f"split_input={split}: {exc}")
             continue
         attn = [(shapes[k][1], shapes[k][0]) for k in shapes if k.endswith(".attn.fc_reduce.weight")]
         pair = rd_fitting(attn)
         if pair is None:
-            raise InferenceError(f"the selective-kernel attention widths {attn[:4]} (channels, reduced) follow no "
+            raise error(f"the selective-kernel attention widths {attn[:4]} (channels, reduced) follow no "
                                  "rd_ratio and rd_divisor")
         fields: dict[str, Any] = dict(kernel_sizes=kernel_sizes, keep_3x3=keep_3x3, split_input=split,
                                       rd_ratio=pair[0], rd_divisor=pair[1])
@@ -110,4 +110,4 @@ def sk_candidates(shapes: Shapes, structure: Callable[[Shapes], ResNetSpec],
         tried.append(f"split_input={split}: the plan's tensors differ")
     if fits:  # grouped paths on split inputs and more groups on whole ones have the same shapes: timm's choices
         return sorted(fits, key=lambda f: (f.groups != 1, f.block_spec.split_input))  # type: ignore[union-attr]
-    raise InferenceError("the selective-kernel tensors fit no spec (" + "; ".join(tried) + ")")
+    raise error("the selective-kernel tensors fit no spec (" + "; ".join(tried) + ")")

@@ -8,8 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, cast
 
-from ..plan import ConvNorm, Norm, Plan
-from ..plan_sknet import SelectiveKernelConv
+from ..plan import ConvNorm, Norm, Plan, SelectiveKernelConv
 from ..presets import get_spec, list_specs
 from ..spec import ResNetSpec, SKBasic, SKBottleneck
 from ..spec_sknet import rd_fitting

@@ -9,8 +9,7 @@ import resnet_core as rc
 from resnet_core.io import infer_spec, read_weights, write_weights
 from resnet_core.io.infer import candidate_specs
 from resnet_core.mapping import canonical_module, keras_layer_name
-from resnet_core.plan import timm_padding
-from resnet_core.plan_sknet import SelectiveKernelConv
+from resnet_core.plan import SelectiveKernelConv, timm_padding
 from resnet_core.spec import SKBasic, SKBottleneck
 from resnet_core.spec_sknet import sk_attn_width
 from resnet_core.testing import assert_same_weights, random_weights
