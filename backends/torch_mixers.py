@@ -6,13 +6,15 @@ from collections.abc import Callable
 
 from torch import nn
 
-from resnet_core.plan import Mixer, Res2NetScales, SplitAttention
+from resnet_core.plan import Mixer, Res2NetScales, SelectiveKernelConv, SplitAttention
 
 from .torch_resnest import SplitAttentionModule
+from .torch_sknet import SelectiveKernelModule
 
 # plan Mixer class -> the nn.Module compiling it; its state_dict keys, prefixed by the mixer's name, are canonical.
 MIXERS: dict[type[Mixer], Callable[[Mixer], nn.Module]] = {
     SplitAttention: SplitAttentionModule,  # type: ignore[dict-item]
+    SelectiveKernelConv: SelectiveKernelModule,  # type: ignore[dict-item]
 }
 
 # plan Mixer class named after its block (its modules are the block's own children, as Res2Net's convs/bns) -> the

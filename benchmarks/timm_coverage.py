@@ -1,8 +1,8 @@
 """Coverage of timm's ResNet families: which pretrained architectures ``rc.from_peer`` imports.
 
 Every architecture of timm's ``resnet``, ``resnetv2``, ``resnest``, ``res2net`` and ``sknet`` modules (MODULES)
-with published weights (tags de-duplicated) is built with random weights (nothing is downloaded) and imported; refusals are
-grouped by their reason. With ``--parity``, each imported model is also run against timm at an odd
+with published weights (tags de-duplicated) is built with random weights (nothing is downloaded) and imported;
+refusals are grouped by their reason. With ``--parity``, each imported model is also run against timm at an odd
 input size with perturbed BatchNorm statistics, on our torch model (``--keras`` adds the Keras model
 on the current KERAS_BACKEND engine). Large models take minutes and gigabytes: ``--only`` / ``--skip``.
 

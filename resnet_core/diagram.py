@@ -42,7 +42,10 @@ def _arrow(x1: float, y1: float, x2: float, y2: float) -> str:
     return f'<line x1="{x1:.0f}" y1="{y1:.0f}" x2="{x2:.0f}" y2="{y2:.0f}" stroke="#555" marker-end="url(#a)"/>'
 
 
-def _unit_boxes(unit: ConvNorm) -> list[tuple[str, str]]:
+def _unit_boxes(unit: ConvNorm | Mixer) -> list[tuple[str, str]]:
+    if isinstance(unit, Mixer):  # a block type's own operator draws its own boxes (or one named box)
+        boxes = getattr(unit, "diagram_boxes", None)
+        return list(boxes()) if boxes is not None else [(type(unit).__name__, "conv")]
     c = unit.conv
     text = f"{c.kernel_size}x{c.kernel_size} conv, {c.out_channels}"
     if c.stride > 1:
@@ -66,8 +69,8 @@ def _mixer_boxes(mixer: Mixer) -> list[tuple[str, str]]:
     """A block type's own operator (a plan Mixer): its convs, then what it computes, box by box."""
     if isinstance(mixer, Res2NetScales):
         return _res2net_boxes(mixer)
-    if not isinstance(mixer, SplitAttention):  # pragma: no cover - every Mixer class is drawn
-        return [(type(mixer).__name__, "attn")]
+    if not isinstance(mixer, SplitAttention):  # the others draw their own boxes (diagram_boxes)
+        return _unit_boxes(mixer)
     boxes = _unit_boxes(ConvNorm(mixer.conv, mixer.bn0, True))
     r, attn = mixer.radix, mixer.fc1.out_channels
     summed = f"sum of {r} splits, " if r > 1 else ""

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .keras_sknet import selective_kernel_layers
 from .mapping import keras_layer_name
 from .plan import (
     AvgPool,
@@ -24,6 +25,7 @@ from .plan import (
     Norm,
     Plan,
     Res2NetScales,
+    SelectiveKernelConv,
     SplitAttention,
     SqueezeExcite,
 )
@@ -204,6 +206,7 @@ def _split_attention(g: _Builder, x: str, split: SplitAttention) -> str:
 # plan Mixer class -> the function adding its Keras layers to a builder (input layer name -> output layer name).
 MIXERS: dict[type[Mixer], Callable[[_Builder, str, Any], str]] = {
     SplitAttention: _split_attention,
+    SelectiveKernelConv: selective_kernel_layers,
 }
 
 

@@ -18,10 +18,12 @@ from .plan import Param, Plan
 from .tensor_roles import CANONICAL_SUFFIX, KERAS_VARIABLE, ROLE_OF_KERAS_VARIABLE  # noqa: F401 - declared there
 
 # Keras layer names may contain neither '.' (the torch engine rejects it) nor '/': each canonical
-# module's '.' becomes '_'. Canonical module names hold no '_', so the rule is inverted exactly.
+# module's '.' becomes '_'. Canonical module names hold no '_' but SKNet's two below, so the rule is inverted exactly.
 _KERAS_NAME_RULE = {".": "_"}
 _TO_KERAS = str.maketrans(_KERAS_NAME_RULE)
 _FROM_KERAS = str.maketrans({keras: canonical for canonical, keras in _KERAS_NAME_RULE.items()})
+# The module name parts that hold a '_' of their own (timm's SKNet attention), restored after the rule above.
+_UNDERSCORED = {part.replace("_", "."): part for part in ("fc_reduce", "fc_select")}
 
 
 def keras_layer_name(module: str) -> str:
@@ -31,7 +33,12 @@ def keras_layer_name(module: str) -> str:
 
 def canonical_module(layer: str) -> str:
     """The inverse of :func:`keras_layer_name`."""
-    return layer.translate(_FROM_KERAS)
+    parts = layer.translate(_FROM_KERAS).split(".")
+    for i in range(len(parts) - 1):  # e.g. attn.fc.reduce -> attn.fc_reduce
+        pair = f"{parts[i]}.{parts[i + 1]}"
+        if pair in _UNDERSCORED:
+            parts[i:i + 2] = [_UNDERSCORED[pair], ""]
+    return ".".join(p for p in parts if p)
 
 
 def canonical_name(layer: str, variable: str) -> str:

@@ -4,7 +4,20 @@ from __future__ import annotations
 
 from .errors import InputError, UnknownNameError
 from .pruned_widths import ECARESNET50D_PRUNED_WIDTHS, ECARESNET101D_PRUNED_WIDTHS
-from .spec import Basic, BatchNorm, Bottleneck, GroupNorm, Res2Net, ResNeSt, ResNetSpec, Shortcut, StdConv, Stem
+from .spec import (
+    Basic,
+    BatchNorm,
+    Bottleneck,
+    GroupNorm,
+    Res2Net,
+    ResNeSt,
+    ResNetSpec,
+    Shortcut,
+    SKBasic,
+    SKBottleneck,
+    StdConv,
+    Stem,
+)
 
 _REGISTRY: dict[str, ResNetSpec] = {}
 
@@ -199,6 +212,18 @@ for _name, _spec in {
 }.items():
     register_spec(_name, _spec)
 
+# timm's SKNet (its sknet module): selective-kernel blocks, 3x3 and 5x5 (a 3x3 dilated by 2) paths mixed by
+# attention; the basic networks split each conv's input over its paths (timm's sk_kwargs, per architecture).
+SKNET_PRESETS = ("skresnet18", "skresnet34", "skresnext50_32x4d")
+_sk_basic = _basic.replace(block_spec=SKBasic(rd_ratio=1 / 8, rd_divisor=16, split_input=True))
+for _name, _spec in {
+    "skresnet18": _sk_basic,
+    "skresnet34": _sk_basic.replace(layers=(3, 4, 6, 3)),
+    "skresnext50_32x4d": _bottleneck.replace(block_spec=SKBottleneck(groups=32, width_per_group=4, rd_ratio=1 / 16,
+                                                                     rd_divisor=32, split_input=False)),
+}.items():
+    register_spec(_name, _spec)
+
 # timm's ECA, anti-aliased, ResNet-RS and SENet-154 architectures
 TIMM_BLOCK_PRESETS = (
     "ecaresnet26t", "ecaresnet50t", "ecaresnet50d", "ecaresnet101d", "ecaresnet269d", "ecaresnetlight",
@@ -211,7 +236,7 @@ TIMM_PRESETS = (
     "resnet18d", "resnet26d", "resnet26t", "resnet34d", "resnet50d", "resnet101d", "resnext50d_32x4d",
     "seresnet50", "seresnext26d_32x4d", "seresnext50_32x4d", "resnet50_gn", "resnetv2_50d_gn", "resnetv2_50d_evos",
     "resnetv2_50d_frn", "resnetv2_50x1_bit", "resnetv2_50x3_bit", "resnetv2_101x1_bit", "resnetv2_101x3_bit",
-    "resnetv2_152x2_bit", "resnetv2_152x4_bit", *TIMM_BLOCK_PRESETS,
+    "resnetv2_152x2_bit", "resnetv2_152x4_bit", *TIMM_BLOCK_PRESETS, *SKNET_PRESETS,
 )
 
 # timm's Res2Net / Res2NeXt (timm.models.res2net): Bottle2neck blocks, {base width}w_{scale}s.

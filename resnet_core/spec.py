@@ -53,6 +53,7 @@ from .spec_parts import (
     expected,
     is_int,
 )
+from .spec_sknet import canonical_sk_blocks, check_selective_kernel
 from .widths import (
     EXPANSION,
     LAYOUT,
@@ -208,6 +209,9 @@ class ResNetSpec:
             object.__setattr__(self, "block_spec", blocks[0])
         if isinstance(self.norm_spec, Folded):  # every conv a norm followed has a bias: conv_bias says no more
             object.__setattr__(self, "conv_bias", True)
+        sk_blocks = canonical_sk_blocks(self)  # SKNet: one (rd_ratio, rd_divisor) per attention width
+        if sk_blocks is not None:
+            object.__setattr__(self, "block_spec", sk_blocks)
         if self.stem_spec.pool != "max" or not self.preact:  # after a ReLU, zero padding is -inf padding
             object.__setattr__(self, "stem_spec", dataclasses.replace(self.stem_spec, pool_padding="-inf"))
         if self.planes == stage_planes(self.base_planes, len(self.layers)):
@@ -294,6 +298,7 @@ class ResNetSpec:
         self._validate_widths()
         self._validate_timm_options()
         self._validate_folded()
+        check_selective_kernel(self)  # SKNet's own rules (spec_sknet)
         if not isinstance(self.name, str) or not self.name:
             raise expected("name", "a non-empty string", self.name)
 

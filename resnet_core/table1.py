@@ -213,7 +213,10 @@ def _stem_row(plan: Plan, sizes: dict[str, tuple[int, int]], params: dict[str, i
 
 
 def _mixer_shape(mixer: Mixer) -> str:
-    """A block type's operator in one cell."""
+    """A block type's operator in one cell (its own ``shape_text`` where it has one)."""
+    text = getattr(mixer, "shape_text", None)
+    if isinstance(text, str):
+        return text
     if isinstance(mixer, SplitAttention):  # the 3x3 conv's splits, and what gates them
         conv = mixer.conv
         groups = f", C={mixer.groups}" if mixer.groups > 1 else ""

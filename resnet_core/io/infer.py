@@ -17,6 +17,7 @@ from ..plan import depths_shown, explicit_width_fields, make_plan, se_ratio_of
 from ..presets import get_spec, list_specs
 from ..spec import FIELD_NAMES, ResNeSt, ResNetSpec
 from . import infer_res2net, infer_resnest
+from .infer_sknet import is_sknet, sk_candidates, sk_structure
 
 Shapes = dict[str, tuple[int, ...]]
 
@@ -153,6 +154,8 @@ def candidate_specs(tensors: Mapping[str, Any], preferred: str | None = None) ->
         named = _fit_head(get_spec(preferred), shapes)
         if named is not None and _signature(named) == shapes:
             fits = [named] + [s for s in fits if s.name != preferred]
+    if not fits and is_sknet(shapes):  # grouped selective kernels: split or whole inputs have the same shapes
+        return sk_candidates(shapes, _structure, _signature, InferenceError)
     return fits or [_structure(shapes)]
 
 
@@ -179,6 +182,8 @@ def _structure(shapes: Shapes) -> ResNetSpec:
             raise InferenceError(f"no tensor {name!r}, which every ResNet of this library has")
         return shapes[name]
 
+    if is_sknet(shapes):  # SKNet's selective kernels: read through the plain network of the same widths
+        return sk_structure(shapes, _structure, _signature, InferenceError)
     fields: dict[str, Any] = {}
     if "conv1.weight" in shapes:
         stem = shape("conv1.weight")

@@ -76,13 +76,14 @@ PER_STAGE_FIELDS = ("block_types", "planes", "block_widths", "eca_kernels")
 
 def refuse_export(spec: ResNetSpec, peer: str, problems: list[str], norms: tuple[str, ...] = ("batch",),
                   std_conv: bool = False, per_stage: bool = False,
-                  blocks: tuple[str, ...] = ("basic", "bottleneck")) -> None:
+                  blocks: tuple[str, ...] | None = ("basic", "bottleneck")) -> None:
     """Raise naming every problem; ``norms`` / ``std_conv`` / ``per_stage`` / ``blocks``: the norm kinds, weight
     standardisation, per-stage widths and block types the peer can build (most peers know one block type, doubled
-    widths and batch norm only, so a spec with more is refused here, once)."""
+    widths and batch norm only, so a spec with more is refused here, once; ``blocks`` None: not checked)."""
     problems = list(problems)
-    problems += [f"block type {kind!r} ({peer} has no such block)"
-                 for kind in dict.fromkeys(spec.stage_block_types) if kind not in blocks]
+    if blocks is not None:
+        problems += [f"block type {kind!r} ({peer} has no such block)"
+                     for kind in dict.fromkeys(spec.stage_block_types) if kind not in blocks]
     if not per_stage:
         problems += [f"{f}={getattr(spec, f)!r} ({peer} builds one block type and widths doubled per stage)"
                      for f in PER_STAGE_FIELDS if getattr(spec, f) is not None]

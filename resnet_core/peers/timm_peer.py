@@ -32,7 +32,7 @@ from ..plan import (
 )
 from ..spec import ResNetSpec, SpecError
 from ..weights_info import WeightsInfo
-from . import _timm, timm_res2net, timm_resnest, timm_resnetv2
+from . import _timm, timm_res2net, timm_resnest, timm_resnetv2, timm_sknet
 from ._common import (
     check_round_trip,
     match_output_stride,
@@ -50,7 +50,8 @@ TABLE = Table(MODULES, TORCH_KINDS, ignored=TORCH_IGNORED)
 
 STEM_TYPES = {"7x7": "", "deep": "deep", "deep_tiered": "deep_tiered"}
 NORMS = ("batch", "group")  # timm's ResNet: BatchNorm2d, GroupNorm
-BLOCK_KINDS = ("basic", "bottleneck", "resnest", "res2net")  # the block types timm's ResNet builds
+# the block types timm's ResNet builds
+BLOCK_KINDS = ("basic", "bottleneck", "resnest", "res2net", "sk_basic", "sk_bottleneck")
 
 # Leaf modules a timm ResNet may hold for a spec to describe it; anything else is refused.
 _ALLOWED = ("Conv2d", "BatchNorm2d", "GroupNorm", "ReLU", "MaxPool2d", "AvgPool2d", "AvgPool2dSame", "Identity",
@@ -152,9 +153,7 @@ def _check_pools(plan: Plan, model: Any) -> list[str]:
     faults = _check_stem_pool(plan, model) + timm_res2net.check_pools(plan, modules)
     faults += timm_resnest.check(plan, model)
     for block in plan.blocks:
-        for unit in block.main:
-            if isinstance(unit, Mixer):  # a block type's own pools: checked by its module (timm_res2net)
-                continue
+        for unit in () if timm_sknet.is_sk(plan, block.stage) else block.main:  # SK blocks have no .aa
             where = f"{block.name}.aa"
             if isinstance(unit, Mixer) or timm_resnest.is_resnest(modules.get(block.name)):
                 continue  # a block type's own operator (checked by its module above), ResNeSt's avd pools
@@ -218,7 +217,7 @@ def _aa_matches(module: Any, pool: AvgPool | BlurPool | None, nn: Any) -> bool:
 
 def _anti_alias_of(model: Any, blocks: list[Any]) -> str | None:
     """ResNetSpec.anti_alias of the first anti-aliasing module (the plan check verifies the others)."""
-    found = [b.aa for b in blocks if type(getattr(b, "aa", None)).__name__ not in ("Identity", "NoneType")]
+    found = [b.aa for b in blocks if type(getattr(b, "aa", None)).__name__ not in ("Identity", "NoneType")]  # SK: none
     if not found:
         found.append(model.maxpool[-1] if type(model.maxpool).__name__ == "Sequential" else model.maxpool)
     kind = type(found[0]).__name__
@@ -250,7 +249,10 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
                   [f"layer{s}.{i}.act{k}" for k in (1, 2, 3)])]
     res2net = timm_res2net.is_res2net(stages)
     relus += timm_res2net.relus(stages) if res2net else []
-    problems = _refusals(model, set(relus)) + _torch.check_relus(model, relus)
+    relus += timm_sknet.relu_names(model)
+    sk_fields, sk_problems = timm_sknet.block_fields(stages, (getattr(model, "pretrained_cfg", None) or {}).get(
+        "architecture"))
+    problems = _refusals(model, set(relus)) + _torch.check_relus(model, relus) + sk_problems
     top = isinstance(model.fc, nn.Linear)
     pool_type = model.global_pool.pool_type
     pools = {"avg": "avg", "max": "max", "": None}
@@ -262,11 +264,13 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
     if problems:
         raise unsupported(PEER, problems)
 
-    per_stage = [] if res2net else [("resnest" if timm_resnest.is_resnest(stage[0]) else
-                                     "bottleneck" if isinstance(stage[0], Bottleneck) else "basic",
-                                     [_main_widths(b) for b in stage]) for stage in stages]
-    groups = next((timm_resnest.groups(stage[0]) if timm_resnest.is_resnest(stage[0]) else stage[0].conv2.groups
-                   for stage in stages if isinstance(stage[0], Bottleneck) or timm_resnest.is_resnest(stage[0])), 1)
+    per_stage = [] if res2net else [
+        (timm_sknet.block_kind(stage[0]) or ("resnest" if timm_resnest.is_resnest(stage[0]) else
+                                             "bottleneck" if isinstance(stage[0], Bottleneck) else "basic"),
+         [_main_widths(b) for b in stage]) for stage in stages]
+    groups = timm_sknet.cardinality(stages) or next(
+        (timm_resnest.groups(stage[0]) if timm_resnest.is_resnest(stage[0]) else stage[0].conv2.groups
+         for stage in stages if isinstance(stage[0], Bottleneck) or timm_resnest.is_resnest(stage[0])), 1)
     widths = res2net_fields or explicit_width_fields(per_stage)  # Res2Net: its sub-spec with the rule's widths
     groups = widths.pop("groups", groups)
     eca = [stage[0].se.conv.kernel_size[0] for stage in stages
@@ -305,12 +309,12 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
             attention={"SEModule": "se", "EcaModule": "eca"}.get(attention.pop()),
             se_ratio=se_ratio_for(ses, PEER) if ses else 1.0 / 16,
             anti_alias=None if res2net else _anti_alias_of(model, blocks), replace_stem_pool=_replaced_stem_pool(model),
-            down_kernel_size=max(kernels, default=1),
+            down_kernel_size=max(kernels, default=1), **sk_fields,
         )
     except SpecError as exc:
         raise unsupported(PEER, [str(exc)]) from None
     spec = match_output_stride(
-        spec, lambda plan: _torch.check_plan(plan, TABLE, model, norm=_timm.check_norm) +
+        spec, lambda plan: _torch.check_plan(plan, TABLE, model, norm=timm_sknet.norm_check(plan)) +
         _check_pools(plan, model), PEER)
     cfg = getattr(model, "pretrained_cfg", None) or {}
     spec = named(spec, cfg.get("architecture") or "resnet")
@@ -356,13 +360,16 @@ def to_model(spec: ResNetSpec, weights: Mapping[str, Any], info: WeightsInfo | N
     """
     if model_class not in (None, *MODEL_CLASSES):
         raise InputError(f"Unknown timm model_class {model_class!r}: expected one of {MODEL_CLASSES}")
-    problems = _export_problems(spec)
-    if model_class is None and problems and not spec.preact:
+    problems = _export_problems(spec) + timm_sknet.export_problems(spec)
+    if model_class is None and problems and not spec.preact and not timm_sknet.has_sk(spec):  # ResNetV2 has no SK
         v2_problems = timm_resnetv2.export_problems(spec)
         if v2_problems:  # both refuse: say why each does
             problems.append(f"nor can timm's ResNetV2(preact=False): {'; '.join(v2_problems)}")
         else:
             model_class = "ResNetV2"
+    if model_class == "ResNetV2" and timm_sknet.has_sk(spec):
+        refuse_export(spec, PEER, [f"block={spec.block!r} with model_class='ResNetV2' (timm's ResNetV2 has no "
+                                   "selective-kernel block; its ResNet builds them)"], per_stage=True, blocks=None)
     if model_class == "ResNetV2" or (model_class is None and spec.preact):
         return timm_resnetv2.to_model(spec, weights, info)
     from timm.layers import BlurPool2d, SEModule
@@ -398,8 +405,11 @@ def to_model(spec: ResNetSpec, weights: Mapping[str, Any], info: WeightsInfo | N
             from timm.layers import EcaModule
 
             block_args["attn_layer"] = EcaModule
+    sk = timm_sknet.model_args(spec)  # selective-kernel blocks: their classes and sk_kwargs
+    if sk:
+        block_args["sk_kwargs"] = sk["sk_kwargs"]
     model = ResNet(
-        [classes[block] for block in spec.stage_block_types], list(spec.layers),
+        sk.get("block") or [classes[block] for block in spec.stage_block_types], list(spec.layers),
         num_classes=spec.num_classes if spec.include_top else 0, in_chans=spec.in_channels,
         output_stride=stem_counted_output_stride(spec),
         global_pool="avg" if spec.include_top else {"avg": "avg", "max": "max", None: ""}[spec.pooling],

@@ -200,9 +200,10 @@ LAYERS = (
     {"api", "parity", "export", "bench", "testing"},
     {"sources", "io", "peers", "finetune", "precision", "diagram", "table1", "trained_with", "preprocess",
      "backends", "fold"},
-    {"plan", "mapping", "name_tables", "keras_graph", "random_weights", "tensor_roles", "arrays", "quiet"},
+    {"plan", "mapping", "name_tables", "keras_graph", "random_weights", "tensor_roles", "arrays", "quiet",
+     "keras_sknet"},
     {"spec", "presets", "pruned_widths", "widths", "layouts", "errors", "weights_info", "selection", "_source_tree",
-     "spec_parts", "cpu_features"},
+     "spec_parts", "cpu_features", "spec_sknet"},
 )
 # Upward imports allowed: none (save_pretrained, which builds models, lives in export beside the other writers).
 KNOWN_UPWARD: set[tuple[str, str]] = set()
