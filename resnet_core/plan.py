@@ -17,7 +17,7 @@ from typing import cast
 from .errors import InputError
 from .layouts import Layout
 from .spec import FUSED_NORMS, GROUPED_NORMS, ResNetSpec, SpecError
-from .spec_parts import Basic, Bottleneck, Res2Net, ResNeSt, SKBasic, SKBottleneck
+from .spec_parts import Basic, Res2Net, ResNeSt, SKBasic, SKBottleneck
 from .spec_parts import Block as BlockSpec
 from .spec_sknet import selective_kernel_paths, sk_attn_width
 from .tensor_roles import (  # noqa: F401 - importers read NORM_ROLES from the plan; declared in tensor_roles
@@ -629,7 +629,7 @@ def _main(spec: ResNetSpec, prefix: str, cin: int, block_spec: BlockSpec, widths
                   dilation=dilation),
         )
     first, width, cout = widths
-    bottleneck = cast(Bottleneck, block_spec)
+    bottleneck = block_spec  # a Bottleneck: every other type returned above
     s1, s3 = (stride, 1) if bottleneck.stride_in_1x1 else (1, stride)
     return (
         _unit(spec, prefix, "conv1", norm(1), cin, first, 1, stride=s1),

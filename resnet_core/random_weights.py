@@ -9,7 +9,7 @@ from typing import cast
 
 import numpy as np
 
-from .plan import Norm, Plan, make_plan
+from .plan import ConvNorm, Norm, Plan, make_plan
 from .presets import get_spec
 from .spec import ResNetSpec
 
@@ -25,9 +25,10 @@ def random_weights(spec: str | ResNetSpec | Plan, seed: int = 0, dtype: str = "f
     plan = spec if isinstance(spec, Plan) else make_plan(get_spec(spec))
     rng = np.random.default_rng(seed)
     # (a pre-activation branch ends in a bare conv: its kernel is damped instead)
-    damped = {(block.main[-1].norm or block.main[-1].conv).name for block in plan.blocks}
+    lasts = [(cast(ConvNorm, block.main[-1]), block.main[-2]) for block in plan.blocks]  # every type ends in a unit
+    damped = {(last.norm or last.conv).name for last, _ in lasts}
     if plan.spec.std_conv:  # a standardised kernel cannot be damped: damp the norm feeding the bare last conv
-        damped |= {cast(Norm, block.main[-2].norm).name for block in plan.blocks if block.main[-1].norm is None}
+        damped |= {cast(Norm, cast(ConvNorm, before).norm).name for last, before in lasts if last.norm is None}
     out: dict[str, np.ndarray] = {}
     for p in plan.params:
         if p.role == "kernel":

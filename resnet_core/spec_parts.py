@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from .errors import ResNetCoreError
 from .widths import LAYOUT, tiered_stem_width
@@ -462,7 +462,7 @@ def _make_blocks(flat: dict[str, Any]) -> Block | tuple[Block, ...]:
     made = tuple(classes[k]() if issubclass(classes[k], Basic) else
                  classes[k](groups=flat["groups"], width_per_group=flat["width_per_group"],  # type: ignore[call-arg]
                             stride_in_1x1=flat["stride_in_1x1"]) for k in kinds)
-    return made if types is not None else made[0]
+    return cast(tuple[Block, ...], made) if types is not None else cast(Block, made[0])
 
 
 def carry_blocks(current: Any, made: Any) -> Any:

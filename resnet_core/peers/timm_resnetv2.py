@@ -42,6 +42,7 @@ from ..name_tables import TORCH_IGNORED, TORCH_KINDS, ModuleRow, Table
 from ..plan import (
     AvgPool,
     Conv,
+    ConvNorm,
     MaxPool,
     Plan,
     bottleneck_width,
@@ -178,7 +179,7 @@ def _relu_norms(plan: Plan) -> set[str]:
     """The norms a ReLU follows: timm's norm-activation layers with ``apply_act=True`` (every norm of a
     pre-activation plan; in a post-activation one, all but the last of each block and the projection's)."""
     units = [*plan.stem.units, *(u for b in plan.blocks for u in (*b.main, *([b.shortcut] if b.shortcut else [])))]
-    found = {u.norm.name for u in units if u.norm is not None and u.relu}
+    found = {u.norm.name for u in units if isinstance(u, ConvNorm) and u.norm is not None and u.relu}
     found |= {b.pre_norm.name for b in plan.blocks if b.pre_norm is not None}
     return found | ({plan.head.norm.name} if plan.head.norm is not None else set())
 
@@ -365,7 +366,7 @@ def export_problems(spec: ResNetSpec) -> list[str]:
                         "builds that)")
     for s in range(1, plan.num_stages + 1):
         first = plan.stage_blocks(s)[0]
-        mid = first.main[0].conv.out_channels
+        mid = cast(ConvNorm, first.main[0]).conv.out_channels
         if make_divisible(first.out_channels) != first.out_channels or \
                 make_divisible(first.out_channels * _bottle_ratio(spec)) != mid:
             problems.append(f"base_planes={spec.base_planes}, width_per_group={spec.width_per_group} (stage {s}: "
