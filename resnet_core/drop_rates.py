@@ -9,10 +9,11 @@ schedule gives them (:func:`rate_of_schedule`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
+Schedule = Callable[[float, int], Sequence[float]]  # (drop_path_rate, number of blocks) -> each block's rate
 DROP_FIELDS = ("drop_rate", "drop_path_rate")  # the spec's training regularisers: no weights, no eval effect
 
 
@@ -24,12 +25,14 @@ def drop_path_schedule(drop_path_rate: float, num_blocks: int) -> tuple[float, .
     return tuple(drop_path_rate * i / (num_blocks - 1) for i in range(num_blocks))
 
 
-def rate_of_schedule(rates: Sequence[float], float32: bool = False) -> float | None:
-    """The ``drop_path_rate`` whose :func:`drop_path_schedule` gives ``rates`` (one per block), or None.
+def rate_of_schedule(rates: Sequence[float], schedule: Schedule = drop_path_schedule,
+                     float32: bool = False) -> float | None:
+    """The ``drop_path_rate`` whose ``schedule`` (by default :func:`drop_path_schedule`) gives exactly ``rates``,
+    one per block; None when no rate does (per-block rates that follow no linear rule).
 
-    The last block's rate is the candidate, and its shortest decimal form (``0.1``, not ``0.1000...02``) is
-    preferred when it gives the same schedule. ``float32``: compare in single precision (timm's ResNetV2
-    computes its schedule with ``torch.linspace`` in float32).
+    The last block's rate is the candidate, its shortest decimal form (``0.2``, not ``0.20000000000000004``)
+    preferred when it gives the same schedule; ``float32``: first the shortest form of its single-precision
+    value (timm's ResNetV2 computes its schedule with ``torch.linspace`` in float32).
     """
     rates = [float(r) for r in rates]
     if not rates:
@@ -37,9 +40,8 @@ def rate_of_schedule(rates: Sequence[float], float32: bool = False) -> float | N
     last = rates[-1]
     candidates = [float(f"{last:.{digits}g}") for digits in range(1, 18)] + [last]
     if float32:
-        candidates = [float(f"{np.float32(last)}")] + candidates
-    cast = (lambda v: [float(np.float32(x)) for x in v]) if float32 else list  # noqa: E731
+        candidates.insert(0, float(str(np.float32(last))))
     for rate in candidates:
-        if 0.0 <= rate < 1.0 and cast(drop_path_schedule(rate, len(rates))) == cast(rates):
+        if 0.0 <= rate < 1.0 and [float(r) for r in schedule(rate, len(rates))] == rates:
             return rate
     return None

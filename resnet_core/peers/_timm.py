@@ -27,7 +27,7 @@ def pretrained_cfg(spec: ResNetSpec, info: WeightsInfo | None) -> dict[str, Any]
         return {"architecture": spec.name, "num_classes": spec.num_classes if spec.include_top else 0,
                 "input_size": (spec.in_channels, 224, 224), **to_timm_cfg(info or WeightsInfo())}
     except WeightsInfoError as exc:
-        refuse_export(spec, PEER, [str(exc)], per_stage=True)  # only the record is at fault here
+        refuse_export(spec, PEER, [str(exc)], per_stage=True, drop_rates=True)  # only the record is at fault here
         raise  # pragma: no cover - refuse_export raised
 
 

@@ -32,6 +32,7 @@ from ..plan import (
 from ..spec import ResNetSpec, SpecError
 from ..weights_info import WeightsInfo
 from . import _timm, timm_resnetv2
+from .timm_drop import drop_fields
 from ._common import (
     check_round_trip,
     match_output_stride,
@@ -243,6 +244,8 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
     if (top and pool_type != "avg") or pool_type not in pools:
         problems.append(f"global_pool={pool_type!r} " + ("with a classifier (ResNetSpec's top average-pools)"
                                                        if top else "(ResNetSpec pools by 'avg', 'max' or not at all)"))
+    drops, drop_problems = drop_fields(model, [b for stage in stages for b in stage])
+    problems += drop_problems
     if problems:
         raise unsupported(PEER, problems)
 
@@ -282,7 +285,7 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
             attention={"SEModule": "se", "EcaModule": "eca"}.get(attention.pop()),
             se_ratio=se_ratio_for(ses, PEER) if ses else 1.0 / 16,
             anti_alias=_anti_alias_of(model, blocks), replace_stem_pool=_replaced_stem_pool(model),
-            down_kernel_size=max(kernels, default=1),
+            down_kernel_size=max(kernels, default=1), **drops,
         )
     except SpecError as exc:
         raise unsupported(PEER, [str(exc)]) from None
@@ -349,7 +352,7 @@ def to_model(spec: ResNetSpec, weights: Mapping[str, Any], info: WeightsInfo | N
     from . import _torch
 
     refuse_export(spec, PEER, problems, norms=NORMS + ("evo_s0", "frn"), std_conv=True,  # said in problems
-                  per_stage=True)
+                  per_stage=True, drop_rates=True)
     cfg = pretrained_cfg(spec, info)
     block_args: dict[str, Any] = {}
     if spec.attention == "se":
@@ -371,6 +374,7 @@ def to_model(spec: ResNetSpec, weights: Mapping[str, Any], info: WeightsInfo | N
         zero_init_last=spec.zero_init_residual, block_args=block_args, aa_layer=aa_layer,
         replace_stem_pool=spec.replace_stem_pool, block_reduce_first=spec.reduce_first,
         down_kernel_size=spec.down_kernel_size,
+        drop_rate=spec.drop_rate, drop_path_rate=spec.drop_path_rate,  # timm's rule gives the plan's block rates
     )
     if not spec.stem_pool:
         model.maxpool = nn.Identity()
