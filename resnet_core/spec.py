@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .drop_rates import DROP_FIELDS
 from .spec_parts import (
     ATTENTIONS,
     BLOCKS,
@@ -53,7 +54,6 @@ from .spec_parts import (
     is_int,
     is_number,
 )
-from .drop_rates import DROP_FIELDS
 from .widths import (
     EXPANSION,
     LAYOUT,

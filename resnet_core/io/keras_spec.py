@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from ..keras_graph import VARIABLES, keras_graph
 from ..drop_rates import rate_of_schedule
+from ..keras_graph import VARIABLES, keras_graph
 from ..mapping import canonical_name, keras_layer_name
 from ..plan import Plan, make_plan
 from ..spec import ANTI_ALIASES, DOWNSAMPLES, OUTPUT_STRIDES, POOL_PADDINGS, POOLINGS, STRIDE_BLOCKS, ResNetSpec

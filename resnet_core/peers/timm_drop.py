@@ -32,7 +32,7 @@ def drop_fields(model: Any, blocks: Sequence[Any], schedule: Schedule = drop_pat
     problems: list[str] = []
     rates: list[float] = []
     for i, block in enumerate(blocks):
-        drop = getattr(block, "drop_path", None)
+        drop: Any = getattr(block, "drop_path", None)
         if type(drop).__name__ == "DropPath":
             if not drop.scale_by_keep:
                 problems.append(f"block {i}'s DropPath has scale_by_keep=False (the spec's stochastic depth "
@@ -48,6 +48,6 @@ def drop_fields(model: Any, blocks: Sequence[Any], schedule: Schedule = drop_pat
     if path_rate is None:
         problems.append(f"per-block drop_path rates {[round(r, 6) for r in rates]} follow no linear rule from 0 "
                         "(ResNetSpec.drop_path_rate gives timm's drop_path_rate schedule)")
-    head_drop = getattr(getattr(model, "head", None), "drop", None)
+    head_drop: Any = getattr(getattr(model, "head", None), "drop", None)
     rate = float(head_drop.p) if type(head_drop).__name__ == "Dropout" else float(getattr(model, "drop_rate", 0.0))
     return {"drop_rate": rate, "drop_path_rate": path_rate or 0.0}, problems

@@ -32,7 +32,6 @@ from ..plan import (
 from ..spec import ResNetSpec, SpecError
 from ..weights_info import WeightsInfo
 from . import _timm, timm_resnetv2
-from .timm_drop import drop_fields
 from ._common import (
     check_round_trip,
     match_output_stride,
@@ -44,6 +43,7 @@ from ._common import (
 )
 from ._timm import PEER, pool_matches, pool_text, pretrained_cfg
 from ._timm import info_of as info_of  # noqa: F401 - the peer's record reader, for peers.peer_info
+from .timm_drop import drop_fields
 
 MODULES = (ModuleRow("{m:path}", "{m:path}", "module"),)
 TABLE = Table(MODULES, TORCH_KINDS, ignored=TORCH_IGNORED)
