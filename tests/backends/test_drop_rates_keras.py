@@ -83,14 +83,15 @@ def test_each_blocks_stochastic_depth_drops_whole_samples_at_its_rate_and_scales
         kept = ~dropped
         assert abs(int(dropped.sum()) - SAMPLES * rate) <= _binomial_bound(SAMPLES, rate), rate
         assert (y[kept] != 0).all()  # whole samples, never single values
-        np.testing.assert_allclose(y[kept], x[kept] / np.float32(1 - rate), rtol=2 ** -23)
+        # exact up to float32 rounding: TensorFlow multiplies by a rounded 1 / keep, the others divide by keep
+        np.testing.assert_allclose(y[kept], x[kept] / np.float32(1 - rate), rtol=2 ** -22)
 
 
 def test_the_head_drops_pooled_features_at_drop_rate(keras):
     layer = _model(TINY.replace(drop_rate=0.3)).get_layer("head_drop")
     y = keras.ops.convert_to_numpy(layer(np.ones((SAMPLES, 32), "float32"), training=True))
     assert abs(int((y == 0).sum()) - y.size * 0.3) <= _binomial_bound(y.size, 0.3)
-    np.testing.assert_allclose(y[y != 0], 1 / np.float32(0.7), rtol=2 ** -23)
+    np.testing.assert_allclose(y[y != 0], 1 / np.float32(0.7), rtol=2 ** -22)
 
 
 def test_a_saved_model_loads_in_safe_mode_elsewhere_and_gives_its_rates_back(keras, tmp_path, run_python):
