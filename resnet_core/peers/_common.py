@@ -76,16 +76,15 @@ PER_STAGE_FIELDS = ("block_types", "planes", "block_widths", "eca_kernels")
 
 
 def refuse_export(spec: ResNetSpec, peer: str, problems: list[str], norms: tuple[str, ...] = ("batch",),
-                  std_conv: bool = False, per_stage: bool = False, drop_rates: bool = False) -> None:
+                  std_conv: bool = False, per_stage: bool = False, drop_rates: tuple[str, ...] = ()) -> None:
     """Raise naming every problem; ``norms`` / ``std_conv`` / ``per_stage`` / ``drop_rates``: the norm kinds,
-    weight standardisation, per-stage widths and training regularisers (``drop_rate``, ``drop_path_rate``)
+    weight standardisation, per-stage widths and training regularisers (of ``drop_rate``, ``drop_path_rate``)
     the peer can build (most peers know one block type, doubled widths, batch norm and no drop rates only,
     so a spec with more is refused here, once, rather than exported without them)."""
     problems = list(problems)
-    if not drop_rates:
-        problems += [f"{f}={getattr(spec, f)!r} ({peer} models have no {f} option: the exported model would "
-                     "train without it; export spec.replace(" + f"{f}=0.0) to drop it knowingly)"
-                     for f in DROP_FIELDS if getattr(spec, f)]
+    problems += [f"{f}={getattr(spec, f)!r} ({peer} models have no {f} option: the exported model would "
+                 "train without it; export spec.replace(" + f"{f}=0.0) to drop it knowingly)"
+                 for f in DROP_FIELDS if getattr(spec, f) and f not in drop_rates]
     if not per_stage:
         problems += [f"{f}={getattr(spec, f)!r} ({peer} builds one block type and widths doubled per stage)"
                      for f in PER_STAGE_FIELDS if getattr(spec, f) is not None]

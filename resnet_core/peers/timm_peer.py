@@ -19,6 +19,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from ..drop_rates import DROP_FIELDS
 from ..errors import InputError
 from ..name_tables import TORCH_IGNORED, TORCH_KINDS, ModuleRow, Table
 from ..plan import (
@@ -352,7 +353,7 @@ def to_model(spec: ResNetSpec, weights: Mapping[str, Any], info: WeightsInfo | N
     from . import _torch
 
     refuse_export(spec, PEER, problems, norms=NORMS + ("evo_s0", "frn"), std_conv=True,  # said in problems
-                  per_stage=True, drop_rates=True)
+                  per_stage=True, drop_rates=DROP_FIELDS)
     cfg = pretrained_cfg(spec, info)
     block_args: dict[str, Any] = {}
     if spec.attention == "se":

@@ -38,6 +38,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from ..drop_rates import DROP_FIELDS
 from ..name_tables import TORCH_IGNORED, TORCH_KINDS, ModuleRow, Table
 from ..plan import (
     AvgPool,
@@ -395,7 +396,7 @@ def to_model(spec: ResNetSpec, weights: Mapping[str, Any], info: WeightsInfo | N
     from . import _torch
 
     refuse_export(spec, PEER, export_problems(spec), norms=("batch", "group", "evo_s0", "frn"), std_conv=True,
-                  per_stage=True, drop_rates=True)  # export_problems names the per-stage fields
+                  per_stage=True, drop_rates=DROP_FIELDS)  # export_problems names the per-stage fields
     cfg = pretrained_cfg(spec, info)
     output_stride = stem_counted_output_stride(spec)
     padding = spec.stem_pool_padding if spec.stem_pool else "-inf"

@@ -2,7 +2,8 @@
 inference; in training each block's stochastic depth (a Dropout whose noise shape keeps only the batch axis)
 drops whole samples at the plan's rate and scales the rest by 1 / (1 - rate), and the head drops pooled
 features before the Dense. A saved ``.keras`` file loads in safe mode in a fresh process and gives the rates
-back; the Keras peers, which have no such options, refuse them by name."""
+back. keras-hub's classifier carries drop_rate as its dropout; what the Keras peers have no option for is
+refused by name."""
 
 from __future__ import annotations
 
@@ -116,9 +117,19 @@ def test_a_saved_model_loads_in_safe_mode_elsewhere_and_gives_its_rates_back(ker
     assert keras_adapter.spec_of(loaded) == spec  # a plain-Keras model's spec, read off its layers
 
 
-@pytest.mark.parametrize("peer", ["keras.applications", "keras-hub"])
-@pytest.mark.parametrize("field", ["drop_rate", "drop_path_rate"])
+@pytest.mark.parametrize(("peer", "field"), [("keras.applications", "drop_rate"),
+                                           ("keras.applications", "drop_path_rate"), ("keras-hub", "drop_path_rate")])
 def test_keras_peers_without_the_option_refuse_it_by_name(keras, peer, field):
     spec = rc.get_spec("resnet50").replace(**{field: 0.1})
     with pytest.raises(PeerError, match=rf"{field}=0\.1 \({peer} models have no {field} option"):
         rc.to_peer(spec, random_weights("resnet50"), peer)
+
+
+def test_keras_hub_carries_drop_rate_as_its_classifiers_dropout(keras, need):
+    need("keras", "keras_hub")
+    spec = rc.get_spec("resnet18").replace(layers=(1, 1, 1, 1), drop_rate=0.3)
+    peer = rc.to_peer(spec, random_weights(spec), "keras-hub")
+    assert peer.output_dropout.rate == 0.3
+    assert rc.from_peer(peer)[0] == spec
+    with pytest.raises(PeerError, match="dropout=0.5 with drop_rate=0.3"):
+        rc.to_peer(spec, random_weights(spec), "keras-hub", dropout=0.5)
