@@ -5,7 +5,8 @@ table is the identity. SE and ECA attention, anti-aliasing (``aa_layer``), ``rep
 ``block_reduce_first`` and ``down_kernel_size`` have spec fields, so do per-stage block classes and
 ``channels`` (``block_types``, ``planes``) and the per-block widths of timm's pruned models
 (``block_widths``, ``eca_kernels``); what timm can build but ResNetSpec cannot (other attention or
-activation layers...) is refused by name.
+activation layers...) is refused by name. ``drop_rate`` and ``drop_path_rate`` travel both ways
+(:mod:`.timm_drop`).
 timm.models.resnetv2.ResNetV2 models (pre- and post-activation) and pre-activation specs go to
 timm_resnetv2; so do post-activation specs only ResNetV2(preact=False) can build (see :func:`to_model`).
 """
