@@ -29,6 +29,7 @@ from resnet_core.plan import (
 )
 from resnet_core.spec import ResNetSpec
 
+from .torch_drop import DropPath, head_dropout
 from .torch_mixers import flat_block_class, mixer_module
 from .torch_norms import conv_module as _conv
 from .torch_norms import norm_module as _norm
@@ -187,6 +188,8 @@ class TorchBlock(Steps):
             attention = SqueezeExciteModule(block.attention) if isinstance(block.attention, SqueezeExcite) \
                 else EfficientChannelAttentionModule(block.attention)
             _place(self, _relative(block.attention.name, block.name), attention)
+        if block.drop_path:  # on the main branch, after its attention, before the add (timm's place and name)
+            _place(self, "drop_path", DropPath(block.drop_path))
         if block.shortcut_pool is not None:
             _place(self, _relative(block.shortcut_pool.name, block.name), Pool(block.shortcut_pool), "shortcut")
         if block.shortcut is not None:
@@ -274,6 +277,8 @@ class TorchResNet(Steps):
         if head.pool is not None:
             _place(self, "avgpool", nn.AdaptiveAvgPool2d(1) if head.pool == "avg" else nn.AdaptiveMaxPool2d(1),
                    "pool")
+        if head.dropout:  # on the pooled features, before the classifier (timm's forward_head)
+            _place(self, "drop", head_dropout(head.dropout))
         if head.fc is not None:
             _place(self, "fc", nn.Linear(head.fc.in_features, head.fc.out_features), "fc")
         if initialise:

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from .backends import adapter_for, load_adapter
+from .drop_rates import DROP_FIELDS
 from .errors import InputError
 from .finetune import FINE_TUNE_FIELDS, fine_tune
 from .plan import make_plan
@@ -35,8 +36,8 @@ def build(spec: str | os.PathLike | ResNetSpec = "resnet50", backend: str | None
     names the fields that differ). Without weights, ``overrides`` replace spec fields (through
     :meth:`ResNetSpec.replace`); with them, only the fine-tuning ones may:
     ``num_classes`` (a new head, freshly initialised), ``include_top``/``pooling``, ``in_channels``
-    (the stem kernel adapted as timm does). ``dtype`` ("bfloat16", "float16") builds the whole model in
-    that precision (see ``resnet_core.precision``).
+    (the stem kernel adapted as timm does), ``drop_rate``/``drop_path_rate`` (training regularisers).
+    ``dtype`` ("bfloat16", "float16") builds the whole model in that precision (see ``resnet_core.precision``).
 
     Args:
         spec: A preset name, a :class:`ResNetSpec`, a spec ``.json``, or a pretrained source (hub name,
@@ -90,7 +91,8 @@ def build(spec: str | os.PathLike | ResNetSpec = "resnet50", backend: str | None
             raise InputError(f"weights={os.fspath(weights)!r} is an architecture ({loaded.origin}), not weights")
         found, arrays, info = loaded.spec, loaded.weights, loaded.info
     _check_architecture(source.spec, found, weights)
-    keep = {f: getattr(found, f) for f in FINE_TUNE_FIELDS}
+    # the weights' head and input; the drop rates stay the named spec's (weights do not carry them)
+    keep = {f: getattr(found, f) for f in FINE_TUNE_FIELDS if f not in DROP_FIELDS}
     return _pretrained(source.spec.replace(**keep), arrays, info, backend, overrides, dtype)
 
 

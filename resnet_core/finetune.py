@@ -3,7 +3,8 @@
 ``num_classes`` other than the source's keeps the backbone and leaves the head to the model's fresh
 initialisation; ``include_top=False`` (or ``num_classes=0``) drops the head, with ``pooling``;
 ``in_channels`` adapts the stem kernel as timm's ``adapt_input_conv`` does, and the recorded input
-normalisation with it (see :func:`adapt_normalisation`).
+normalisation with it (see :func:`adapt_normalisation`). ``drop_rate`` and ``drop_path_rate`` (training
+regularisers, no weights) may be set on any pretrained model.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from .drop_rates import DROP_FIELDS
 from .errors import InputError
 from .plan import make_plan
 from .preprocess import NORMALISATIONS
@@ -23,7 +25,7 @@ from .weights_info import WeightsInfo
 
 logger = logging.getLogger("resnet_core")
 
-FINE_TUNE_FIELDS = ("num_classes", "include_top", "pooling", "in_channels")
+FINE_TUNE_FIELDS = ("num_classes", "include_top", "pooling", "in_channels", *DROP_FIELDS)
 
 
 def adapt_input_conv(kernel: np.ndarray, in_channels: int) -> np.ndarray:

@@ -33,6 +33,7 @@ from .tensor_roles import KERAS_VARIABLES, NORM_CLASSES
 
 # Variables of each weighted Keras layer class, in the order Keras creates (and saves) them (tensor_roles).
 VARIABLES = KERAS_VARIABLES
+DROP_PATH_NOISE_SHAPE = (None, 1, 1, 1)  # one draw per sample (NHWC): the whole residual branch is dropped
 
 
 @dataclass(frozen=True)
@@ -175,6 +176,8 @@ class _Builder:
             gate = self.add("Activation", f"{name}_gate", gate, activation="sigmoid")
             y = self.add("Multiply", f"{name}_scale", y, gate)
         b = keras_layer_name(block.name)
+        if block.drop_path:  # stochastic depth: a Dropout whose mask keeps only the batch axis (a whole sample)
+            y = self.add("Dropout", f"{b}_drop_path", y, rate=block.drop_path, noise_shape=DROP_PATH_NOISE_SHAPE)
         if not block.relu_out:
             return self.add("Add", f"{b}_out", y, shortcut, tap=block.name)
         return self.add("ReLU", f"{b}_out", self.add("Add", f"{b}_add", y, shortcut), tap=block.name)
@@ -255,6 +258,8 @@ def keras_graph(plan: Plan) -> tuple[list[KerasLayer], str]:
         x = g.add("GlobalAveragePooling2D", "avgpool", x, tap="pool")
     elif plan.head.pool == "max":
         x = g.add("GlobalMaxPooling2D", "maxpool_global", x, tap="pool")
+    if plan.head.dropout:  # on the pooled features, before the classifier
+        x = g.add("Dropout", "head_drop", x, rate=plan.head.dropout)
     if plan.head.fc is not None:
         x = g.add("Dense", keras_layer_name(plan.head.fc.name), x, variables=VARIABLES["Dense"], tap="logits",
                   units=plan.head.fc.out_features)

@@ -7,6 +7,7 @@ entries, so the model and its conversion cannot disagree.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import re
@@ -14,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import cast
 
+from .drop_rates import drop_path_schedule
 from .errors import InputError
 from .layouts import Layout
 from .spec import FUSED_NORMS, GROUPED_NORMS, ResNetSpec, SpecError
@@ -303,6 +305,9 @@ class Block:
     pre_norm: Norm | None = None
     shortcut_preact: bool = False
     relu_out: bool = True
+    # Stochastic depth (training only): the main branch, after its attention, is zeroed per sample with this
+    # probability and the survivors scaled by 1 / (1 - drop_path) before the add (timm's DropPath).
+    drop_path: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -332,6 +337,7 @@ class Head:
     fc: Dense | None
     out_channels: int
     norm: Norm | None = None  # pre-activation networks: relu(norm(x)) after the last block
+    dropout: float = 0.0  # training only: dropout on the pooled features, before fc (timm's drop_rate)
 
 
 @dataclass(frozen=True)
@@ -863,17 +869,19 @@ def _make_plan(spec: ResNetSpec, name: str) -> Plan:
     cin = stem.out_channels
     prev_dilation = 1
     widths = iter(spec.main_widths())
+    drop_paths = iter(drop_path_schedule(spec.drop_path_rate, sum(spec.layers)))
     for s, (strides, dilation) in enumerate(_strides(spec, stem.stride)):
         for i, stride in enumerate(strides):
             block = _block(spec, s + 1, i, cin, next(widths), stride, prev_dilation, dilation)
+            block = dataclasses.replace(block, drop_path=next(drop_paths))
             blocks.append(block)
             prev_dilation = dilation
             cin = block.out_channels
     norm = _norm(spec, "norm", cin) if spec.preact else None
     if spec.include_top:
-        head = Head("avg", Dense("fc", cin, spec.num_classes), spec.num_classes, norm)
+        head = Head("avg", Dense("fc", cin, spec.num_classes), spec.num_classes, norm, dropout=spec.drop_rate)
     else:
-        head = Head(spec.pooling, None, cin, norm)
+        head = Head(spec.pooling, None, cin, norm, dropout=spec.drop_rate)
     return Plan(spec, stem, tuple(blocks), head)
 
 

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .drop_rates import DROP_FIELDS
 from .spec_parts import (
     ATTENTIONS,
     BLOCKS,
@@ -52,6 +53,7 @@ from .spec_parts import (
     check_basic,
     expected,
     is_int,
+    is_number,
 )
 from .spec_sknet import canonical_sk_blocks, check_selective_kernel
 from .widths import (
@@ -106,6 +108,12 @@ class ResNetSpec:
     ``conv_bias`` puts biases only on convs no norm follows (keras.applications V2). ``stride_block="last"``
     moves each downsampling to the last block of the previous stage, with a 1x1 max-pool shortcut.
     ``anti_alias`` blurs before subsampling (timm's ``aa_layer``: "avg", "blur", "blur_zero").
+    ``drop_rate`` (dropout on the pooled features, before the classifier) and ``drop_path_rate`` (stochastic
+    depth on each block's residual branch, rising linearly to it over the blocks, as timm's) regularise
+    training and act only there (:mod:`resnet_core.drop_rates`). They are plain fields, not a sub-spec: each is
+    one number of the whole network that holds for every block type, head and norm (a sub-spec would repeat
+    the schedule in each stage's block spec, or the rate in both head kinds), and a spec JSON without them
+    (format 2, before they existed) reads as 0.
 
     The flat field names of resnet-core 0.1 (``block``, ``groups``, ``norm``, ``bn_eps``, ``se_ratio``,
     ``num_classes``, ...) are accepted wherever fields are and read as attributes (:data:`ALIASES`; a
@@ -153,6 +161,8 @@ class ResNetSpec:
     anti_alias: str | None = None
     conv_bias: bool = False
     zero_init_residual: bool = False
+    drop_rate: float = 0.0
+    drop_path_rate: float = 0.0
     name: str = field(default="resnet", compare=False)
 
     def __init__(self, **fields: Any) -> None:
@@ -299,6 +309,7 @@ class ResNetSpec:
         self._validate_timm_options()
         self._validate_folded()
         check_selective_kernel(self)  # SKNet's own rules (spec_sknet)
+        self._validate_drop_rates()
         if not isinstance(self.name, str) or not self.name:
             raise expected("name", "a non-empty string", self.name)
 
@@ -320,6 +331,19 @@ class ResNetSpec:
             raise expected("norm", "a norm kind other than 'folded' with block type "
                            f"{other!r} (its norms are inside its own operator, which folds nothing)", self.norm,
                            "Folded")
+
+    def _validate_drop_rates(self) -> None:
+        for name in DROP_FIELDS:
+            value = getattr(self, name)
+            if not is_number(value) or not 0 <= value < 1:
+                raise expected(name, "a float in [0, 1) (0: off)", value)
+            object.__setattr__(self, name, float(value))  # 0 and 0.0 write the same JSON
+        if self.drop_rate and isinstance(self.head_spec, Features) and self.head_spec.pooling is None:
+            raise expected("drop_rate", "0.0 without a classifier or global pooling (the dropout acts on the "
+                           "pooled features)", self.drop_rate)
+        if self.drop_path_rate and sum(self.layers) == 1:
+            raise expected("drop_path_rate", "0.0 in a one-block network (the linear rule gives the first block "
+                           "rate 0, so it would never act)", self.drop_path_rate)
 
     def _validate_timm_options(self) -> None:
         if self.anti_alias not in ANTI_ALIASES:
@@ -481,7 +505,8 @@ class ResNetSpec:
 
     def to_dict(self, flat: bool = False) -> dict[str, Any]:
         """The spec as JSON-ready data: format 2 (sub-specs as objects with their ``type``), or with ``flat``
-        the 38 field names of resnet-core 0.1 (parameters of options not chosen at their defaults)."""
+        the 38 field names of resnet-core 0.1 (parameters of options not chosen at their defaults) and the plain
+        fields added since (``drop_rate``, ``drop_path_rate``)."""
         if flat:
             data = {name: getattr(self, name) for name in FLAT_FIELDS}
             return {**data, "layers": list(self.layers)}

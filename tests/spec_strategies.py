@@ -171,6 +171,10 @@ VALID: dict[str, Choice] = {
     "conv_bias": st.booleans(),
     "zero_init_residual": st.booleans(),
     "head_spec": st.builds(Classifier, st.integers(1, 7)) | st.builds(Features, st.sampled_from(POOLINGS)),
+    # training regularisers: no weights, no structure; a rate the spec refuses (no pooled head, one block) is
+    # filtered out
+    "drop_rate": st.sampled_from((0.0, 0.5)) | st.floats(0.0, 0.99),
+    "drop_path_rate": st.sampled_from((0.0, 0.2)) | st.floats(0.0, 0.99),
 }
 
 # Every combination, valid or not, in resnet-core 0.1's flat names (the alias path): the spec must refuse
@@ -213,6 +217,8 @@ RAW: dict[str, Choice] = {
     "planes": st.none() | st.lists(st.integers(0, 16), max_size=4).map(tuple),
     "block_widths": st.none() | st.lists(st.lists(st.integers(0, 12), max_size=3).map(tuple), max_size=6).map(tuple),
     "eca_kernels": st.none() | st.lists(st.integers(0, 8), max_size=4).map(tuple),
+    "drop_rate": st.sampled_from((0.0, 0.3, 1.0, -0.1)),
+    "drop_path_rate": st.sampled_from((0.0, 0.1, 1.0)),
 }
 
 SPEC_FIELDS = tuple(f.name for f in dataclasses.fields(ResNetSpec) if f.name not in NOT_SEARCHED)

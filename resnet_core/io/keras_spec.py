@@ -13,8 +13,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from ..drop_rates import rate_of_schedule
 from ..keras_graph import VARIABLES, keras_graph
-from ..mapping import canonical_name
+from ..mapping import canonical_name, keras_layer_name
 from ..plan import Plan, make_plan
 from ..spec import ANTI_ALIASES, DOWNSAMPLES, OUTPUT_STRIDES, POOL_PADDINGS, POOLINGS, STRIDE_BLOCKS, ResNetSpec
 from ..tensor_roles import NORM_CLASSES
@@ -175,6 +176,21 @@ def _settle(spec: ResNetSpec, seen: Seen) -> tuple[ResNetSpec, list[str]]:
     return best, wrong
 
 
+def _with_drop_rates(spec: ResNetSpec, seen: Seen) -> ResNetSpec:
+    """``spec`` with the rates of the model's Dropout layers: the head's, and the drop_path_rate whose linear
+    schedule gives every block's stochastic-depth rate (unchanged when none does: the layers then differ)."""
+    def rate(layer: str) -> float:
+        cls, _, config = seen.get(layer, ("", (), {}))
+        return float(config.get("rate", 0.0)) if cls == "Dropout" else 0.0
+
+    blocks = make_plan(spec).blocks
+    path_rate = rate_of_schedule([rate(f"{keras_layer_name(b.name)}_drop_path") for b in blocks])
+    try:
+        return spec.replace(drop_rate=rate("head_drop"), drop_path_rate=path_rate or 0.0)
+    except ValueError:  # e.g. a rate the spec refuses: the layer comparison reports the difference
+        return spec
+
+
 def recover_plan(config: Mapping[str, Any], shapes: Mapping[str, tuple[int, ...]], name: str | None = None
                  ) -> Plan:
     """The plan of :func:`recover_spec`'s spec: what an adapter needs to read a model loaded by plain Keras."""
@@ -188,7 +204,7 @@ def recover_spec(config: Mapping[str, Any], shapes: Mapping[str, tuple[int, ...]
     seen = model_records(config)
     closest: tuple[ResNetSpec, list[str]] | None = None
     for candidate in candidate_specs(shapes, preferred=name):
-        spec, wrong = _settle(candidate, seen)
+        spec, wrong = _settle(_with_drop_rates(candidate, seen), seen)
         if not wrong:
             return spec if name is None else spec.replace(name=name)
         if closest is None or len(wrong) < len(closest[1]):

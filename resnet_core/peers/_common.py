@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ..drop_rates import DROP_FIELDS
 from ..name_tables import PeerError, Table
 from ..plan import Conv, Norm, Plan, SqueezeExcite, make_plan, se_ratio_of
 from ..presets import get_spec, list_specs
@@ -76,14 +77,18 @@ PER_STAGE_FIELDS = ("block_types", "planes", "block_widths", "eca_kernels")
 
 def refuse_export(spec: ResNetSpec, peer: str, problems: list[str], norms: tuple[str, ...] = ("batch",),
                   std_conv: bool = False, per_stage: bool = False,
-                  blocks: tuple[str, ...] | None = ("basic", "bottleneck")) -> None:
-    """Raise naming every problem; ``norms`` / ``std_conv`` / ``per_stage`` / ``blocks``: the norm kinds, weight
-    standardisation, per-stage widths and block types the peer can build (most peers know one block type, doubled
-    widths and batch norm only, so a spec with more is refused here, once; ``blocks`` None: not checked)."""
+                  blocks: tuple[str, ...] | None = ("basic", "bottleneck"), drop_rates: tuple[str, ...] = ()) -> None:
+    """Raise naming every problem; ``norms`` / ``std_conv`` / ``per_stage`` / ``blocks`` / ``drop_rates``: the norm
+    kinds, weight standardisation, per-stage widths, block types (None: not checked) and training regularisers (of
+    ``drop_rate``, ``drop_path_rate``) the peer can build (most peers know one block type, doubled widths, batch
+    norm and no drop rates only, so a spec with more is refused here, once, rather than exported without them)."""
     problems = list(problems)
     if blocks is not None:
         problems += [f"block type {kind!r} ({peer} has no such block)"
                      for kind in dict.fromkeys(spec.stage_block_types) if kind not in blocks]
+    problems += [f"{f}={getattr(spec, f)!r} ({peer} models have no {f} option: the exported model would "
+                 "train without it; export spec.replace(" + f"{f}=0.0) to drop it knowingly)"
+                 for f in DROP_FIELDS if getattr(spec, f) and f not in drop_rates]
     if not per_stage:
         problems += [f"{f}={getattr(spec, f)!r} ({peer} builds one block type and widths doubled per stage)"
                      for f in PER_STAGE_FIELDS if getattr(spec, f) is not None]

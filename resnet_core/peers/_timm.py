@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from ..drop_rates import DROP_FIELDS
 from ..plan import AvgPool, Conv, Norm
 from ..spec import ResNetSpec
 from ..weights_info import WeightsInfo, WeightsInfoError, from_timm_cfg, to_timm_cfg
@@ -27,7 +28,8 @@ def pretrained_cfg(spec: ResNetSpec, info: WeightsInfo | None) -> dict[str, Any]
         return {"architecture": spec.name, "num_classes": spec.num_classes if spec.include_top else 0,
                 "input_size": (spec.in_channels, 224, 224), **to_timm_cfg(info or WeightsInfo())}
     except WeightsInfoError as exc:
-        refuse_export(spec, PEER, [str(exc)], per_stage=True, blocks=None)  # only the record is at fault here
+        # only the record is at fault here
+        refuse_export(spec, PEER, [str(exc)], per_stage=True, blocks=None, drop_rates=DROP_FIELDS)
         raise  # pragma: no cover - refuse_export raised
 
 

@@ -311,6 +311,7 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
             bn_momentum=keras_to_torch_momentum(bn.momentum), stem=stem,
             downsample="avg" if backbone.block_type.endswith("_vd") else "conv", preact=backbone.use_pre_activation,
             project_first=backbone.block_type == "basic_block_vd",
+            drop_rate=float(classifier.output_dropout.rate) if top else 0.0,  # the classifier's dropout
         )
     except SpecError as exc:
         raise unsupported(PEER, [str(exc)]) from None
@@ -362,7 +363,10 @@ def to_model(spec: ResNetSpec, weights: Mapping[str, Any], image_shape: tuple | 
     problems = _export_refusals(spec, plan, options)
     if info.preprocessing == "caffe" and spec.include_top:
         problems.append("preprocessing='caffe' (an ImageConverter scales and offsets; it cannot reverse channels)")
-    refuse_export(spec, PEER, problems)
+    if spec.drop_rate and options.get("dropout", spec.drop_rate) != spec.drop_rate:
+        problems.append(f"dropout={options['dropout']!r} with drop_rate={spec.drop_rate!r} (the classifier's "
+                        "dropout is the spec's drop_rate)")
+    refuse_export(spec, PEER, problems, drop_rates=("drop_rate",))  # ImageClassifier's dropout; no drop path
     import keras_hub
 
     stages = range(1, plan.num_stages + 1)
@@ -381,6 +385,8 @@ def to_model(spec: ResNetSpec, weights: Mapping[str, Any], image_shape: tuple | 
         if affine is not None:
             converter = keras_hub.layers.ResNetImageConverter(scale=affine[0].tolist(), offset=affine[1].tolist())
             preprocessor = keras_hub.models.ResNetImageClassifierPreprocessor(image_converter=converter)
+        if spec.drop_rate:
+            options = {**options, "dropout": spec.drop_rate}
         model = keras_hub.models.ResNetImageClassifier(backbone=backbone, num_classes=spec.num_classes,
                                                        preprocessor=preprocessor, **options)
     values = table_for(spec).to_peer(plan, weights)

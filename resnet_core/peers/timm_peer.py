@@ -5,7 +5,8 @@ table is the identity. SE and ECA attention, anti-aliasing (``aa_layer``), ``rep
 ``block_reduce_first`` and ``down_kernel_size`` have spec fields, so do per-stage block classes and
 ``channels`` (``block_types``, ``planes``) and the per-block widths of timm's pruned models
 (``block_widths``, ``eca_kernels``); what timm can build but ResNetSpec cannot (other attention or
-activation layers...) is refused by name.
+activation layers...) is refused by name. ``drop_rate`` and ``drop_path_rate`` travel both ways
+(:mod:`.timm_drop`).
 timm.models.resnetv2.ResNetV2 models (pre- and post-activation) and pre-activation specs go to
 timm_resnetv2; so do post-activation specs only ResNetV2(preact=False) can build (see :func:`to_model`).
 """
@@ -19,6 +20,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from ..drop_rates import DROP_FIELDS
 from ..errors import InputError
 from ..name_tables import TORCH_IGNORED, TORCH_KINDS, ModuleRow, Table
 from ..plan import (
@@ -44,6 +46,7 @@ from ._common import (
 )
 from ._timm import PEER, pool_matches, pool_text, pretrained_cfg
 from ._timm import info_of as info_of  # noqa: F401 - the peer's record reader, for peers.peer_info
+from .timm_drop import drop_fields
 
 MODULES = (ModuleRow("{m:path}", "{m:path}", "module"),)
 TABLE = Table(MODULES, TORCH_KINDS, ignored=TORCH_IGNORED)
@@ -261,6 +264,8 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
                                                        if top else "(ResNetSpec pools by 'avg', 'max' or not at all)"))
     res2net_fields, res2net_problems = timm_res2net.spec_fields(stages) if res2net else ({}, [])
     problems += res2net_problems
+    drops, drop_problems = drop_fields(model, [b for stage in stages for b in stage])
+    problems += drop_problems
     if problems:
         raise unsupported(PEER, problems)
 
@@ -309,7 +314,7 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
             attention={"SEModule": "se", "EcaModule": "eca"}.get(attention.pop()),
             se_ratio=se_ratio_for(ses, PEER) if ses else 1.0 / 16,
             anti_alias=None if res2net else _anti_alias_of(model, blocks), replace_stem_pool=_replaced_stem_pool(model),
-            down_kernel_size=max(kernels, default=1), **sk_fields,
+            down_kernel_size=max(kernels, default=1), **sk_fields, **drops,
         )
     except SpecError as exc:
         raise unsupported(PEER, [str(exc)]) from None
@@ -384,7 +389,7 @@ def to_model(spec: ResNetSpec, weights: Mapping[str, Any], info: WeightsInfo | N
         more, res2net_args = timm_res2net.model_args(spec)
         problems += more
     refuse_export(spec, PEER, problems, norms=NORMS + ("evo_s0", "frn"), std_conv=True,  # said in problems
-                  per_stage=True, blocks=BLOCK_KINDS)
+                  per_stage=True, blocks=BLOCK_KINDS, drop_rates=DROP_FIELDS)
     cfg = pretrained_cfg(spec, info)
     block_args: dict[str, Any] = {}
     if spec.attention == "se":
@@ -420,6 +425,7 @@ def to_model(spec: ResNetSpec, weights: Mapping[str, Any], info: WeightsInfo | N
         zero_init_last=spec.zero_init_residual, block_args=block_args, aa_layer=aa_layer,
         replace_stem_pool=spec.replace_stem_pool, block_reduce_first=spec.reduce_first,
         down_kernel_size=spec.down_kernel_size,
+        drop_rate=spec.drop_rate, drop_path_rate=spec.drop_path_rate,  # timm's rule gives the plan's block rates
     )
     if not spec.stem_pool:
         model.maxpool = nn.Identity()

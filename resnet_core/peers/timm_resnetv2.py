@@ -38,6 +38,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from ..drop_rates import DROP_FIELDS
 from ..name_tables import TORCH_IGNORED, TORCH_KINDS, ModuleRow, Table
 from ..plan import (
     AvgPool,
@@ -65,6 +66,7 @@ from ._common import (
     unsupported,
 )
 from ._timm import PEER, pool_matches, pool_text, pretrained_cfg
+from .timm_drop import drop_fields, resnetv2_schedule
 
 MODULES = (
     ModuleRow("stem.conv", "conv1", "module"),  # the 7x7 stem (no norm after it: the first block's norm1 follows)
@@ -283,6 +285,9 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
     if found is None and not problems:  # pragma: no cover - _refusals names any other norm class first
         problems.append(f"{'norm' if preact else 'the stem norm'} is {type(norm).__name__}: norm_layer has no "
                         "ResNetSpec option")
+    drops, drop_problems = drop_fields(model, blocks, resnetv2_schedule([len(s.blocks) for s in model.stages]),
+                                       float32=True)
+    problems += drop_problems
     if problems:
         raise unsupported(PEER, problems)
 
@@ -316,7 +321,7 @@ def from_model(model: Any) -> tuple[ResNetSpec, dict[str, np.ndarray]]:
             # ResNetV2's bottlenecks project every stage's first block; the spec says so only where nothing
             # else would (its basic blocks project only where the width or stride changes)
             project_first=bottleneck and first.downsample is not None
-            and last.out_channels == first.conv3.out_channels,
+            and last.out_channels == first.conv3.out_channels, **drops,
         )
     except SpecError as exc:
         raise unsupported(PEER, [str(exc)]) from None
@@ -392,7 +397,7 @@ def to_model(spec: ResNetSpec, weights: Mapping[str, Any], info: WeightsInfo | N
     from . import _torch
 
     refuse_export(spec, PEER, export_problems(spec), norms=("batch", "group", "evo_s0", "frn"), std_conv=True,
-                  per_stage=True)  # export_problems names the per-stage fields
+                  per_stage=True, drop_rates=DROP_FIELDS)  # export_problems names the per-stage fields
     cfg = pretrained_cfg(spec, info)
     output_stride = stem_counted_output_stride(spec)
     padding = spec.stem_pool_padding if spec.stem_pool else "-inf"
@@ -405,6 +410,8 @@ def to_model(spec: ResNetSpec, weights: Mapping[str, Any], info: WeightsInfo | N
         basic=spec.block == "basic", bottle_ratio=_bottle_ratio(spec), act_layer=nn.ReLU,
         norm_layer=_timm.norm_layer(spec, act=True),
         conv_layer=functools.partial(StdConv2d, eps=spec.std_conv_eps) if spec.std_conv else create_conv2d,
+        # ResNetV2's own schedule: the plan's line, computed in float32 (read back by timm_drop)
+        drop_rate=spec.drop_rate, drop_path_rate=spec.drop_path_rate,
     )
     if not spec.stem_pool:
         model.stem.pool = nn.Identity()

@@ -33,6 +33,7 @@ FAMILIES = {
                                                          downsample="avg", include_top=False),
     "preact_frn_basic_max_pool": dict(PREACT, **BASIC, norm="frn", conv_bias=False, include_top=False,
                                       pooling="max"),
+    "drop_rate_drop_path_se": dict(attention="se", drop_rate=0.3, drop_path_rate=0.2),  # DropPath, Dropout
 }
 
 

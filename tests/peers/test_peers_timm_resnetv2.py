@@ -176,10 +176,10 @@ def test_timm_peer_dispatches_both_families(torch, timm):
 
 
 @pytest.mark.torch
-def test_training_only_drop_rates_are_accepted(torch, timm):
+def test_training_only_drop_rates_are_carried(torch, timm):
     peer = timm.create_model("resnetv2_18", pretrained=False, num_classes=CLASSES, drop_rate=0.3, drop_path_rate=0.1)
     spec, _ = rc.from_peer(peer)
-    assert spec == _V2_18
+    assert spec == _V2_18.replace(drop_rate=0.3, drop_path_rate=0.1)  # spec fields now (issue 19)
 
 
 def test_accepts_imports_no_framework(run_python):

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import resnet_core as rc
+from resnet_core.drop_rates import DROP_FIELDS
 from resnet_core.spec import (
     ALIASES,
     FLAT_FIELDS,
@@ -207,12 +208,12 @@ def test_to_dict_from_dict_round_trip_with_every_field_changed():
     assert ResNetSpec.from_json(spec.to_json()).to_dict() == data
 
 
-def test_the_flat_names_are_those_of_0_1_and_read_what_they_did():
+def test_the_flat_names_are_those_of_0_1_and_the_drop_rates_and_read_what_they_did():
     old = json.loads(FIXTURE_SPEC.read_text())  # resnet-core 0.1's to_json: every field it had
-    assert set(FLAT_FIELDS) == set(old)
+    assert set(FLAT_FIELDS) == set(old) | set(DROP_FIELDS)  # and the plain fields added since
     assert set(ALIASES) == set(old) - {f.name for f in dataclasses.fields(ResNetSpec)}
     spec = ResNetSpec.from_dict(old)
-    assert spec.to_dict(flat=True) == old  # each flat attribute reads what 0.1 stored
+    assert spec.to_dict(flat=True) == {**old, "drop_rate": 0.0, "drop_path_rate": 0.0}  # as 0.1 stored
 
 
 def test_flat_and_structured_keywords_build_the_same_spec():
