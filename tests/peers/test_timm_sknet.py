@@ -70,7 +70,8 @@ def test_export_to_timm_round_trips(torch, timm, family):
 
 
 @pytest.mark.torch
-@pytest.mark.parametrize("name", ["skresnet18", "skresnext50_32x4d"])
+@pytest.mark.parametrize("name", ["skresnet18", "skresnext50_32x4d",
+                                  pytest.param("skresnet34", marks=pytest.mark.slow)])
 def test_full_size_timm_models_import_exactly(torch, timm, name):
     """timm's own architecture at full size: the preset's spec, its state_dict order and parameter count, and
     logits bit-identical with perturbed statistics and kernels."""
