@@ -38,7 +38,7 @@ from ..spec import ResNetSpec
 from .formats import TensorInfo, WeightsFileError, spec_from_json
 from .infer import InferenceError, candidate_specs
 
-NCHW = (0, 1, 2, 3)
+NCHW: tuple[int, ...] = (0, 1, 2, 3)
 TRANSPARENT = ("Identity", "Dropout")
 FLOAT_TYPES = (1, 10, 11, 16)  # FLOAT, FLOAT16, DOUBLE, BFLOAT16 (onnx.TensorProto)
 SPEC_PROP = "resnet_core_spec"  # resnet-core's own exports store their spec under this metadata key
@@ -214,7 +214,8 @@ class _Graph:
         return self.consts.get(name)
 
     def users(self, name: str) -> list[Any]:
-        return self.consumers.get(name, [])
+        """The nodes reading ``name``'s values (a dynamic batch's ``Shape`` reads only its shape)."""
+        return [n for n in self.consumers.get(name, []) if n.op_type not in ("Shape", "Size")]
 
 
 class _Walker:
@@ -239,7 +240,7 @@ class _Walker:
                                  f"({', '.join(_describe(u) for u in users[:3])}) where a ResNet has one")
         return users[0]
 
-    def skip(self, tensor: str, perm: tuple[int, ...], after: Any | None = None
+    def skip(self, tensor: str, perm: tuple[int, ...]
              ) -> tuple[str, tuple[int, ...], Any | None, list[int] | None, float]:
         """Past pass-through nodes, transposes and zero pads: (tensor, perm, the next node or None at a
         fork/output, pads in NCHW order (t, l, b, r) or None, the pad value)."""
@@ -252,16 +253,16 @@ class _Walker:
             node = users[0]
             data = [i for i in node.input if i and i not in self.g.consts]
             if node.op_type in TRANSPARENT or (node.op_type == "Cast" and _attrs(node).get("to") in FLOAT_TYPES):
-                tensor, after = node.output[0], node
+                tensor = node.output[0]
                 continue
             if node.op_type == "Transpose":
                 p = _ints(_attrs(node)["perm"])
                 perm = tuple(perm[i] for i in p)
-                tensor, after = node.output[0], node
+                tensor = node.output[0]
                 continue
             if node.op_type == "Pad" and len(data) == 1 and pads is None:
                 pads, value = self._pads(node, perm)
-                tensor, after = node.output[0], node
+                tensor = node.output[0]
                 continue
             return tensor, perm, node, pads, value
 
@@ -274,9 +275,12 @@ class _Walker:
             raise self.fail(node, "its pads are computed at run time")
         value = self.g.const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
         rank = len(raw) // 2
-        begin, end = raw[:rank], raw[rank:]
+        begin, end = [int(v) for v in raw[:rank]], [int(v) for v in raw[rank:]]
         if len(node.input) > 3 and node.input[3]:  # opset 18 axes
-            axes = [int(a) % 4 for a in self.g.const(node.input[3])]  # type: ignore[union-attr]
+            given = self.g.const(node.input[3])
+            if given is None:
+                raise self.fail(node, "its axes are computed at run time")
+            axes = [int(a) % 4 for a in given]
             full_b, full_e = [0] * 4, [0] * 4
             for a, b, e in zip(axes, begin, end, strict=True):
                 full_b[a], full_e[a] = int(b), int(e)
@@ -322,7 +326,7 @@ class _Walker:
         kernel = kernel.astype(np.float32)
         bias = None if bias is None or not np.any(bias) else bias.astype(np.float32)  # a zero bias is no bias
         unit = Unit(node, kernel, bias, strides[0], self.pads_of(node, attrs, pads), dil[0], int(attrs.get("group", 1)))
-        tensor, perm, nxt, pads, value = self.skip(node.output[0], perm, node)
+        tensor, perm, nxt, pads, value = self.skip(node.output[0], perm)
         if nxt is not None and nxt.op_type == "BatchNormalization" and pads is None:
             self.spatial(nxt, perm)
             names = ("weight", "bias", "running_mean", "running_var")
@@ -331,7 +335,7 @@ class _Walker:
                 raise self.fail(nxt, "a batch norm in training mode (its statistics are not constants)")
             unit.norm = {n: np.asarray(p, np.float32) for n, p in zip(names, params, strict=True)}
             unit.eps = float(_attrs(nxt).get("epsilon", 1e-5))
-            tensor, perm, nxt, pads, value = self.skip(nxt.output[0], perm, nxt)
+            tensor, perm, nxt, pads, value = self.skip(nxt.output[0], perm)
         else:  # a per-channel affine (Keras's batch norm: x - mean, * scale, + beta) folds into the conv
             while nxt is not None and pads is None and nxt.op_type in ("Sub", "Mul", "Add", "Div"):
                 other = [i for i in nxt.input if i != tensor]
@@ -346,10 +350,10 @@ class _Walker:
                 else:
                     shift = channels if nxt.op_type == "Add" else -channels
                     unit.bias = (shift if unit.bias is None else unit.bias + shift).astype(np.float32)
-                tensor, perm, nxt, pads, value = self.skip(nxt.output[0], perm, nxt)
+                tensor, perm, nxt, pads, value = self.skip(nxt.output[0], perm)
         if nxt is not None and nxt.op_type == "Relu" and pads is None:
             unit.relu = True
-            tensor, perm, nxt, pads, value = self.skip(nxt.output[0], perm, nxt)
+            tensor, perm, nxt, pads, value = self.skip(nxt.output[0], perm)
         return unit, tensor, perm, nxt, pads, value
 
     def _channel_vector(self, node: Any, vec: np.ndarray, perm: tuple[int, ...], channels: int) -> np.ndarray:
@@ -383,22 +387,22 @@ class _Walker:
         """:meth:`skip` starting at a pass-through ``node`` that is one of a fork's users."""
         if node.op_type == "Transpose":
             p = _ints(_attrs(node)["perm"])
-            return self.skip(node.output[0], tuple(perm[i] for i in p), node)
+            return self.skip(node.output[0], tuple(perm[i] for i in p))
         if node.op_type == "Pad":
             pads, value = self._pads(node, perm)
-            t, p2, nxt, more, _ = self.skip(node.output[0], perm, node)
+            t, p2, nxt, more, _ = self.skip(node.output[0], perm)
             if more is not None:
                 raise self.fail(node, "two pads in a row")
             return t, p2, nxt, pads, value
-        return self.skip(node.output[0], perm, node)
+        return self.skip(node.output[0], perm)
 
 
 def match_graph(model: Any, path: Path) -> Matched:
     """Walk the graph from its input; every node on the data path must be part of a ResNet."""
     graph = _Graph(model, path)
     if len(graph.inputs) != 1:
-        raise OnnxGraphError(f"{path}: the graph has {len(graph.inputs)} inputs ({', '.join(i.name for i in graph.inputs)}); "
-                             "a ResNet has one, the images")
+        names = ", ".join(i.name for i in graph.inputs)
+        raise OnnxGraphError(f"{path}: the graph has {len(graph.inputs)} inputs ({names}); a ResNet has one")
     w = _Walker(graph)
     source = graph.inputs[0]
     dims = [d.dim_value if d.HasField("dim_value") else None for d in source.type.tensor_type.shape.dim]
@@ -412,7 +416,8 @@ def match_graph(model: Any, path: Path) -> Matched:
             raise OnnxGraphError(f"{path}: nothing reads the input {source.name!r}")
         raise w.fail(node, "a ResNet starts with a convolution")
     start = tuple(int(np.argsort(seen)[i]) for i in range(4))
-    layout = {NCHW: "NCHW", (0, 2, 3, 1): "NHWC"}.get(start)
+    layouts: dict[tuple[int, ...], str] = {(0, 1, 2, 3): "NCHW", (0, 2, 3, 1): "NHWC"}
+    layout = layouts.get(start)
     if layout is None:
         raise w.fail(first, f"the input's axes reach it in the order {seen}")
     h_axis, w_axis = start.index(2), start.index(3)
@@ -420,14 +425,18 @@ def match_graph(model: Any, path: Path) -> Matched:
 
     stem: list[Unit] = []
     while nxt is not None and nxt.op_type == "Conv":
+        if len(stem) == 3:
+            raise w.fail(nxt, "a fourth convolution in a row from the input (a ResNet's stem has 1 or 3)")
         unit, tensor, perm, nxt, pads, value = w.unit(nxt, perm, pads)
+        if unit.groups != 1:
+            raise w.fail(unit.node, f"a grouped convolution ({unit.groups} groups) in the stem")
         stem.append(unit)
     if not stem:
         raise w.fail(nxt, "a ResNet starts with a convolution")
     stem_pool = None
     if nxt is not None and nxt.op_type == "MaxPool":
         stem_pool = w.pool(nxt, perm, pads, value)
-        tensor, perm, nxt, pads, value = w.skip(nxt.output[0], perm, nxt)
+        tensor, perm, nxt, pads, value = w.skip(nxt.output[0], perm)
     if pads is not None:
         raise w.fail(nxt or graph.users(tensor)[0], "an explicit pad that feeds no conv or max-pool")
 
@@ -435,7 +444,7 @@ def match_graph(model: Any, path: Path) -> Matched:
     while nxt is None and len(graph.users(tensor)) == 2:
         tensor, perm, block = _block(w, tensor, perm)
         blocks.append(block)
-        tensor, perm, nxt, pads, value = w.skip(tensor, perm, block[3])
+        tensor, perm, nxt, pads, value = w.skip(tensor, perm)
     head_pool, fc = None, None
     if nxt is not None and nxt.op_type in ("GlobalAveragePool", "ReduceMean"):
         head_pool = nxt
@@ -443,13 +452,14 @@ def match_graph(model: Any, path: Path) -> Matched:
             w.spatial(nxt, perm)
         else:
             attrs = _attrs(nxt)
-            axes = attrs.get("axes") or (list(graph.const(nxt.input[1])) if len(nxt.input) > 1 else None)
+            given = graph.const(nxt.input[1]) if len(nxt.input) > 1 else None
+            axes = attrs.get("axes") or (None if given is None else [int(a) for a in given.reshape(-1)])
             if axes is None or sorted(perm[int(a) % 4] for a in axes) != [2, 3]:
                 raise w.fail(nxt, f"a mean over axes {axes} (a ResNet averages over height and width)")
         tensor, nxt = nxt.output[0], None
-        tensor, perm, nxt, _, _ = w.skip(tensor, perm, head_pool)
+        tensor, perm, nxt, _, _ = w.skip(tensor, perm)
         while nxt is not None and nxt.op_type in ("Flatten", "Reshape", "Squeeze"):
-            tensor, perm, nxt, _, _ = w.skip(nxt.output[0], NCHW, nxt)
+            tensor, perm, nxt, _, _ = w.skip(nxt.output[0], NCHW)
         if nxt is not None:
             tensor, fc = _classifier(w, nxt)
             if len(graph.users(tensor)):
@@ -489,7 +499,7 @@ def _block(w: _Walker, tensor: str, perm: tuple[int, ...]
             t, p, nxt, pads, value = w.skip_from(nxt, perm)
         if nxt is not None and nxt.op_type == "AveragePool":
             pool = w.pool(nxt, p, pads, value)
-            t, p, nxt, pads, value = w.skip(nxt.output[0], p, nxt)
+            t, p, nxt, pads, value = w.skip(nxt.output[0], p)
         while nxt is not None and nxt.op_type == "Conv":
             unit, t, p, nxt, pads, value = w.unit(nxt, p, pads)
             units.append(unit)
@@ -513,7 +523,7 @@ def _block(w: _Walker, tensor: str, perm: tuple[int, ...]
         raise w.fail(pool.node, "a pooled shortcut without a projection conv")
     if main[-1].relu:
         raise w.fail(main[-1].node, "a ReLU before the residual Add (the block's last conv is linear)")
-    t, p, nxt, pads, _ = w.skip(add_a.output[0], perm_a, add_a)
+    t, p, nxt, pads, _ = w.skip(add_a.output[0], perm_a)
     if nxt is None or nxt.op_type != "Relu" or pads is not None:
         raise w.fail(nxt or add_a, "expected the ReLU after the residual Add")
     return nxt.output[0], p, (main, short[0] if short else None, pool, add_a)
@@ -530,7 +540,7 @@ def _classifier(w: _Walker, node: Any) -> tuple[str, tuple[np.ndarray, np.ndarra
         weight = weight if attrs.get("transB", 0) else weight.T
         if bias is None:
             bias = np.zeros(weight.shape[0], np.float32)
-        t, _, nxt, _, _ = w.skip(node.output[0], NCHW, node)
+        t, _, nxt, _, _ = w.skip(node.output[0], NCHW)
         if nxt is not None:
             raise w.fail(nxt, "a ResNet's logits are its output")
         return t, (weight.astype(np.float32), np.asarray(bias, np.float32).reshape(-1), node)
@@ -538,7 +548,7 @@ def _classifier(w: _Walker, node: Any) -> tuple[str, tuple[np.ndarray, np.ndarra
         weight = w.g.const(node.input[1])
         if weight is None or weight.ndim != 2:
             raise w.fail(node, "a classifier whose weight is not a constant matrix")
-        t, _, nxt, _, _ = w.skip(node.output[0], NCHW, node)
+        t, _, nxt, _, _ = w.skip(node.output[0], NCHW)
         bias = np.zeros(weight.shape[1], np.float32)
         if nxt is not None and nxt.op_type == "Add":
             other = [i for i in nxt.input if i != t]
@@ -546,7 +556,7 @@ def _classifier(w: _Walker, node: Any) -> tuple[str, tuple[np.ndarray, np.ndarra
             if found is None:
                 raise w.fail(nxt, "the classifier's bias is not a constant")
             bias = np.asarray(found, np.float32).reshape(-1)
-            t, _, nxt, _, _ = w.skip(nxt.output[0], NCHW, nxt)
+            t, _, nxt, _, _ = w.skip(nxt.output[0], NCHW)
         if nxt is not None:
             raise w.fail(nxt, "a ResNet's logits are its output")
         return t, (weight.T.astype(np.float32), bias, node)
