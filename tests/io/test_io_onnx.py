@@ -164,11 +164,13 @@ def test_our_export_round_trip_is_bit_for_bit(torch, tmp_path):
     assert_same_weights(back, weights)
     found = import_onnx(tmp_path / "tiny.onnx")
     assert found.verified and found.max_relative_error < 1e-5
+    assert main(["parity", "tiny_resnext", "--weights", str(tmp_path / "tiny.onnx"), "--backends", "torch,onnxruntime",
+                 "--size", "35x37", "-q"]) == 0
     print(f"own export: max relative error vs onnxruntime {found.max_relative_error:.1e}")
 
 
-def test_resolver_build_info_convert_parity(torch, tmp_path, capsys):
-    """``.onnx`` is a source like any weights file: rc.build, resnet-core info, convert and parity read it."""
+def test_resolver_build_info_convert(torch, tmp_path, capsys):
+    """``.onnx`` is a source like any weights file: rc.build, resnet-core info and convert read it."""
     model = _timm_resnext(torch)
     path = export(torch, model, tmp_path / "m.onnx", "dynamo", 18)
     net = rc.build(path, backend="torch").eval()
@@ -181,7 +183,6 @@ def test_resolver_build_info_convert_parity(torch, tmp_path, capsys):
     assert main(["convert", str(path), str(tmp_path / "m.safetensors")]) == 0
     spec, weights = rc.read_weights(tmp_path / "m.safetensors")
     assert spec == rc.read_weights(path).spec and set(weights) == set(rc.read_weights(path).weights)
-    assert main(["parity", str(path), "--backends", "torch,onnxruntime", "--size", "35x37", "-q"]) == 0
 
 
 @folded

@@ -56,6 +56,19 @@ def test_keras_model_of_an_imported_file_matches_onnxruntime(keras, exported):
     assert error < 1e-5
 
 
+def test_convert_onnx_to_keras(keras, exported):
+    """``resnet-core convert m.onnx m.keras``: the .keras file holds the imported weights, bit for bit."""
+    from resnet_core.cli import main
+    from resnet_core.testing import assert_same_weights
+
+    folder, _, weights = exported
+    target = folder / f"tiny_{keras.backend.backend()}.keras"
+    assert main(["convert", str(folder / "tiny.onnx"), str(target), "-q"]) == 0
+    spec, back = rc.read_weights(target)
+    assert spec.replace(name=SPEC) == rc.get_spec(SPEC)
+    assert_same_weights(back, weights)
+
+
 @pytest.mark.skipif(os.environ.get("KERAS_BACKEND") != "torch", reason="Keras exports ONNX on its torch engine")
 def test_keras_export_is_matched_as_a_folded_graph(keras, exported):
     """Keras's graph: NHWC input, transposes around convs, pads, per-channel affines; every piece found, the
