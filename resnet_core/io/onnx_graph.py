@@ -323,7 +323,7 @@ class _Walker:
         if len(node.input) > 2 and node.input[2] and bias is None:
             raise self.fail(node, "its bias is not a constant")
         kernel = kernel.astype(np.float32)
-        bias = None if bias is None or not np.any(bias) else bias.astype(np.float32)  # a zero bias is no bias
+        bias = None if bias is None else bias.astype(np.float32)
         unit = Unit(node, kernel, bias, strides[0], self.pads_of(node, attrs, pads), dil[0], int(attrs.get("group", 1)))
         tensor, perm, nxt, pads, value = self.skip(node.output[0], perm)
         if nxt is not None and nxt.op_type == "BatchNormalization" and pads is None:
@@ -569,12 +569,17 @@ def canonical(matched: Matched) -> tuple[dict[str, np.ndarray], dict[str, Any], 
     weights: dict[str, np.ndarray] = {}
     nodes: dict[str, Any] = {}
     eps: dict[str, float] = {}
+    units = [*matched.stem, *(u for main, short, _, _ in matched.blocks for u in (*main, short) if u is not None)]
+    # Biases are the network's when any is non-zero (a folded graph, conv_bias); all zero, they are an exporter's
+    # placeholder (torch.onnx without its optimiser) and the convs have none. Decided once, so a folded conv
+    # whose bias happens to be zero (zero_init_residual) keeps it.
+    biased = any(u.bias is not None and np.any(u.bias) for u in units)
 
     def put(unit: Unit, conv: str, norm: str) -> None:
         weights[f"{conv}.weight"] = unit.kernel
         nodes[conv] = unit.node
-        if unit.bias is not None:
-            weights[f"{conv}.bias"] = unit.bias
+        if biased:
+            weights[f"{conv}.bias"] = unit.bias if unit.bias is not None else np.zeros(unit.kernel.shape[0], np.float32)
         if unit.norm is not None:
             for role, value in unit.norm.items():
                 weights[f"{norm}.{role}"] = value
