@@ -5,6 +5,8 @@ explicit pads, batch norms as per-channel Sub/Mul/Add) matched by topology."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -40,11 +42,15 @@ def exported(torch, tmp_path_factory):
     folder = tmp_path_factory.mktemp("onnx-keras")
     weights = random_weights(SPEC, seed=7)
     source = rc.write_weights(folder / "tiny.safetensors", weights, SPEC)
-    rc.export(source, folder / "tiny.onnx", size=SIZE)
+    # In a child process: torch.onnx's exporter loads triton, which crashes a process that has loaded TensorFlow.
+    done = subprocess.run([sys.executable, "-m", "resnet_core.cli", "export", str(source), str(folder / "tiny.onnx"),
+                           "--size", "35x37", "-q"], capture_output=True, text=True, check=False,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert done.returncode == 0, done.stderr[-2000:]
     return folder, source, weights
 
 
-def test_keras_model_of_an_imported_file_matches_onnxruntime(keras, exported):
+def test_keras_model_of_an_imported_file_matches_onnxruntime(exported, keras):
     folder, _, _ = exported
     found = import_onnx(folder / "tiny.onnx", verify=False)  # the proof here is Keras's, below
     model = rc.build(found.spec, backend="keras")
@@ -56,7 +62,7 @@ def test_keras_model_of_an_imported_file_matches_onnxruntime(keras, exported):
     assert error < 1e-5
 
 
-def test_convert_onnx_to_keras(keras, exported):
+def test_convert_onnx_to_keras(exported, keras):
     """``resnet-core convert m.onnx m.keras``: the .keras file holds the imported weights, bit for bit."""
     from resnet_core.cli import main
     from resnet_core.testing import assert_same_weights
@@ -70,7 +76,7 @@ def test_convert_onnx_to_keras(keras, exported):
 
 
 @pytest.mark.skipif(os.environ.get("KERAS_BACKEND") != "torch", reason="Keras exports ONNX on its torch engine")
-def test_keras_export_is_matched_as_a_folded_graph(keras, exported):
+def test_keras_export_is_matched_as_a_folded_graph(exported, keras):
     """Keras's graph: NHWC input, transposes around convs, pads, per-channel affines; every piece found, the
     affines folded into the convs exactly as the batch norms they compute."""
     folder, source, weights = exported
@@ -93,7 +99,7 @@ def test_keras_export_is_matched_as_a_folded_graph(keras, exported):
 
 
 @pytest.mark.skipif(os.environ.get("KERAS_BACKEND") != "torch", reason="Keras exports ONNX on its torch engine")
-def test_keras_export_imports(keras, exported):
+def test_keras_export_imports(exported, keras):
     try:
         from resnet_core.spec_parts import Folded  # noqa: F401
     except ImportError:
