@@ -25,14 +25,14 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import InputError, MissingDependencyError
-from ..plan import AvgPool, Conv, MaxPool, Plan, make_plan
+from ..plan import AvgPool, Conv, ConvNorm, MaxPool, Plan, make_plan
 from ..spec import ResNetSpec
 from .formats import TensorInfo, WeightsFileError, spec_from_json
 from .infer import InferenceError, candidate_specs
@@ -148,7 +148,6 @@ class OnnxImport:
     verified: bool | None = None  # None: not yet run; False: onnxruntime missing
     max_relative_error: float | None = None
     note: str = ""
-    problems: list[str] = field(default_factory=list)
 
 
 class _Graph:
@@ -511,9 +510,9 @@ def _block(w: _Walker, tensor: str, perm: tuple[int, ...]
         raise w.fail(add_b, "the two branches of a block meet at different Adds")
     if perm_a != perm_b:
         raise w.fail(add_a, "it adds tensors whose axes are in different orders")
-    main, (short, pool) = (a, (b, pb)) if len(a) >= len(b) else (b, (a, pa))
-    if pool is not None and (len(a) >= len(b) and pa is not None or len(b) > len(a) and pb is not None):
-        raise w.fail(pool.node, "an average pool on a block's main path")
+    (main, main_pool), (short, pool) = ((a, pa), (b, pb)) if len(a) >= len(b) else ((b, pb), (a, pa))
+    if main_pool is not None:  # anti-aliased networks pool inside the main path: no option here reads it
+        raise w.fail(main_pool.node, "an average pool on a block's main path")
     if len(short) > 1 or not main:
         raise w.fail(add_a, f"a shortcut of {len(short)} convolutions")
     if short and short[0].relu:
@@ -639,6 +638,12 @@ def plan_problems(plan: Plan, matched: Matched, nodes: dict[str, Any]) -> list[s
             problem = _conv_problem(module, nodes[module.name], units)
             if problem:
                 problems.append(problem)
+    for entry in [*plan.stem.units, *(u for b in plan.blocks for u in (*b.main, b.shortcut))]:
+        if isinstance(entry, ConvNorm) and entry.conv.name in nodes:
+            unit = units[id(nodes[entry.conv.name])]
+            if unit.relu != (entry.act is not None):
+                problems.append(f"{_describe(unit.node)} is {'' if unit.relu else 'not '}followed by a ReLU; "
+                                f"{entry.conv.name} of the recovered spec is {'' if entry.act else 'not '}activated")
     pool = plan.stem.pool
     got = matched.stem_pool
     if (pool is None) != (got is None) or not isinstance(pool, (MaxPool, type(None))):

@@ -312,3 +312,24 @@ def test_writing_onnx_as_weights_points_to_export(tmp_path):
     with pytest.raises(ResNetCoreError, match="resnet-core export"):
         rc.write_weights(tmp_path / "w.onnx", random_weights(spec), spec)
     assert not (tmp_path / "w.onnx").exists()
+
+
+def test_a_pool_the_plan_does_not_have_is_named(torch, tmp_path):
+    """The structure fits the names and shapes, but the stem pool's padding is not the spec's: refused before
+    any run, naming the pool."""
+    import onnx
+    from onnx import helper
+
+    spec = rc.get_spec("tiny_resnext")
+    path = rc.write_weights(tmp_path / "w.safetensors", random_weights(spec), spec)
+    assert main(["export", str(path), str(tmp_path / "tiny.onnx"), "--size", "35x37", "-q"]) == 0
+    proto = onnx.load(str(tmp_path / "tiny.onnx"))
+    pool = next(n for n in proto.graph.node if n.op_type == "MaxPool")
+    kept = [a for a in pool.attribute if a.name != "pads"]
+    del pool.attribute[:]
+    pool.attribute.extend([*kept, helper.make_attribute("pads", [0, 0, 0, 0])])
+    pool.name = "stem_pool"
+    onnx.save(proto, str(tmp_path / "unpadded.onnx"))
+    with pytest.raises(OnnxGraphError, match=r"MaxPool node 'stem_pool' pools 3x3 at stride 2, padding 0; the plan's "
+                                             r"3, 2, 1"):
+        import_onnx(tmp_path / "unpadded.onnx", verify=False)
