@@ -595,10 +595,14 @@ def canonical(matched: Matched) -> tuple[dict[str, np.ndarray], dict[str, Any], 
                              f"a stem of {len(matched.stem)} convolutions (a ResNet's has 1 or 3)")
     if matched.stem_pool is not None:
         nodes["maxpool"] = matched.stem_pool.node
-    stage, index = 1, 0
+    # A stage starts where a block projects its input (new width or stride), or dilates more than the block
+    # before (output_stride 16 or 8: a dilated stage of the same width needs no projection).
+    stage, index, dilation = 1, 0, 1
     for number, (main, short, pool, _) in enumerate(matched.blocks):
-        if number and short is not None:
+        widest = max(u.dilation for u in main)
+        if number and (short is not None or widest > dilation):
             stage, index = stage + 1, 0
+        dilation = widest
         prefix = f"layer{stage}.{index}"
         for k, unit in enumerate(main, 1):
             put(unit, f"{prefix}.conv{k}", f"{prefix}.bn{k}")
@@ -674,7 +678,7 @@ def plan_problems(plan: Plan, matched: Matched, nodes: dict[str, Any]) -> list[s
 
 def _variants(spec: ResNetSpec, eps: dict[str, float], matched: Matched) -> list[ResNetSpec]:
     """``spec`` with what the graph shows and weights do not: the norms' epsilon, where the bottleneck strides,
-    and a features-only head's pooling."""
+    dilated last stages (output stride 16 or 8) and a features-only head's pooling."""
     changes: dict[str, Any] = {}
     if eps:
         values = set(eps.values())
@@ -683,12 +687,15 @@ def _variants(spec: ResNetSpec, eps: dict[str, float], matched: Matched) -> list
         changes["bn_eps"] = values.pop()
     if matched.fc is None:
         changes["pooling"] = "avg" if matched.head_pool is not None else None
+    dilated = max(u.dilation for main, _, _, _ in matched.blocks for u in main) > 1
+    strides = (16, 8) if dilated else (spec.output_stride,)
     out = []
-    for extra in ({}, {"stride_in_1x1": True}):
-        try:
-            out.append(spec.replace(**changes, **extra))
-        except ValueError:
-            continue
+    for stride in strides:
+        for extra in ({}, {"stride_in_1x1": True}):
+            try:
+                out.append(spec.replace(**changes, **extra, output_stride=stride))
+            except ValueError:
+                continue
     return out
 
 

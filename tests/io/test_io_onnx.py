@@ -121,6 +121,17 @@ def test_torch_onnx_exports_import(torch, timm, tmp_path, name, exporter, opset)
     print(f"{name} {exporter} opset {opset}: max relative error vs onnxruntime {found.max_relative_error:.1e}")
 
 
+def test_dilated_last_stages(torch, timm, tmp_path):
+    """timm's output_stride=8: the last two stages dilate instead of striding; the
+    plan check finds the spec."""
+    from timm.models.resnet import BasicBlock, ResNet
+
+    model = _perturb(torch, ResNet(BasicBlock, [1, 1, 2, 2], num_classes=3, output_stride=8,
+                                   channels=(8, 16, 32, 64)), seed=4)
+    found = _check(torch, export(torch, model, tmp_path / "m.onnx", "torchscript", 17), model)
+    assert found.spec.output_stride == 8
+
+
 @pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
 def test_dynamic_batch_axis(torch, timm, tmp_path, exporter):
     model = _timm_resnext(torch)
