@@ -109,3 +109,28 @@ def test_keras_export_imports(exported, keras):
     rc.export(source, target, origin="keras", size=SIZE)
     found = import_onnx(target)
     assert found.verified and found.max_relative_error < 1e-5
+    print(f"Keras export (folded): max relative error vs onnxruntime {found.max_relative_error:.1e}")
+
+
+def test_keras_model_of_a_folded_import_matches_onnxruntime(exported, keras):
+    """onnxruntime's optimiser folds the batch norms into the convs; the folded import runs on Keras too."""
+    try:
+        from resnet_core.spec_parts import Folded  # noqa: F401
+    except ImportError:
+        pytest.skip(FOLDED)
+    import onnxruntime as ort
+
+    folder, _, _ = exported
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.optimized_model_filepath = str(folder / f"opt_{keras.backend.backend()}.onnx")
+    ort.InferenceSession(str(folder / "tiny.onnx"), options, providers=["CPUExecutionProvider"])
+    found = import_onnx(options.optimized_model_filepath, verify=False)
+    assert found.spec.norm == "folded"
+    model = rc.build(found.spec, backend="keras")
+    rc.set_weights(model, found.weights)
+    images = np.random.default_rng(4).standard_normal((2, 3, *SIZE)).astype(np.float32)
+    ours = keras.ops.convert_to_numpy(model(images.transpose(0, 2, 3, 1)))
+    error = relative_error(ours, _onnxruntime(options.optimized_model_filepath, images))
+    print(f"Keras on {keras.backend.backend()} vs onnxruntime, folded import: max relative error {error:.1e}")
+    assert error < 1e-5
