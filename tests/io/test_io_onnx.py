@@ -348,3 +348,19 @@ def test_a_pool_the_plan_does_not_have_is_named(torch, tmp_path):
     with pytest.raises(OnnxGraphError, match=r"MaxPool node 'stem_pool' pools 3x3 at stride 2, padding 0; the plan's "
                                              r"3, 2, 1"):
         import_onnx(tmp_path / "unpadded.onnx", verify=False)
+
+
+@pytest.mark.parametrize("pooling", ["avg", None])
+def test_headless_networks_without_a_stored_spec(torch, tmp_path, pooling):
+    """Pooled features or the last feature map out, and no spec in the metadata: the graph alone says which."""
+    import onnx
+
+    spec = rc.get_spec("tiny_resnext").replace(include_top=False, pooling=pooling)
+    path = rc.write_weights(tmp_path / "w.safetensors", random_weights(spec), spec)
+    rc.export(path, tmp_path / "full.onnx", size=SIZE)
+    proto = onnx.load(str(tmp_path / "full.onnx"))
+    del proto.metadata_props[:]
+    onnx.save(proto, str(tmp_path / "bare.onnx"))
+    found = import_onnx(tmp_path / "bare.onnx")
+    assert found.verified and found.max_relative_error < 1e-5 and "recovered from the graph" in found.note
+    assert (found.spec.include_top, found.spec.pooling, found.spec.layers) == (False, pooling, spec.layers)
