@@ -1,5 +1,10 @@
 """ONNX: from the torch model through torch.onnx's dynamo exporter, or from the Keras model (Keras's torch
-engine, whose ``Model.export(format="onnx")`` goes through the same exporter). Batch axis dynamic."""
+engine, whose ``Model.export(format="onnx")`` goes through the same exporter). Batch axis dynamic.
+
+The torch export keeps its BatchNormalization nodes (torch.onnx's optimiser would fold them into the convs),
+so reading the file back (:mod:`resnet_core.io.onnx_graph`) gives the same spec and weights, bit for bit;
+onnxruntime folds them itself when it creates a session, so inference is as fast.
+"""
 
 from __future__ import annotations
 
@@ -23,9 +28,22 @@ def write_from_torch(model: Any, path: Path, size: tuple[int, int], opset: int, 
     with contextlib.redirect_stdout(io.StringIO()):  # the exporter narrates each step
         program = torch.onnx.export(model.eval(), (x,), dynamo=True, dynamic_shapes=({0: batch},),
                                     input_names=[INPUT_NAME], output_names=[output], opset_version=opset,
-                                    verbose=False)
+                                    verbose=False, optimize=False)
+    optimize_keeping_norms(program.model)
     program.save(str(path))
     set_metadata(path, metadata)
+
+
+def optimize_keeping_norms(model: Any) -> None:
+    """torch.onnx's own optimisation (constant folding, its rewrite rules) but for the rule that folds batch norms
+    into convs, in place on an onnx_ir model."""
+    from onnxscript import optimizer, rewriter
+    from onnxscript.rewriter.rules.common import _fuse_batchnorm
+
+    folding = set(_fuse_batchnorm.rules)
+    optimizer.fold_constants(model)
+    rewriter.rewrite(model, pattern_rewrite_rules=[r for r in rewriter._DEFAULT_REWRITE_RULES if r not in folding])
+    optimizer.remove_unused_nodes(model)
 
 
 def write_from_keras(model: Any, path: Path, size: tuple[int, int], opset: int, metadata: dict[str, str],

@@ -132,6 +132,9 @@ FORMATS = (
            "Keras 3 model.save_weights / load_weights of the Keras model"),
     Format("keras", (".keras",), "resnet_core.io.keras_file", "a whole Keras 3 model (model.save); writing needs Keras",
            reader="open_keras_reader", writer="write_keras"),
+    Format("onnx", (".onnx",), "resnet_core.io.onnx_graph",
+           "an ONNX graph of a ResNet (read only: matched by topology, proven against onnxruntime)",
+           reader="open_onnx_reader", writer="write_onnx"),
 )
 
 

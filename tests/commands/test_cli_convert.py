@@ -91,7 +91,7 @@ def _bad_inputs(tmp_path, src):
     ints["fc.bias"] = np.arange(10, dtype=np.int32)
     raw_safetensors(tmp_path / "ints.safetensors", ints)
     (tmp_path / "exists.safetensors").write_bytes(b"keep me")
-    (tmp_path / "model.onnx").write_bytes(b"onnx")
+    (tmp_path / "model.tflite").write_bytes(b"tflite")
     out = str(tmp_path / "out.safetensors")
     return {
         "missing file": (["convert", str(tmp_path / "nope.pth"), out], "No such file"),
@@ -103,7 +103,7 @@ def _bad_inputs(tmp_path, src):
                                         "missing 1 key(s): fc.bias; unexpected 1 key(s): extra.weight"),
         "non-float tensor": (["convert", str(tmp_path / "ints.safetensors"), out],
                              "Weight 'fc.bias' has dtype int32; expected a floating-point tensor"),
-        "unknown input format": (["convert", str(tmp_path / "model.onnx"), out], "Known extensions: .safetensors"),
+        "unknown input format": (["convert", str(tmp_path / "model.tflite"), out], "Known extensions: .safetensors"),
         "unknown output format": (["convert", str(src), str(tmp_path / "out.npz")], "Unknown weights format"),
         "existing output": (["convert", str(src), str(tmp_path / "exists.safetensors")],
                             "already exists; pass --force"),

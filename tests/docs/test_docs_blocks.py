@@ -22,7 +22,7 @@ from doc_blocks import GENERATED, ROOT, bash_argv, commands_env, failure, page_b
 DOCS = ROOT / "docs"
 # Pages that must be hand-written and hold running blocks (a page turning generated would drop its tests).
 WITH_BLOCKS = {"getting-started.md", "concepts.md", "sources.md", "converting.md", "pretrained.md",
-               "parity-report.md", "deploy.md", "distributed.md"}
+               "parity-report.md", "deploy.md", "distributed.md", "onnx-import.md"}
 
 # A persistent interpreter: reads JSON-encoded blocks from stdin, runs each in one namespace.
 _SESSION = r"""

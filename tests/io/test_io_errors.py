@@ -60,10 +60,10 @@ def test_missing_file_and_directory(tmp_path):
 
 
 def test_unknown_formats_list_the_known_extensions(tmp_path):
-    (tmp_path / "m.onnx").write_bytes(b"x")
-    with pytest.raises(ValueError, match=r"Unknown weights format for '.*m.onnx'.*\.safetensors, \.pth, \.pt, "
+    (tmp_path / "m.tflite").write_bytes(b"x")
+    with pytest.raises(ValueError, match=r"Unknown weights format for '.*m.tflite'.*\.safetensors, \.pth, \.pt, "
                                          r"\.weights\.h5, \.keras"):
-        read_weights(tmp_path / "m.onnx")
+        read_weights(tmp_path / "m.tflite")
     src = write_weights(tmp_path / "m.safetensors", random_weights(SPEC), SPEC)
     with pytest.raises(ValueError, match=r"must end in \.weights\.h5"):
         convert(src, tmp_path / "m.h5")

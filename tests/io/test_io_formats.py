@@ -11,13 +11,13 @@ from resnet_core.io import format_for, known_extensions
 @pytest.mark.parametrize("name, fmt", [
     ("m.safetensors", "safetensors"), ("M.SAFETENSORS", "safetensors"), ("dir.v1/m.pth", "pytorch"),
     ("m.pt", "pytorch"), ("m.weights.h5", "keras-weights"), ("model.Weights.H5", "keras-weights"),
-    ("m.keras", "keras"), ("a.keras.pth", "pytorch"),
+    ("m.keras", "keras"), ("a.keras.pth", "pytorch"), ("m.onnx", "onnx"), ("M.ONNX", "onnx"),
 ])
 def test_format_follows_the_extension(name, fmt):
     assert format_for(name).name == fmt
 
 
-@pytest.mark.parametrize("name", ["m.h5", "m.onnx", "m", ".safetensors", "m.safetensors.tmp", "weights.h5"])
+@pytest.mark.parametrize("name", ["m.h5", "m.tflite", "m", ".safetensors", "m.safetensors.tmp", "weights.h5"])
 def test_unknown_extensions_are_refused_with_the_list(name):
     with pytest.raises(ValueError, match="Known extensions: " + ", ".join(known_extensions()).replace(".", r"\.")):
         format_for(name)
