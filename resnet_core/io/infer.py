@@ -12,18 +12,14 @@ import math
 from collections.abc import Mapping
 from typing import Any, cast
 
-from ..errors import ResNetCoreError
 from ..plan import depths_shown, explicit_width_fields, make_plan, se_ratio_of
 from ..presets import get_spec, list_specs
 from ..spec import FIELD_NAMES, ResNeSt, ResNetSpec
 from . import infer_res2net, infer_resnest
+from .infer_errors import InferenceError
 from .infer_sknet import is_sknet, sk_candidates, sk_structure
 
 Shapes = dict[str, tuple[int, ...]]
-
-
-class InferenceError(ResNetCoreError, ValueError):
-    """The tensors do not determine one spec."""
 
 
 # Fields no tensor shows, with the value a file is assumed to have when presets differ only there
@@ -252,8 +248,10 @@ def _structure(shapes: Shapes) -> ResNetSpec:
         raise InferenceError(f"this resnet-core has no spec field(s) {unknown}")
     guess = None
     # Stages of equal width meet without a projection when the stride moves to the previous stage's last
-    # block (stride_block="last", a max-pool shortcut): that is how such a file shows it.
-    for extra in ({}, cast(dict[str, Any], {"stride_block": "last"})):
+    # block (stride_block="last", a max-pool shortcut), or when they dilate instead of striding (output_stride
+    # 16 or 8): that is how such a file shows it.
+    extras: tuple[dict[str, Any], ...] = ({}, {"stride_block": "last"}, {"output_stride": 16}, {"output_stride": 8})
+    for extra in extras:
         try:
             trial = ResNetSpec(**fields, **ratio_field, **extra)
             signature = _signature(trial)

@@ -10,6 +10,7 @@ from typing import Any
 
 from ..spec import Res2Net
 from ..widths import EXPANSION, stage_planes, width_per_group_fitting
+from .infer_errors import InferenceError
 
 Shapes = dict[str, tuple[int, ...]]
 
@@ -46,8 +47,6 @@ def fields(shapes: Shapes, layers: list[int]) -> dict[str, Any]:
 
 
 def _error(message: str) -> Exception:
-    from .infer import InferenceError  # infer imports this module
-
     return InferenceError(message)
 
 

@@ -755,16 +755,15 @@ def verify_against_onnxruntime(found: OnnxImport, model: Any | None = None, seed
         warnings.warn(f"{found.path}: the ONNX import is unverified ({exc.name} is not installed): the graph was "
                       "matched but not run against our model", UnverifiedImportWarning, stacklevel=3)
         return found
-    from ..api import build, set_weights
     from ..arrays import relative_error
+    from ..backends.torch_adapter import build
+    from ..plan import make_plan
 
     m = found.matched
     h, w = (m.input_size[0] or DYNAMIC_SIZE[0], m.input_size[1] or DYNAMIC_SIZE[1])
     batch = m.input_batch or 2
     images = np.random.default_rng(seed).standard_normal((batch, found.spec.in_channels, h, w)).astype(np.float32)
-    net = build(found.spec, backend="torch")
-    set_weights(net, found.weights)
-    net.eval()
+    net = build(make_plan(found.spec), found.weights).eval()
     with torch.no_grad():
         ours = net(torch.from_numpy(images)).numpy()
     feed = images if m.input_layout == "NCHW" else images.transpose(0, 2, 3, 1)
