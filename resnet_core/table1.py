@@ -243,7 +243,8 @@ def _stage_row(plan: Plan, stage: int, sizes: dict[str, tuple[int, int]], params
         kind = "max" if isinstance(pool, MaxPool) else "avg"
         blur = f" + blur, stride {plan.stem.blur.stride}" if plan.stem.blur is not None else ""
         shape = f"{pool.kernel_size}x{pool.kernel_size} {kind} pool, stride {pool.stride}{blur}; {shape}"
-    last = blocks[-1].main[-1].conv.name
+    end = blocks[-1].main[-1]
+    last = end.conv.name if isinstance(end, ConvNorm) else end.name  # a Mixer records its output size by name
     return StageRow(f"conv{stage + 1}_x", sizes[last], shape, params.get(f"layer{stage}", 0),
                     sum(_block_macs(b, sizes) for b in blocks))
 
