@@ -10,7 +10,19 @@ from __future__ import annotations
 import os
 from html import escape
 
-from .plan import AvgPool, Block, BlurPool, ConvNorm, MaxPool, Mixer, Plan, SplitAttention, SqueezeExcite, make_plan
+from .plan import (
+    AvgPool,
+    Block,
+    BlurPool,
+    Conv,
+    ConvNorm,
+    MaxPool,
+    Mixer,
+    Plan,
+    SplitAttention,
+    SqueezeExcite,
+    make_plan,
+)
 from .presets import get_spec
 from .spec import ResNetSpec
 
@@ -67,8 +79,9 @@ def _mixer_boxes(mixer: Mixer) -> list[tuple[str, str]]:
 
 def _unit_signature(unit: ConvNorm | Mixer) -> tuple:
     if isinstance(unit, Mixer):  # a Mixer draws by its class and parameters, not its widths
+        strided = any(isinstance(m, Conv) and m.stride > 1 for m in unit.modules())
         return (type(unit).__name__, getattr(unit, "radix", None), getattr(unit, "groups", 1) > 1,
-                getattr(unit, "pool", None) is not None, unit.modules()[0].stride if unit.modules() else None)
+                getattr(unit, "pool", None) is not None, strided)
     return unit.conv.kernel_size, unit.conv.stride > 1, unit.conv.groups > 1, unit.norm is not None, unit.relu, \
         unit.pool is not None
 
@@ -150,7 +163,8 @@ def svg(spec: str | ResNetSpec | Plan, input_size: int = 224) -> str:
             net.append((_pool_text(pool), "pool"))
     for stage in range(1, plan.num_stages + 1):
         blocks = plan.stage_blocks(stage)
-        h, w = sizes[blocks[-1].main[-1].conv.name]
+        end = blocks[-1].main[-1]
+        h, w = sizes[end.conv.name if isinstance(end, ConvNorm) else end.name]  # a Mixer's size is by its name
         net.append((f"conv{stage + 1}_x: {len(blocks)} blocks, {blocks[-1].out_channels}, {h}x{w}", "stage"))
     if plan.head.norm is not None:
         net += [("final batch norm", "norm"), ("ReLU", "act")]
