@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from html import escape
-from typing import cast
 
 from .plan import (
     AvgPool,
@@ -192,7 +191,8 @@ def svg(spec: str | ResNetSpec | Plan, input_size: int = 224) -> str:
             net.append((_pool_text(pool), "pool"))
     for stage in range(1, plan.num_stages + 1):
         blocks = plan.stage_blocks(stage)
-        h, w = sizes[cast(ConvNorm, blocks[-1].main[-1]).conv.name]  # every block type ends in a conv unit
+        end = blocks[-1].main[-1]
+        h, w = sizes[end.conv.name if isinstance(end, ConvNorm) else end.name]  # a Mixer's size is by its name
         net.append((f"conv{stage + 1}_x: {len(blocks)} blocks, {blocks[-1].out_channels}, {h}x{w}", "stage"))
     if plan.head.norm is not None:
         net += [("final batch norm", "norm"), ("ReLU", "act")]

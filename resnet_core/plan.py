@@ -281,6 +281,7 @@ class SplitAttention(Mixer):
         sizes[self.fc1.name] = sizes[self.bn1.name] = sizes[self.fc2.name] = (1, 1)  # on the pooled map
         if self.pool is not None:
             hw = sizes[self.pool.name] = _pool_size(hw, self.pool)
+        sizes[self.name] = hw  # the split attention's output (after its avd pool)
         return hw
 
 

@@ -11,7 +11,7 @@ import itertools
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from .errors import InputError
 from .plan import (
@@ -249,7 +249,8 @@ def _stage_row(plan: Plan, stage: int, sizes: dict[str, tuple[int, int]], params
         kind = "max" if isinstance(pool, MaxPool) else "avg"
         blur = f" + blur, stride {plan.stem.blur.stride}" if plan.stem.blur is not None else ""
         shape = f"{pool.kernel_size}x{pool.kernel_size} {kind} pool, stride {pool.stride}{blur}; {shape}"
-    last = cast(ConvNorm, blocks[-1].main[-1]).conv.name  # every block type ends in a conv unit
+    end = blocks[-1].main[-1]
+    last = end.conv.name if isinstance(end, ConvNorm) else end.name  # a Mixer records its output size by name
     return StageRow(f"conv{stage + 1}_x", sizes[last], shape, params.get(f"layer{stage}", 0),
                     sum(_block_macs(b, sizes) for b in blocks))
 

@@ -117,3 +117,13 @@ def assert_refused(call: Callable[[], Any], texts: Iterable[str], error: type = 
     with pytest.raises(error, match=match) as info:
         call()
     assert all(text in str(info.value) for text in texts), str(info.value)
+
+
+def conv_linear_macs(torch, fvcore: Any, model: Any, shape: tuple[int, ...]) -> int:
+    """fvcore's multiply-accumulates of the convolutions and linear layers of ``model`` for a zero input of
+    ``shape``: what ``rc.summary`` counts (Table 1's convention)."""
+    counter = fvcore.FlopCountAnalysis(model, torch.zeros(*shape))
+    counter.unsupported_ops_warnings(False)
+    counter.uncalled_modules_warnings(False)
+    ops = counter.by_operator()
+    return int(ops["conv"] + ops.get("linear", 0))

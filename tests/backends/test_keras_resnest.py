@@ -15,7 +15,7 @@ from timm_helpers import BATCH, HEIGHT, WIDTH, assert_keras_matches, holding, wi
 
 import resnet_core as rc
 from resnet_core.spec import ResNeSt
-from resnet_core.testing import loaded, random_images, random_weights, to_channels_last
+from resnet_core.testing import assert_same_weights, loaded, random_images, random_weights, to_channels_last
 
 pytestmark = pytest.mark.keras
 
@@ -64,3 +64,13 @@ def test_keras_peers_refuse_the_block_type_by_name(keras, peer, text):
     spec = SPECS["radix2-avd-last"]
     with pytest.raises(rc.PeerError, match=re.escape(text)):
         rc.to_peer(spec, random_weights(spec), peer)
+
+
+def test_weights_h5_written_by_us_loads_in_keras(keras, tmp_path):
+    """Keras's own ``load_weights`` reads the ``.weights.h5`` resnet-core writes (layer order from the graph)."""
+    spec = SPECS["radix4-card2-os8"]
+    weights = random_weights(spec, seed=6)
+    fresh = rc.build(spec, backend="keras")
+    fresh.load_weights(rc.write_weights(tmp_path / "w.weights.h5", weights, spec))
+    assert_same_weights(rc.get_weights(fresh), weights)
+    keras.backend.clear_session()
