@@ -423,8 +423,9 @@ def match_graph(model: Any, path: Path) -> Matched:
 
     stem: list[Unit] = []
     while nxt is not None and nxt.op_type == "Conv":
-        if len(stem) == 3:
-            raise w.fail(nxt, "a fourth convolution in a row from the input (a ResNet's stem has 1 or 3)")
+        if len(stem) == 4 or len(stem) == 3 and _attrs(nxt).get("strides", [1])[0] == 1:
+            raise w.fail(nxt, f"a convolution in a row of {len(stem) + 1} from the input (a ResNet's stem has 1 "
+                              "or 3, and a strided one in place of its max-pool)")
         unit, tensor, perm, nxt, pads, value = w.unit(nxt, perm, pads)
         if unit.groups != 1:
             raise w.fail(unit.node, f"a grouped convolution ({unit.groups} groups) in the stem")
@@ -586,10 +587,12 @@ def canonical(matched: Matched) -> tuple[dict[str, np.ndarray], dict[str, Any], 
 
     if len(matched.stem) == 1:
         put(matched.stem[0], "conv1", "bn1")
-    elif len(matched.stem) == 3:
+    elif len(matched.stem) in (3, 4):
         put(matched.stem[0], "conv1.0", "conv1.1")
         put(matched.stem[1], "conv1.3", "conv1.4")
         put(matched.stem[2], "conv1.6", "bn1")
+        if len(matched.stem) == 4:  # ResNet-RS: a strided conv unit where the max-pool was
+            put(matched.stem[3], "maxpool.0", "maxpool.1")
     else:
         raise OnnxGraphError(f"{_describe(matched.stem[min(3, len(matched.stem) - 1)].node)} does not fit a ResNet: "
                              f"a stem of {len(matched.stem)} convolutions (a ResNet's has 1 or 3)")

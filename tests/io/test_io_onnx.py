@@ -121,6 +121,16 @@ def test_torch_onnx_exports_import(torch, timm, tmp_path, name, exporter, opset)
     print(f"{name} {exporter} opset {opset}: max relative error vs onnxruntime {found.max_relative_error:.1e}")
 
 
+def test_strided_conv_in_place_of_the_stem_pool(torch, timm, tmp_path):
+    """ResNet-RS's stem: three convs, then a strided conv unit instead of the max-pool."""
+    from timm.models.resnet import Bottleneck, ResNet
+
+    model = _perturb(torch, ResNet(Bottleneck, [1, 1, 1, 1], num_classes=3, stem_width=8, stem_type="deep",
+                                   replace_stem_pool=True, channels=(4, 8, 8, 8)), seed=6)
+    found = _check(torch, export(torch, model, tmp_path / "m.onnx", "dynamo", 18), model)
+    assert found.spec.replace_stem_pool and found.matched.stem_pool is None
+
+
 def test_dilated_last_stages(torch, timm, tmp_path):
     """timm's output_stride=8: the last two stages dilate instead of striding; the
     plan check finds the spec."""
