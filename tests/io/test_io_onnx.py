@@ -374,3 +374,13 @@ def test_headless_networks_without_a_stored_spec(torch, tmp_path, pooling):
     found = import_onnx(tmp_path / "bare.onnx")
     assert found.verified and found.max_relative_error < 1e-5 and "recovered from the graph" in found.note
     assert (found.spec.include_top, found.spec.pooling, found.spec.layers) == (False, pooling, spec.layers)
+
+
+def test_squeeze_excitation(torch, timm, tmp_path):
+    """timm's SE-ResNet: each main path's output scaled by sigmoid(fc2(relu(fc1(mean))))."""
+    from timm.models.resnet import Bottleneck, ResNet
+
+    model = _perturb(torch, ResNet(Bottleneck, [1, 1, 1, 1], num_classes=3, channels=(8, 16, 16, 16),
+                                   block_args={"attn_layer": "se"}), seed=8)
+    found = _check(torch, export(torch, model, tmp_path / "m.onnx", "torchscript", 17), model)
+    assert found.spec.attention == "se" and "layer1.0.se.fc1.weight" in found.weights
