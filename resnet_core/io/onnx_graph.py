@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +133,7 @@ class Matched:
     input_size: tuple[int | None, int | None]
     input_batch: int | None
     input_dtype: int
+    se: dict[int, tuple[Unit, Unit]] = field(default_factory=dict)  # id(Add node) -> squeeze-excitation fc1, fc2
 
 
 @dataclass
@@ -223,6 +224,7 @@ class _Walker:
     def __init__(self, graph: _Graph):
         self.g = graph
         self.path = graph.path
+        self.se: dict[int, tuple[Unit, Unit]] = {}
 
     def fail(self, node: Any, why: str) -> OnnxGraphError:
         return OnnxGraphError(f"{self.path}: {_describe(node)} does not fit a ResNet: {why}")
@@ -423,8 +425,9 @@ def match_graph(model: Any, path: Path) -> Matched:
 
     stem: list[Unit] = []
     while nxt is not None and nxt.op_type == "Conv":
-        if len(stem) == 3:
-            raise w.fail(nxt, "a fourth convolution in a row from the input (a ResNet's stem has 1 or 3)")
+        if len(stem) == 4 or len(stem) == 3 and _attrs(nxt).get("strides", [1])[0] == 1:
+            raise w.fail(nxt, f"a convolution in a row of {len(stem) + 1} from the input (a ResNet's stem has 1 "
+                              "or 3, and a strided one in place of its max-pool)")
         unit, tensor, perm, nxt, pads, value = w.unit(nxt, perm, pads)
         if unit.groups != 1:
             raise w.fail(unit.node, f"a grouped convolution ({unit.groups} groups) in the stem")
@@ -469,7 +472,7 @@ def match_graph(model: Any, path: Path) -> Matched:
     if not blocks:
         raise w.fail(head_pool or stem[-1].node, "no residual block precedes it (a ResNet adds shortcuts)")
     return Matched(stem, stem_pool, blocks, fc, head_pool, layout, (dims[h_axis], dims[w_axis]), dims[0],
-                   source.type.tensor_type.elem_type)
+                   source.type.tensor_type.elem_type, w.se)
 
 
 def _axes_at_first_conv(graph: _Graph, tensor: str) -> tuple[tuple[int, ...], Any | None]:
@@ -489,6 +492,7 @@ def _block(w: _Walker, tensor: str, perm: tuple[int, ...]
            ) -> tuple[str, tuple[int, ...], tuple[list[Unit], Unit | None, Pool | None, Any]]:
     """One residual block from its input fork to its Add (and the ReLU after it)."""
     branches = []
+    se: list[tuple[Unit, Unit]] = []
     for user in w.g.users(tensor):
         units: list[Unit] = []
         pool = None
@@ -501,6 +505,9 @@ def _block(w: _Walker, tensor: str, perm: tuple[int, ...]
         while nxt is not None and nxt.op_type == "Conv":
             unit, t, p, nxt, pads, value = w.unit(nxt, p, pads)
             units.append(unit)
+        if nxt is None and units and len(w.g.users(t)) == 2:
+            found, t, p, nxt = _squeeze_excite(w, t, p)
+            se.append(found)
         if nxt is None or nxt.op_type != "Add":
             node = nxt or (w.g.users(t) or [user])[0]
             raise w.fail(node, "expected the residual Add ending a block's branch")
@@ -524,7 +531,41 @@ def _block(w: _Walker, tensor: str, perm: tuple[int, ...]
     t, p, nxt, pads, _ = w.skip(add_a.output[0], perm_a)
     if nxt is None or nxt.op_type != "Relu" or pads is not None:
         raise w.fail(nxt or add_a, "expected the ReLU after the residual Add")
+    if se:
+        w.se[id(add_a)] = se[0]
     return nxt.output[0], p, (main, short[0] if short else None, pool, add_a)
+
+
+def _squeeze_excite(w: _Walker, tensor: str, perm: tuple[int, ...]
+                    ) -> tuple[tuple[Unit, Unit], str, tuple[int, ...], Any | None]:
+    """x * sigmoid(fc2(relu(fc1(mean(x))))) after a main path's last conv: (fc1, fc2) and the walk past the Mul."""
+    users = w.g.users(tensor)
+    mul = next((u for u in users if u.op_type == "Mul"), None)
+    pool = next((u for u in users if u.op_type in ("GlobalAveragePool", "ReduceMean")), None)
+    if mul is None or pool is None:
+        raise w.fail(users[0], "a fork inside a block's main path that is no squeeze-excitation")
+    product = mul.output[0]
+    if pool.op_type == "GlobalAveragePool":
+        w.spatial(pool, perm)
+    else:
+        given = w.g.const(pool.input[1]) if len(pool.input) > 1 else None
+        axes = _attrs(pool).get("axes") or (None if given is None else [int(a) for a in given.reshape(-1)])
+        if axes is None or sorted(perm[int(a) % 4] for a in axes) != [2, 3] or not _attrs(pool).get("keepdims", 1):
+            raise w.fail(pool, "a squeeze that is no mean over height and width")
+    _, p, nxt, _, _ = w.skip(pool.output[0], perm)
+    if nxt is None or nxt.op_type != "Conv":
+        raise w.fail(nxt or pool, "expected the squeeze-excitation's first 1x1 conv")
+    fc1, _, p, nxt, _, _ = w.unit(nxt, p, None)
+    if nxt is None or nxt.op_type != "Conv" or not fc1.relu:
+        raise w.fail(nxt or fc1.node, "expected the squeeze-excitation's ReLU and second 1x1 conv")
+    fc2, _, p, nxt, _, _ = w.unit(nxt, p, None)
+    if nxt is None or nxt.op_type != "Sigmoid" or fc2.relu:
+        raise w.fail(nxt or fc2.node, "expected the squeeze-excitation's sigmoid gate")
+    _, p, nxt, _, _ = w.skip(nxt.output[0], p)
+    if nxt is not mul:
+        raise w.fail(nxt or mul, "expected the squeeze-excitation's gate to scale the main path")
+    t, p, nxt, _, _ = w.skip(product, perm)
+    return (fc1, fc2), t, p, nxt
 
 
 def _classifier(w: _Walker, node: Any) -> tuple[str, tuple[np.ndarray, np.ndarray, Any]]:
@@ -586,10 +627,12 @@ def canonical(matched: Matched) -> tuple[dict[str, np.ndarray], dict[str, Any], 
 
     if len(matched.stem) == 1:
         put(matched.stem[0], "conv1", "bn1")
-    elif len(matched.stem) == 3:
+    elif len(matched.stem) in (3, 4):
         put(matched.stem[0], "conv1.0", "conv1.1")
         put(matched.stem[1], "conv1.3", "conv1.4")
         put(matched.stem[2], "conv1.6", "bn1")
+        if len(matched.stem) == 4:  # ResNet-RS: a strided conv unit where the max-pool was
+            put(matched.stem[3], "maxpool.0", "maxpool.1")
     else:
         raise OnnxGraphError(f"{_describe(matched.stem[min(3, len(matched.stem) - 1)].node)} does not fit a ResNet: "
                              f"a stem of {len(matched.stem)} convolutions (a ResNet's has 1 or 3)")
@@ -598,7 +641,7 @@ def canonical(matched: Matched) -> tuple[dict[str, np.ndarray], dict[str, Any], 
     # A stage starts where a block projects its input (new width or stride), or dilates more than the block
     # before (output_stride 16 or 8: a dilated stage of the same width needs no projection).
     stage, index, dilation = 1, 0, 1
-    for number, (main, short, pool, _) in enumerate(matched.blocks):
+    for number, (main, short, pool, add) in enumerate(matched.blocks):
         widest = max(u.dilation for u in main)
         if number and (short is not None or widest > dilation):
             stage, index = stage + 1, 0
@@ -606,6 +649,12 @@ def canonical(matched: Matched) -> tuple[dict[str, np.ndarray], dict[str, Any], 
         prefix = f"layer{stage}.{index}"
         for k, unit in enumerate(main, 1):
             put(unit, f"{prefix}.conv{k}", f"{prefix}.bn{k}")
+        if id(add) in matched.se:
+            for k, unit in enumerate(matched.se[id(add)], 1):
+                weights[f"{prefix}.se.fc{k}.weight"] = unit.kernel
+                weights[f"{prefix}.se.fc{k}.bias"] = unit.bias if unit.bias is not None else \
+                    np.zeros(unit.kernel.shape[0], np.float32)
+                nodes[f"{prefix}.se.fc{k}"] = unit.node
         if short is not None:
             first = 1 if pool is not None else 0
             if pool is not None:
@@ -632,6 +681,8 @@ def _conv_problem(conv: Conv, unit_node: Any, matched_units: dict[Any, Unit]) ->
 def plan_problems(plan: Plan, matched: Matched, nodes: dict[str, Any]) -> list[str]:
     """Every difference between the graph's convs and pools and the plan's, each naming its node."""
     units = {id(u.node): u for u in matched.stem}
+    for pair in matched.se.values():
+        units.update({id(u.node): u for u in pair})
     for main, short, _, _ in matched.blocks:
         units.update({id(u.node): u for u in main})
         if short is not None:

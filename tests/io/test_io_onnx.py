@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import warnings
 
 import numpy as np
@@ -99,6 +100,8 @@ def _check(torch, path, model, batch=2):
     """Import, then the torch model built from the import against the original model and onnxruntime."""
     found = import_onnx(path)
     assert found.verified is True and found.max_relative_error < 1e-5, found.note
+    test = os.environ.get("PYTEST_CURRENT_TEST", "").split("::")[-1].split(" ")[0]
+    print(f"\n{test}: max relative error vs onnxruntime {found.max_relative_error:.1e}")
     ours = rc.build(found.spec, backend="torch").eval()
     rc.set_weights(ours, found.weights)
     images = torch.from_numpy(np.random.default_rng(5).standard_normal((batch, 3, *SIZE)).astype(np.float32))
@@ -119,6 +122,16 @@ def test_torch_onnx_exports_import(torch, timm, tmp_path, name, exporter, opset)
     flat = found.spec.to_dict(flat=True)
     assert {k: flat[k] for k in expected} == expected
     print(f"{name} {exporter} opset {opset}: max relative error vs onnxruntime {found.max_relative_error:.1e}")
+
+
+def test_strided_conv_in_place_of_the_stem_pool(torch, timm, tmp_path):
+    """ResNet-RS's stem: three convs, then a strided conv unit instead of the max-pool."""
+    from timm.models.resnet import Bottleneck, ResNet
+
+    model = _perturb(torch, ResNet(Bottleneck, [1, 1, 1, 1], num_classes=3, stem_width=8, stem_type="deep",
+                                   replace_stem_pool=True, channels=(4, 8, 8, 8)), seed=6)
+    found = _check(torch, export(torch, model, tmp_path / "m.onnx", "dynamo", 18), model)
+    assert found.spec.replace_stem_pool and found.matched.stem_pool is None
 
 
 def test_dilated_last_stages(torch, timm, tmp_path):
@@ -364,3 +377,13 @@ def test_headless_networks_without_a_stored_spec(torch, tmp_path, pooling):
     found = import_onnx(tmp_path / "bare.onnx")
     assert found.verified and found.max_relative_error < 1e-5 and "recovered from the graph" in found.note
     assert (found.spec.include_top, found.spec.pooling, found.spec.layers) == (False, pooling, spec.layers)
+
+
+def test_squeeze_excitation(torch, timm, tmp_path):
+    """timm's SE-ResNet: each main path's output scaled by sigmoid(fc2(relu(fc1(mean))))."""
+    from timm.models.resnet import Bottleneck, ResNet
+
+    model = _perturb(torch, ResNet(Bottleneck, [1, 1, 1, 1], num_classes=3, channels=(8, 16, 16, 16),
+                                   block_args={"attn_layer": "se"}), seed=8)
+    found = _check(torch, export(torch, model, tmp_path / "m.onnx", "torchscript", 17), model)
+    assert found.spec.attention == "se" and "layer1.0.se.fc1.weight" in found.weights
