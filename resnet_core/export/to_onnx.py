@@ -38,11 +38,16 @@ def optimize_keeping_norms(model: Any) -> None:
     """torch.onnx's own optimisation (constant folding, its rewrite rules) but for the rule that folds batch norms
     into convs, in place on an onnx_ir model."""
     from onnxscript import optimizer, rewriter
-    from onnxscript.rewriter.rules.common import _fuse_batchnorm
 
-    folding = set(_fuse_batchnorm.rules)
+    try:  # onnxscript's private names: should a release move them, export as torch.onnx does (norms folded)
+        from onnxscript.rewriter.rules.common import _fuse_batchnorm
+
+        rules = [r for r in rewriter._DEFAULT_REWRITE_RULES if r not in set(_fuse_batchnorm.rules)]
+    except (ImportError, AttributeError):
+        optimizer.optimize(model)
+        return
     optimizer.fold_constants(model)
-    rewriter.rewrite(model, pattern_rewrite_rules=[r for r in rewriter._DEFAULT_REWRITE_RULES if r not in folding])
+    rewriter.rewrite(model, pattern_rewrite_rules=rules)
     optimizer.remove_unused_nodes(model)
 
 
