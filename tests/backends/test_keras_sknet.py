@@ -94,3 +94,15 @@ def test_spec_recovered_from_layers(keras, spec):
     recovered = rc.spec_of(model)
     assert recovered == spec
     assert {k: v.tobytes() for k, v in rc.get_weights(model).items()} == {k: v.tobytes() for k, v in expected.items()}
+
+
+def test_weights_h5_written_by_us_loads_in_keras(keras, tmp_path):
+    """The .weights.h5 layout derived from the plan (no Keras involved) is what Keras reads for these layers."""
+    from resnet_core.io import write_weights
+
+    spec = rc.get_spec("skresnext50_32x4d").replace(**SMALL_SPEC, num_classes=7, name="tiny_skresnext_h5")
+    weights = random_weights(spec, seed=10)
+    fresh = rc.build(spec, backend="keras")
+    fresh.load_weights(write_weights(tmp_path / "w.weights.h5", weights, spec))
+    assert_same_weights(rc.get_weights(fresh), weights)
+    assert rc.read_weights(tmp_path / "w.weights.h5").spec == spec
