@@ -23,23 +23,6 @@ from resnet_core.testing import assert_same_weights, random_weights, relative_er
 pytestmark = pytest.mark.torch
 
 SIZE = (35, 37)
-FOLDED = "needs the folded-norm spec option (spec_parts.Folded, branch h/folded): the graph's batch norms are " \
-    "folded into its convs"
-
-
-def _folded_available() -> bool:
-    try:
-        from resnet_core.spec_parts import Folded  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def folded(test):
-    """Graphs whose norms are folded into the convs import once the folded-norm option exists."""
-    if not _folded_available():
-        return pytest.mark.skip(reason=FOLDED)(test)
-    return pytest.mark.xfail(strict=False, reason=FOLDED)(test)
 
 
 def _perturb(torch, model, seed=0):
@@ -209,7 +192,6 @@ def test_resolver_build_info_convert(torch, tmp_path, capsys):
     assert spec == rc.read_weights(path).spec and set(weights) == set(rc.read_weights(path).weights)
 
 
-@folded
 @pytest.mark.parametrize(("exporter", "opset"), [("dynamo", 18), ("torchscript", 13), ("torchscript", 17)])
 def test_exporters_default_folding_imports(torch, timm, tmp_path, exporter, opset):
     """torch.onnx folds eval-mode batch norms into the convs by default."""
@@ -219,7 +201,6 @@ def test_exporters_default_folding_imports(torch, timm, tmp_path, exporter, opse
     print(f"folded {exporter} opset {opset}: max relative error vs onnxruntime {found.max_relative_error:.1e}")
 
 
-@folded
 def test_onnxruntime_optimised_graph_imports(torch, timm, tmp_path):
     import onnxruntime as ort
 

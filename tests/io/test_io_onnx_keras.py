@@ -19,9 +19,6 @@ pytestmark = [pytest.mark.keras, pytest.mark.torch]
 
 SPEC = "tiny_resnext"
 SIZE = (35, 37)
-FOLDED = "needs the folded-norm spec option (spec_parts.Folded, branch h/folded): Keras's ONNX graph computes " \
-    "each batch norm as a per-channel affine, which folds into the conv"
-
 
 def _onnxruntime(path, images_nchw, layout="NCHW"):
     import onnxruntime as ort
@@ -100,10 +97,6 @@ def test_keras_export_is_matched_as_a_folded_graph(exported, keras):
 
 @pytest.mark.skipif(os.environ.get("KERAS_BACKEND") != "torch", reason="Keras exports ONNX on its torch engine")
 def test_keras_export_imports(exported, keras):
-    try:
-        from resnet_core.spec_parts import Folded  # noqa: F401
-    except ImportError:
-        pytest.skip(FOLDED)
     folder, source, _ = exported
     target = folder / "keras2.onnx"
     rc.export(source, target, origin="keras", size=SIZE)
@@ -114,10 +107,6 @@ def test_keras_export_imports(exported, keras):
 
 def test_keras_model_of_a_folded_import_matches_onnxruntime(exported, keras):
     """onnxruntime's optimiser folds the batch norms into the convs; the folded import runs on Keras too."""
-    try:
-        from resnet_core.spec_parts import Folded  # noqa: F401
-    except ImportError:
-        pytest.skip(FOLDED)
     import onnxruntime as ort
 
     folder, _, _ = exported
