@@ -36,6 +36,7 @@ from .widths import (  # noqa: F401 - importers read the width rules from the pl
     main_widths,
     make_divisible,
     planes_of,
+    resnest_attn_width,
     se_ratio_of,
     se_width,
     stage_planes,
@@ -646,15 +647,6 @@ def _main(spec: ResNetSpec, prefix: str, cin: int, block_spec: BlockSpec, widths
     )
 
 
-def resnest_attn_width(width: int, block_spec: ResNeSt) -> int:
-    """timm's SplitAttn attention width: make_divisible(width * radix * rd_ratio, rd_divisor, min_value=32),
-    with timm's round_limit of 0.9 (a value rounded down by more than 10% goes up one divisor)."""
-    divisor = block_spec.rd_divisor
-    value = width * block_spec.radix * block_spec.rd_ratio
-    rounded = max(32, int(value + divisor / 2) // divisor * divisor)
-    return rounded + divisor if rounded < 0.9 * value else rounded
-
-
 def _resnest_main(spec: ResNetSpec, prefix: str, cin: int, block_spec: ResNeSt, widths: tuple[int, ...],
                   stride: int, first_dilation: int) -> tuple[ConvNorm | Mixer, ...]:
     """timm's ResNestBottleneck: 1x1 (conv1, bn1, ReLU), split attention (conv2), 1x1 (conv3, bn3). With ``avd``
@@ -662,19 +654,7 @@ def _resnest_main(spec: ResNetSpec, prefix: str, cin: int, block_spec: ResNeSt, 
     (``avd_first``) or after the split attention (``avd_last``); timm's blocks are post-activation, batch- or
     group-normed (the spec refuses fused norms without pre-activation), without anti-aliasing, reduce_first or
     pre-activation (refused here, naming the field)."""
-    refused = [(name, value) for name, value, ok in (
-        ("preact", spec.preact, not spec.preact), ("anti_alias", spec.anti_alias, spec.anti_alias is None),
-        ("reduce_first", spec.reduce_first, spec.reduce_first == 1)) if not ok]
-    if refused:
-        name, value = refused[0]
-        raise SpecError(f"Invalid ResNetSpec.{name}: ResNeSt blocks (timm's ResNestBottleneck) take no {name}="
-                        f"{value!r}; they are post-activation, without anti-aliasing and with reduce_first=1")
-    first, width, cout = widths
-    splits = block_spec.groups * block_spec.radix
-    if first % splits or width % block_spec.groups:
-        raise SpecError(f"Invalid ResNetSpec: at {prefix[:-1]} the split attention's conv takes {first} channels "
-                        f"in groups * radix = {splits} groups and gives {width} per split in {block_spec.groups} "
-                        "groups: each must divide its width (choose base_planes or width_per_group to fit)")
+    first, width, cout = widths  # the spec checked what ResNeSt blocks cannot be (spec_blocks)
     avd = block_spec.avd and stride > 1  # timm's is_first is never set by its ResNet
     pool = AvgPool(f"{prefix}{'avd_first' if block_spec.avd_first else 'avd_last'}", 3, stride, "pad") \
         if avd else None
@@ -697,19 +677,14 @@ def _resnest_main(spec: ResNetSpec, prefix: str, cin: int, block_spec: ResNeSt, 
         conv1 = ConvNorm(conv1.conv, conv1.norm, conv1.relu, pool)
     return (conv1, split,
             _unit(spec, prefix, "conv3", "bn3", width, cout, 1, relu=False, zero_init=spec.zero_init_residual))
+
+
 def _res2net_main(spec: ResNetSpec, prefix: str, cin: int, block_spec: Res2Net, widths: tuple[int, ...],
                   stride: int, first_dilation: int) -> tuple[ConvNorm | Mixer, ...]:
     """timm's Bottle2neck: conv1/bn1 to ``scale`` splits, the scales (:class:`Res2NetScales`), conv3/bn3.
     Every 3x3 has the block's stride and ``first_dilation`` (timm's), ``groups`` = its cardinality."""
-    if spec.preact or spec.anti_alias is not None:
-        option = "preact" if spec.preact else "anti_alias"
-        raise SpecError(f"Invalid ResNetSpec: Res2Net blocks take no {option} (timm's Bottle2neck has none). "
-                        f"Received: {option}={getattr(spec, option)!r}")
-    first, wide, cout = widths
+    first, wide, cout = widths  # the spec checked what Res2Net blocks cannot be (spec_blocks)
     scale = block_spec.scale
-    if first != wide or wide % scale:
-        raise SpecError(f"Invalid ResNetSpec: a Res2Net block's 1x1 is {scale} splits as wide as its 3x3 convs "
-                        f"(reduce_first=1, no explicit widths off that rule). Received widths {widths}")
     width = wide // scale
     index = int(cast(re.Match, _BLOCK_PREFIX.match(prefix))[2])
     # timm's is_first: the block strides or has a downsample (the shortcut rule of _block: a projection where the

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .drop_rates import DROP_FIELDS
+from .spec_blocks import check_split_blocks
 from .spec_parts import (
     ATTENTIONS,
     BLOCKS,
@@ -309,6 +310,7 @@ class ResNetSpec:
         self._validate_timm_options()
         self._validate_folded()
         check_selective_kernel(self)  # SKNet's own rules (spec_sknet)
+        check_split_blocks(self)  # ResNeSt's and Res2Net's (spec_blocks)
         self._validate_drop_rates()
         if not isinstance(self.name, str) or not self.name:
             raise expected("name", "a non-empty string", self.name)

@@ -136,3 +136,13 @@ def width_per_group_fitting(stages: Iterable[tuple[int, int]], groups: int) -> i
         top = -(-(per_group + 1) * 64 // planes) - 1
         high = top if high is None else min(high, top)
     return low if high is None or low <= high else None
+
+
+def resnest_attn_width(width: int, block_spec: Any) -> int:
+    """timm's SplitAttn attention width for a ResNeSt sub-spec: make_divisible(width * radix * rd_ratio,
+    rd_divisor, min_value=32), with timm's round_limit of 0.9 (a value rounded down by more than 10% goes up one
+    divisor)."""
+    divisor = block_spec.rd_divisor
+    value = width * block_spec.radix * block_spec.rd_ratio
+    rounded = max(32, int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * value else rounded

@@ -203,7 +203,7 @@ LAYERS = (
     {"plan", "mapping", "name_tables", "keras_graph", "random_weights", "tensor_roles", "arrays", "quiet",
      "keras_sknet"},
     {"spec", "presets", "pruned_widths", "widths", "layouts", "errors", "weights_info", "selection", "_source_tree",
-     "spec_parts", "cpu_features", "spec_sknet", "drop_rates"},
+     "spec_parts", "cpu_features", "spec_sknet", "drop_rates", "spec_blocks"},
 )
 # Upward imports allowed: none (save_pretrained, which builds models, lives in export beside the other writers).
 KNOWN_UPWARD: set[tuple[str, str]] = set()
