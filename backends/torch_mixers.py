@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from resnet_core.plan import Mixer, Res2NetScales, SelectiveKernelConv, SplitAttention
+from resnet_core.plan import Mixer, SelectiveKernelConv, SplitAttention
 
 from .torch_resnest import SplitAttentionModule
 from .torch_sknet import SelectiveKernelModule
@@ -18,7 +18,8 @@ MIXERS: dict[type[Mixer], Callable[[Mixer], nn.Module]] = {
 }
 
 # plan Mixer class named after its block (its modules are the block's own children, as Res2Net's convs/bns) -> the
-# TorchBlock subclass whose ``mix`` runs it; MIXERS gives the children, which the adapter adds to the block.
+# TorchBlock subclass whose ``mix`` runs it; MIXERS gives the children, which the adapter adds to the block. Such
+# block types register themselves (torch_res2net), since their block class builds on torch_blocks, which uses us.
 FLAT_BLOCKS: dict[type[Mixer], Callable[[], type[nn.Module]]] = {}
 
 
@@ -32,19 +33,3 @@ def mixer_module(mixer: Mixer) -> nn.Module:
 def flat_block_class(mixer: Mixer) -> type[nn.Module]:
     """The block class running ``mixer``, a mixer named after its block."""
     return FLAT_BLOCKS[type(mixer)]()
-
-
-def _res2net_modules(mixer: Mixer) -> nn.Module:
-    from .torch_res2net import Res2NetModules  # lazily: torch_res2net imports the adapter, which imports us
-
-    return Res2NetModules(mixer)  # type: ignore[arg-type]
-
-
-def _res2net_block() -> type[nn.Module]:
-    from .torch_res2net import Res2NetBlock
-
-    return Res2NetBlock
-
-
-MIXERS[Res2NetScales] = _res2net_modules
-FLAT_BLOCKS[Res2NetScales] = _res2net_block

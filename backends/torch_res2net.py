@@ -4,7 +4,7 @@ timm keeps ``convs``, ``bns`` and ``pool`` as direct children of the block, next
 cascade interleaves them (split ``i``'s conv needs split ``i - 1``'s norm output), so one module must own both
 lists and run them. That module is the block itself: :class:`Res2NetBlock` is a ``TorchBlock`` whose ``mix``
 step runs the scales over its own children, so every state_dict key is canonical (``layer1.0.convs.0.weight``).
-Imported lazily by ``torch_mixers`` (this module imports the adapter, which imports ``torch_mixers``).
+It registers itself in ``torch_mixers`` (the adapter imports it).
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from torch import nn
 
 from resnet_core.plan import Block, Res2NetScales
 
-from .torch_adapter import Pool, TorchBlock
+from .torch_blocks import Pool, TorchBlock
+from .torch_mixers import FLAT_BLOCKS, MIXERS
 from .torch_norms import conv_module, norm_module
 
 
@@ -68,3 +69,7 @@ class Res2NetBlock(TorchBlock):
                 last = self.pool(last)
             outs.append(last)
         return torch.cat(outs, 1)
+
+
+MIXERS[Res2NetScales] = Res2NetModules  # type: ignore[assignment]
+FLAT_BLOCKS[Res2NetScales] = lambda: Res2NetBlock

@@ -508,9 +508,12 @@ class ResNetSpec:
     def to_dict(self, flat: bool = False) -> dict[str, Any]:
         """The spec as JSON-ready data: format 2 (sub-specs as objects with their ``type``), or with ``flat``
         the 38 field names of resnet-core 0.1 (parameters of options not chosen at their defaults) and the plain
-        fields added since (``drop_rate``, ``drop_path_rate``)."""
+        fields added since (``drop_rate``, ``drop_path_rate``); a block type with parameters of its own (ResNeSt,
+        Res2Net, SKNet), which no flat name holds, adds its sub-spec as ``block_spec``."""
         if flat:
             data = {name: getattr(self, name) for name in FLAT_FIELDS}
+            if any(type(b) not in (Basic, Bottleneck) for b in self.stage_blocks):
+                data["block_spec"] = self.block_spec
             return {**data, "layers": list(self.layers)}
         return {"format": FORMAT, **{name: _json_value(getattr(self, name)) for name in _FIELDS}}
 

@@ -46,8 +46,12 @@ from resnet_core.spec import (
     FilterResponseNorm,
     Folded,
     GroupNorm,
+    Res2Net,
+    ResNeSt,
     ResNetSpec,
     Shortcut,
+    SKBasic,
+    SKBottleneck,
     SpecError,
     StdConv,
     Stem,
@@ -109,9 +113,22 @@ def _block_spec(drawn: Mapping[str, Any]) -> SearchStrategy:
                                st.booleans())
     else:
         bottleneck = st.just(Bottleneck())
-    if drawn["_types"] is None:
-        return bottleneck if drawn["_block"] == "bottleneck" else st.just(Basic())
+    if drawn["_types"] is None:  # one type: sometimes one with its own operator, on the same widths
+        if drawn["_block"] == "bottleneck":
+            return bottleneck.flatmap(_with_own_operator) if drawn["block_widths"] is None else bottleneck
+        return st.just(Basic()) | st.builds(SKBasic, split_input=st.booleans(), keep_3x3=st.booleans())
     return bottleneck.map(lambda b: tuple(b if kind == "bottleneck" else Basic() for kind in drawn["_types"]))
+
+
+def _with_own_operator(b: Bottleneck) -> SearchStrategy:
+    """The bottleneck drawn, or ResNeSt, Res2Net or SKNet on its groups and width per group (their spec refuses
+    pre-activation, anti-aliasing and reduce_first, and widths their splits cannot divide: filtered out)."""
+    g, w = b.groups, b.width_per_group
+    return st.just(b) | st.builds(ResNeSt, st.just(g), st.just(w), st.just(False), st.sampled_from((1, 2)),
+                                  st.booleans(), st.booleans()) \
+        | st.builds(Res2Net, st.just(g), st.just(w), st.just(False), st.sampled_from((1, 2, 3))) \
+        | st.builds(SKBottleneck, groups=st.just(g), width_per_group=st.just(w), split_input=st.booleans(),
+                    keep_3x3=st.booleans())
 
 
 def _stride_in_1x1(drawn: Mapping[str, Any]) -> bool:

@@ -119,6 +119,7 @@ def test_folded_presets_infer_back(preset):
     assert inferred == spec.replace(anti_alias=None, stride_in_1x1=False, zero_init_residual=False)
 
 
+@pytest.mark.torch  # the frameworks env: safetensors' own writer for the bare file
 def test_a_folded_safetensors_file_round_trips_bit_for_bit_with_and_without_its_spec(tmp_path):
     spec, weights = folded("bottleneck_d_se")
     path = rc.write_weights(tmp_path / "folded.safetensors", weights, spec)
@@ -131,13 +132,16 @@ def test_a_folded_safetensors_file_round_trips_bit_for_bit_with_and_without_its_
     assert read_weights(tmp_path / "bare.safetensors").spec == spec
 
 
-@pytest.mark.parametrize("peer", ["torchvision", "timm", "transformers", "keras.applications", "keras-hub"])
+@pytest.mark.parametrize("peer", [  # the torch peers import their library before they look at the spec
+    *(pytest.param(p, marks=pytest.mark.torch) for p in ("torchvision", "timm", "transformers")),
+    "keras.applications", "keras-hub"])
 def test_peers_refuse_a_folded_spec_naming_the_norm(peer):
     spec, weights = rc.fold_norms("resnet50", random_weights("resnet50"))
     with pytest.raises(rc.PeerError, match="norm='folded' .*no folded form"):
         rc.to_peer(spec, weights, peer)
 
 
+@pytest.mark.torch  # the frameworks env: h5py for the .weights.h5 written
 def test_convert_fold_norms_writes_the_folded_weights_and_refuses_with_one_line(tmp_path, capsys):
     from resnet_core.cli import main
 
