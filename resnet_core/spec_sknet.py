@@ -7,7 +7,7 @@ import dataclasses
 from typing import Any
 
 from .spec_parts import SKBasic, SKBottleneck, SpecError, expected
-from .widths import LAYOUT, stem_widths
+from .widths import LAYOUT, make_divisible, stem_widths
 
 # The spec arrives as Any: spec.py imports this module (its checks and normalisation), so importing ResNetSpec
 # back, even for typing, would make an import cycle.
@@ -25,9 +25,7 @@ def selective_kernel_paths(block: SKBasic | SKBottleneck, dilation: int) -> list
 def sk_attn_width(channels: int, rd_ratio: float, rd_divisor: int) -> int:
     """timm's make_divisible(channels * rd_ratio, rd_divisor) with its round_limit 0.9 (the SK attention's
     reduced width; at least ``rd_divisor``)."""
-    value = channels * rd_ratio
-    width = max(rd_divisor, int(value + rd_divisor / 2) // rd_divisor * rd_divisor)
-    return width + rd_divisor if width < 0.9 * value else width
+    return make_divisible(channels * rd_ratio, rd_divisor, round_limit=0.9)
 
 
 def check_selective_kernel(spec: ResNetSpec) -> None:

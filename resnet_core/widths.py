@@ -88,9 +88,12 @@ def width_per_group_of(width: int, groups: int, planes: int) -> int:
     return -(-(width // groups) * 64 // max(1, planes))
 
 
-def make_divisible(value: float, divisor: int = 8) -> int:
-    """timm's rounding of reduced widths (round_limit=0: never bumped up for rounding down); at least ``divisor``."""
-    return max(divisor, int(value + divisor / 2) // divisor * divisor)
+def make_divisible(value: float, divisor: int = 8, min_value: int | None = None, round_limit: float = 0.0) -> int:
+    """timm's rounding of reduced widths: to the nearest multiple of ``divisor``, at least ``min_value`` (default
+    ``divisor``), and one divisor up where that rounded down below ``round_limit`` of the value (SE: 0, never;
+    ResNeSt's and SKNet's attention: 0.9)."""
+    rounded = max(divisor if min_value is None else min_value, int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < round_limit * value else rounded
 
 
 def se_width(channels: int, ratio: float) -> int:
@@ -142,7 +145,5 @@ def resnest_attn_width(width: int, block_spec: Any) -> int:
     """timm's SplitAttn attention width for a ResNeSt sub-spec: make_divisible(width * radix * rd_ratio,
     rd_divisor, min_value=32), with timm's round_limit of 0.9 (a value rounded down by more than 10% goes up one
     divisor)."""
-    divisor = block_spec.rd_divisor
-    value = width * block_spec.radix * block_spec.rd_ratio
-    rounded = max(32, int(value + divisor / 2) // divisor * divisor)
-    return rounded + divisor if rounded < 0.9 * value else rounded
+    return make_divisible(width * block_spec.radix * block_spec.rd_ratio, block_spec.rd_divisor, min_value=32,
+                          round_limit=0.9)
